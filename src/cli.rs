@@ -1,0 +1,199 @@
+//! The command line. Every flag is optional: an absent flag leaves the value to the lower layers
+//! (config file, `TICKETD_*` environment, built-in default), so flags are kept as `Option`s and
+//! only the ones given are handed to figment.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config::{LogFormat, Mode, StoreKind};
+
+const AFTER_HELP: &str = "\
+Every option can also be set in the --config file or as an environment variable named
+TICKETD_<OPTION> (e.g. TICKETD_PORT=9000, TICKETD_VACANCY_URL=http://10.0.0.5:8001).
+Precedence: built-in defaults < --config file < environment < flags.";
+
+#[derive(Debug, Parser)]
+#[command(name = "ticketd", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run inventory and purchases in one process (calls between them are function calls).
+    #[command(after_help = AFTER_HELP)]
+    Monolith(MonolithArgs),
+    /// Run the inventory service alone.
+    #[command(after_help = AFTER_HELP)]
+    Vacancy(VacancyArgs),
+    /// Run the purchase service alone; it reaches the inventory at --vacancy-url.
+    #[command(after_help = AFTER_HELP)]
+    Ticket(TicketArgs),
+    /// Exit 0 when URL answers 2xx, 1 otherwise: a health check for containers without curl.
+    Probe(ProbeArgs),
+}
+
+impl Command {
+    /// The mode to run, the config file and the flags that were given; or the probe to run.
+    pub fn into_server_or_probe(self) -> Result<(Mode, Option<PathBuf>, Flags), ProbeArgs> {
+        let (mode, server, inventory, ticket) = match self {
+            Command::Monolith(a) => (Mode::Monolith, a.server, Some(a.inventory), None),
+            Command::Vacancy(a) => (Mode::Vacancy, a.server, Some(a.inventory), None),
+            Command::Ticket(a) => (Mode::Ticket, a.server, None, Some(a.remote)),
+            Command::Probe(probe) => return Err(probe),
+        };
+        let config = server.config.clone();
+        Ok((
+            mode,
+            config,
+            Flags {
+                server,
+                inventory,
+                remote: ticket,
+            },
+        ))
+    }
+}
+
+/// The flags of a server subcommand, serialized as a figment layer.
+#[derive(Debug, Serialize)]
+pub struct Flags {
+    #[serde(flatten)]
+    server: ServerArgs,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    inventory: Option<InventoryArgs>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    remote: Option<RemoteArgs>,
+}
+
+#[derive(Debug, Args)]
+pub struct MonolithArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    inventory: InventoryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VacancyArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    inventory: InventoryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TicketArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ServerArgs {
+    /// TOML file with settings ([default] plus a [monolith], [vacancy] or [ticket] section).
+    #[arg(long, env = "TICKETD_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    /// Port to listen on; 0 picks a free one [default: 8000 monolith, 8001 vacancy, 8002 ticket].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    /// HTTP worker threads; 0 means one per CPU core [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<usize>,
+    /// Most tickets in one purchase [default: 10].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_per_order: Option<u32>,
+    /// Log format [default: pretty].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+    /// Log filter, e.g. info, debug or info,ticketd=debug [default: info].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct InventoryArgs {
+    /// Tickets of the `default` event when the store is new [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    initial_stock: Option<u64>,
+    /// Where stock is kept [default: memory].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<StoreKind>,
+}
+
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct RemoteArgs {
+    /// Base URL of the vacancy service [default: http://127.0.0.1:8001].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vacancy_url: Option<String>,
+    /// Longest wait for one call to vacancy, in ms; past it the request fails with 503 [default: 2000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vacancy_timeout_ms: Option<u64>,
+    /// Most open connections to vacancy per worker thread [default: 100].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vacancy_connections_max: Option<usize>,
+    /// Seconds an idle connection to vacancy stays open for reuse [default: 30].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vacancy_keep_alive_seconds: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// URL to check, e.g. http://127.0.0.1:8000/ready
+    pub url: String,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn only_given_flags_become_settings() {
+        let cli = Cli::try_parse_from([
+            "ticketd",
+            "ticket",
+            "--port",
+            "9",
+            "--vacancy-url",
+            "http://v:1",
+        ])
+        .unwrap();
+        let (mode, config, flags) = cli.command.into_server_or_probe().unwrap();
+        assert_eq!(mode, Mode::Ticket);
+        assert!(config.is_none());
+        let flags = serde_json::to_value(flags).unwrap();
+        assert_eq!(
+            flags,
+            serde_json::json!({"port": 9, "vacancy_url": "http://v:1"})
+        );
+    }
+}

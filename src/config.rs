@@ -1,0 +1,321 @@
+//! One `Settings` value, layered by figment: built-in defaults < `--config FILE` (TOML) <
+//! `TICKETD_*` environment < command-line flags.
+//!
+//! The TOML file is split in profiles: `[default]` applies to every mode, `[monolith]`,
+//! `[vacancy]` and `[ticket]` to one, so one file can describe a whole split deployment.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Which parts run in this process; the subcommand chooses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Inventory and purchases in one process, calling each other directly.
+    Monolith,
+    /// The inventory service alone.
+    Vacancy,
+    /// The purchase service alone, reaching vacancy over HTTP.
+    Ticket,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Monolith => "monolith",
+            Mode::Vacancy => "vacancy",
+            Mode::Ticket => "ticket",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Mode::Monolith => 8000,
+            Mode::Vacancy => 8001,
+            Mode::Ticket => 8002,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the inventory keeps its stock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// In process memory: lost on restart. For tests and demos.
+    Memory,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on; 0 picks a free one (the log says which).
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Seconds to let requests in flight finish after SIGINT/SIGTERM.
+    pub shutdown_timeout_seconds: u64,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// Most tickets in one purchase or reservation.
+    pub max_per_order: u32,
+
+    /// Capacity of the `default` event when the store is new.
+    pub initial_stock: u64,
+    /// Where the inventory keeps its stock.
+    pub store: StoreKind,
+    /// Most requests waiting for the inventory writer before new ones are refused (503).
+    pub inventory_queue_size_max: usize,
+    /// Most requests the inventory decides and commits together.
+    pub inventory_batch_size_max: usize,
+
+    /// Base URL of the vacancy service (ticket mode).
+    pub vacancy_url: String,
+    /// Longest wait for one call to vacancy, connecting included.
+    pub vacancy_timeout_ms: u64,
+    /// Most open connections to vacancy, per worker thread.
+    pub vacancy_connections_max: usize,
+    /// Seconds an idle connection to vacancy is kept for reuse.
+    pub vacancy_keep_alive_seconds: u64,
+
+    pub log_format: LogFormat,
+    /// `tracing` filter directives, e.g. `info` or `info,ticketd=debug`.
+    pub log_level: String,
+}
+
+/// A configuration that cannot be used; the message names the key and where its value came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// The built-in defaults for `mode`.
+    pub fn defaults(mode: Mode) -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: mode.default_port(),
+            workers: 0,
+            shutdown_timeout_seconds: 30,
+            body_limit_bytes: 16 * 1024,
+            max_per_order: 10,
+            initial_stock: 1000,
+            store: StoreKind::Memory,
+            inventory_queue_size_max: 16_384,
+            inventory_batch_size_max: 1024,
+            vacancy_url: "http://127.0.0.1:8001".into(),
+            vacancy_timeout_ms: 2000,
+            vacancy_connections_max: 100,
+            vacancy_keep_alive_seconds: 30,
+            log_format: LogFormat::Pretty,
+            log_level: "info".into(),
+        }
+    }
+
+    /// Settings for `mode` from every layer; `flags` are the command-line values that were given.
+    pub fn load(
+        mode: Mode,
+        config_file: Option<&Path>,
+        flags: impl Serialize,
+    ) -> Result<Self, ConfigError> {
+        let defaults = Self::defaults(mode);
+        let known_keys = known_keys(&defaults);
+        let mut figment = Figment::from(Serialized::defaults(defaults));
+        if let Some(path) = config_file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path).nested());
+        }
+        // Environment and flags go in the global profile, so they win over every file profile.
+        let env = Env::prefixed("TICKETD_")
+            .filter(move |key| {
+                known_keys
+                    .iter()
+                    .any(|k| key.as_str().eq_ignore_ascii_case(k))
+            })
+            .global();
+        let settings: Settings = figment
+            .merge(env)
+            .merge(Serialized::globals(flags))
+            .select(mode.as_str())
+            .extract()
+            .map_err(describe)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("invalid setting {key}: {why}")));
+        if self.host.trim().is_empty() {
+            return fail("host", "must not be empty");
+        }
+        if self.max_per_order == 0 {
+            return fail("max_per_order", "must be at least 1");
+        }
+        if self.body_limit_bytes < 256 {
+            return fail("body_limit_bytes", "must be at least 256");
+        }
+        if self.inventory_queue_size_max == 0 {
+            return fail("inventory_queue_size_max", "must be at least 1");
+        }
+        if self.inventory_batch_size_max == 0 {
+            return fail("inventory_batch_size_max", "must be at least 1");
+        }
+        if self.vacancy_timeout_ms == 0 {
+            return fail("vacancy_timeout_ms", "must be at least 1");
+        }
+        if self.vacancy_connections_max == 0 {
+            return fail("vacancy_connections_max", "must be at least 1");
+        }
+        if !self.vacancy_url.starts_with("http://") {
+            return fail("vacancy_url", "must look like http://host:port");
+        }
+        Ok(())
+    }
+
+    pub fn vacancy_timeout(&self) -> Duration {
+        Duration::from_millis(self.vacancy_timeout_ms)
+    }
+}
+
+fn known_keys(defaults: &Settings) -> Vec<String> {
+    match serde_json::to_value(defaults) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().map(|(key, _)| key).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// One line: which key, what is wrong, and where the bad value came from.
+fn describe(error: figment::Error) -> ConfigError {
+    let Some(error) = error.into_iter().next() else {
+        return ConfigError("invalid configuration".into());
+    };
+    let key = error.path.last().cloned().unwrap_or_default();
+    let source = match &error.metadata {
+        Some(m) if m.name.contains("environment") => {
+            format!("environment variable TICKETD_{}", key.to_uppercase())
+        }
+        Some(m) => match &m.source {
+            Some(source) => format!("{} ({source})", m.name),
+            None => m.name.to_string(),
+        },
+        None => "the command line".into(),
+    };
+    let key = if key.is_empty() {
+        String::new()
+    } else {
+        format!(" for {key}")
+    };
+    ConfigError(format!(
+        "invalid configuration{key}: {}, from {source}",
+        error.kind
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Default)]
+    struct NoFlags {}
+
+    #[test]
+    fn each_mode_has_its_own_default_port() {
+        for (mode, port) in [
+            (Mode::Monolith, 8000),
+            (Mode::Vacancy, 8001),
+            (Mode::Ticket, 8002),
+        ] {
+            let settings = Settings::load(mode, None, NoFlags {}).unwrap();
+            assert_eq!(settings.port, port);
+        }
+    }
+
+    #[test]
+    fn shipped_config_files_load_for_their_modes() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let monolith = Settings::load(
+            Mode::Monolith,
+            Some(&root.join("monolith.toml")),
+            NoFlags {},
+        );
+        assert_eq!(monolith.unwrap().port, 8000);
+        let split = root.join("microservices.toml");
+        assert_eq!(
+            Settings::load(Mode::Vacancy, Some(&split), NoFlags {})
+                .unwrap()
+                .port,
+            8001
+        );
+        let ticket = Settings::load(Mode::Ticket, Some(&split), NoFlags {}).unwrap();
+        assert_eq!(ticket.port, 8002);
+        assert!(ticket.vacancy_url.starts_with("http://"));
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_profiles_over_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "[default]\nport = 9000\ninitial_stock = 7\n[ticket]\nport = 9002\n",
+        )
+        .unwrap();
+
+        let vacancy = Settings::load(Mode::Vacancy, Some(&file), NoFlags {}).unwrap();
+        assert_eq!((vacancy.port, vacancy.initial_stock), (9000, 7));
+        let ticket = Settings::load(Mode::Ticket, Some(&file), NoFlags {}).unwrap();
+        assert_eq!(ticket.port, 9002);
+
+        #[derive(Serialize)]
+        struct Port {
+            port: u16,
+        }
+        let flagged = Settings::load(Mode::Ticket, Some(&file), Port { port: 1234 }).unwrap();
+        assert_eq!(flagged.port, 1234);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[default]\nport = \"abc\"\n").unwrap();
+        let error = Settings::load(Mode::Monolith, Some(&file), NoFlags {}).unwrap_err();
+        assert!(error.to_string().contains("port"), "{error}");
+
+        std::fs::write(&file, "[default]\nprot = 1\n").unwrap();
+        let error = Settings::load(Mode::Monolith, Some(&file), NoFlags {}).unwrap_err();
+        assert!(error.to_string().contains("prot"), "{error}");
+
+        std::fs::write(&file, "[default]\nmax_per_order = 0\n").unwrap();
+        let error = Settings::load(Mode::Monolith, Some(&file), NoFlags {}).unwrap_err();
+        assert!(error.to_string().contains("max_per_order"), "{error}");
+
+        let missing = dir.path().join("missing.toml");
+        assert!(Settings::load(Mode::Monolith, Some(&missing), NoFlags {}).is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! Plain types and errors shared by every part of ticketd.
+//!
+//! Nothing here knows about HTTP, storage or threads: a value that made it into one of these types is
+//! valid ("parse, don't validate"), so the layers above never check the same thing twice.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The event the seed-compatible endpoints (`/api/v1/purchase`, `/api/v1/available`, ...) act on.
+pub const DEFAULT_EVENT: &str = "default";
+
+/// A number of tickets asked for in one request: at least 1, at most the per-order limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Quantity(u32);
+
+impl Quantity {
+    /// Accepts `raw` when `1 <= raw <= max_per_order`.
+    pub fn parse(raw: i64, max_per_order: u32) -> Result<Self, Error> {
+        if raw < 1 {
+            return Err(Error::InvalidQuantity(format!(
+                "qty must be a whole number of at least 1, got {raw}"
+            )));
+        }
+        if raw > i64::from(max_per_order) {
+            return Err(Error::OverLimit(format!(
+                "qty {raw} is over the limit of {max_per_order} tickets per order"
+            )));
+        }
+        // `raw <= max_per_order <= u32::MAX`, so this cannot truncate.
+        Ok(Self(raw as u32))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Names an event: 1 to 64 characters of `A-Z a-z 0-9 _ -`, so it is safe in a URL path and a log.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    pub const LEN_MAX: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let valid = !raw.is_empty()
+            && raw.len() <= Self::LEN_MAX
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Error::InvalidEventId(format!(
+                "event ids are 1 to {} characters of A-Z, a-z, 0-9, '_' and '-'",
+                Self::LEN_MAX
+            )))
+        }
+    }
+
+    pub fn default_event() -> Self {
+        Self(DEFAULT_EVENT.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The caller-chosen id of one reservation. A purchase's reservation id is its order id.
+///
+/// Because the caller picks it before asking, asking again with the same id (a retry after a lost
+/// answer) finds the first reservation instead of making a second one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReservationId(Uuid);
+
+impl ReservationId {
+    /// A new id; UUIDv7, so ids sort by creation time and index well.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for ReservationId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl FromStr for ReservationId {
+    type Err = Error;
+
+    fn from_str(raw: &str) -> Result<Self, Error> {
+        Uuid::parse_str(raw)
+            .map(Self)
+            .map_err(|_| Error::InvalidReservationId(format!("'{raw}' is not a UUID")))
+    }
+}
+
+impl fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A request to set `qty` tickets of `event` aside under the caller's `id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub event: EventId,
+    pub qty: Quantity,
+}
+
+/// What the inventory answered to a [`Reservation`]. Running out of stock is an answer, not an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reserved {
+    pub accepted: bool,
+    /// Tickets of the event still available right after this decision.
+    pub remaining: u64,
+}
+
+/// The counts of one event. `available + sold == capacity` always holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stock {
+    pub capacity: u64,
+    pub available: u64,
+    pub sold: u64,
+}
+
+impl Stock {
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            capacity,
+            available: capacity,
+            sold: 0,
+        }
+    }
+
+    /// True when the counts add up; every change to stock asserts it.
+    pub fn is_consistent(&self) -> bool {
+        self.available.checked_add(self.sold) == Some(self.capacity)
+    }
+}
+
+/// Everything that can go wrong in ticketd, by cause. The HTTP layer maps each variant to a status
+/// code in one place, and the remote client maps the codes back, so both deployments answer alike.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidQuantity(String),
+    #[error("{0}")]
+    OverLimit(String),
+    #[error("{0}")]
+    InvalidEventId(String),
+    #[error("{0}")]
+    InvalidReservationId(String),
+    #[error("unknown event '{0}'")]
+    UnknownEvent(String),
+    #[error("reservation {0} was already made with a different request")]
+    ReservationConflict(String),
+    #[error("too many requests are waiting for the inventory; try again shortly")]
+    Overloaded,
+    #[error("the inventory is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the inventory did not answer within {0} ms")]
+    Timeout(u64),
+    #[error("storage failure, nothing was changed: {0}")]
+    Storage(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable, machine-readable name of this error, as sent in `{"error": {"code": ...}}`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidQuantity(_) => "invalid_quantity",
+            Error::OverLimit(_) => "quantity_over_limit",
+            Error::InvalidEventId(_) => "invalid_event_id",
+            Error::InvalidReservationId(_) => "invalid_reservation_id",
+            Error::UnknownEvent(_) => "unknown_event",
+            Error::ReservationConflict(_) => "reservation_conflict",
+            Error::Overloaded => "overloaded",
+            Error::Unavailable(_) => "unavailable",
+            Error::Timeout(_) => "timeout",
+            Error::Storage(_) => "storage_failure",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// Rebuilds an error that crossed the network as `code` and `message`, so the ticket service
+    /// answers a remote failure exactly as the monolith answers the local one.
+    pub fn from_code(code: &str, message: String) -> Self {
+        match code {
+            "invalid_quantity" => Error::InvalidQuantity(message),
+            "quantity_over_limit" => Error::OverLimit(message),
+            "invalid_event_id" => Error::InvalidEventId(message),
+            "invalid_reservation_id" => Error::InvalidReservationId(message),
+            "unknown_event" => Error::UnknownEvent(message),
+            "reservation_conflict" => Error::ReservationConflict(message),
+            "overloaded" => Error::Overloaded,
+            "storage_failure" => Error::Storage(message),
+            "timeout" => Error::Unavailable(message),
+            _ => Error::Unavailable(format!("{code}: {message}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantity_accepts_one_to_the_limit() {
+        assert_eq!(Quantity::parse(1, 10).unwrap().get(), 1);
+        assert_eq!(Quantity::parse(10, 10).unwrap().get(), 10);
+    }
+
+    #[test]
+    fn quantity_refuses_zero_negative_and_over_limit() {
+        assert_eq!(
+            Quantity::parse(0, 10).unwrap_err().code(),
+            "invalid_quantity"
+        );
+        assert_eq!(
+            Quantity::parse(-3, 10).unwrap_err().code(),
+            "invalid_quantity"
+        );
+        assert_eq!(
+            Quantity::parse(11, 10).unwrap_err().code(),
+            "quantity_over_limit"
+        );
+        assert!(Quantity::parse(i64::MAX, u32::MAX).is_err());
+    }
+
+    #[test]
+    fn event_ids_are_url_safe() {
+        assert!(EventId::parse("spring-gala_2027").is_ok());
+        for bad in ["", "a/b", "a b", "é", &"x".repeat(65)] {
+            assert!(EventId::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn reservation_ids_round_trip_through_text() {
+        let id = ReservationId::generate();
+        assert_eq!(id.to_string().parse::<ReservationId>().unwrap(), id);
+        assert!("not-a-uuid".parse::<ReservationId>().is_err());
+    }
+
+    #[test]
+    fn error_codes_survive_the_network() {
+        let errors = [
+            Error::InvalidQuantity("x".into()),
+            Error::OverLimit("x".into()),
+            Error::UnknownEvent("x".into()),
+            Error::ReservationConflict("x".into()),
+            Error::Overloaded,
+            Error::Storage("x".into()),
+        ];
+        for error in errors {
+            let back = Error::from_code(error.code(), error.to_string());
+            assert_eq!(back.code(), error.code());
+        }
+    }
+}

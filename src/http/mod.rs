@@ -1,0 +1,69 @@
+//! Thin actix adapters: parse the request, call the service, map the error. One function builds
+//! the app for every mode from the same route modules; which modules are mounted is the only
+//! difference between a monolith, a vacancy service and a ticket service.
+
+mod error;
+mod middleware;
+mod routes;
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, Error, web};
+
+pub use error::ApiError;
+
+use crate::config::Mode;
+use crate::ticket::{Tickets, VacancyClient};
+use crate::vacancy::Inventory;
+
+/// What an app serves. Cloned once per worker thread; everything inside is shared.
+#[derive(Clone)]
+pub struct Parts {
+    pub mode: Mode,
+    /// How stock is read: the inventory itself, or vacancy over HTTP.
+    pub vacancy: Arc<dyn VacancyClient>,
+    /// Purchases: in the monolith and the ticket service.
+    pub tickets: Option<Arc<Tickets>>,
+    /// Reservations: in the monolith and the vacancy service.
+    pub inventory: Option<Arc<Inventory>>,
+    pub body_limit_bytes: usize,
+}
+
+pub fn app(
+    parts: Parts,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    let limit = parts.body_limit_bytes;
+    let json = web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |error, _| ApiError::from_json(error, limit).into());
+
+    let mut app = App::new()
+        .app_data(json)
+        .app_data(web::PayloadConfig::new(limit))
+        .app_data(web::Data::new(parts.mode))
+        .app_data(web::Data::from(parts.vacancy))
+        .configure(routes::meta::configure)
+        .configure(routes::stock::configure);
+    if let Some(tickets) = parts.tickets {
+        app = app
+            .app_data(web::Data::from(tickets))
+            .configure(routes::purchase::configure);
+    }
+    if let Some(inventory) = parts.inventory {
+        app = app
+            .app_data(web::Data::from(inventory))
+            .configure(routes::reserve::configure);
+    }
+    app.default_service(web::to(routes::meta::not_found))
+        .wrap(actix_web::middleware::from_fn(middleware::request_context))
+}

@@ -1,0 +1,48 @@
+//! `/`, `/health` and `/ready`: what is running and whether it can serve.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError, web};
+use serde_json::json;
+
+use crate::config::Mode;
+use crate::domain::EventId;
+use crate::http::ApiError;
+use crate::ticket::VacancyClient;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/").route(web::get().to(root)))
+        .service(web::resource("/health").route(web::get().to(health)))
+        .service(web::resource("/ready").route(web::get().to(ready)));
+}
+
+async fn root(mode: web::Data<Mode>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "service": "ticketd",
+        "mode": mode.as_str(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Liveness: the process answers.
+async fn health(mode: web::Data<Mode>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "healthy", "mode": mode.as_str()}))
+}
+
+/// Readiness: stock can be read right now, locally or from vacancy.
+async fn ready(mode: web::Data<Mode>, vacancy: web::Data<dyn VacancyClient>) -> HttpResponse {
+    match vacancy.stock(&EventId::default_event()).await {
+        Ok(_) => HttpResponse::Ok().json(json!({"status": "ready", "mode": mode.as_str()})),
+        Err(error) => {
+            let error = ApiError::from(error);
+            HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(json!({
+                "status": "unavailable",
+                "mode": mode.as_str(),
+                "error": {"code": error.code(), "message": error.to_string()},
+            }))
+        }
+    }
+}
+
+pub async fn not_found() -> HttpResponse {
+    ApiError::Status(StatusCode::NOT_FOUND).error_response()
+}

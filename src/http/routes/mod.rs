@@ -1,0 +1,60 @@
+pub mod meta;
+pub mod purchase;
+pub mod reserve;
+pub mod stock;
+
+use serde_json::Value;
+
+use crate::domain::{Error, EventId};
+
+/// The `qty` of a request body as a whole number; whether it is in range is the service's call.
+fn raw_qty(qty: Option<&Value>) -> Result<i64, Error> {
+    let whole = |qty: &Value| match qty {
+        Value::Number(n) => n
+            .as_i64()
+            // Past i64: certainly over any limit; keep it so the answer says "over the limit".
+            .or_else(|| n.as_u64().map(|_| i64::MAX))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                    .map(|f| f as i64)
+            }),
+        _ => None,
+    };
+    match qty {
+        None | Some(Value::Null) => Err(Error::InvalidQuantity("qty is required".into())),
+        Some(qty) => whole(qty).ok_or_else(|| {
+            Error::InvalidQuantity(format!("qty must be a whole number, got {qty}"))
+        }),
+    }
+}
+
+fn event_id(raw: &str) -> Result<EventId, Error> {
+    EventId::parse(raw).map_err(|_| Error::UnknownEvent(format!("unknown event '{raw}'")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quantities_must_be_whole_numbers() {
+        assert_eq!(raw_qty(Some(&json!(3))), Ok(3));
+        assert_eq!(raw_qty(Some(&json!(-3))), Ok(-3));
+        assert_eq!(raw_qty(Some(&json!(2.0))), Ok(2));
+        assert_eq!(raw_qty(Some(&json!(u64::MAX))), Ok(i64::MAX));
+        for bad in [
+            json!(1.5),
+            json!("2"),
+            json!(true),
+            json!([1]),
+            json!({}),
+            json!(1e300),
+        ] {
+            assert!(raw_qty(Some(&bad)).is_err(), "{bad}");
+        }
+        assert!(raw_qty(None).is_err());
+        assert!(raw_qty(Some(&Value::Null)).is_err());
+    }
+}

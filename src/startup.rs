@@ -1,0 +1,95 @@
+//! Builds a running server for one mode from `Settings`. `main` and the tests both come here, so
+//! there is exactly one wiring of the parts.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::HttpServer;
+use actix_web::dev::{Server, ServerHandle};
+use anyhow::Context;
+
+use crate::config::{Mode, Settings, StoreKind};
+use crate::http::{self, Parts};
+use crate::ticket::{
+    LocalVacancyClient, RemoteConfig, RemoteVacancyClient, Tickets, VacancyClient,
+};
+use crate::vacancy::ledger::{Ledger, MemoryLedger};
+use crate::vacancy::{Inventory, InventoryConfig};
+
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Opens the store (if this mode has one), binds the listener and starts the workers.
+    /// Must be called inside an actix system; the server runs once [`Self::run_until_stopped`] or
+    /// the returned handle's owner polls it. It never handles OS signals itself: the caller stops
+    /// it through [`Self::handle`].
+    pub fn build(mode: Mode, settings: &Settings) -> anyhow::Result<Self> {
+        let inventory = match mode {
+            Mode::Monolith | Mode::Vacancy => Some(Arc::new(open_inventory(settings)?)),
+            Mode::Ticket => None,
+        };
+        let vacancy: Arc<dyn VacancyClient> = match &inventory {
+            Some(inventory) => Arc::new(LocalVacancyClient::new(Arc::clone(inventory))),
+            None => Arc::new(RemoteVacancyClient::new(RemoteConfig {
+                url: settings.vacancy_url.clone(),
+                timeout: settings.vacancy_timeout(),
+                connections_max: settings.vacancy_connections_max,
+                keep_alive: Duration::from_secs(settings.vacancy_keep_alive_seconds),
+            })?),
+        };
+        let tickets = (mode != Mode::Vacancy)
+            .then(|| Arc::new(Tickets::new(Arc::clone(&vacancy), settings.max_per_order)));
+        let parts = Parts {
+            mode,
+            vacancy,
+            tickets,
+            inventory,
+            body_limit_bytes: settings.body_limit_bytes,
+        };
+
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        let addr = listener.local_addr()?;
+        let mut server = HttpServer::new(move || http::app(parts.clone()))
+            .disable_signals()
+            .shutdown_timeout(settings.shutdown_timeout_seconds)
+            .listen(listener)?;
+        if settings.workers > 0 {
+            server = server.workers(settings.workers);
+        }
+        Ok(Self {
+            server: server.run(),
+            addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped through the handle; requests in flight are finished first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn open_inventory(settings: &Settings) -> anyhow::Result<Inventory> {
+    let ledger: Box<dyn Ledger> = match settings.store {
+        StoreKind::Memory => Box::new(MemoryLedger::new()),
+    };
+    let config = InventoryConfig {
+        initial_stock: settings.initial_stock,
+        max_per_order: settings.max_per_order,
+        queue_size_max: settings.inventory_queue_size_max,
+        batch_size_max: settings.inventory_batch_size_max,
+    };
+    Ok(Inventory::open(ledger, config)?)
+}
