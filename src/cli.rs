@@ -155,6 +155,10 @@ pub struct RemoteArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     vacancy_keep_alive_seconds: Option<u64>,
+    /// Most tries of one call while vacancy cannot be reached, all within the timeout [default: 3].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vacancy_attempts_max: Option<u32>,
 }
 
 #[derive(Debug, Args)]

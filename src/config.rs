@@ -98,6 +98,8 @@ pub struct Settings {
     pub vacancy_connections_max: usize,
     /// Seconds an idle connection to vacancy is kept for reuse.
     pub vacancy_keep_alive_seconds: u64,
+    /// Most tries of one call while vacancy cannot be reached (all within the timeout).
+    pub vacancy_attempts_max: u32,
 
     pub log_format: LogFormat,
     /// `tracing` filter directives, e.g. `info` or `info,ticketd=debug`.
@@ -127,6 +129,7 @@ impl Settings {
             vacancy_timeout_ms: 2000,
             vacancy_connections_max: 100,
             vacancy_keep_alive_seconds: 30,
+            vacancy_attempts_max: 3,
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
         }
@@ -190,6 +193,9 @@ impl Settings {
         }
         if self.vacancy_connections_max == 0 {
             return fail("vacancy_connections_max", "must be at least 1");
+        }
+        if self.vacancy_attempts_max == 0 {
+            return fail("vacancy_attempts_max", "must be at least 1");
         }
         if !self.vacancy_url.starts_with("http://") {
             return fail("vacancy_url", "must look like http://host:port");

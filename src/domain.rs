@@ -166,6 +166,7 @@ impl Stock {
 
 /// Everything that can go wrong in ticketd, by cause. The HTTP layer maps each variant to a status
 /// code in one place, and the remote client maps the codes back, so both deployments answer alike.
+/// Variants with text carry the whole message, so it crosses the network unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -176,19 +177,19 @@ pub enum Error {
     InvalidEventId(String),
     #[error("{0}")]
     InvalidReservationId(String),
-    #[error("unknown event '{0}'")]
+    #[error("{0}")]
     UnknownEvent(String),
-    #[error("reservation {0} was already made with a different request")]
+    #[error("{0}")]
     ReservationConflict(String),
     #[error("too many requests are waiting for the inventory; try again shortly")]
     Overloaded,
-    #[error("the inventory is unavailable: {0}")]
+    #[error("{0}")]
     Unavailable(String),
     #[error("the inventory did not answer within {0} ms")]
     Timeout(u64),
-    #[error("storage failure, nothing was changed: {0}")]
+    #[error("{0}")]
     Storage(String),
-    #[error("internal error: {0}")]
+    #[error("{0}")]
     Internal(String),
 }
 

@@ -28,13 +28,15 @@ fn main() -> ExitCode {
 }
 
 async fn serve(mode: Mode, settings: Settings) -> anyhow::Result<()> {
+    // Listen for signals before anything can send one, so none is missed at start-up.
+    let shutdown = shutdown_signal()?;
     let app = Application::build(mode, &settings)?;
     let addr = app.local_addr();
     tracing::info!(%mode, %addr, "listening on http://{addr}");
 
     let handle = app.handle();
     actix_web::rt::spawn(async move {
-        let signal = shutdown_signal().await;
+        let signal = shutdown.await;
         tracing::info!(signal, "shutting down: finishing requests in flight");
         handle.stop(true).await;
     });
@@ -43,21 +45,17 @@ async fn serve(mode: Mode, settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM and names the one that came.
-async fn shutdown_signal() -> &'static str {
-    use actix_web::rt::signal::{ctrl_c, unix};
-    let mut terminate = match unix::signal(unix::SignalKind::terminate()) {
-        Ok(terminate) => terminate,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
-            let _ = ctrl_c().await;
-            return "SIGINT";
+/// Registers for SIGINT and SIGTERM now; the future resolves with the name of the first to come.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
+    use actix_web::rt::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
         }
-    };
-    tokio::select! {
-        _ = ctrl_c() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-    }
+    })
 }
 
 /// `ticketd probe URL`: exit 0 when URL answers 2xx within the timeout.

@@ -39,6 +39,7 @@ impl Application {
                 timeout: settings.vacancy_timeout(),
                 connections_max: settings.vacancy_connections_max,
                 keep_alive: Duration::from_secs(settings.vacancy_keep_alive_seconds),
+                attempts_max: settings.vacancy_attempts_max,
             })?),
         };
         let tickets = (mode != Mode::Vacancy)

@@ -1,5 +1,7 @@
 //! Logging set-up and the request id that follows one request across services.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -29,7 +31,8 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("log_level '{level}' is not a valid filter: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(std::io::stdout)
+        .with_ansi(std::io::stdout().is_terminal());
     let installed = match format {
         LogFormat::Pretty => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

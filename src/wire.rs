@@ -16,6 +16,17 @@ pub struct QtyRequest {
     pub reservation_id: Option<String>,
 }
 
+impl QtyRequest {
+    /// Reads a request body, which must be a JSON object. (A derived `Deserialize` alone would
+    /// also take `[5]` as `{"qty": 5}`, since serde lets structs come from arrays.)
+    pub fn from_json(body: serde_json::Value) -> Result<Self, String> {
+        if !body.is_object() {
+            return Err("the body must be a JSON object like {\"qty\": 2}".into());
+        }
+        serde_json::from_value(body).map_err(|e| format!("the body is not as expected: {e}"))
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReserveResponse {
     pub success: bool,

@@ -1,9 +1,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use async_trait::async_trait;
 use awc::http::Uri;
 use serde::de::DeserializeOwned;
@@ -24,6 +24,18 @@ pub struct RemoteConfig {
     pub connections_max: usize,
     /// How long an idle connection is kept for reuse.
     pub keep_alive: Duration,
+    /// Most tries of one call when vacancy cannot be reached, all within `timeout`. Safe because a
+    /// reservation carries its own id: vacancy answers a repeated one with the first answer.
+    pub attempts_max: u32,
+}
+
+/// Wait before the first retry; doubled for each further one.
+const RETRY_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+
+/// Why one try failed: only a failure to get an answer is worth another try.
+enum Failure {
+    Transport(Error),
+    Answer(Error),
 }
 
 /// Largest answer body read from vacancy; ours are well under 1 KiB.
@@ -87,32 +99,60 @@ impl RemoteVacancyClient {
         })
     }
 
-    /// Sends one request and reads its JSON answer, all within the configured timeout.
+    /// Sends one request and reads its JSON answer. Tries again, with backoff, while vacancy
+    /// cannot be reached, up to `attempts_max` tries; everything happens within `timeout`.
     async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&wire::QtyRequest>,
+    ) -> Result<T, Error> {
+        let request_id = telemetry::current_request_id();
+        let deadline = Instant::now() + self.config.timeout;
+        let timeout = Error::Timeout(self.config.timeout.as_millis() as u64);
+        let mut backoff = RETRY_BACKOFF_FIRST;
+        let mut attempt = 1;
+        loop {
+            let mut request = self.client().request(method.clone(), url);
+            if let Some(id) = &request_id {
+                request = request.insert_header((REQUEST_ID_HEADER, id.as_str()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let failure = match actix_rt::time::timeout(left, self.exchange(request, body)).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(Failure::Answer(error))) => return Err(error),
+                Ok(Err(Failure::Transport(error))) => error,
+                Err(_) => return Err(timeout),
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if attempt >= self.config.attempts_max || left <= backoff {
+                return Err(failure);
+            }
+            tracing::debug!(attempt, error = %failure, "vacancy call failed; trying again");
+            actix_rt::time::sleep(backoff).await;
+            backoff *= 2;
+            attempt += 1;
+        }
+    }
+
+    async fn exchange<T: DeserializeOwned>(
         &self,
         request: awc::ClientRequest,
         body: Option<&wire::QtyRequest>,
-    ) -> Result<T, Error> {
-        let request = match telemetry::current_request_id() {
-            Some(id) => request.insert_header((REQUEST_ID_HEADER, id)),
-            None => request,
+    ) -> Result<T, Failure> {
+        let sent = match body {
+            Some(body) => request.send_json(body),
+            None => request.send(),
         };
-        let exchange = async {
-            let sent = match body {
-                Some(body) => request.send_json(body),
-                None => request.send(),
-            };
-            let mut response = sent.await.map_err(|e| self.send_error(e))?;
-            let bytes =
-                response.body().limit(ANSWER_SIZE_MAX).await.map_err(|e| {
-                    Error::Unavailable(format!("reading vacancy's answer failed: {e}"))
-                })?;
-            decode(response.status(), &bytes)
-        };
-        let timeout_ms = self.config.timeout.as_millis() as u64;
-        actix_rt::time::timeout(self.config.timeout, exchange)
+        let mut response = sent
             .await
-            .map_err(|_| Error::Timeout(timeout_ms))?
+            .map_err(|e| Failure::Transport(self.send_error(e)))?;
+        let bytes = response.body().limit(ANSWER_SIZE_MAX).await.map_err(|e| {
+            Failure::Transport(Error::Unavailable(format!(
+                "reading vacancy's answer failed: {e}"
+            )))
+        })?;
+        decode(response.status(), &bytes).map_err(Failure::Answer)
     }
 
     fn send_error(&self, error: awc::error::SendRequestError) -> Error {
@@ -153,7 +193,7 @@ impl VacancyClient for RemoteVacancyClient {
             qty: Some(reservation.qty.get().into()),
             reservation_id: Some(reservation.id.to_string()),
         };
-        let answer: wire::ReserveResponse = self.call(self.client().post(url), Some(&body)).await?;
+        let answer: wire::ReserveResponse = self.call(Method::POST, &url, Some(&body)).await?;
         Ok(Reserved {
             accepted: answer.success,
             remaining: answer.remaining,
@@ -162,7 +202,7 @@ impl VacancyClient for RemoteVacancyClient {
 
     async fn stock(&self, event: &EventId) -> Result<Stock, Error> {
         let url = format!("{}/api/v1/events/{event}", self.base_url);
-        let answer: wire::EventResponse = self.call(self.client().get(url), None).await?;
+        let answer: wire::EventResponse = self.call(Method::GET, &url, None).await?;
         Ok(answer.stock)
     }
 }
@@ -177,6 +217,7 @@ mod tests {
             timeout: Duration::from_millis(100),
             connections_max: 4,
             keep_alive: Duration::from_secs(5),
+            attempts_max: 3,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use actix_web::web;
 
-use super::{event_id, raw_qty};
+use super::{event_id, qty_request, raw_qty};
 use crate::domain::EventId;
 use crate::http::ApiError;
 use crate::ticket::Tickets;
@@ -15,17 +15,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn purchase_default(
     tickets: web::Data<Tickets>,
-    body: web::Json<QtyRequest>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
-    buy(&tickets, EventId::default_event(), &body).await
+    buy(&tickets, EventId::default_event(), &qty_request(body)?).await
 }
 
 async fn purchase(
     tickets: web::Data<Tickets>,
     path: web::Path<String>,
-    body: web::Json<QtyRequest>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
-    buy(&tickets, event_id(&path)?, &body).await
+    buy(&tickets, event_id(&path)?, &qty_request(body)?).await
 }
 
 async fn buy(

@@ -2,7 +2,7 @@
 
 use actix_web::web;
 
-use super::{event_id, raw_qty};
+use super::{event_id, qty_request, raw_qty};
 use crate::domain::{EventId, Quantity, Reservation, ReservationId};
 use crate::http::ApiError;
 use crate::vacancy::Inventory;
@@ -15,17 +15,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn reserve_default(
     inventory: web::Data<Inventory>,
-    body: web::Json<QtyRequest>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
-    reserve_in(&inventory, EventId::default_event(), &body).await
+    reserve_in(&inventory, EventId::default_event(), &qty_request(body)?).await
 }
 
 async fn reserve(
     inventory: web::Data<Inventory>,
     path: web::Path<String>,
-    body: web::Json<QtyRequest>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
-    reserve_in(&inventory, event_id(&path)?, &body).await
+    reserve_in(&inventory, event_id(&path)?, &qty_request(body)?).await
 }
 
 async fn reserve_in(

@@ -1,0 +1,465 @@
+//! Starts ticketd the ways users run it and talks to it over HTTP on 127.0.0.1.
+//!
+//! Every server binds an ephemeral port and is stopped when its `TestApp` is dropped. Waits are
+//! bounded: readiness is polled through `/ready` a limited number of times.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use serde_json::Value;
+
+use ticketd::config::{LogFormat, Mode, Settings};
+use ticketd::startup::Application;
+
+/// One answer: status, JSON body, and the request id header.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub request_id: Option<String>,
+}
+
+impl Answer {
+    /// The `error.code` of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deployment {
+    /// `ticketd monolith`.
+    Monolith,
+    /// `ticketd vacancy` + `ticketd ticket`.
+    Split,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// Servers built by `Application::build` inside the test process.
+    InProcess,
+    /// The real `ticketd` executable, one process per service.
+    Binary,
+}
+
+/// What to start with; anything not set here is the built-in default.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub initial_stock: u64,
+    pub max_per_order: u32,
+    pub vacancy_timeout_ms: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            initial_stock: 1000,
+            max_per_order: 10,
+            vacancy_timeout_ms: 1000,
+        }
+    }
+}
+
+/// Upper bound on any wait for a server to start or become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Upper bound on one HTTP call from a test; a hang fails the test instead of stalling it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct TestApp {
+    pub deployment: Deployment,
+    pub launch: Launch,
+    /// The public API: the monolith, or the ticket service.
+    pub base: String,
+    options: Options,
+    vacancy: Option<Server>,
+    ticket: Option<Server>,
+    client: awc::Client,
+}
+
+/// One running server, stopped on drop.
+pub enum Server {
+    InProcess {
+        addr: SocketAddr,
+        handle: ServerHandle,
+    },
+    Binary {
+        addr: SocketAddr,
+        child: Child,
+        logs: Arc<Mutex<Vec<String>>>,
+    },
+}
+
+impl Server {
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Server::InProcess { addr, .. } | Server::Binary { addr, .. } => *addr,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// Sends `signal` to the process (binary servers only).
+    pub fn signal(&self, signal: i32) {
+        let Server::Binary { child, .. } = self else {
+            panic!("only a process can be signalled")
+        };
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped yet.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    }
+
+    /// The exit status, once the process has exited (binary servers only).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        match self {
+            Server::Binary { child, .. } => child.try_wait().expect("the child can be waited on"),
+            Server::InProcess { .. } => None,
+        }
+    }
+
+    /// Log lines the process printed so far (binary servers only).
+    pub fn logs(&self) -> Vec<String> {
+        match self {
+            Server::Binary { logs, .. } => logs.lock().unwrap().clone(),
+            Server::InProcess { .. } => Vec::new(),
+        }
+    }
+
+    /// Stops at once, without waiting for requests in flight: a crash, as far as peers can tell.
+    pub async fn kill(mut self) {
+        match &mut self {
+            Server::InProcess { handle, .. } => handle.stop(false).await,
+            Server::Binary { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        match self {
+            Server::InProcess { handle, .. } => {
+                // Sends the stop command now; the returned future only reports completion.
+                drop(handle.stop(false));
+            }
+            Server::Binary { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+pub fn settings(mode: Mode, port: u16, options: &Options, vacancy_url: Option<String>) -> Settings {
+    let mut settings = Settings::defaults(mode);
+    settings.host = "127.0.0.1".into();
+    settings.port = port;
+    settings.workers = 2;
+    settings.initial_stock = options.initial_stock;
+    settings.max_per_order = options.max_per_order;
+    settings.vacancy_timeout_ms = options.vacancy_timeout_ms;
+    settings.log_format = LogFormat::Json;
+    if let Some(url) = vacancy_url {
+        settings.vacancy_url = url;
+    }
+    settings
+}
+
+/// Starts one server of `mode` on `port` (0: any free port).
+pub fn start_server(launch: Launch, settings: Settings, mode: Mode) -> Server {
+    match launch {
+        Launch::InProcess => {
+            let app = Application::build(mode, &settings).expect("the app builds");
+            let addr = app.local_addr();
+            let handle = app.handle();
+            actix_web::rt::spawn(app.run_until_stopped());
+            Server::InProcess { addr, handle }
+        }
+        Launch::Binary => start_binary(mode, &settings, &[]),
+    }
+}
+
+/// Runs the real executable with flags for `settings`, plus `extra` arguments and environment.
+pub fn start_binary(mode: Mode, settings: &Settings, env: &[(&str, &str)]) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ticketd"));
+    command
+        .arg(mode.as_str())
+        .args(["--host", &settings.host])
+        .args(["--port", &settings.port.to_string()])
+        .args(["--workers", &settings.workers.to_string()])
+        .args(["--max-per-order", &settings.max_per_order.to_string()])
+        .args(["--log-format", "json"]);
+    match mode {
+        Mode::Monolith | Mode::Vacancy => {
+            command.args(["--initial-stock", &settings.initial_stock.to_string()]);
+        }
+        Mode::Ticket => {
+            command
+                .args(["--vacancy-url", &settings.vacancy_url])
+                .args([
+                    "--vacancy-timeout-ms",
+                    &settings.vacancy_timeout_ms.to_string(),
+                ]);
+        }
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ticketd starts");
+
+    // Read the log on a thread for the life of the process (so the pipe never fills up), and hand
+    // the listening address over as soon as it is printed.
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    {
+        let logs = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = addr_tx.send(addr);
+                }
+                logs.lock().unwrap().push(line);
+            }
+        });
+    }
+    let addr = match addr_rx.recv_timeout(START_TIMEOUT) {
+        Ok(addr) => addr,
+        Err(_) => {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("ticketd exits");
+            panic!(
+                "ticketd {mode} did not start: {}\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                logs.lock().unwrap().join("\n")
+            );
+        }
+    };
+    Server::Binary { addr, child, logs }
+}
+
+/// The address in ticketd's "listening on http://ADDR" log line.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let json: Value = serde_json::from_str(line).ok()?;
+    let message = json["message"].as_str()?;
+    message.strip_prefix("listening on http://")?.parse().ok()
+}
+
+impl TestApp {
+    pub async fn spawn(deployment: Deployment, launch: Launch, options: Options) -> Self {
+        let (vacancy, ticket) = match deployment {
+            Deployment::Monolith => {
+                let settings = settings(Mode::Monolith, 0, &options, None);
+                (None, start_server(launch, settings, Mode::Monolith))
+            }
+            Deployment::Split => {
+                let vacancy = start_server(
+                    launch,
+                    settings(Mode::Vacancy, 0, &options, None),
+                    Mode::Vacancy,
+                );
+                let ticket_settings = settings(Mode::Ticket, 0, &options, Some(vacancy.url()));
+                (
+                    Some(vacancy),
+                    start_server(launch, ticket_settings, Mode::Ticket),
+                )
+            }
+        };
+        let app = Self {
+            deployment,
+            launch,
+            base: ticket.url(),
+            options,
+            vacancy,
+            ticket: Some(ticket),
+            client: awc::Client::builder().timeout(CALL_TIMEOUT).finish(),
+        };
+        app.wait_until_ready().await;
+        app
+    }
+
+    /// Polls `/ready` until it answers 200; panics after a bounded number of tries.
+    pub async fn wait_until_ready(&self) {
+        let tries = 200;
+        for _ in 0..tries {
+            if let Ok(answer) = self.try_call(awc::http::Method::GET, "/ready", None).await
+                && answer.status == StatusCode::OK
+            {
+                return;
+            }
+            actix_web::rt::time::sleep(START_TIMEOUT / tries).await;
+        }
+        panic!("{} did not become ready", self.base);
+    }
+
+    pub fn vacancy(&self) -> Option<&Server> {
+        self.vacancy.as_ref()
+    }
+
+    pub fn ticket(&self) -> &Server {
+        self.ticket.as_ref().expect("the public server is running")
+    }
+
+    /// Kills vacancy (split deployment only), keeping its port for [`Self::restart_vacancy`].
+    pub async fn kill_vacancy(&mut self) -> SocketAddr {
+        let vacancy = self.vacancy.take().expect("a split deployment has vacancy");
+        let addr = vacancy.addr();
+        vacancy.kill().await;
+        addr
+    }
+
+    /// Starts vacancy again on the port it had.
+    pub fn restart_vacancy(&mut self, addr: SocketAddr) {
+        let settings = settings(Mode::Vacancy, addr.port(), &self.options, None);
+        self.vacancy = Some(start_server(self.launch, settings, Mode::Vacancy));
+    }
+
+    /// The expected `mode` of the public server.
+    pub fn public_mode(&self) -> &'static str {
+        match self.deployment {
+            Deployment::Monolith => "monolith",
+            Deployment::Split => "ticket",
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(awc::http::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        let body = serde_json::to_vec(&body).unwrap();
+        self.post_raw(path, Some("application/json"), body).await
+    }
+
+    pub async fn purchase(&self, qty: Value) -> Answer {
+        self.post("/api/v1/purchase", serde_json::json!({ "qty": qty }))
+            .await
+    }
+
+    pub async fn available(&self) -> u64 {
+        let answer = self.get("/api/v1/available").await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        answer.body["qty"].as_u64().expect("qty is a number")
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {
+        self.call(awc::http::Method::POST, path, Some((content_type, body)))
+            .await
+    }
+
+    pub async fn call(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        body: Option<(Option<&str>, Vec<u8>)>,
+    ) -> Answer {
+        self.try_call(method.clone(), path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"))
+    }
+
+    pub async fn try_call(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        body: Option<(Option<&str>, Vec<u8>)>,
+    ) -> Result<Answer, String> {
+        self.send(
+            self.client.request(method, format!("{}{path}", self.base)),
+            body,
+        )
+        .await
+    }
+
+    pub async fn send(
+        &self,
+        request: awc::ClientRequest,
+        body: Option<(Option<&str>, Vec<u8>)>,
+    ) -> Result<Answer, String> {
+        let sent = match body {
+            Some((content_type, bytes)) => {
+                let request = match content_type {
+                    Some(content_type) => request.insert_header(("content-type", content_type)),
+                    None => request,
+                };
+                request.send_body(bytes)
+            }
+            None => request.send(),
+        };
+        let mut response = sent.await.map_err(|e| e.to_string())?;
+        let bytes = response
+            .body()
+            .limit(1 << 20)
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| format!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))?
+        };
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Answer {
+            status: response.status(),
+            body,
+            request_id,
+        })
+    }
+
+    pub fn client(&self) -> &awc::Client {
+        &self.client
+    }
+}
+
+impl TestApp {
+    /// A ticket service alone, pointed at `vacancy_url` (which may be down or never answer).
+    /// Not waited on: its `/ready` is expected to fail.
+    pub async fn ticket_only(launch: Launch, vacancy_url: String, options: Options) -> Self {
+        let settings = settings(Mode::Ticket, 0, &options, Some(vacancy_url));
+        let ticket = start_server(launch, settings, Mode::Ticket);
+        let app = Self {
+            deployment: Deployment::Split,
+            launch,
+            base: ticket.url(),
+            options,
+            vacancy: None,
+            ticket: Some(ticket),
+            client: awc::Client::builder().timeout(CALL_TIMEOUT).finish(),
+        };
+        // Liveness does not depend on vacancy, so it tells when the server answers.
+        for _ in 0..200 {
+            if app
+                .try_call(awc::http::Method::GET, "/health", None)
+                .await
+                .is_ok()
+            {
+                return app;
+            }
+            actix_web::rt::time::sleep(START_TIMEOUT / 200).await;
+        }
+        panic!("the ticket service did not start");
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+pub fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}

@@ -1,0 +1,47 @@
+//! The public API, tested the way its users meet it. Each scenario in `scenarios` is written once
+//! and run against every deployment (monolith; vacancy + ticket) and every way of starting it
+//! (in this process; the real executable). `split` and `process` hold what only makes sense for
+//! one of them.
+
+mod helpers;
+mod process;
+mod scenarios;
+mod split;
+
+/// Runs each named scenario `fn(Deployment, Launch)` as four tests.
+macro_rules! in_every_deployment {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use crate::helpers::{Deployment, Launch};
+
+            #[actix_web::test]
+            async fn monolith_in_process() {
+                crate::scenarios::$scenario(Deployment::Monolith, Launch::InProcess).await
+            }
+
+            #[actix_web::test]
+            async fn split_in_process() {
+                crate::scenarios::$scenario(Deployment::Split, Launch::InProcess).await
+            }
+
+            #[actix_web::test]
+            async fn monolith_binary() {
+                crate::scenarios::$scenario(Deployment::Monolith, Launch::Binary).await
+            }
+
+            #[actix_web::test]
+            async fn split_binary() {
+                crate::scenarios::$scenario(Deployment::Split, Launch::Binary).await
+            }
+        }
+    )*};
+}
+
+in_every_deployment!(
+    describes_itself,
+    purchase_flow,
+    selling_out_is_an_answer_not_an_error,
+    bad_input_gets_a_json_error_and_changes_nothing,
+    concurrent_buyers_never_oversell,
+    request_ids_are_returned,
+);

@@ -1,0 +1,142 @@
+//! What only the real executable shows: exit codes, signals, start-up errors, the log.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Deployment, Launch, Options, TestApp, settings, start_binary};
+use ticketd::config::Mode;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ticketd");
+
+#[actix_web::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let settings = settings(Mode::Monolith, 0, &Options::default(), None);
+    let mut server = start_binary(Mode::Monolith, &settings, &[]);
+    server.signal(libc::SIGTERM);
+    for _ in 0..100 {
+        if let Some(status) = server.try_wait() {
+            assert!(status.success(), "exited with {status}");
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("ticketd did not stop within 10 s of SIGTERM");
+}
+
+#[test]
+fn bad_configuration_stops_start_up_with_one_line() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (&["monolith"], &[("TICKETD_PORT", "abc")], "TICKETD_PORT"),
+        (&["vacancy"], &[("TICKETD_STORE", "floppy")], "store"),
+        (&["ticket", "--vacancy-url", "ftp://x"], &[], "vacancy_url"),
+        (
+            &["monolith", "--config", "/nonexistent/ticketd.toml"],
+            &[],
+            "does not exist",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let mut command = Command::new(BINARY);
+        command
+            .args(args)
+            .args(["--host", "127.0.0.1"])
+            .envs(env.iter().copied());
+        let output = exit_within(command, Duration::from_secs(10));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} started");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// Runs `command` to its end; kills it and fails if it is still running after `limit`.
+fn exit_within(mut command: Command, limit: Duration) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{command:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        &["--help"][..],
+        &["monolith", "--help"],
+        &["vacancy", "--help"],
+        &["ticket", "--help"],
+        &["probe", "--help"],
+    ] {
+        let output = Command::new(BINARY).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn probe_reports_readiness() {
+    let app = TestApp::spawn(Deployment::Monolith, Launch::Binary, Options::default()).await;
+    let ready = Command::new(BINARY)
+        .args(["probe", &format!("{}/ready", app.base)])
+        .status()
+        .unwrap();
+    assert!(ready.success());
+    let missing = Command::new(BINARY)
+        .args(["probe", &format!("{}/missing", app.base)])
+        .status()
+        .unwrap();
+    assert!(!missing.success());
+}
+
+/// One purchase can be followed through both services' JSON logs by its request id.
+#[actix_web::test]
+async fn a_request_id_follows_a_purchase_across_services() {
+    let app = TestApp::spawn(Deployment::Split, Launch::Binary, Options::default()).await;
+    let request = app
+        .client()
+        .post(format!("{}/api/v1/purchase", app.base))
+        .insert_header(("x-request-id", "follow-me-7"))
+        .insert_header(("content-type", "application/json"));
+    let body = serde_json::to_vec(&json!({"qty": 2})).unwrap();
+    let answer = app.send(request, Some((None, body))).await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+
+    let vacancy = app.vacancy().expect("split has vacancy");
+    let logged = |lines: Vec<String>, path: &str| {
+        lines.iter().any(|line| {
+            let line: Value = serde_json::from_str(line).expect("every log line is JSON");
+            line["request_id"] == "follow-me-7" && line["path"] == path && line["status"] == 200
+        })
+    };
+    // The access line is written right after the answer; give the log reader a bounded moment.
+    for _ in 0..50 {
+        if logged(app.ticket().logs(), "/api/v1/purchase")
+            && logged(vacancy.logs(), "/api/v1/events/default/reserve")
+        {
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "request id not found in both logs:\nticket: {:?}\nvacancy: {:?}",
+        app.ticket().logs(),
+        vacancy.logs()
+    );
+}

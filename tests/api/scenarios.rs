@@ -1,0 +1,282 @@
+//! Scenarios every deployment must pass alike.
+
+use std::collections::HashSet;
+
+use actix_web::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Deployment, Launch, Options, TestApp};
+
+pub async fn describes_itself(deployment: Deployment, launch: Launch) {
+    let app = TestApp::spawn(deployment, launch, Options::default()).await;
+
+    let root = app.get("/").await;
+    assert_eq!(root.status, StatusCode::OK);
+    assert_eq!(root.body["service"], "ticketd");
+    assert_eq!(root.body["mode"], app.public_mode());
+    assert!(root.body["version"].is_string());
+
+    let health = app.get("/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(
+        health.body,
+        json!({"status": "healthy", "mode": app.public_mode()})
+    );
+
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.body["status"], "ready");
+}
+
+pub async fn purchase_flow(deployment: Deployment, launch: Launch) {
+    let options = Options {
+        initial_stock: 100,
+        ..Options::default()
+    };
+    let app = TestApp::spawn(deployment, launch, options).await;
+    assert_eq!(app.available().await, 100);
+
+    let bought = app.purchase(json!(5)).await;
+    assert_eq!(bought.status, StatusCode::OK);
+    assert_eq!(bought.body["success"], true);
+    assert_eq!(bought.body["remaining"], 95);
+    assert_eq!(bought.body["message"], "Purchase successful!");
+    let order_id = bought.body["order_id"].as_str().expect("an order id");
+    assert!(uuid::Uuid::parse_str(order_id).is_ok(), "{order_id}");
+
+    let again = app.purchase(json!(5)).await;
+    assert_ne!(again.body["order_id"], bought.body["order_id"]);
+    assert_eq!(again.body["remaining"], 90);
+    assert_eq!(app.available().await, 90);
+
+    let event = app.get("/api/v1/events/default").await;
+    assert_eq!(event.status, StatusCode::OK);
+    assert_eq!(
+        event.body,
+        json!({"id": "default", "capacity": 100, "available": 90, "sold": 10})
+    );
+    let on_event = app
+        .post("/api/v1/events/default/purchase", json!({"qty": 1}))
+        .await;
+    assert_eq!(on_event.body["remaining"], 89);
+}
+
+pub async fn selling_out_is_an_answer_not_an_error(deployment: Deployment, launch: Launch) {
+    let options = Options {
+        initial_stock: 12,
+        ..Options::default()
+    };
+    let app = TestApp::spawn(deployment, launch, options).await;
+    assert_eq!(app.purchase(json!(10)).await.body["remaining"], 2);
+
+    let short = app.purchase(json!(5)).await;
+    assert_eq!(short.status, StatusCode::OK);
+    assert_eq!(
+        short.body,
+        json!({"success": false, "remaining": 2, "message": "Insufficient inventory"})
+    );
+    assert_eq!(app.purchase(json!(2)).await.body["remaining"], 0);
+    assert_eq!(app.purchase(json!(1)).await.body["success"], false);
+    assert_eq!(app.available().await, 0);
+}
+
+pub async fn bad_input_gets_a_json_error_and_changes_nothing(
+    deployment: Deployment,
+    launch: Launch,
+) {
+    let app = TestApp::spawn(deployment, launch, Options::default()).await;
+    let before = app.available().await;
+    let purchase = "/api/v1/purchase";
+
+    // (what, content type, body, expected status, expected error code)
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        StatusCode,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "malformed JSON",
+            Some("application/json"),
+            b"{\"qty\":".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "not an object",
+            Some("application/json"),
+            b"[1]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "wrong content type",
+            Some("text/plain"),
+            b"{\"qty\":1}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_content_type",
+        ),
+        (
+            "no content type",
+            None,
+            b"{\"qty\":1}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_content_type",
+        ),
+        (
+            "qty missing",
+            Some("application/json"),
+            b"{}".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            "qty null",
+            Some("application/json"),
+            b"{\"qty\":null}".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            "qty zero",
+            Some("application/json"),
+            b"{\"qty\":0}".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            "qty negative",
+            Some("application/json"),
+            b"{\"qty\":-4}".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            "qty fractional",
+            Some("application/json"),
+            b"{\"qty\":1.5}".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            "qty a string",
+            Some("application/json"),
+            b"{\"qty\":\"2\"}".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            "qty over the limit",
+            Some("application/json"),
+            b"{\"qty\":11}".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "quantity_over_limit",
+        ),
+        (
+            "qty huge",
+            Some("application/json"),
+            b"{\"qty\":99999999999999999999}".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "quantity_over_limit",
+        ),
+        (
+            "body too large",
+            Some("application/json"),
+            vec![b' '; 17 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+    ];
+    for (what, content_type, body, status, code) in cases {
+        let answer = app.post_raw(purchase, content_type, body).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (status, code),
+            "{what}: {answer:?}"
+        );
+        assert!(answer.body["error"]["message"].is_string(), "{what}");
+    }
+
+    let unknown_event = app
+        .post("/api/v1/events/nope/purchase", json!({"qty": 1}))
+        .await;
+    assert_eq!(
+        (unknown_event.status, unknown_event.code()),
+        (StatusCode::NOT_FOUND, "unknown_event")
+    );
+    let bad_event = app.get("/api/v1/events/not%20an%20id").await;
+    assert_eq!(
+        (bad_event.status, bad_event.code()),
+        (StatusCode::NOT_FOUND, "unknown_event")
+    );
+
+    let no_route = app.get("/api/v1/nothing-here").await;
+    assert_eq!(
+        (no_route.status, no_route.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let wrong_method = app.get(purchase).await;
+    assert_eq!(
+        (wrong_method.status, wrong_method.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+
+    assert_eq!(
+        app.available().await,
+        before,
+        "a refused request changed stock"
+    );
+}
+
+pub async fn concurrent_buyers_never_oversell(deployment: Deployment, launch: Launch) {
+    let options = Options {
+        initial_stock: 50,
+        ..Options::default()
+    };
+    let app = TestApp::spawn(deployment, launch, options).await;
+
+    let buyers = (0..200).map(|_| app.purchase(json!(1)));
+    let answers = futures_util::future::join_all(buyers).await;
+    assert!(
+        answers.iter().all(|a| a.status == StatusCode::OK),
+        "{answers:?}"
+    );
+    let orders: Vec<&str> = answers
+        .iter()
+        .filter(|a| a.body["success"] == true)
+        .map(|a| a.body["order_id"].as_str().expect("an order id"))
+        .collect();
+    assert_eq!(orders.len(), 50);
+    assert_eq!(
+        orders.iter().collect::<HashSet<_>>().len(),
+        50,
+        "an order id was reused"
+    );
+    assert_eq!(app.available().await, 0);
+    let event = app.get("/api/v1/events/default").await;
+    assert_eq!(event.body["sold"], 50);
+}
+
+pub async fn request_ids_are_returned(deployment: Deployment, launch: Launch) {
+    let app = TestApp::spawn(deployment, launch, Options::default()).await;
+    let request = app
+        .client()
+        .get(format!("{}/api/v1/available", app.base))
+        .insert_header(("x-request-id", "checkout-42"));
+    let answer = app.send(request, None).await.unwrap();
+    assert_eq!(answer.request_id.as_deref(), Some("checkout-42"));
+
+    let generated = app
+        .get("/api/v1/available")
+        .await
+        .request_id
+        .expect("an id");
+    let other = app
+        .get("/api/v1/available")
+        .await
+        .request_id
+        .expect("an id");
+    assert_ne!(generated, other);
+}
