@@ -131,10 +131,14 @@ pub struct InventoryArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     initial_stock: Option<u64>,
-    /// Where stock is kept [default: memory].
+    /// Where stock is kept [default: embedded].
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<StoreKind>,
+    /// Directory of the embedded store [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args, Serialize)]

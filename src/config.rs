@@ -5,7 +5,7 @@
 //! `[vacancy]` and `[ticket]` to one, so one file can describe a whole split deployment.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -61,6 +61,8 @@ pub enum LogFormat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
+    /// A durable SQLite database in `data_dir`: every acknowledged sale is on disk.
+    Embedded,
     /// In process memory: lost on restart. For tests and demos.
     Memory,
 }
@@ -85,6 +87,8 @@ pub struct Settings {
     pub initial_stock: u64,
     /// Where the inventory keeps its stock.
     pub store: StoreKind,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
     /// Most requests waiting for the inventory writer before new ones are refused (503).
     pub inventory_queue_size_max: usize,
     /// Most requests the inventory decides and commits together.
@@ -106,6 +110,9 @@ pub struct Settings {
     pub log_level: String,
 }
 
+/// Largest `initial_stock`: far beyond any venue, and well inside every store's integer range.
+const INITIAL_STOCK_MAX: u64 = 1_000_000_000_000;
+
 /// A configuration that cannot be used; the message names the key and where its value came from.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -122,7 +129,8 @@ impl Settings {
             body_limit_bytes: 16 * 1024,
             max_per_order: 10,
             initial_stock: 1000,
-            store: StoreKind::Memory,
+            store: StoreKind::Embedded,
+            data_dir: PathBuf::from("data"),
             inventory_queue_size_max: 16_384,
             inventory_batch_size_max: 1024,
             vacancy_url: "http://127.0.0.1:8001".into(),
@@ -178,6 +186,9 @@ impl Settings {
         }
         if self.max_per_order == 0 {
             return fail("max_per_order", "must be at least 1");
+        }
+        if self.initial_stock > INITIAL_STOCK_MAX {
+            return fail("initial_stock", "must be at most 1000000000000");
         }
         if self.body_limit_bytes < 256 {
             return fail("body_limit_bytes", "must be at least 256");

@@ -15,6 +15,7 @@ use crate::ticket::{
     LocalVacancyClient, RemoteConfig, RemoteVacancyClient, Tickets, VacancyClient,
 };
 use crate::vacancy::ledger::{Ledger, MemoryLedger};
+use crate::vacancy::sqlite::SqliteLedger;
 use crate::vacancy::{Inventory, InventoryConfig};
 
 pub struct Application {
@@ -85,6 +86,7 @@ impl Application {
 fn open_inventory(settings: &Settings) -> anyhow::Result<Inventory> {
     let ledger: Box<dyn Ledger> = match settings.store {
         StoreKind::Memory => Box::new(MemoryLedger::new()),
+        StoreKind::Embedded => Box::new(SqliteLedger::open(&settings.data_dir)?),
     };
     let config = InventoryConfig {
         initial_stock: settings.initial_stock,

@@ -5,6 +5,7 @@
 //! answered once committed.
 
 pub mod ledger;
+pub mod sqlite;
 mod writer;
 
 use std::collections::HashMap;

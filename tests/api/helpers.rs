@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -13,7 +14,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use serde_json::Value;
 
-use ticketd::config::{LogFormat, Mode, Settings};
+use tempfile::TempDir;
+use ticketd::config::{LogFormat, Mode, Settings, StoreKind};
 use ticketd::startup::Application;
 
 /// One answer: status, JSON body, and the request id header.
@@ -50,6 +52,7 @@ pub enum Launch {
 /// What to start with; anything not set here is the built-in default.
 #[derive(Clone, Debug)]
 pub struct Options {
+    pub store: StoreKind,
     pub initial_stock: u64,
     pub max_per_order: u32,
     pub vacancy_timeout_ms: u64,
@@ -58,6 +61,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
+            store: StoreKind::Embedded,
             initial_stock: 1000,
             max_per_order: 10,
             vacancy_timeout_ms: 1000,
@@ -76,6 +80,8 @@ pub struct TestApp {
     /// The public API: the monolith, or the ticket service.
     pub base: String,
     options: Options,
+    /// The embedded store's directory (monolith or vacancy), removed with the app.
+    data: TempDir,
     vacancy: Option<Server>,
     ticket: Option<Server>,
     client: awc::Client,
@@ -157,8 +163,16 @@ impl Drop for Server {
     }
 }
 
-pub fn settings(mode: Mode, port: u16, options: &Options, vacancy_url: Option<String>) -> Settings {
+pub fn settings(
+    mode: Mode,
+    port: u16,
+    options: &Options,
+    vacancy_url: Option<String>,
+    data_dir: &Path,
+) -> Settings {
     let mut settings = Settings::defaults(mode);
+    settings.store = options.store;
+    settings.data_dir = data_dir.to_owned();
     settings.host = "127.0.0.1".into();
     settings.port = port;
     settings.workers = 2;
@@ -186,6 +200,33 @@ pub fn start_server(launch: Launch, settings: Settings, mode: Mode) -> Server {
     }
 }
 
+/// Starts a server whose predecessor on the same port and store was just stopped. An in-process
+/// server lets go of its store only once its worker threads have wound down, so the store may
+/// still be locked for a moment: try again, a bounded number of times.
+async fn restart(launch: Launch, settings: Settings, mode: Mode) -> Server {
+    if launch == Launch::Binary {
+        return start_binary(mode, &settings, &[]);
+    }
+    let tries = 200;
+    for _ in 0..tries {
+        match Application::build(mode, &settings) {
+            Ok(app) => {
+                let addr = app.local_addr();
+                let handle = app.handle();
+                actix_web::rt::spawn(app.run_until_stopped());
+                return Server::InProcess { addr, handle };
+            }
+            Err(error)
+                if error.to_string().contains("in use") || error.to_string().contains("listen") =>
+            {
+                actix_web::rt::time::sleep(START_TIMEOUT / tries).await;
+            }
+            Err(error) => panic!("{mode} did not restart: {error:#}"),
+        }
+    }
+    panic!("{mode} did not restart: its store stayed locked");
+}
+
 /// Runs the real executable with flags for `settings`, plus `extra` arguments and environment.
 pub fn start_binary(mode: Mode, settings: &Settings, env: &[(&str, &str)]) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ticketd"));
@@ -198,7 +239,15 @@ pub fn start_binary(mode: Mode, settings: &Settings, env: &[(&str, &str)]) -> Se
         .args(["--log-format", "json"]);
     match mode {
         Mode::Monolith | Mode::Vacancy => {
-            command.args(["--initial-stock", &settings.initial_stock.to_string()]);
+            let store = match settings.store {
+                StoreKind::Embedded => "embedded",
+                StoreKind::Memory => "memory",
+            };
+            command
+                .args(["--initial-stock", &settings.initial_stock.to_string()])
+                .args(["--store", store])
+                .arg("--data-dir")
+                .arg(&settings.data_dir);
         }
         Mode::Ticket => {
             command
@@ -258,18 +307,20 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
 
 impl TestApp {
     pub async fn spawn(deployment: Deployment, launch: Launch, options: Options) -> Self {
+        let data = TempDir::new().expect("a temporary data directory");
         let (vacancy, ticket) = match deployment {
             Deployment::Monolith => {
-                let settings = settings(Mode::Monolith, 0, &options, None);
+                let settings = settings(Mode::Monolith, 0, &options, None, data.path());
                 (None, start_server(launch, settings, Mode::Monolith))
             }
             Deployment::Split => {
                 let vacancy = start_server(
                     launch,
-                    settings(Mode::Vacancy, 0, &options, None),
+                    settings(Mode::Vacancy, 0, &options, None, data.path()),
                     Mode::Vacancy,
                 );
-                let ticket_settings = settings(Mode::Ticket, 0, &options, Some(vacancy.url()));
+                let ticket_settings =
+                    settings(Mode::Ticket, 0, &options, Some(vacancy.url()), data.path());
                 (
                     Some(vacancy),
                     start_server(launch, ticket_settings, Mode::Ticket),
@@ -281,6 +332,7 @@ impl TestApp {
             launch,
             base: ticket.url(),
             options,
+            data,
             vacancy,
             ticket: Some(ticket),
             client: awc::Client::builder().timeout(CALL_TIMEOUT).finish(),
@@ -319,10 +371,63 @@ impl TestApp {
         addr
     }
 
-    /// Starts vacancy again on the port it had.
-    pub fn restart_vacancy(&mut self, addr: SocketAddr) {
-        let settings = settings(Mode::Vacancy, addr.port(), &self.options, None);
-        self.vacancy = Some(start_server(self.launch, settings, Mode::Vacancy));
+    /// Starts vacancy again on the port it had, with the store it had.
+    pub async fn restart_vacancy(&mut self, addr: SocketAddr) {
+        let settings = settings(
+            Mode::Vacancy,
+            addr.port(),
+            &self.options,
+            None,
+            self.data.path(),
+        );
+        self.vacancy = Some(restart(self.launch, settings, Mode::Vacancy).await);
+    }
+
+    /// The server that owns the store: the monolith, or vacancy in the split deployment.
+    pub fn store_owner(&self) -> &Server {
+        match self.deployment {
+            Deployment::Monolith => self.ticket(),
+            Deployment::Split => self.vacancy().expect("vacancy is running"),
+        }
+    }
+
+    /// Kills the store's owner at once (as a crash would) and returns its port.
+    pub async fn kill_store_owner(&mut self) -> SocketAddr {
+        let server = match self.deployment {
+            Deployment::Monolith => self.ticket.take(),
+            Deployment::Split => self.vacancy.take(),
+        };
+        let server = server.expect("the store owner is running");
+        let addr = server.addr();
+        server.kill().await;
+        addr
+    }
+
+    /// Starts the store's owner again on its port, with its store, and waits until ready.
+    pub async fn restart_store_owner(&mut self, addr: SocketAddr) {
+        match self.deployment {
+            Deployment::Monolith => {
+                let settings = settings(
+                    Mode::Monolith,
+                    addr.port(),
+                    &self.options,
+                    None,
+                    self.data.path(),
+                );
+                self.ticket = Some(restart(self.launch, settings, Mode::Monolith).await);
+            }
+            Deployment::Split => self.restart_vacancy(addr).await,
+        }
+        self.wait_until_ready().await;
+    }
+
+    /// Changes what the next (re)start uses.
+    pub fn options_mut(&mut self) -> &mut Options {
+        &mut self.options
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
     }
 
     /// The expected `mode` of the public server.
@@ -430,13 +535,15 @@ impl TestApp {
     /// A ticket service alone, pointed at `vacancy_url` (which may be down or never answer).
     /// Not waited on: its `/ready` is expected to fail.
     pub async fn ticket_only(launch: Launch, vacancy_url: String, options: Options) -> Self {
-        let settings = settings(Mode::Ticket, 0, &options, Some(vacancy_url));
+        let data = TempDir::new().expect("a temporary directory");
+        let settings = settings(Mode::Ticket, 0, &options, Some(vacancy_url), data.path());
         let ticket = start_server(launch, settings, Mode::Ticket);
         let app = Self {
             deployment: Deployment::Split,
             launch,
             base: ticket.url(),
             options,
+            data,
             vacancy: None,
             ticket: Some(ticket),
             client: awc::Client::builder().timeout(CALL_TIMEOUT).finish(),

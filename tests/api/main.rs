@@ -3,6 +3,7 @@
 //! (in this process; the real executable). `split` and `process` hold what only makes sense for
 //! one of them.
 
+mod durability;
 mod helpers;
 mod process;
 mod scenarios;
@@ -10,38 +11,39 @@ mod split;
 
 /// Runs each named scenario `fn(Deployment, Launch)` as four tests.
 macro_rules! in_every_deployment {
-    ($($scenario:ident),* $(,)?) => {$(
+    ($($module:ident :: $scenario:ident),* $(,)?) => {$(
         mod $scenario {
             use crate::helpers::{Deployment, Launch};
 
             #[actix_web::test]
             async fn monolith_in_process() {
-                crate::scenarios::$scenario(Deployment::Monolith, Launch::InProcess).await
+                crate::$module::$scenario(Deployment::Monolith, Launch::InProcess).await
             }
 
             #[actix_web::test]
             async fn split_in_process() {
-                crate::scenarios::$scenario(Deployment::Split, Launch::InProcess).await
+                crate::$module::$scenario(Deployment::Split, Launch::InProcess).await
             }
 
             #[actix_web::test]
             async fn monolith_binary() {
-                crate::scenarios::$scenario(Deployment::Monolith, Launch::Binary).await
+                crate::$module::$scenario(Deployment::Monolith, Launch::Binary).await
             }
 
             #[actix_web::test]
             async fn split_binary() {
-                crate::scenarios::$scenario(Deployment::Split, Launch::Binary).await
+                crate::$module::$scenario(Deployment::Split, Launch::Binary).await
             }
         }
     )*};
 }
 
 in_every_deployment!(
-    describes_itself,
-    purchase_flow,
-    selling_out_is_an_answer_not_an_error,
-    bad_input_gets_a_json_error_and_changes_nothing,
-    concurrent_buyers_never_oversell,
-    request_ids_are_returned,
+    scenarios::describes_itself,
+    scenarios::purchase_flow,
+    scenarios::selling_out_is_an_answer_not_an_error,
+    scenarios::bad_input_gets_a_json_error_and_changes_nothing,
+    scenarios::concurrent_buyers_never_oversell,
+    scenarios::request_ids_are_returned,
+    durability::restart_keeps_stock_and_orders,
 );

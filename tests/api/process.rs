@@ -13,7 +13,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_ticketd");
 
 #[actix_web::test]
 async fn sigterm_stops_the_server_cleanly() {
-    let settings = settings(Mode::Monolith, 0, &Options::default(), None);
+    let data = tempfile::tempdir().unwrap();
+    let settings = settings(Mode::Monolith, 0, &Options::default(), None, data.path());
     let mut server = start_binary(Mode::Monolith, &settings, &[]);
     server.signal(libc::SIGTERM);
     for _ in 0..100 {

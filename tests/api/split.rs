@@ -27,7 +27,7 @@ async fn vacancy_down_means_503_then_recovery(launch: Launch) {
     assert_eq!(ready.body["status"], "unavailable");
     assert_eq!(app.get("/health").await.status, StatusCode::OK);
 
-    app.restart_vacancy(addr);
+    app.restart_vacancy(addr).await;
     app.wait_until_ready().await;
     // Every worker's pooled connections went stale with the old vacancy; the client must cope.
     for _ in 0..8 {

@@ -1,0 +1,433 @@
+//! The embedded, durable ledger: one SQLite database in the data directory.
+//!
+//! Why SQLite: it is the most widely deployed and tested storage engine there is, its durability
+//! rules are documented to the letter, a corrupt or foreign file is detected on open, and an
+//! operator can inspect or back up the store with the stock `sqlite3` tool while ticketd runs.
+//!
+//! Durability: WAL journal with `synchronous = FULL`, so a committed transaction has been fsync'd
+//! before `commit` returns, and the writer answers only after that. One transaction per batch is
+//! what makes group commit pay: one fsync covers every request of the batch.
+//!
+//! One process per data directory: an exclusive lock on `ticketd.lock` is taken at open and held
+//! until the ledger is dropped, so a second ticketd on the same directory refuses to start.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::ledger::{Batch, Ledger, ReservationRecord};
+use crate::domain::{Error, EventId, ReservationId, Stock};
+
+pub const DATABASE_FILE: &str = "ticketd.db";
+const LOCK_FILE: &str = "ticketd.lock";
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE events (
+    id        TEXT PRIMARY KEY,
+    capacity  INTEGER NOT NULL CHECK (capacity >= 0),
+    available INTEGER NOT NULL CHECK (available >= 0),
+    sold      INTEGER NOT NULL CHECK (sold >= 0),
+    CHECK (available + sold = capacity)
+) STRICT;
+
+CREATE TABLE reservations (
+    id            BLOB PRIMARY KEY,
+    event         TEXT NOT NULL REFERENCES events (id),
+    qty           INTEGER NOT NULL CHECK (qty > 0),
+    created_at_ms INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+";
+
+pub struct SqliteLedger {
+    connection: Connection,
+    path: PathBuf,
+    /// Held (locked) for as long as the ledger lives.
+    _lock: File,
+}
+
+impl SqliteLedger {
+    /// Opens (or creates) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, Error> {
+        fs::create_dir_all(data_dir).map_err(|e| {
+            Error::Storage(format!(
+                "cannot create the data directory {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let lock = lock(data_dir)?;
+        let path = data_dir.join(DATABASE_FILE);
+        let fail = |e: rusqlite::Error| {
+            Error::Storage(format!("cannot open the store {}: {e}", path.display()))
+        };
+        let connection = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(fail)?;
+        // Reading the version is the first access to the file: a file that is not a SQLite
+        // database (or is damaged in its header) fails here, before anything is written.
+        let version: i64 = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(fail)?;
+        let journal: String = connection
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(fail)?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(Error::Storage(format!(
+                "the store {} cannot use a write-ahead log (journal mode {journal})",
+                path.display()
+            )));
+        }
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(fail)?;
+        connection
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(fail)?;
+
+        match version {
+            0 => {
+                let create =
+                    format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;");
+                connection.execute_batch(&create).map_err(fail)?;
+            }
+            SCHEMA_VERSION => {}
+            newer => {
+                return Err(Error::Storage(format!(
+                    "the store {} has schema version {newer}, newer than this ticketd knows ({SCHEMA_VERSION})",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Self {
+            connection,
+            path,
+            _lock: lock,
+        })
+    }
+
+    fn failed(&self, what: &str, error: rusqlite::Error) -> Error {
+        Error::Storage(format!("{what} in {} failed: {error}", self.path.display()))
+    }
+}
+
+/// Takes the data directory's lock, or explains who has it.
+fn lock(data_dir: &Path) -> Result<File, Error> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            Error::Storage(format!(
+                "cannot write in the data directory {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Storage(format!(
+            "the data directory {} is in use by another ticketd process (locked)",
+            data_dir.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(Error::Storage(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+impl Ledger for SqliteLedger {
+    fn load(&mut self) -> Result<Vec<(EventId, Stock)>, Error> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, capacity, available, sold FROM events")
+            .map_err(|e| self.failed("reading events", e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    Stock {
+                        capacity: row.get(1)?,
+                        available: row.get(2)?,
+                        sold: row.get(3)?,
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.failed("reading events", e))?;
+        rows.into_iter()
+            .map(|(id, stock)| Ok((EventId::parse(&id)?, stock)))
+            .collect()
+    }
+
+    fn find_reservation(&mut self, id: ReservationId) -> Result<Option<ReservationRecord>, Error> {
+        let found = self
+            .connection
+            .prepare_cached("SELECT event, qty, created_at_ms FROM reservations WHERE id = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row([id.as_uuid().as_bytes()], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, u32>(1)?,
+                            row.get::<_, i64>(2)?,
+                        ))
+                    })
+                    .optional()
+            })
+            .map_err(|e| self.failed("looking up a reservation", e))?;
+        found
+            .map(|(event, qty, created_at_ms)| {
+                Ok(ReservationRecord {
+                    id,
+                    event: EventId::parse(&event)?,
+                    qty,
+                    created_at_ms,
+                })
+            })
+            .transpose()
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
+        let path = self.path.clone();
+        let failed = |e: rusqlite::Error| {
+            Error::Storage(format!("commit to {} failed: {e}", path.display()))
+        };
+        let transaction = self.connection.transaction().map_err(failed)?;
+        {
+            let mut upsert = transaction
+                .prepare_cached(
+                    "INSERT INTO events (id, capacity, available, sold) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET capacity = excluded.capacity,
+                        available = excluded.available, sold = excluded.sold",
+                )
+                .map_err(failed)?;
+            for (event, stock) in &batch.stocks {
+                upsert
+                    .execute(params![
+                        event.as_str(),
+                        stock.capacity,
+                        stock.available,
+                        stock.sold
+                    ])
+                    .map_err(failed)?;
+            }
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT INTO reservations (id, event, qty, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(failed)?;
+            for record in &batch.reservations {
+                insert
+                    .execute(params![
+                        record.id.as_uuid().as_bytes(),
+                        record.event.as_str(),
+                        record.qty,
+                        record.created_at_ms
+                    ])
+                    .map_err(failed)?;
+            }
+        }
+        // Dropping an uncommitted transaction rolls it back, so any `?` above leaves no trace.
+        transaction.commit().map_err(failed)
+    }
+}
+
+impl SqliteLedger {
+    /// Checks that every event's `sold` equals the tickets of its stored reservations: a store
+    /// that fails this was changed behind ticketd's back or lost writes. Reads every reservation.
+    pub fn audit(&self) -> Result<(), Error> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT e.id, e.sold, COALESCE(SUM(r.qty), 0) FROM events e
+                 LEFT JOIN reservations r ON r.event = e.id GROUP BY e.id",
+            )
+            .map_err(|e| self.failed("auditing", e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, u64>(1)?,
+                    row.get::<_, u64>(2)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.failed("auditing", e))?;
+        for (event, sold, reserved) in rows {
+            if sold != reserved {
+                return Err(Error::Storage(format!(
+                    "event '{event}' in {} has {sold} sold but {reserved} reserved",
+                    self.path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Quantity;
+    use crate::domain::Reservation;
+    use crate::vacancy::{Inventory, InventoryConfig};
+
+    fn record(event: &EventId, qty: u32) -> ReservationRecord {
+        ReservationRecord {
+            id: ReservationId::generate(),
+            event: event.clone(),
+            qty,
+            created_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn committed_batches_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = EventId::parse("gala").unwrap();
+        let kept = record(&event, 3);
+        {
+            let mut ledger = SqliteLedger::open(dir.path()).unwrap();
+            assert!(ledger.load().unwrap().is_empty());
+            let stock = Stock {
+                capacity: 10,
+                available: 7,
+                sold: 3,
+            };
+            ledger
+                .commit(&Batch {
+                    stocks: vec![(event.clone(), stock)],
+                    reservations: vec![kept.clone()],
+                })
+                .unwrap();
+        }
+        let mut ledger = SqliteLedger::open(dir.path()).unwrap();
+        assert_eq!(ledger.load().unwrap()[0].1.available, 7);
+        ledger.audit().unwrap();
+        assert_eq!(ledger.find_reservation(kept.id).unwrap(), Some(kept));
+        assert_eq!(
+            ledger.find_reservation(ReservationId::generate()).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_failed_batch_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = SqliteLedger::open(dir.path()).unwrap();
+        let event = EventId::parse("gala").unwrap();
+        let ok = Stock::new(10);
+        ledger
+            .commit(&Batch {
+                stocks: vec![(event.clone(), ok)],
+                reservations: vec![],
+            })
+            .unwrap();
+        // The schema refuses stock that does not add up; the reservation in the same batch must
+        // not be stored either.
+        let broken = Stock {
+            capacity: 10,
+            available: 9,
+            sold: 9,
+        };
+        let lost = record(&event, 1);
+        let error = ledger
+            .commit(&Batch {
+                stocks: vec![(event.clone(), broken)],
+                reservations: vec![lost.clone()],
+            })
+            .unwrap_err();
+        assert_eq!(error.code(), "storage_failure");
+        assert_eq!(ledger.find_reservation(lost.id).unwrap(), None);
+        assert_eq!(ledger.load().unwrap(), vec![(event, ok)]);
+    }
+
+    #[test]
+    fn one_process_per_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SqliteLedger::open(dir.path()).unwrap();
+        let Err(error) = SqliteLedger::open(dir.path()) else {
+            panic!("a second open of the same directory succeeded")
+        };
+        assert!(error.to_string().contains("in use"), "{error}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(DATABASE_FILE), vec![0x5a; 8192]).unwrap();
+        let Err(error) = SqliteLedger::open(dir.path()) else {
+            panic!("a garbage file was opened as a store")
+        };
+        assert!(error.to_string().contains(DATABASE_FILE), "{error}");
+    }
+
+    #[test]
+    fn an_unusable_data_directory_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        fs::write(&file, b"x").unwrap();
+        let Err(error) = SqliteLedger::open(&file.join("data")) else {
+            panic!("opened a store under a plain file")
+        };
+        assert!(error.to_string().contains("plain-file"), "{error}");
+    }
+
+    /// A full disk makes the commit fail: the requests of that batch get the storage error and
+    /// stock stays exactly as it was. (`max_page_count` makes SQLite report SQLITE_FULL, the error
+    /// a full disk gives.)
+    #[test]
+    fn a_full_disk_refuses_the_batch_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = SqliteLedger::open(dir.path()).unwrap();
+        let pages: i64 = ledger
+            .connection
+            .pragma_query_value(None, "page_count", |row| row.get(0))
+            .unwrap();
+        ledger
+            .connection
+            .pragma_update(None, "max_page_count", pages + 2)
+            .unwrap();
+        let config = InventoryConfig {
+            initial_stock: 1_000_000,
+            ..InventoryConfig::default()
+        };
+        let inventory = Inventory::open(Box::new(ledger), config).unwrap();
+        let default = EventId::default_event();
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut accepted = 0u64;
+        let mut failure = None;
+        for _ in 0..100_000 {
+            let reservation = Reservation {
+                id: ReservationId::generate(),
+                event: default.clone(),
+                qty: Quantity::parse(1, 10).unwrap(),
+            };
+            match runtime.block_on(inventory.reserve(reservation)) {
+                Ok(reserved) => {
+                    assert!(reserved.accepted);
+                    accepted += 1;
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        let failure = failure.expect("the store filled up");
+        assert_eq!(failure.code(), "storage_failure", "{failure}");
+        assert!(failure.to_string().contains("full"), "{failure}");
+        let stock = inventory.stock(&default).unwrap();
+        assert_eq!(stock.sold, accepted, "a refused batch changed stock");
+    }
+}
