@@ -127,9 +127,10 @@ fn inventory_rate(store: Store, duration: Duration) -> f64 {
                         id: ReservationId::generate(),
                         event: EventId::default_event(),
                         qty,
+                        hold_ttl_seconds: None,
                     };
                     let reserved = inventory.reserve(reservation).await.expect("reserved");
-                    assert!(reserved.accepted);
+                    assert!(reserved.accepted());
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }

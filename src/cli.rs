@@ -115,6 +115,23 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_per_order: Option<u32>,
+    /// Hold length when a request gives none, in seconds [default: 300].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold_ttl_seconds_default: Option<u32>,
+    /// Longest hold a request may ask for, in seconds [default: 3600].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hold_ttl_seconds_max: Option<u32>,
+    /// Bearer token for admin calls (at least 16 characters) [default: none, admin calls refused].
+    #[arg(long, value_name = "TOKEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_token: Option<String>,
+    /// Token between ticket and vacancy, sent as x-service-token (at least 16 characters)
+    /// [default: none, not checked].
+    #[arg(long, value_name = "TOKEN")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_token: Option<String>,
     /// Log format [default: pretty].
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]

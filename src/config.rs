@@ -82,6 +82,14 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     /// Most tickets in one purchase or reservation.
     pub max_per_order: u32,
+    /// Hold length when a request gives none, in seconds.
+    pub hold_ttl_seconds_default: u32,
+    /// Longest hold a request may ask for, in seconds.
+    pub hold_ttl_seconds_max: u32,
+    /// Bearer token for admin calls (creating events, adding stock); none: admin calls refused.
+    pub admin_token: Option<Secret>,
+    /// Token vacancy requires from callers (`x-service-token`), and ticket sends; none: not checked.
+    pub service_token: Option<Secret>,
 
     /// Capacity of the `default` event when the store is new.
     pub initial_stock: u64,
@@ -110,6 +118,32 @@ pub struct Settings {
     pub log_level: String,
 }
 
+/// A token: compared in constant time, never printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `candidate` is this secret, taking the same time wherever they differ.
+    pub fn matches(&self, candidate: &str) -> bool {
+        constant_time_eq::constant_time_eq(self.0.as_bytes(), candidate.as_bytes())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
 /// Largest `initial_stock`: far beyond any venue, and well inside every store's integer range.
 const INITIAL_STOCK_MAX: u64 = 1_000_000_000_000;
 
@@ -128,6 +162,10 @@ impl Settings {
             shutdown_timeout_seconds: 30,
             body_limit_bytes: 16 * 1024,
             max_per_order: 10,
+            hold_ttl_seconds_default: 300,
+            hold_ttl_seconds_max: 3600,
+            admin_token: None,
+            service_token: None,
             initial_stock: 1000,
             store: StoreKind::Embedded,
             data_dir: PathBuf::from("data"),
@@ -186,6 +224,25 @@ impl Settings {
         }
         if self.max_per_order == 0 {
             return fail("max_per_order", "must be at least 1");
+        }
+        if self.hold_ttl_seconds_max == 0 {
+            return fail("hold_ttl_seconds_max", "must be at least 1");
+        }
+        if self.hold_ttl_seconds_default == 0
+            || self.hold_ttl_seconds_default > self.hold_ttl_seconds_max
+        {
+            return fail(
+                "hold_ttl_seconds_default",
+                "must be 1 to hold_ttl_seconds_max",
+            );
+        }
+        for (key, token) in [
+            ("admin_token", &self.admin_token),
+            ("service_token", &self.service_token),
+        ] {
+            if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+                return fail(key, "must be at least 16 characters");
+            }
         }
         if self.initial_stock > INITIAL_STOCK_MAX {
             return fail("initial_stock", "must be at most 1000000000000");
@@ -314,6 +371,16 @@ mod tests {
         }
         let flagged = Settings::load(Mode::Ticket, Some(&file), Port { port: 1234 }).unwrap();
         assert_eq!(flagged.port, 1234);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let mut settings = Settings::defaults(Mode::Monolith);
+        settings.admin_token = Some(Secret::new("correct-horse-battery-staple"));
+        assert!(!format!("{settings:?}").contains("horse"));
+        let token = settings.admin_token.unwrap();
+        assert!(token.matches("correct-horse-battery-staple"));
+        assert!(!token.matches("correct-horse-battery-stapl"));
     }
 
     #[test]

@@ -101,6 +101,37 @@ impl ReservationId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
+
+    /// The id a request with this idempotency key always gets: repeating the request therefore
+    /// finds the first reservation, in this process or any other, before or after a restart.
+    pub fn from_key(key: &IdempotencyKey) -> Self {
+        Self(Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.0.as_bytes()))
+    }
+}
+
+/// Namespace of the ids derived from idempotency keys (a fixed, random UUID).
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6c1e_4f0b_93d2_4b8e_a5b7_2f0c_9d41_7e63);
+
+/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const LEN_MAX: usize = 255;
+
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let valid = !raw.is_empty()
+            && raw.len() <= Self::LEN_MAX
+            && raw.bytes().all(|b| b.is_ascii_graphic());
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Error::InvalidIdempotencyKey(format!(
+                "Idempotency-Key must be 1 to {} visible ASCII characters",
+                Self::LEN_MAX
+            )))
+        }
+    }
 }
 
 impl From<Uuid> for ReservationId {
@@ -125,27 +156,37 @@ impl fmt::Display for ReservationId {
     }
 }
 
-/// A request to set `qty` tickets of `event` aside under the caller's `id`.
+/// A request to set `qty` tickets of `event` aside under the caller's `id`: sold at once, or held
+/// for `hold_ttl_seconds` when that is given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reservation {
     pub id: ReservationId,
     pub event: EventId,
     pub qty: Quantity,
+    pub hold_ttl_seconds: Option<u32>,
 }
 
 /// What the inventory answered to a [`Reservation`]. Running out of stock is an answer, not an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reserved {
-    pub accepted: bool,
+    /// The order (or hold) made; `None` when there were not enough tickets.
+    pub order: Option<Order>,
     /// Tickets of the event still available right after this decision.
     pub remaining: u64,
 }
 
-/// The counts of one event. `available + sold == capacity` always holds.
+impl Reserved {
+    pub fn accepted(&self) -> bool {
+        self.order.is_some()
+    }
+}
+
+/// The counts of one event. `available + held + sold == capacity` always holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stock {
     pub capacity: u64,
     pub available: u64,
+    pub held: u64,
     pub sold: u64,
 }
 
@@ -154,14 +195,106 @@ impl Stock {
         Self {
             capacity,
             available: capacity,
+            held: 0,
             sold: 0,
         }
     }
 
     /// True when the counts add up; every change to stock asserts it.
     pub fn is_consistent(&self) -> bool {
-        self.available.checked_add(self.sold) == Some(self.capacity)
+        self.available
+            .checked_add(self.held)
+            .and_then(|n| n.checked_add(self.sold))
+            == Some(self.capacity)
     }
+}
+
+/// An event and its stock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub id: EventId,
+    pub name: String,
+    pub stock: Stock,
+}
+
+impl Event {
+    pub const NAME_LEN_MAX: usize = 200;
+
+    /// Checks a name for a new event: 1 to 200 characters, not blank.
+    pub fn parse_name(raw: &str) -> Result<String, Error> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > Self::NAME_LEN_MAX {
+            return Err(Error::InvalidEvent(format!(
+                "name must be 1 to {} characters",
+                Self::NAME_LEN_MAX
+            )));
+        }
+        Ok(name.to_owned())
+    }
+}
+
+/// Where an order (or hold) stands. Only `Held` and `Confirmed` count against stock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    /// Tickets set aside until `expires_at`.
+    Held,
+    /// Sold.
+    Confirmed,
+    /// Sold, then cancelled: the tickets went back to stock.
+    Cancelled,
+    /// A hold given up by its owner.
+    Released,
+    /// A hold that ran out of time.
+    Expired,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Held => "held",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Released => "released",
+            OrderStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            OrderStatus::Held,
+            OrderStatus::Confirmed,
+            OrderStatus::Cancelled,
+            OrderStatus::Released,
+            OrderStatus::Expired,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == raw)
+    }
+}
+
+/// One reservation: a sale (`Confirmed`) or a hold, and what became of it. Times are milliseconds
+/// since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    pub id: ReservationId,
+    pub event: EventId,
+    pub qty: u32,
+    pub status: OrderStatus,
+    /// Tickets of the event available right after it was accepted (the first answer's `remaining`).
+    pub remaining: u64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// When a hold lapses; `None` for a direct purchase.
+    pub expires_at_ms: Option<i64>,
+}
+
+/// The answer to a cancellation: the order, and whether this call changed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cancelled {
+    pub order: Order,
+    /// False when the order was already cancelled: nothing was returned to stock twice.
+    pub changed: bool,
 }
 
 /// Everything that can go wrong in ticketd, by cause. The HTTP layer maps each variant to a status
@@ -177,6 +310,24 @@ pub enum Error {
     InvalidEventId(String),
     #[error("{0}")]
     InvalidReservationId(String),
+    #[error("{0}")]
+    InvalidEvent(String),
+    #[error("{0}")]
+    InvalidIdempotencyKey(String),
+    #[error("{0}")]
+    EventExists(String),
+    #[error("{0}")]
+    UnknownOrder(String),
+    /// The hold ran out of time before it was confirmed; its tickets went back to stock.
+    #[error("{0}")]
+    HoldExpired(String),
+    /// The order is not in a state that allows this (e.g. confirming a released hold).
+    #[error("{0}")]
+    WrongState(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     UnknownEvent(String),
     #[error("{0}")]
@@ -201,6 +352,14 @@ impl Error {
             Error::OverLimit(_) => "quantity_over_limit",
             Error::InvalidEventId(_) => "invalid_event_id",
             Error::InvalidReservationId(_) => "invalid_reservation_id",
+            Error::InvalidEvent(_) => "invalid_event",
+            Error::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            Error::EventExists(_) => "event_exists",
+            Error::UnknownOrder(_) => "unknown_order",
+            Error::HoldExpired(_) => "hold_expired",
+            Error::WrongState(_) => "wrong_state",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
             Error::UnknownEvent(_) => "unknown_event",
             Error::ReservationConflict(_) => "reservation_conflict",
             Error::Overloaded => "overloaded",
@@ -219,6 +378,16 @@ impl Error {
             "quantity_over_limit" => Error::OverLimit(message),
             "invalid_event_id" => Error::InvalidEventId(message),
             "invalid_reservation_id" => Error::InvalidReservationId(message),
+            "invalid_event" => Error::InvalidEvent(message),
+            "invalid_idempotency_key" => Error::InvalidIdempotencyKey(message),
+            "event_exists" => Error::EventExists(message),
+            "unknown_order" => Error::UnknownOrder(message),
+            "hold_expired" => Error::HoldExpired(message),
+            "wrong_state" => Error::WrongState(message),
+            // Vacancy refusing ticket's own credentials is a deployment fault, not the client's.
+            "unauthorized" | "forbidden" => Error::Unavailable(format!(
+                "vacancy refused this service's credentials: {message}"
+            )),
             "unknown_event" => Error::UnknownEvent(message),
             "reservation_conflict" => Error::ReservationConflict(message),
             "overloaded" => Error::Overloaded,
@@ -265,6 +434,20 @@ mod tests {
     }
 
     #[test]
+    fn idempotency_keys_map_to_one_id_each() {
+        let key = IdempotencyKey::parse("order-7f3a").unwrap();
+        assert_eq!(ReservationId::from_key(&key), ReservationId::from_key(&key));
+        let other = IdempotencyKey::parse("order-7f3b").unwrap();
+        assert_ne!(
+            ReservationId::from_key(&key),
+            ReservationId::from_key(&other)
+        );
+        for bad in ["", "has space", &"k".repeat(256)] {
+            assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn reservation_ids_round_trip_through_text() {
         let id = ReservationId::generate();
         assert_eq!(id.to_string().parse::<ReservationId>().unwrap(), id);
@@ -278,6 +461,10 @@ mod tests {
             Error::OverLimit("x".into()),
             Error::UnknownEvent("x".into()),
             Error::ReservationConflict("x".into()),
+            Error::EventExists("x".into()),
+            Error::UnknownOrder("x".into()),
+            Error::HoldExpired("x".into()),
+            Error::WrongState("x".into()),
             Error::Overloaded,
             Error::Storage("x".into()),
         ];

@@ -10,9 +10,10 @@ use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 
 use crate::config::{Mode, Settings, StoreKind};
+use crate::http::auth::Tokens;
 use crate::http::{self, Parts};
 use crate::ticket::{
-    LocalVacancyClient, RemoteConfig, RemoteVacancyClient, Tickets, VacancyClient,
+    LocalVacancyClient, RemoteConfig, RemoteVacancyClient, TicketRules, Tickets, VacancyClient,
 };
 use crate::vacancy::ledger::{Ledger, MemoryLedger};
 use crate::vacancy::sqlite::SqliteLedger;
@@ -41,15 +42,42 @@ impl Application {
                 connections_max: settings.vacancy_connections_max,
                 keep_alive: Duration::from_secs(settings.vacancy_keep_alive_seconds),
                 attempts_max: settings.vacancy_attempts_max,
+                service_token: settings
+                    .service_token
+                    .as_ref()
+                    .map(|t| t.expose().to_owned()),
+                admin_token: settings.admin_token.as_ref().map(|t| t.expose().to_owned()),
             })?),
         };
-        let tickets = (mode != Mode::Vacancy)
-            .then(|| Arc::new(Tickets::new(Arc::clone(&vacancy), settings.max_per_order)));
+        let rules = TicketRules {
+            max_per_order: settings.max_per_order,
+            hold_ttl_seconds_default: settings.hold_ttl_seconds_default,
+            hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
+        };
+        let tickets =
+            (mode != Mode::Vacancy).then(|| Arc::new(Tickets::new(Arc::clone(&vacancy), rules)));
+        // Only vacancy checks the service token: it is what stands between vacancy and callers
+        // other than the ticket service.
+        let tokens = Tokens {
+            admin: settings.admin_token.clone(),
+            service: (mode == Mode::Vacancy)
+                .then(|| settings.service_token.clone())
+                .flatten(),
+        };
+        if mode == Mode::Vacancy && tokens.service.is_none() && !is_loopback(&settings.host) {
+            tracing::warn!(
+                host = %settings.host,
+                "vacancy listens beyond this machine without a service token: anyone who can \
+                 reach it can reserve stock; set --service-token (TICKETD_SERVICE_TOKEN) on \
+                 vacancy and ticket"
+            );
+        }
         let parts = Parts {
             mode,
             vacancy,
             tickets,
             inventory,
+            tokens,
             body_limit_bytes: settings.body_limit_bytes,
         };
 
@@ -91,8 +119,16 @@ fn open_inventory(settings: &Settings) -> anyhow::Result<Inventory> {
     let config = InventoryConfig {
         initial_stock: settings.initial_stock,
         max_per_order: settings.max_per_order,
+        hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
         queue_size_max: settings.inventory_queue_size_max,
         batch_size_max: settings.inventory_batch_size_max,
     };
     Ok(Inventory::open(ledger, config)?)
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

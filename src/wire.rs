@@ -1,30 +1,35 @@
 //! The JSON shapes of the HTTP API, shared by the routes that send them and the remote client that
-//! reads them back, so the two can never drift apart.
+//! reads them back, so the two can never drift apart. Conversions between these and the domain
+//! types live here too, in one place.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-use crate::domain::{ReservationId, Stock};
+use crate::domain::{Error, Event, EventId, Order, OrderStatus, ReservationId, Stock};
 
-/// Body of `purchase` and `reserve`. `qty` is kept raw so a fractional, negative or missing
-/// quantity gets the precise `invalid_quantity` answer instead of a generic parse error.
+/// Reads a request body that must be a JSON object. (A derived `Deserialize` alone would also take
+/// `[5]` as `{"qty": 5}`, since serde lets structs come from arrays.)
+pub fn from_object<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, String> {
+    if !body.is_object() {
+        return Err("the body must be a JSON object".into());
+    }
+    serde_json::from_value(body).map_err(|e| format!("the body is not as expected: {e}"))
+}
+
+/// Body of `purchase`, `reserve`, `holds` and `stock`. Numbers are kept raw so a fractional,
+/// negative or missing one gets the precise `invalid_quantity` answer instead of a parse error.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct QtyRequest {
     #[serde(default)]
-    pub qty: Option<serde_json::Value>,
-    /// Only for `reserve`: the caller's id for this reservation (a UUID); made up when absent.
+    pub qty: Option<Value>,
+    /// `holds` and `reserve`: how long to hold, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<Value>,
+    /// `reserve` only: the caller's id for this reservation (a UUID); made up when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservation_id: Option<String>,
-}
-
-impl QtyRequest {
-    /// Reads a request body, which must be a JSON object. (A derived `Deserialize` alone would
-    /// also take `[5]` as `{"qty": 5}`, since serde lets structs come from arrays.)
-    pub fn from_json(body: serde_json::Value) -> Result<Self, String> {
-        if !body.is_object() {
-            return Err("the body must be a JSON object like {\"qty\": 2}".into());
-        }
-        serde_json::from_value(body).map_err(|e| format!("the body is not as expected: {e}"))
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -33,6 +38,8 @@ pub struct ReserveResponse {
     pub remaining: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservation_id: Option<ReservationId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<OrderResponse>,
     pub message: String,
 }
 
@@ -45,16 +52,71 @@ pub struct PurchaseResponse {
     pub message: String,
 }
 
+/// A new hold: `201` with the hold, or `200` with `success: false` when stock is short.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HoldResponse {
+    pub success: bool,
+    pub remaining: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<ReservationId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qty: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    pub message: String,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AvailableResponse {
     pub qty: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+pub struct CreateEventRequest {
+    /// 1 to 64 characters of `A-Z a-z 0-9 _ -`; made up when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub capacity: Option<Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 pub struct EventResponse {
     pub id: String,
+    pub name: String,
     #[serde(flatten)]
     pub stock: Stock,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventsResponse {
+    pub events: Vec<EventResponse>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OrderResponse {
+    pub order_id: ReservationId,
+    pub event: String,
+    pub qty: u32,
+    pub status: OrderStatus,
+    /// Tickets available right after the order (or hold) was accepted.
+    pub remaining: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CancelResponse {
+    /// False when the order was already cancelled and nothing changed.
+    pub cancelled: bool,
+    pub message: String,
+    pub order: OrderResponse,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,4 +128,92 @@ pub struct ErrorResponse {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+}
+
+impl From<&Event> for EventResponse {
+    fn from(event: &Event) -> Self {
+        Self {
+            id: event.id.as_str().to_owned(),
+            name: event.name.clone(),
+            stock: event.stock,
+        }
+    }
+}
+
+impl EventResponse {
+    pub fn into_domain(self) -> Result<Event, Error> {
+        Ok(Event {
+            id: EventId::parse(&self.id)?,
+            name: self.name,
+            stock: self.stock,
+        })
+    }
+}
+
+impl From<&Order> for OrderResponse {
+    fn from(order: &Order) -> Self {
+        Self {
+            order_id: order.id,
+            event: order.event.as_str().to_owned(),
+            qty: order.qty,
+            status: order.status,
+            remaining: order.remaining,
+            created_at: timestamp(order.created_at_ms),
+            updated_at: timestamp(order.updated_at_ms),
+            expires_at: order.expires_at_ms.map(timestamp),
+        }
+    }
+}
+
+impl OrderResponse {
+    pub fn into_domain(self) -> Result<Order, Error> {
+        Ok(Order {
+            id: self.order_id,
+            event: EventId::parse(&self.event)?,
+            qty: self.qty,
+            status: self.status,
+            remaining: self.remaining,
+            created_at_ms: parse_timestamp(&self.created_at)?,
+            updated_at_ms: parse_timestamp(&self.updated_at)?,
+            expires_at_ms: self
+                .expires_at
+                .as_deref()
+                .map(parse_timestamp)
+                .transpose()?,
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 in UTC, e.g. `2026-11-24T18:40:11.123Z`.
+pub fn timestamp(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn parse_timestamp(raw: &str) -> Result<i64, Error> {
+    OffsetDateTime::parse(raw, &Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|e| Error::Unavailable(format!("unreadable timestamp '{raw}' from vacancy: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_to_the_millisecond() {
+        let ms = 1_795_000_000_123;
+        let text = timestamp(ms);
+        assert!(text.ends_with('Z'), "{text}");
+        assert_eq!(parse_timestamp(&text).unwrap(), ms);
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        assert!(from_object::<QtyRequest>(serde_json::json!([5])).is_err());
+        let body: QtyRequest = from_object(serde_json::json!({"qty": 5})).unwrap();
+        assert_eq!(body.qty, Some(serde_json::json!(5)));
+    }
 }

@@ -60,9 +60,15 @@ impl ResponseError for ApiError {
                 Error::InvalidQuantity(_)
                 | Error::OverLimit(_)
                 | Error::InvalidEventId(_)
+                | Error::InvalidEvent(_)
                 | Error::InvalidReservationId(_)
                 | Error::ReservationConflict(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                Error::UnknownEvent(_) => StatusCode::NOT_FOUND,
+                Error::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+                Error::UnknownEvent(_) | Error::UnknownOrder(_) => StatusCode::NOT_FOUND,
+                Error::EventExists(_) | Error::WrongState(_) => StatusCode::CONFLICT,
+                Error::HoldExpired(_) => StatusCode::GONE,
+                Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+                Error::Forbidden(_) => StatusCode::FORBIDDEN,
                 Error::Overloaded
                 | Error::Unavailable(_)
                 | Error::Timeout(_)

@@ -2,6 +2,7 @@
 //! the app for every mode from the same route modules; which modules are mounted is the only
 //! difference between a monolith, a vacancy service and a ticket service.
 
+pub mod auth;
 mod error;
 mod middleware;
 mod routes;
@@ -28,6 +29,7 @@ pub struct Parts {
     pub tickets: Option<Arc<Tickets>>,
     /// Reservations: in the monolith and the vacancy service.
     pub inventory: Option<Arc<Inventory>>,
+    pub tokens: auth::Tokens,
     pub body_limit_bytes: usize,
 }
 
@@ -52,8 +54,10 @@ pub fn app(
         .app_data(web::PayloadConfig::new(limit))
         .app_data(web::Data::new(parts.mode))
         .app_data(web::Data::from(parts.vacancy))
+        .app_data(web::Data::new(parts.tokens))
         .configure(routes::meta::configure)
-        .configure(routes::stock::configure);
+        .configure(routes::events::configure)
+        .configure(routes::orders::configure);
     if let Some(tickets) = parts.tickets {
         app = app
             .app_data(web::Data::from(tickets))
@@ -65,5 +69,6 @@ pub fn app(
             .configure(routes::reserve::configure);
     }
     app.default_service(web::to(routes::meta::not_found))
+        .wrap(actix_web::middleware::from_fn(auth::require_service_token))
         .wrap(actix_web::middleware::from_fn(middleware::request_context))
 }

@@ -2,7 +2,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{Error, EventId, Reservation, Reserved, Stock};
+use crate::domain::{
+    Cancelled, Error, Event, EventId, Order, Reservation, ReservationId, Reserved,
+};
 use crate::vacancy::Inventory;
 
 /// Everything the ticket side needs from the inventory.
@@ -13,11 +15,20 @@ use crate::vacancy::Inventory;
 /// shared by all workers as `Arc<dyn VacancyClient>`.
 #[async_trait(?Send)]
 pub trait VacancyClient: Send + Sync {
-    /// Reserves tickets under the caller's id; asking again with the same id changes nothing.
+    /// Sells or holds tickets under the caller's id; asking again with the same id changes nothing.
     async fn reserve(&self, reservation: Reservation) -> Result<Reserved, Error>;
-
-    /// Committed stock of one event.
-    async fn stock(&self, event: &EventId) -> Result<Stock, Error>;
+    async fn confirm(&self, id: ReservationId) -> Result<Order, Error>;
+    /// Gives a hold's tickets back; releasing twice changes nothing.
+    async fn release(&self, id: ReservationId) -> Result<(), Error>;
+    async fn cancel(&self, id: ReservationId) -> Result<Cancelled, Error>;
+    async fn order(&self, id: ReservationId) -> Result<Order, Error>;
+    /// One event with its committed stock.
+    async fn event(&self, id: &EventId) -> Result<Event, Error>;
+    async fn events(&self) -> Result<Vec<Event>, Error>;
+    /// Admin: a new event.
+    async fn create_event(&self, id: EventId, name: String, capacity: u64) -> Result<Event, Error>;
+    /// Admin: more tickets for an event.
+    async fn replenish(&self, id: EventId, qty: u64) -> Result<Event, Error>;
 }
 
 /// The monolith's client: a plain method call on the inventory in this process.
@@ -37,7 +48,35 @@ impl VacancyClient for LocalVacancyClient {
         self.inventory.reserve(reservation).await
     }
 
-    async fn stock(&self, event: &EventId) -> Result<Stock, Error> {
-        self.inventory.stock(event)
+    async fn confirm(&self, id: ReservationId) -> Result<Order, Error> {
+        self.inventory.confirm(id).await
+    }
+
+    async fn release(&self, id: ReservationId) -> Result<(), Error> {
+        self.inventory.release(id).await.map(drop)
+    }
+
+    async fn cancel(&self, id: ReservationId) -> Result<Cancelled, Error> {
+        self.inventory.cancel(id).await
+    }
+
+    async fn order(&self, id: ReservationId) -> Result<Order, Error> {
+        self.inventory.order(id).await
+    }
+
+    async fn event(&self, id: &EventId) -> Result<Event, Error> {
+        self.inventory.event(id)
+    }
+
+    async fn events(&self) -> Result<Vec<Event>, Error> {
+        Ok(self.inventory.events())
+    }
+
+    async fn create_event(&self, id: EventId, name: String, capacity: u64) -> Result<Event, Error> {
+        self.inventory.create_event(id, name, capacity).await
+    }
+
+    async fn replenish(&self, id: EventId, qty: u64) -> Result<Event, Error> {
+        self.inventory.replenish(id, qty).await
     }
 }

@@ -1,4 +1,4 @@
-//! Purchases, on top of whatever inventory [`VacancyClient`] reaches.
+//! Purchases and holds, on top of whatever inventory [`VacancyClient`] reaches.
 //!
 //! This module cannot tell whether the inventory is in the same process or behind HTTP: the
 //! monolith hands it a [`LocalVacancyClient`], the ticket service a [`RemoteVacancyClient`].
@@ -9,41 +9,76 @@ mod remote;
 use std::sync::Arc;
 
 pub use client::{LocalVacancyClient, VacancyClient};
-pub use remote::{RemoteConfig, RemoteVacancyClient};
+pub use remote::{RemoteConfig, RemoteVacancyClient, SERVICE_TOKEN_HEADER};
 
-use crate::domain::{Error, EventId, Quantity, Reservation, ReservationId};
+use crate::domain::{
+    Error, EventId, IdempotencyKey, Quantity, Reservation, ReservationId, Reserved,
+};
 
-/// The outcome of a purchase. Selling out is an outcome, not an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Purchase {
-    /// The new order's id; `None` when there were not enough tickets.
-    pub order_id: Option<ReservationId>,
-    /// Tickets of the event still available right after this purchase was decided.
-    pub remaining: u64,
+/// Rules the ticket service applies before asking the inventory.
+#[derive(Clone, Debug)]
+pub struct TicketRules {
+    pub max_per_order: u32,
+    pub hold_ttl_seconds_default: u32,
+    pub hold_ttl_seconds_max: u32,
 }
 
 pub struct Tickets {
     vacancy: Arc<dyn VacancyClient>,
-    max_per_order: u32,
+    rules: TicketRules,
 }
 
 impl Tickets {
-    pub fn new(vacancy: Arc<dyn VacancyClient>, max_per_order: u32) -> Self {
-        Self {
-            vacancy,
-            max_per_order,
-        }
+    pub fn new(vacancy: Arc<dyn VacancyClient>, rules: TicketRules) -> Self {
+        Self { vacancy, rules }
     }
 
-    /// Buys `qty` tickets of `event`. The order id is chosen here, before asking the inventory, so
-    /// a retried reservation can never sell the same order twice.
-    pub async fn purchase(&self, event: EventId, qty: i64) -> Result<Purchase, Error> {
-        let qty = Quantity::parse(qty, self.max_per_order)?;
-        let id = ReservationId::generate();
-        let reserved = self.vacancy.reserve(Reservation { id, event, qty }).await?;
-        Ok(Purchase {
-            order_id: reserved.accepted.then_some(id),
-            remaining: reserved.remaining,
-        })
+    /// Buys `qty` tickets of `event`. The order id is chosen here, before asking the inventory —
+    /// derived from the idempotency key when there is one — so neither a retried call nor a
+    /// repeated request can ever sell the same order twice.
+    pub async fn purchase(
+        &self,
+        event: EventId,
+        qty: i64,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Reserved, Error> {
+        let reservation = Reservation {
+            id: reservation_id(key),
+            event,
+            qty: Quantity::parse(qty, self.rules.max_per_order)?,
+            hold_ttl_seconds: None,
+        };
+        self.vacancy.reserve(reservation).await
     }
+
+    /// Sets `qty` tickets of `event` aside for `ttl_seconds` (the configured default when absent).
+    pub async fn hold(
+        &self,
+        event: EventId,
+        qty: i64,
+        ttl_seconds: Option<i64>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Reserved, Error> {
+        let max = self.rules.hold_ttl_seconds_max;
+        let ttl = match ttl_seconds {
+            None => self.rules.hold_ttl_seconds_default.min(max),
+            Some(ttl) if (1..=i64::from(max)).contains(&ttl) => ttl as u32,
+            Some(ttl) => {
+                return Err(Error::InvalidQuantity(format!(
+                    "ttl_seconds must be 1 to {max}, got {ttl}"
+                )));
+            }
+        };
+        let reservation = Reservation {
+            id: reservation_id(key),
+            event,
+            qty: Quantity::parse(qty, self.rules.max_per_order)?,
+            hold_ttl_seconds: Some(ttl),
+        };
+        self.vacancy.reserve(reservation).await
+    }
+}
+
+fn reservation_id(key: Option<&IdempotencyKey>) -> ReservationId {
+    key.map_or_else(ReservationId::generate, ReservationId::from_key)
 }

@@ -9,7 +9,12 @@ use awc::http::Uri;
 use serde::de::DeserializeOwned;
 
 use super::VacancyClient;
-use crate::domain::{Error, EventId, Reservation, Reserved, Stock};
+use actix_web::web::Bytes;
+use serde_json::json;
+
+use crate::domain::{
+    Cancelled, Error, Event, EventId, Order, Reservation, ReservationId, Reserved,
+};
 use crate::telemetry::{self, REQUEST_ID_HEADER};
 use crate::wire;
 
@@ -25,8 +30,25 @@ pub struct RemoteConfig {
     /// How long an idle connection is kept for reuse.
     pub keep_alive: Duration,
     /// Most tries of one call when vacancy cannot be reached, all within `timeout`. Safe because a
-    /// reservation carries its own id: vacancy answers a repeated one with the first answer.
+    /// reservation carries its own id (vacancy answers a repeated one with the first answer) and
+    /// confirm, release and cancel are idempotent. Creating and replenishing events are tried once.
     pub attempts_max: u32,
+    /// Sent as `x-service-token` on every call, when vacancy requires one.
+    pub service_token: Option<String>,
+    /// Sent as the bearer token on admin calls; the same admin token vacancy checks.
+    pub admin_token: Option<String>,
+}
+
+/// Header carrying the service token from ticket to vacancy.
+pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
+
+/// How one call may be repeated and what it carries.
+#[derive(Clone, Copy)]
+enum Call {
+    /// Safe to repeat: reads, and changes that are idempotent by id.
+    Idempotent,
+    /// An admin change that must not be repeated blindly.
+    AdminOnce,
 }
 
 /// Wait before the first retry; doubled for each further one.
@@ -99,23 +121,36 @@ impl RemoteVacancyClient {
         })
     }
 
-    /// Sends one request and reads its JSON answer. Tries again, with backoff, while vacancy
-    /// cannot be reached, up to `attempts_max` tries; everything happens within `timeout`.
-    async fn call<T: DeserializeOwned>(
+    /// Sends one request and returns the body of a 2xx answer. Tries again, with backoff, while
+    /// vacancy cannot be reached (idempotent calls only, up to `attempts_max` tries); everything
+    /// happens within `timeout`.
+    async fn call(
         &self,
         method: Method,
-        url: &str,
-        body: Option<&wire::QtyRequest>,
-    ) -> Result<T, Error> {
+        path: &str,
+        body: Option<&serde_json::Value>,
+        kind: Call,
+    ) -> Result<Bytes, Error> {
+        let url = format!("{}{path}", self.base_url);
         let request_id = telemetry::current_request_id();
         let deadline = Instant::now() + self.config.timeout;
         let timeout = Error::Timeout(self.config.timeout.as_millis() as u64);
+        let attempts_max = match kind {
+            Call::Idempotent => self.config.attempts_max,
+            Call::AdminOnce => 1,
+        };
         let mut backoff = RETRY_BACKOFF_FIRST;
         let mut attempt = 1;
         loop {
-            let mut request = self.client().request(method.clone(), url);
+            let mut request = self.client().request(method.clone(), url.as_str());
             if let Some(id) = &request_id {
                 request = request.insert_header((REQUEST_ID_HEADER, id.as_str()));
+            }
+            if let Some(token) = &self.config.service_token {
+                request = request.insert_header((SERVICE_TOKEN_HEADER, token.as_str()));
+            }
+            if let (Call::AdminOnce, Some(token)) = (kind, &self.config.admin_token) {
+                request = request.bearer_auth(token);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let failure = match actix_rt::time::timeout(left, self.exchange(request, body)).await {
@@ -125,7 +160,7 @@ impl RemoteVacancyClient {
                 Err(_) => return Err(timeout),
             };
             let left = deadline.saturating_duration_since(Instant::now());
-            if attempt >= self.config.attempts_max || left <= backoff {
+            if attempt >= attempts_max || left <= backoff {
                 return Err(failure);
             }
             tracing::debug!(attempt, error = %failure, "vacancy call failed; trying again");
@@ -135,11 +170,11 @@ impl RemoteVacancyClient {
         }
     }
 
-    async fn exchange<T: DeserializeOwned>(
+    async fn exchange(
         &self,
         request: awc::ClientRequest,
-        body: Option<&wire::QtyRequest>,
-    ) -> Result<T, Failure> {
+        body: Option<&serde_json::Value>,
+    ) -> Result<Bytes, Failure> {
         let sent = match body {
             Some(body) => request.send_json(body),
             None => request.send(),
@@ -152,7 +187,7 @@ impl RemoteVacancyClient {
                 "reading vacancy's answer failed: {e}"
             )))
         })?;
-        decode(response.status(), &bytes).map_err(Failure::Answer)
+        check(response.status(), bytes).map_err(Failure::Answer)
     }
 
     fn send_error(&self, error: awc::error::SendRequestError) -> Error {
@@ -169,41 +204,114 @@ impl RemoteVacancyClient {
     }
 }
 
-/// Turns vacancy's answer into ours: its JSON on success, the same domain error on failure.
-fn decode<T: DeserializeOwned>(status: StatusCode, bytes: &[u8]) -> Result<T, Error> {
+/// Vacancy's answer as ours: the body of a success, or the same domain error as vacancy's.
+fn check(status: StatusCode, bytes: Bytes) -> Result<Bytes, Error> {
     if status.is_success() {
-        return serde_json::from_slice(bytes).map_err(|e| {
-            Error::Unavailable(format!("vacancy sent an answer that cannot be read: {e}"))
-        });
+        return Ok(bytes);
     }
-    match serde_json::from_slice::<wire::ErrorResponse>(bytes) {
+    match serde_json::from_slice::<wire::ErrorResponse>(&bytes) {
         Ok(answer) => Err(Error::from_code(&answer.error.code, answer.error.message)),
         Err(_) => Err(Error::Unavailable(format!("vacancy answered {status}"))),
     }
 }
 
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Unavailable(format!("vacancy sent an answer that cannot be read: {e}")))
+}
+
 #[async_trait(?Send)]
 impl VacancyClient for RemoteVacancyClient {
     async fn reserve(&self, reservation: Reservation) -> Result<Reserved, Error> {
-        let url = format!(
-            "{}/api/v1/events/{}/reserve",
-            self.base_url, reservation.event
-        );
-        let body = wire::QtyRequest {
-            qty: Some(reservation.qty.get().into()),
-            reservation_id: Some(reservation.id.to_string()),
-        };
-        let answer: wire::ReserveResponse = self.call(Method::POST, &url, Some(&body)).await?;
+        let path = format!("/api/v1/events/{}/reserve", reservation.event);
+        let body = json!({
+            "qty": reservation.qty.get(),
+            "reservation_id": reservation.id,
+            "ttl_seconds": reservation.hold_ttl_seconds,
+        });
+        let bytes = self
+            .call(Method::POST, &path, Some(&body), Call::Idempotent)
+            .await?;
+        let answer: wire::ReserveResponse = decode(&bytes)?;
         Ok(Reserved {
-            accepted: answer.success,
+            order: answer
+                .order
+                .map(wire::OrderResponse::into_domain)
+                .transpose()?,
             remaining: answer.remaining,
         })
     }
 
-    async fn stock(&self, event: &EventId) -> Result<Stock, Error> {
-        let url = format!("{}/api/v1/events/{event}", self.base_url);
-        let answer: wire::EventResponse = self.call(Method::GET, &url, None).await?;
-        Ok(answer.stock)
+    async fn confirm(&self, id: ReservationId) -> Result<Order, Error> {
+        let path = format!("/api/v1/holds/{id}/confirm");
+        let bytes = self
+            .call(Method::POST, &path, None, Call::Idempotent)
+            .await?;
+        decode::<wire::OrderResponse>(&bytes)?.into_domain()
+    }
+
+    async fn release(&self, id: ReservationId) -> Result<(), Error> {
+        let path = format!("/api/v1/holds/{id}");
+        self.call(Method::DELETE, &path, None, Call::Idempotent)
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel(&self, id: ReservationId) -> Result<Cancelled, Error> {
+        let path = format!("/api/v1/orders/{id}/cancel");
+        let bytes = self
+            .call(Method::POST, &path, None, Call::Idempotent)
+            .await?;
+        let answer: wire::CancelResponse = decode(&bytes)?;
+        Ok(Cancelled {
+            order: answer.order.into_domain()?,
+            changed: answer.cancelled,
+        })
+    }
+
+    async fn order(&self, id: ReservationId) -> Result<Order, Error> {
+        let path = format!("/api/v1/orders/{id}");
+        let bytes = self
+            .call(Method::GET, &path, None, Call::Idempotent)
+            .await?;
+        decode::<wire::OrderResponse>(&bytes)?.into_domain()
+    }
+
+    async fn event(&self, id: &EventId) -> Result<Event, Error> {
+        let path = format!("/api/v1/events/{id}");
+        let bytes = self
+            .call(Method::GET, &path, None, Call::Idempotent)
+            .await?;
+        decode::<wire::EventResponse>(&bytes)?.into_domain()
+    }
+
+    async fn events(&self) -> Result<Vec<Event>, Error> {
+        let bytes = self
+            .call(Method::GET, "/api/v1/events", None, Call::Idempotent)
+            .await?;
+        let answer: wire::EventsResponse = decode(&bytes)?;
+        answer
+            .events
+            .into_iter()
+            .map(wire::EventResponse::into_domain)
+            .collect()
+    }
+
+    async fn create_event(&self, id: EventId, name: String, capacity: u64) -> Result<Event, Error> {
+        let body = json!({"id": id, "name": name, "capacity": capacity});
+        let bytes = self
+            .call(Method::POST, "/api/v1/events", Some(&body), Call::AdminOnce)
+            .await?;
+        decode::<wire::EventResponse>(&bytes)?.into_domain()
+    }
+
+    async fn replenish(&self, id: EventId, qty: u64) -> Result<Event, Error> {
+        let path = format!("/api/v1/events/{id}/stock");
+        let body = json!({ "qty": qty });
+        let bytes = self
+            .call(Method::POST, &path, Some(&body), Call::AdminOnce)
+            .await?;
+        decode::<wire::EventResponse>(&bytes)?.into_domain()
     }
 }
 
@@ -218,6 +326,8 @@ mod tests {
             connections_max: 4,
             keep_alive: Duration::from_secs(5),
             attempts_max: 3,
+            service_token: None,
+            admin_token: None,
         }
     }
 
@@ -232,10 +342,10 @@ mod tests {
     #[test]
     fn errors_from_vacancy_keep_their_code() {
         let body = br#"{"error":{"code":"unknown_event","message":"unknown event 'x'"}}"#;
-        let error = decode::<wire::EventResponse>(StatusCode::NOT_FOUND, body).unwrap_err();
+        let error = check(StatusCode::NOT_FOUND, Bytes::from_static(body)).unwrap_err();
         assert_eq!(error, Error::UnknownEvent("unknown event 'x'".into()));
 
-        let error = decode::<wire::EventResponse>(StatusCode::BAD_GATEWAY, b"<html>").unwrap_err();
+        let error = check(StatusCode::BAD_GATEWAY, Bytes::from_static(b"<html>")).unwrap_err();
         assert_eq!(error.code(), "unavailable");
     }
 }

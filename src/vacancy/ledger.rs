@@ -1,4 +1,4 @@
-//! Where committed stock and reservations live.
+//! Where committed events and orders live.
 //!
 //! A [`Ledger`] only stores: it never decides. The inventory's writer decides every request against
 //! its in-memory state and hands the ledger one [`Batch`] per group commit, so each backend has a
@@ -6,51 +6,44 @@
 
 use std::collections::HashMap;
 
-use crate::domain::{Error, EventId, ReservationId, Stock};
-
-/// One accepted reservation, as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReservationRecord {
-    pub id: ReservationId,
-    pub event: EventId,
-    pub qty: u32,
-    /// When the reservation was accepted, in milliseconds since the Unix epoch.
-    pub created_at_ms: i64,
-}
+use crate::domain::{Error, Event, EventId, Order, OrderStatus, ReservationId};
 
 /// Everything one group commit writes.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// The new stock of every event the batch touched (or created).
-    pub stocks: Vec<(EventId, Stock)>,
-    /// The reservations the batch accepted, in the order they were decided.
-    pub reservations: Vec<ReservationRecord>,
+    /// The new state of every event the batch created or changed.
+    pub events: Vec<Event>,
+    /// The new state of every order the batch created or changed.
+    pub orders: Vec<Order>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.stocks.is_empty() && self.reservations.is_empty()
+        self.events.is_empty() && self.orders.is_empty()
     }
 }
 
 /// Durable (or not) storage behind the inventory. Called only from the inventory's writer thread,
 /// so implementations may block and need no locking of their own.
 pub trait Ledger: Send + 'static {
-    /// Every event's stock as last committed.
-    fn load(&mut self) -> Result<Vec<(EventId, Stock)>, Error>;
+    /// Every event as last committed.
+    fn load(&mut self) -> Result<Vec<Event>, Error>;
 
-    /// The committed reservation with this id, if there is one.
-    fn find_reservation(&mut self, id: ReservationId) -> Result<Option<ReservationRecord>, Error>;
+    /// Every hold still `Held`, as `(expires_at_ms, id)`.
+    fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error>;
+
+    /// The committed order with this id, if there is one.
+    fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error>;
 
     /// Stores `batch`: on `Ok` all of it is committed, on `Err` none of it is.
     fn commit(&mut self, batch: &Batch) -> Result<(), Error>;
 }
 
 /// Keeps everything in process memory: for tests and throwaway demos. A restart forgets it all.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryLedger {
-    stocks: HashMap<EventId, Stock>,
-    reservations: HashMap<ReservationId, ReservationRecord>,
+    events: HashMap<EventId, Event>,
+    orders: HashMap<ReservationId, Order>,
 }
 
 impl MemoryLedger {
@@ -60,24 +53,29 @@ impl MemoryLedger {
 }
 
 impl Ledger for MemoryLedger {
-    fn load(&mut self) -> Result<Vec<(EventId, Stock)>, Error> {
+    fn load(&mut self) -> Result<Vec<Event>, Error> {
+        Ok(self.events.values().cloned().collect())
+    }
+
+    fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
         Ok(self
-            .stocks
-            .iter()
-            .map(|(id, stock)| (id.clone(), *stock))
+            .orders
+            .values()
+            .filter(|order| order.status == OrderStatus::Held)
+            .map(|order| (order.expires_at_ms.unwrap_or(i64::MAX), order.id))
             .collect())
     }
 
-    fn find_reservation(&mut self, id: ReservationId) -> Result<Option<ReservationRecord>, Error> {
-        Ok(self.reservations.get(&id).cloned())
+    fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
+        Ok(self.orders.get(&id).cloned())
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
-        for (event, stock) in &batch.stocks {
-            self.stocks.insert(event.clone(), *stock);
+        for event in &batch.events {
+            self.events.insert(event.id.clone(), event.clone());
         }
-        for record in &batch.reservations {
-            self.reservations.insert(record.id, record.clone());
+        for order in &batch.orders {
+            self.orders.insert(order.id, order.clone());
         }
         Ok(())
     }

@@ -8,17 +8,39 @@ pub mod ledger;
 pub mod sqlite;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
-use crate::domain::{Error, EventId, Reservation, Reserved, Stock};
+use crate::domain::{
+    Cancelled, DEFAULT_EVENT, Error, Event, EventId, Order, Reservation, ReservationId, Reserved,
+};
 use ledger::{Batch, Ledger};
-use writer::{Command, Stocks, Writer};
+use writer::{Command, Events, Writer};
+
+/// Largest capacity of one event: far beyond any venue, well inside every store's integer range.
+pub const CAPACITY_MAX: u64 = 1_000_000_000_000;
+
+/// Where the inventory reads the time; tests substitute a clock they move by hand.
+pub trait Clock: Send + Sync + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as i64)
+    }
+}
 
 /// Limits and start-up values of an inventory.
 #[derive(Clone, Debug)]
@@ -27,6 +49,8 @@ pub struct InventoryConfig {
     pub initial_stock: u64,
     /// Most tickets one reservation may take.
     pub max_per_order: u32,
+    /// Longest hold a reservation may ask for.
+    pub hold_ttl_seconds_max: u32,
     /// Most requests waiting for the writer; one more is refused as `overloaded`.
     pub queue_size_max: usize,
     /// Most requests decided and committed together.
@@ -38,6 +62,7 @@ impl Default for InventoryConfig {
         Self {
             initial_stock: 1000,
             max_per_order: 10,
+            hold_ttl_seconds_max: 3600,
             queue_size_max: 16_384,
             batch_size_max: 1024,
         }
@@ -47,49 +72,67 @@ impl Default for InventoryConfig {
 pub struct Inventory {
     /// `None` only while dropping, so the writer sees the channel close before we join it.
     commands: Option<SyncSender<Command>>,
-    stocks: Stocks,
-    max_per_order: u32,
+    events: Events,
+    config: InventoryConfig,
     writer: Option<JoinHandle<()>>,
 }
 
 impl Inventory {
     /// Loads `ledger`, creates the `default` event if the store is new, and starts the writer.
-    pub fn open(mut ledger: Box<dyn Ledger>, config: InventoryConfig) -> Result<Self, Error> {
+    pub fn open(ledger: Box<dyn Ledger>, config: InventoryConfig) -> Result<Self, Error> {
+        Self::open_with_clock(ledger, config, Arc::new(SystemClock))
+    }
+
+    pub fn open_with_clock(
+        mut ledger: Box<dyn Ledger>,
+        config: InventoryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
         assert!(config.queue_size_max > 0 && config.batch_size_max > 0);
-        let mut stocks: HashMap<EventId, Stock> = ledger.load()?.into_iter().collect();
-        for (event, stock) in &stocks {
-            if !stock.is_consistent() {
+        let mut events: HashMap<EventId, Event> = HashMap::new();
+        for event in ledger.load()? {
+            if !event.stock.is_consistent() {
                 return Err(Error::Storage(format!(
-                    "stored stock of '{event}' does not add up: {stock:?}"
+                    "stored stock of '{}' does not add up: {:?}",
+                    event.id, event.stock
                 )));
             }
+            events.insert(event.id.clone(), event);
         }
 
         let default = EventId::default_event();
-        match stocks.get(&default) {
+        match events.get(&default) {
             None => {
-                let stock = Stock::new(config.initial_stock);
+                let event = Event {
+                    id: default.clone(),
+                    name: DEFAULT_EVENT.to_owned(),
+                    stock: crate::domain::Stock::new(config.initial_stock),
+                };
                 ledger.commit(&Batch {
-                    stocks: vec![(default.clone(), stock)],
-                    reservations: Vec::new(),
+                    events: vec![event.clone()],
+                    orders: Vec::new(),
                 })?;
-                stocks.insert(default, stock);
+                events.insert(default, event);
             }
-            Some(stock) if stock.capacity != config.initial_stock => tracing::warn!(
-                stored_capacity = stock.capacity,
-                available = stock.available,
+            Some(event) if event.stock.capacity != config.initial_stock => tracing::warn!(
+                stored_capacity = event.stock.capacity,
+                available = event.stock.available,
                 initial_stock = config.initial_stock,
                 "the store already exists: keeping its stock and ignoring initial_stock"
             ),
             Some(_) => {}
         }
+        let holds: BTreeSet<_> = ledger.live_holds()?.into_iter().collect();
 
-        let stocks = Arc::new(RwLock::new(stocks));
+        let events = Arc::new(RwLock::new(events));
         let (commands, queue) = mpsc::sync_channel(config.queue_size_max);
         let writer = Writer {
             ledger,
-            stocks: Arc::clone(&stocks),
+            events: Arc::clone(&events),
+            holds,
             batch_size_max: config.batch_size_max,
+            clock,
+            expiry_paused_until_ms: 0,
         };
         let writer = std::thread::Builder::new()
             .name("inventory-writer".into())
@@ -98,36 +141,109 @@ impl Inventory {
 
         Ok(Self {
             commands: Some(commands),
-            stocks,
-            max_per_order: config.max_per_order,
+            events,
+            config,
             writer: Some(writer),
         })
     }
 
     pub fn max_per_order(&self) -> u32 {
-        self.max_per_order
+        self.config.max_per_order
     }
 
-    /// Committed stock of `event`.
-    pub fn stock(&self, event: &EventId) -> Result<Stock, Error> {
-        self.stocks
+    /// One event as last committed.
+    pub fn event(&self, id: &EventId) -> Result<Event, Error> {
+        self.events
             .read()
-            .get(event)
-            .copied()
-            .ok_or_else(|| Error::UnknownEvent(format!("unknown event '{event}'")))
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::UnknownEvent(format!("unknown event '{id}'")))
     }
 
-    /// Sets `reservation.qty` tickets aside if that many are available; answers once committed.
-    /// A reservation id seen before returns the first answer and changes nothing.
+    /// Every event as last committed, by id.
+    pub fn events(&self) -> Vec<Event> {
+        let mut events: Vec<Event> = self.events.read().values().cloned().collect();
+        events.sort_by(|a, b| a.id.cmp(&b.id));
+        events
+    }
+
+    /// Sells or holds `reservation.qty` tickets if that many are available; answers once
+    /// committed. A reservation id seen before returns the first answer and changes nothing.
     pub async fn reserve(&self, reservation: Reservation) -> Result<Reserved, Error> {
-        if reservation.qty.get() > self.max_per_order {
+        if reservation.qty.get() > self.config.max_per_order {
             return Err(Error::OverLimit(format!(
                 "qty {} is over the limit of {} tickets per order",
-                reservation.qty, self.max_per_order
+                reservation.qty, self.config.max_per_order
             )));
         }
+        if let Some(ttl) = reservation.hold_ttl_seconds
+            && (ttl == 0 || ttl > self.config.hold_ttl_seconds_max)
+        {
+            return Err(Error::InvalidQuantity(format!(
+                "ttl_seconds must be 1 to {}",
+                self.config.hold_ttl_seconds_max
+            )));
+        }
+        self.ask(|reply| Command::Reserve { reservation, reply })
+            .await
+    }
+
+    /// Turns a live hold into a sale; a hold past its time is `HoldExpired`.
+    pub async fn confirm(&self, id: ReservationId) -> Result<Order, Error> {
+        self.ask(|reply| Command::Confirm { id, reply }).await
+    }
+
+    /// Gives a hold's tickets back; releasing twice changes nothing.
+    pub async fn release(&self, id: ReservationId) -> Result<Order, Error> {
+        self.ask(|reply| Command::Release { id, reply }).await
+    }
+
+    /// Returns a confirmed order's tickets to stock, exactly once.
+    pub async fn cancel(&self, id: ReservationId) -> Result<Cancelled, Error> {
+        self.ask(|reply| Command::Cancel { id, reply }).await
+    }
+
+    /// One order or hold, as committed.
+    pub async fn order(&self, id: ReservationId) -> Result<Order, Error> {
+        self.ask(|reply| Command::Find { id, reply }).await
+    }
+
+    pub async fn create_event(
+        &self,
+        id: EventId,
+        name: String,
+        capacity: u64,
+    ) -> Result<Event, Error> {
+        if capacity > CAPACITY_MAX {
+            return Err(Error::InvalidEvent(format!(
+                "capacity must be at most {CAPACITY_MAX}"
+            )));
+        }
+        let name = Event::parse_name(&name)?;
+        self.ask(|reply| Command::CreateEvent {
+            id,
+            name,
+            capacity,
+            reply,
+        })
+        .await
+    }
+
+    /// Adds `qty` tickets to an event's capacity and availability.
+    pub async fn replenish(&self, event: EventId, qty: u64) -> Result<Event, Error> {
+        if qty == 0 {
+            return Err(Error::InvalidQuantity("qty must be at least 1".into()));
+        }
+        self.ask(|reply| Command::Replenish { event, qty, reply })
+            .await
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
+    ) -> Result<T, Error> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Reserve { reservation, reply })?;
+        self.send(command(reply))?;
         answer
             .await
             .map_err(|_| Error::Internal("the inventory writer stopped before answering".into()))?
@@ -179,6 +295,7 @@ mod tests {
             id: ReservationId::generate(),
             event: EventId::default_event(),
             qty: Quantity::parse(qty, 10).unwrap(),
+            hold_ttl_seconds: None,
         }
     }
 
@@ -194,13 +311,13 @@ mod tests {
         let inventory = inventory(5);
         run(async {
             let first = inventory.reserve(reservation(3)).await.unwrap();
-            assert_eq!((first.accepted, first.remaining), (true, 2));
+            assert_eq!((first.accepted(), first.remaining), (true, 2));
             let refused = inventory.reserve(reservation(3)).await.unwrap();
-            assert_eq!((refused.accepted, refused.remaining), (false, 2));
+            assert_eq!((refused.accepted(), refused.remaining), (false, 2));
             let last = inventory.reserve(reservation(2)).await.unwrap();
-            assert_eq!((last.accepted, last.remaining), (true, 0));
+            assert_eq!((last.accepted(), last.remaining), (true, 0));
         });
-        let stock = inventory.stock(&EventId::default_event()).unwrap();
+        let stock = inventory.event(&EventId::default_event()).unwrap().stock;
         assert_eq!((stock.available, stock.sold, stock.capacity), (0, 5, 5));
     }
 
@@ -209,9 +326,9 @@ mod tests {
         let inventory = inventory(10);
         let again = reservation(4);
         run(async {
-            assert!(inventory.reserve(again.clone()).await.unwrap().accepted);
+            assert!(inventory.reserve(again.clone()).await.unwrap().accepted());
             let retry = inventory.reserve(again.clone()).await.unwrap();
-            assert_eq!((retry.accepted, retry.remaining), (true, 6));
+            assert_eq!((retry.accepted(), retry.remaining), (true, 6));
 
             let changed = Reservation {
                 qty: Quantity::parse(5, 10).unwrap(),
@@ -220,7 +337,14 @@ mod tests {
             let conflict = inventory.reserve(changed).await.unwrap_err();
             assert_eq!(conflict.code(), "reservation_conflict");
         });
-        assert_eq!(inventory.stock(&EventId::default_event()).unwrap().sold, 4);
+        assert_eq!(
+            inventory
+                .event(&EventId::default_event())
+                .unwrap()
+                .stock
+                .sold,
+            4
+        );
     }
 
     #[test]
@@ -243,8 +367,9 @@ mod tests {
         });
         assert_eq!(
             inventory
-                .stock(&EventId::default_event())
+                .event(&EventId::default_event())
                 .unwrap()
+                .stock
                 .available,
             10
         );
@@ -263,7 +388,7 @@ mod tests {
                         let answers = futures_util::future::join_all(attempts).await;
                         answers
                             .into_iter()
-                            .filter(|a| a.as_ref().unwrap().accepted)
+                            .filter(|a| a.as_ref().unwrap().accepted())
                             .count()
                     })
                 })
@@ -271,7 +396,7 @@ mod tests {
             .collect();
         let accepted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert_eq!(accepted, 100);
-        let stock = inventory.stock(&EventId::default_event()).unwrap();
+        let stock = inventory.event(&EventId::default_event()).unwrap().stock;
         assert_eq!((stock.available, stock.sold), (0, 100));
     }
 
@@ -284,14 +409,14 @@ mod tests {
     }
 
     impl Ledger for GatedLedger {
-        fn load(&mut self) -> Result<Vec<(EventId, Stock)>, Error> {
+        fn load(&mut self) -> Result<Vec<Event>, Error> {
             self.inner.load()
         }
-        fn find_reservation(
-            &mut self,
-            id: crate::domain::ReservationId,
-        ) -> Result<Option<ledger::ReservationRecord>, Error> {
-            self.inner.find_reservation(id)
+        fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
+            self.inner.live_holds()
+        }
+        fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
+            self.inner.find_order(id)
         }
         fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
             self.commits += 1;
@@ -338,9 +463,130 @@ mod tests {
             };
             tokio::join!(second, third)
         });
-        assert!(first.join().unwrap().unwrap().accepted);
-        assert!(second.unwrap().accepted);
+        assert!(first.join().unwrap().unwrap().accepted());
+        assert!(second.unwrap().accepted());
         assert_eq!(third.unwrap_err(), Error::Overloaded);
-        assert_eq!(inventory.stock(&EventId::default_event()).unwrap().sold, 2);
+        assert_eq!(
+            inventory
+                .event(&EventId::default_event())
+                .unwrap()
+                .stock
+                .sold,
+            2
+        );
+    }
+
+    struct ManualClock(std::sync::atomic::AtomicI64);
+
+    impl Clock for ManualClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl ManualClock {
+        fn advance_ms(&self, ms: i64) {
+            self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn holds_confirm_release_expire_and_cancel_move_tickets_exactly_once() {
+        use crate::domain::OrderStatus::*;
+        let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_000_000)));
+        let config = InventoryConfig {
+            initial_stock: 10,
+            ..InventoryConfig::default()
+        };
+        let inventory =
+            Inventory::open_with_clock(Box::new(MemoryLedger::new()), config, clock.clone())
+                .unwrap();
+        let counts = || {
+            let stock = inventory.event(&EventId::default_event()).unwrap().stock;
+            assert!(stock.is_consistent());
+            (stock.available, stock.held, stock.sold)
+        };
+        let hold = |qty, ttl| Reservation {
+            hold_ttl_seconds: Some(ttl),
+            ..reservation(qty)
+        };
+        run(async {
+            let a = inventory.reserve(hold(3, 60)).await.unwrap().order.unwrap();
+            assert_eq!((a.status, a.expires_at_ms), (Held, Some(1_060_000)));
+            assert_eq!(counts(), (7, 3, 0));
+            assert_eq!(inventory.confirm(a.id).await.unwrap().status, Confirmed);
+            assert_eq!(counts(), (7, 0, 3));
+            assert_eq!(inventory.confirm(a.id).await.unwrap().status, Confirmed);
+            assert_eq!(counts(), (7, 0, 3));
+
+            let b = inventory.reserve(hold(2, 60)).await.unwrap().order.unwrap();
+            assert_eq!(inventory.release(b.id).await.unwrap().status, Released);
+            assert_eq!(inventory.release(b.id).await.unwrap().status, Released);
+            assert_eq!(counts(), (7, 0, 3));
+            assert_eq!(
+                inventory.confirm(b.id).await.unwrap_err().code(),
+                "wrong_state"
+            );
+
+            let c = inventory.reserve(hold(4, 1)).await.unwrap().order.unwrap();
+            assert_eq!(counts(), (3, 4, 3));
+            clock.advance_ms(1000);
+            assert_eq!(
+                inventory.confirm(c.id).await.unwrap_err().code(),
+                "hold_expired"
+            );
+            assert_eq!(counts(), (7, 0, 3));
+
+            // Expiry needs no request for the hold itself: any batch after the deadline does it.
+            let d = inventory.reserve(hold(1, 1)).await.unwrap().order.unwrap();
+            clock.advance_ms(5000);
+            assert_eq!(inventory.order(d.id).await.unwrap().status, Expired);
+            assert_eq!(counts(), (7, 0, 3));
+
+            let first = inventory.cancel(a.id).await.unwrap();
+            assert_eq!((first.order.status, first.changed), (Cancelled, true));
+            assert_eq!(counts(), (10, 0, 0));
+            let second = inventory.cancel(a.id).await.unwrap();
+            assert_eq!((second.order.status, second.changed), (Cancelled, false));
+            assert_eq!(counts(), (10, 0, 0));
+
+            assert_eq!(
+                inventory.cancel(d.id).await.unwrap_err().code(),
+                "wrong_state"
+            );
+            let unknown = inventory
+                .order(ReservationId::generate())
+                .await
+                .unwrap_err();
+            assert_eq!(unknown.code(), "unknown_order");
+        });
+    }
+
+    #[test]
+    fn events_are_created_once_and_replenished() {
+        let inventory = inventory(5);
+        let gala = EventId::parse("gala").unwrap();
+        run(async {
+            let created = inventory
+                .create_event(gala.clone(), " Gala ".into(), 100)
+                .await
+                .unwrap();
+            assert_eq!(
+                (created.name.as_str(), created.stock.available),
+                ("Gala", 100)
+            );
+            let again = inventory
+                .create_event(gala.clone(), "Gala".into(), 1)
+                .await
+                .unwrap_err();
+            assert_eq!(again.code(), "event_exists");
+            let blank = inventory.create_event(EventId::parse("x").unwrap(), "  ".into(), 1);
+            assert_eq!(blank.await.unwrap_err().code(), "invalid_event");
+
+            let grown = inventory.replenish(gala.clone(), 20).await.unwrap();
+            assert_eq!((grown.stock.capacity, grown.stock.available), (120, 120));
+        });
+        let ids: Vec<_> = inventory.events().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![EventId::default_event(), gala]);
     }
 }

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::ledger::{Batch, Ledger, ReservationRecord};
-use crate::domain::{Error, EventId, ReservationId, Stock};
+use super::ledger::{Batch, Ledger};
+use crate::domain::{Error, Event, EventId, Order, OrderStatus, ReservationId, Stock};
 
 pub const DATABASE_FILE: &str = "ticketd.db";
 const LOCK_FILE: &str = "ticketd.lock";
@@ -26,18 +26,27 @@ const SCHEMA_VERSION: i64 = 1;
 const SCHEMA: &str = "
 CREATE TABLE events (
     id        TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
     capacity  INTEGER NOT NULL CHECK (capacity >= 0),
     available INTEGER NOT NULL CHECK (available >= 0),
+    held      INTEGER NOT NULL CHECK (held >= 0),
     sold      INTEGER NOT NULL CHECK (sold >= 0),
-    CHECK (available + sold = capacity)
+    CHECK (available + held + sold = capacity)
 ) STRICT;
 
-CREATE TABLE reservations (
+CREATE TABLE orders (
     id            BLOB PRIMARY KEY,
     event         TEXT NOT NULL REFERENCES events (id),
     qty           INTEGER NOT NULL CHECK (qty > 0),
-    created_at_ms INTEGER NOT NULL
+    status        TEXT NOT NULL
+                  CHECK (status IN ('held', 'confirmed', 'cancelled', 'released', 'expired')),
+    remaining     INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER
 ) STRICT, WITHOUT ROWID;
+
+CREATE INDEX live_holds ON orders (expires_at_ms) WHERE status = 'held';
 ";
 
 pub struct SqliteLedger {
@@ -143,55 +152,97 @@ fn lock(data_dir: &Path) -> Result<File, Error> {
 }
 
 impl Ledger for SqliteLedger {
-    fn load(&mut self) -> Result<Vec<(EventId, Stock)>, Error> {
+    fn load(&mut self) -> Result<Vec<Event>, Error> {
         let mut statement = self
             .connection
-            .prepare("SELECT id, capacity, available, sold FROM events")
+            .prepare("SELECT id, name, capacity, available, held, sold FROM events")
             .map_err(|e| self.failed("reading events", e))?;
         let rows = statement
             .query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
                     Stock {
-                        capacity: row.get(1)?,
-                        available: row.get(2)?,
-                        sold: row.get(3)?,
+                        capacity: row.get(2)?,
+                        available: row.get(3)?,
+                        held: row.get(4)?,
+                        sold: row.get(5)?,
                     },
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.failed("reading events", e))?;
         rows.into_iter()
-            .map(|(id, stock)| Ok((EventId::parse(&id)?, stock)))
+            .map(|(id, name, stock)| {
+                Ok(Event {
+                    id: EventId::parse(&id)?,
+                    name,
+                    stock,
+                })
+            })
             .collect()
     }
 
-    fn find_reservation(&mut self, id: ReservationId) -> Result<Option<ReservationRecord>, Error> {
+    fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT expires_at_ms, id FROM orders WHERE status = 'held'")
+            .map_err(|e| self.failed("reading holds", e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.failed("reading holds", e))?;
+        rows.into_iter()
+            .map(|(deadline, id)| Ok((deadline.unwrap_or(i64::MAX), self.id(&id)?)))
+            .collect()
+    }
+
+    fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
         let found = self
             .connection
-            .prepare_cached("SELECT event, qty, created_at_ms FROM reservations WHERE id = ?1")
+            .prepare_cached(
+                "SELECT event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms
+                 FROM orders WHERE id = ?1",
+            )
             .and_then(|mut statement| {
                 statement
                     .query_row([id.as_uuid().as_bytes()], |row| {
                         Ok((
                             row.get::<_, String>(0)?,
                             row.get::<_, u32>(1)?,
-                            row.get::<_, i64>(2)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, u64>(3)?,
+                            row.get::<_, i64>(4)?,
+                            row.get::<_, i64>(5)?,
+                            row.get::<_, Option<i64>>(6)?,
                         ))
                     })
                     .optional()
             })
-            .map_err(|e| self.failed("looking up a reservation", e))?;
-        found
-            .map(|(event, qty, created_at_ms)| {
-                Ok(ReservationRecord {
-                    id,
-                    event: EventId::parse(&event)?,
-                    qty,
-                    created_at_ms,
-                })
-            })
-            .transpose()
+            .map_err(|e| self.failed("looking up an order", e))?;
+        let Some((event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms)) =
+            found
+        else {
+            return Ok(None);
+        };
+        let status = OrderStatus::parse(&status).ok_or_else(|| {
+            Error::Storage(format!(
+                "order {id} in {} has an unknown status '{status}'",
+                self.path.display()
+            ))
+        })?;
+        Ok(Some(Order {
+            id,
+            event: EventId::parse(&event)?,
+            qty,
+            status,
+            remaining,
+            created_at_ms,
+            updated_at_ms,
+            expires_at_ms,
+        }))
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
@@ -201,35 +252,48 @@ impl Ledger for SqliteLedger {
         };
         let transaction = self.connection.transaction().map_err(failed)?;
         {
-            let mut upsert = transaction
+            let mut upsert_event = transaction
                 .prepare_cached(
-                    "INSERT INTO events (id, capacity, available, sold) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (id) DO UPDATE SET capacity = excluded.capacity,
-                        available = excluded.available, sold = excluded.sold",
+                    "INSERT INTO events (id, name, capacity, available, held, sold)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                        capacity = excluded.capacity, available = excluded.available,
+                        held = excluded.held, sold = excluded.sold",
                 )
                 .map_err(failed)?;
-            for (event, stock) in &batch.stocks {
-                upsert
+            for event in &batch.events {
+                let stock = &event.stock;
+                upsert_event
                     .execute(params![
-                        event.as_str(),
+                        event.id.as_str(),
+                        event.name,
                         stock.capacity,
                         stock.available,
+                        stock.held,
                         stock.sold
                     ])
                     .map_err(failed)?;
             }
-            let mut insert = transaction
+            let mut upsert_order = transaction
                 .prepare_cached(
-                    "INSERT INTO reservations (id, event, qty, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO orders (id, event, qty, status, remaining, created_at_ms,
+                        updated_at_ms, expires_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (id) DO UPDATE SET status = excluded.status,
+                        updated_at_ms = excluded.updated_at_ms",
                 )
                 .map_err(failed)?;
-            for record in &batch.reservations {
-                insert
+            for order in &batch.orders {
+                upsert_order
                     .execute(params![
-                        record.id.as_uuid().as_bytes(),
-                        record.event.as_str(),
-                        record.qty,
-                        record.created_at_ms
+                        order.id.as_uuid().as_bytes(),
+                        order.event.as_str(),
+                        order.qty,
+                        order.status.as_str(),
+                        order.remaining,
+                        order.created_at_ms,
+                        order.updated_at_ms,
+                        order.expires_at_ms
                     ])
                     .map_err(failed)?;
             }
@@ -240,30 +304,44 @@ impl Ledger for SqliteLedger {
 }
 
 impl SqliteLedger {
-    /// Checks that every event's `sold` equals the tickets of its stored reservations: a store
-    /// that fails this was changed behind ticketd's back or lost writes. Reads every reservation.
+    fn id(&self, bytes: &[u8]) -> Result<ReservationId, Error> {
+        uuid::Uuid::from_slice(bytes)
+            .map(ReservationId::from)
+            .map_err(|_| {
+                Error::Storage(format!(
+                    "{} holds a malformed order id",
+                    self.path.display()
+                ))
+            })
+    }
+
+    /// Checks that every event's `held` and `sold` equal the tickets of its live holds and
+    /// confirmed orders: a store that fails this was changed behind ticketd's back or lost writes.
+    /// Reads every order.
     pub fn audit(&self) -> Result<(), Error> {
         let mut statement = self
             .connection
             .prepare(
-                "SELECT e.id, e.sold, COALESCE(SUM(r.qty), 0) FROM events e
-                 LEFT JOIN reservations r ON r.event = e.id GROUP BY e.id",
+                "SELECT e.id, e.held, e.sold,
+                    COALESCE(SUM(CASE WHEN o.status = 'held' THEN o.qty END), 0),
+                    COALESCE(SUM(CASE WHEN o.status = 'confirmed' THEN o.qty END), 0)
+                 FROM events e LEFT JOIN orders o ON o.event = e.id GROUP BY e.id",
             )
             .map_err(|e| self.failed("auditing", e))?;
         let rows = statement
             .query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
-                    row.get::<_, u64>(1)?,
-                    row.get::<_, u64>(2)?,
+                    [row.get::<_, u64>(1)?, row.get(2)?],
+                    [row.get::<_, u64>(3)?, row.get(4)?],
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.failed("auditing", e))?;
-        for (event, sold, reserved) in rows {
-            if sold != reserved {
+        for (event, counted, stored) in rows {
+            if counted != stored {
                 return Err(Error::Storage(format!(
-                    "event '{event}' in {} has {sold} sold but {reserved} reserved",
+                    "event '{event}' in {} counts {counted:?} held/sold but its orders add up to {stored:?}",
                     self.path.display()
                 )));
             }
@@ -275,78 +353,94 @@ impl SqliteLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Quantity;
-    use crate::domain::Reservation;
+    use crate::domain::{Quantity, Reservation};
     use crate::vacancy::{Inventory, InventoryConfig};
 
-    fn record(event: &EventId, qty: u32) -> ReservationRecord {
-        ReservationRecord {
+    fn event(id: &str, stock: Stock) -> Event {
+        Event {
+            id: EventId::parse(id).unwrap(),
+            name: id.to_owned(),
+            stock,
+        }
+    }
+
+    fn order(event: &Event, qty: u32, status: OrderStatus) -> Order {
+        Order {
             id: ReservationId::generate(),
-            event: event.clone(),
+            event: event.id.clone(),
             qty,
+            status,
+            remaining: 0,
             created_at_ms: 1,
+            updated_at_ms: 1,
+            expires_at_ms: (status == OrderStatus::Held).then_some(99),
         }
     }
 
     #[test]
     fn committed_batches_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let event = EventId::parse("gala").unwrap();
-        let kept = record(&event, 3);
+        let gala = event(
+            "gala",
+            Stock {
+                capacity: 10,
+                available: 5,
+                held: 2,
+                sold: 3,
+            },
+        );
+        let sold = order(&gala, 3, OrderStatus::Confirmed);
+        let held = order(&gala, 2, OrderStatus::Held);
         {
             let mut ledger = SqliteLedger::open(dir.path()).unwrap();
             assert!(ledger.load().unwrap().is_empty());
-            let stock = Stock {
-                capacity: 10,
-                available: 7,
-                sold: 3,
-            };
             ledger
                 .commit(&Batch {
-                    stocks: vec![(event.clone(), stock)],
-                    reservations: vec![kept.clone()],
+                    events: vec![gala.clone()],
+                    orders: vec![sold.clone(), held.clone()],
                 })
                 .unwrap();
         }
         let mut ledger = SqliteLedger::open(dir.path()).unwrap();
-        assert_eq!(ledger.load().unwrap()[0].1.available, 7);
+        assert_eq!(ledger.load().unwrap(), vec![gala]);
+        assert_eq!(ledger.find_order(sold.id).unwrap(), Some(sold));
+        assert_eq!(ledger.live_holds().unwrap(), vec![(99, held.id)]);
+        assert_eq!(ledger.find_order(ReservationId::generate()).unwrap(), None);
         ledger.audit().unwrap();
-        assert_eq!(ledger.find_reservation(kept.id).unwrap(), Some(kept));
-        assert_eq!(
-            ledger.find_reservation(ReservationId::generate()).unwrap(),
-            None
-        );
     }
 
     #[test]
     fn a_failed_batch_leaves_no_trace() {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = SqliteLedger::open(dir.path()).unwrap();
-        let event = EventId::parse("gala").unwrap();
-        let ok = Stock::new(10);
+        let gala = event("gala", Stock::new(10));
         ledger
             .commit(&Batch {
-                stocks: vec![(event.clone(), ok)],
-                reservations: vec![],
+                events: vec![gala.clone()],
+                orders: vec![],
             })
             .unwrap();
-        // The schema refuses stock that does not add up; the reservation in the same batch must
-        // not be stored either.
-        let broken = Stock {
-            capacity: 10,
-            available: 9,
-            sold: 9,
-        };
-        let lost = record(&event, 1);
+        // The schema refuses stock that does not add up; the order in the same batch must not
+        // be stored either.
+        let broken = event(
+            "gala",
+            Stock {
+                capacity: 10,
+                available: 9,
+                held: 0,
+                sold: 9,
+            },
+        );
+        let lost = order(&gala, 1, OrderStatus::Confirmed);
         let error = ledger
             .commit(&Batch {
-                stocks: vec![(event.clone(), broken)],
-                reservations: vec![lost.clone()],
+                events: vec![broken],
+                orders: vec![lost.clone()],
             })
             .unwrap_err();
         assert_eq!(error.code(), "storage_failure");
-        assert_eq!(ledger.find_reservation(lost.id).unwrap(), None);
-        assert_eq!(ledger.load().unwrap(), vec![(event, ok)]);
+        assert_eq!(ledger.find_order(lost.id).unwrap(), None);
+        assert_eq!(ledger.load().unwrap(), vec![gala]);
     }
 
     #[test]
@@ -412,10 +506,11 @@ mod tests {
                 id: ReservationId::generate(),
                 event: default.clone(),
                 qty: Quantity::parse(1, 10).unwrap(),
+                hold_ttl_seconds: None,
             };
             match runtime.block_on(inventory.reserve(reservation)) {
                 Ok(reserved) => {
-                    assert!(reserved.accepted);
+                    assert!(reserved.accepted());
                     accepted += 1;
                 }
                 Err(error) => {
@@ -427,7 +522,7 @@ mod tests {
         let failure = failure.expect("the store filled up");
         assert_eq!(failure.code(), "storage_failure", "{failure}");
         assert!(failure.to_string().contains("full"), "{failure}");
-        let stock = inventory.stock(&default).unwrap();
+        let stock = inventory.event(&default).unwrap().stock;
         assert_eq!(stock.sold, accepted, "a refused batch changed stock");
     }
 }

@@ -6,54 +6,139 @@
 //! publishes the new state and answers. So an answer always means "committed", readers only ever see
 //! committed state, and the cost of a durable commit is shared by everyone who arrived meanwhile.
 //!
+//! Holds expire here too: the writer keeps live holds ordered by deadline and wakes up for the
+//! next one, so an expiry is just one more decision in the same order as every other. A confirm,
+//! a release and an expiry of the same hold can therefore never both win.
+//!
 //! It is a plain OS thread rather than a Tokio task because ledgers may block on disk I/O.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
-use super::ledger::{Batch, Ledger, ReservationRecord};
-use crate::domain::{Error, EventId, Reservation, ReservationId, Reserved, Stock};
+use super::Clock;
+use super::ledger::{Batch, Ledger};
+use crate::domain::{
+    Cancelled, Error, Event, EventId, Order, OrderStatus, Reservation, ReservationId, Reserved,
+    Stock,
+};
 
-/// The committed stock of every event; written only by the writer, read by everyone.
-pub(crate) type Stocks = Arc<RwLock<HashMap<EventId, Stock>>>;
+/// Every event as last committed; written only by the writer, read by everyone.
+pub(crate) type Events = Arc<RwLock<HashMap<EventId, Event>>>;
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 pub(crate) enum Command {
     Reserve {
         reservation: Reservation,
-        reply: oneshot::Sender<Result<Reserved, Error>>,
+        reply: Reply<Reserved>,
+    },
+    Confirm {
+        id: ReservationId,
+        reply: Reply<Order>,
+    },
+    Release {
+        id: ReservationId,
+        reply: Reply<Order>,
+    },
+    Cancel {
+        id: ReservationId,
+        reply: Reply<Cancelled>,
+    },
+    Find {
+        id: ReservationId,
+        reply: Reply<Order>,
+    },
+    CreateEvent {
+        id: EventId,
+        name: String,
+        capacity: u64,
+        reply: Reply<Event>,
+    },
+    Replenish {
+        event: EventId,
+        qty: u64,
+        reply: Reply<Event>,
     },
 }
 
+/// How long to wait before trying expiries again after a failed commit.
+const EXPIRY_RETRY: Duration = Duration::from_secs(1);
+
 pub(crate) struct Writer {
     pub ledger: Box<dyn Ledger>,
-    pub stocks: Stocks,
+    pub events: Events,
+    /// Live holds, `(expires_at_ms, id)`, soonest first: committed state, like `events`.
+    pub holds: BTreeSet<(i64, ReservationId)>,
     pub batch_size_max: usize,
+    pub clock: Arc<dyn Clock>,
+    /// No expiry is tried before this time (after a failed commit).
+    pub expiry_paused_until_ms: i64,
 }
 
 /// What one batch has decided but not yet committed.
 #[derive(Default)]
 struct Pending {
-    /// Stock of each event the batch touched, after the batch's decisions so far.
-    stocks: HashMap<EventId, Stock>,
-    reservations: Vec<ReservationRecord>,
-    /// Index into `reservations`, to find an id repeated within one batch.
-    by_id: HashMap<ReservationId, usize>,
-    /// Whether anything changed; a batch of refusals and retries needs no commit.
-    changed: bool,
+    events: HashMap<EventId, Event>,
+    orders: HashMap<ReservationId, Order>,
+    /// Orders in the order they were first changed, so the commit is deterministic.
+    order_ids: Vec<ReservationId>,
+    holds_added: Vec<(i64, ReservationId)>,
+    holds_removed: Vec<(i64, ReservationId)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.orders.is_empty()
+    }
+
+    fn put_order(&mut self, order: Order) {
+        if let Entry::Vacant(entry) = self.orders.entry(order.id) {
+            self.order_ids.push(order.id);
+            entry.insert(order);
+        } else {
+            self.orders.insert(order.id, order);
+        }
+    }
+}
+
+/// Sends a decided answer once the batch's fate is known.
+type Delivery = Box<dyn FnOnce(Option<&Error>) + Send>;
+
+fn deliver<T: Send + 'static>(reply: Reply<T>, answer: Result<T, Error>) -> Delivery {
+    Box::new(move |failure| {
+        let answer = match failure {
+            None => answer,
+            Some(error) => Err(error.clone()),
+        };
+        // The caller may have given up waiting (a client timeout); what was committed stays.
+        let _ = reply.send(answer);
+    })
 }
 
 impl Writer {
     pub fn run(mut self, commands: Receiver<Command>) {
         let mut batch = Vec::with_capacity(self.batch_size_max);
-        // `recv` fails only once every sender is gone: the inventory was dropped, time to stop.
-        while let Ok(first) = commands.recv() {
-            batch.push(first);
+        loop {
+            // Wait for a request, or until the next hold is due.
+            let next = match self.next_deadline_ms() {
+                None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(deadline) => {
+                    let wait = deadline.saturating_sub(self.clock.now_ms()).max(0) as u64;
+                    commands.recv_timeout(Duration::from_millis(wait))
+                }
+            };
+            match next {
+                Ok(command) => batch.push(command),
+                Err(RecvTimeoutError::Timeout) => {}
+                // Every sender is gone: the inventory was dropped, time to stop.
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
             while batch.len() < self.batch_size_max {
                 match commands.try_recv() {
                     Ok(command) => batch.push(command),
@@ -65,111 +150,342 @@ impl Writer {
         tracing::debug!("inventory writer stopped");
     }
 
+    fn next_deadline_ms(&self) -> Option<i64> {
+        let (deadline, _) = self.holds.first()?;
+        Some((*deadline).max(self.expiry_paused_until_ms))
+    }
+
     fn process(&mut self, batch: &mut Vec<Command>) {
+        let now = self.clock.now_ms();
         let mut pending = Pending::default();
-        let mut answers = Vec::with_capacity(batch.len());
+        self.expire_due(&mut pending, now);
+
+        let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
-            match command {
+            let delivery = match command {
                 Command::Reserve { reservation, reply } => {
-                    let answer = self.decide(&mut pending, &reservation);
-                    answers.push((reply, answer));
+                    deliver(reply, self.reserve(&mut pending, &reservation, now))
                 }
-            }
+                Command::Confirm { id, reply } => {
+                    deliver(reply, self.confirm(&mut pending, id, now))
+                }
+                Command::Release { id, reply } => {
+                    deliver(reply, self.release(&mut pending, id, now))
+                }
+                Command::Cancel { id, reply } => deliver(reply, self.cancel(&mut pending, id, now)),
+                Command::Find { id, reply } => deliver(reply, self.find(&pending, id)),
+                Command::CreateEvent {
+                    id,
+                    name,
+                    capacity,
+                    reply,
+                } => deliver(reply, self.create_event(&mut pending, id, name, capacity)),
+                Command::Replenish { event, qty, reply } => {
+                    deliver(reply, self.replenish(&mut pending, &event, qty))
+                }
+            };
+            deliveries.push(delivery);
         }
 
-        if pending.changed {
-            let commit = Batch {
-                stocks: pending.stocks.into_iter().collect(),
-                reservations: pending.reservations,
-            };
-            if let Err(error) = self.ledger.commit(&commit) {
-                // Nothing of the batch is stored, so nothing of it may be published or confirmed:
-                // every answer in it becomes the storage error, and stock stays as it was.
-                tracing::error!(%error, requests = answers.len(), "commit failed; batch refused");
-                for (reply, _) in answers {
-                    let _ = reply.send(Err(error.clone()));
-                }
-                return;
-            }
-            let mut stocks = self.stocks.write();
-            for (event, stock) in commit.stocks {
-                stocks.insert(event, stock);
-            }
-        }
-        for (reply, answer) in answers {
-            // The caller may have given up waiting (a client timeout); its answer is still committed.
-            let _ = reply.send(answer);
+        let failure = if pending.is_empty() {
+            None
+        } else {
+            self.commit(pending, now).err()
+        };
+        for delivery in deliveries {
+            delivery(failure.as_ref());
         }
     }
 
-    fn decide(
+    fn commit(&mut self, mut pending: Pending, now: i64) -> Result<(), Error> {
+        let orders = pending
+            .order_ids
+            .iter()
+            .filter_map(|id| pending.orders.remove(id))
+            .collect();
+        let batch = Batch {
+            events: pending.events.into_values().collect(),
+            orders,
+        };
+        if let Err(error) = self.ledger.commit(&batch) {
+            // Nothing of the batch is stored, so nothing of it may be published or confirmed:
+            // every answer in it becomes the storage error, and state stays as it was.
+            tracing::error!(%error, "commit failed; batch refused");
+            self.expiry_paused_until_ms = now + EXPIRY_RETRY.as_millis() as i64;
+            return Err(error);
+        }
+        let mut events = self.events.write();
+        for event in batch.events {
+            events.insert(event.id.clone(), event);
+        }
+        drop(events);
+        for hold in pending.holds_removed {
+            self.holds.remove(&hold);
+        }
+        self.holds.extend(pending.holds_added);
+        Ok(())
+    }
+
+    /// The event as this batch sees it: changed by the batch, or as committed.
+    fn event(&self, pending: &Pending, id: &EventId) -> Result<Event, Error> {
+        if let Some(event) = pending.events.get(id) {
+            return Ok(event.clone());
+        }
+        self.events
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::UnknownEvent(format!("unknown event '{id}'")))
+    }
+
+    fn put_event(pending: &mut Pending, event: Event) {
+        assert!(
+            event.stock.is_consistent(),
+            "stock of {} broke: {:?}",
+            event.id,
+            event.stock
+        );
+        pending.events.insert(event.id.clone(), event);
+    }
+
+    /// The order as this batch sees it, if there is one.
+    fn order(&mut self, pending: &Pending, id: ReservationId) -> Result<Option<Order>, Error> {
+        match pending.orders.get(&id) {
+            Some(order) => Ok(Some(order.clone())),
+            None => self.ledger.find_order(id),
+        }
+    }
+
+    fn existing_order(&mut self, pending: &Pending, id: ReservationId) -> Result<Order, Error> {
+        self.order(pending, id)?
+            .ok_or_else(|| Error::UnknownOrder(format!("unknown order or hold '{id}'")))
+    }
+
+    fn reserve(
         &mut self,
         pending: &mut Pending,
         reservation: &Reservation,
+        now: i64,
     ) -> Result<Reserved, Error> {
-        let stock = match pending.stocks.entry(reservation.event.clone()) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                let committed = self.stocks.read().get(&reservation.event).copied();
-                let committed = committed.ok_or_else(|| {
-                    Error::UnknownEvent(format!("unknown event '{}'", reservation.event))
-                })?;
-                entry.insert(committed)
-            }
-        };
-
-        let earlier = match pending.by_id.get(&reservation.id) {
-            Some(&index) => Some(pending.reservations[index].clone()),
-            None => self.ledger.find_reservation(reservation.id)?,
-        };
-        if let Some(earlier) = earlier {
+        let mut event = self.event(pending, &reservation.event)?;
+        if let Some(earlier) = self.order(pending, reservation.id)? {
             // A retry of a reservation already made: answer as before, change nothing.
-            if earlier.event != reservation.event || earlier.qty != reservation.qty.get() {
+            let same = earlier.event == reservation.event
+                && earlier.qty == reservation.qty.get()
+                && earlier.expires_at_ms.is_some() == reservation.hold_ttl_seconds.is_some();
+            if !same {
                 return Err(Error::ReservationConflict(format!(
                     "reservation {} was already made for {} tickets of '{}'",
                     reservation.id, earlier.qty, earlier.event
                 )));
             }
             return Ok(Reserved {
-                accepted: true,
-                remaining: stock.available,
+                remaining: earlier.remaining,
+                order: Some(earlier),
             });
         }
 
         let qty = u64::from(reservation.qty.get());
-        if stock.available < qty {
+        if event.stock.available < qty {
             return Ok(Reserved {
-                accepted: false,
-                remaining: stock.available,
+                order: None,
+                remaining: event.stock.available,
             });
         }
-        stock.available -= qty;
-        stock.sold += qty;
-        assert!(
-            stock.is_consistent(),
-            "stock of {} broke: {stock:?}",
-            reservation.event
-        );
-
-        pending.changed = true;
-        pending
-            .by_id
-            .insert(reservation.id, pending.reservations.len());
-        pending.reservations.push(ReservationRecord {
+        event.stock.available -= qty;
+        let (status, expires_at_ms) = match reservation.hold_ttl_seconds {
+            Some(ttl) => {
+                event.stock.held += qty;
+                (OrderStatus::Held, Some(now + i64::from(ttl) * 1000))
+            }
+            None => {
+                event.stock.sold += qty;
+                (OrderStatus::Confirmed, None)
+            }
+        };
+        let order = Order {
             id: reservation.id,
             event: reservation.event.clone(),
             qty: reservation.qty.get(),
-            created_at_ms: now_ms(),
-        });
+            status,
+            remaining: event.stock.available,
+            created_at_ms: now,
+            updated_at_ms: now,
+            expires_at_ms,
+        };
+        if let Some(deadline) = expires_at_ms {
+            pending.holds_added.push((deadline, order.id));
+        }
+        let remaining = event.stock.available;
+        Self::put_event(pending, event);
+        pending.put_order(order.clone());
         Ok(Reserved {
-            accepted: true,
-            remaining: stock.available,
+            order: Some(order),
+            remaining,
         })
+    }
+
+    /// Moves `order` to `status`, moving its tickets between the event's counts to match.
+    fn transition(
+        &mut self,
+        pending: &mut Pending,
+        mut order: Order,
+        status: OrderStatus,
+        now: i64,
+    ) -> Result<Order, Error> {
+        let mut event = self.event(pending, &order.event)?;
+        let qty = u64::from(order.qty);
+        let stock = &mut event.stock;
+        match order.status {
+            OrderStatus::Held => stock.held -= qty,
+            OrderStatus::Confirmed => stock.sold -= qty,
+            _ => stock.available -= qty,
+        }
+        match status {
+            OrderStatus::Held => stock.held += qty,
+            OrderStatus::Confirmed => stock.sold += qty,
+            _ => stock.available += qty,
+        }
+        if order.status == OrderStatus::Held
+            && let Some(deadline) = order.expires_at_ms
+        {
+            pending.holds_removed.push((deadline, order.id));
+        }
+        order.status = status;
+        order.updated_at_ms = now;
+        Self::put_event(pending, event);
+        pending.put_order(order.clone());
+        Ok(order)
+    }
+
+    fn expire_due(&mut self, pending: &mut Pending, now: i64) {
+        if now < self.expiry_paused_until_ms {
+            return;
+        }
+        let due: Vec<ReservationId> = self
+            .holds
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            let expired = self
+                .existing_order(pending, id)
+                .and_then(|order| self.transition(pending, order, OrderStatus::Expired, now));
+            if let Err(error) = expired {
+                tracing::error!(%id, %error, "cannot expire hold");
+            }
+        }
+    }
+
+    fn confirm(
+        &mut self,
+        pending: &mut Pending,
+        id: ReservationId,
+        now: i64,
+    ) -> Result<Order, Error> {
+        let order = self.existing_order(pending, id)?;
+        match (order.status, order.expires_at_ms) {
+            (OrderStatus::Held, Some(deadline)) if deadline <= now => {
+                self.transition(pending, order, OrderStatus::Expired, now)?;
+                Err(expired(id))
+            }
+            (OrderStatus::Held, _) => self.transition(pending, order, OrderStatus::Confirmed, now),
+            // Confirming a confirmed hold again answers as the first time.
+            (OrderStatus::Confirmed, Some(_)) => Ok(order),
+            (OrderStatus::Expired, _) => Err(expired(id)),
+            (OrderStatus::Confirmed, None) => Err(Error::WrongState(format!(
+                "order {id} was bought directly; there is no hold to confirm"
+            ))),
+            (status, _) => Err(Error::WrongState(format!(
+                "hold {id} is {}; it cannot be confirmed",
+                status.as_str()
+            ))),
+        }
+    }
+
+    fn release(
+        &mut self,
+        pending: &mut Pending,
+        id: ReservationId,
+        now: i64,
+    ) -> Result<Order, Error> {
+        let order = self.existing_order(pending, id)?;
+        match order.status {
+            OrderStatus::Held => self.transition(pending, order, OrderStatus::Released, now),
+            // Already back in stock: releasing again changes nothing.
+            OrderStatus::Released | OrderStatus::Expired => Ok(order),
+            status => Err(Error::WrongState(format!(
+                "{id} is {}; cancel the order instead",
+                status.as_str()
+            ))),
+        }
+    }
+
+    fn cancel(
+        &mut self,
+        pending: &mut Pending,
+        id: ReservationId,
+        now: i64,
+    ) -> Result<Cancelled, Error> {
+        let order = self.existing_order(pending, id)?;
+        match order.status {
+            OrderStatus::Confirmed => Ok(Cancelled {
+                order: self.transition(pending, order, OrderStatus::Cancelled, now)?,
+                changed: true,
+            }),
+            OrderStatus::Cancelled => Ok(Cancelled {
+                order,
+                changed: false,
+            }),
+            status => Err(Error::WrongState(format!(
+                "{id} is {}; only confirmed orders can be cancelled (release a hold with DELETE)",
+                status.as_str()
+            ))),
+        }
+    }
+
+    fn find(&mut self, pending: &Pending, id: ReservationId) -> Result<Order, Error> {
+        self.existing_order(pending, id)
+    }
+
+    fn create_event(
+        &mut self,
+        pending: &mut Pending,
+        id: EventId,
+        name: String,
+        capacity: u64,
+    ) -> Result<Event, Error> {
+        if self.event(pending, &id).is_ok() {
+            return Err(Error::EventExists(format!("event '{id}' already exists")));
+        }
+        let event = Event {
+            id,
+            name,
+            stock: Stock::new(capacity),
+        };
+        Self::put_event(pending, event.clone());
+        Ok(event)
+    }
+
+    fn replenish(&mut self, pending: &mut Pending, id: &EventId, qty: u64) -> Result<Event, Error> {
+        let mut event = self.event(pending, id)?;
+        let grown = |n: u64| {
+            n.checked_add(qty)
+                .filter(|n| *n <= super::CAPACITY_MAX)
+                .ok_or_else(|| {
+                    Error::InvalidQuantity(format!("capacity would exceed {}", super::CAPACITY_MAX))
+                })
+        };
+        event.stock.capacity = grown(event.stock.capacity)?;
+        event.stock.available = grown(event.stock.available)?;
+        Self::put_event(pending, event.clone());
+        Ok(event)
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+fn expired(id: ReservationId) -> Error {
+    Error::HoldExpired(format!(
+        "hold {id} expired before it was confirmed; its tickets went back on sale"
+    ))
 }

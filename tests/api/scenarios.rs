@@ -53,7 +53,7 @@ pub async fn purchase_flow(deployment: Deployment, launch: Launch) {
     assert_eq!(event.status, StatusCode::OK);
     assert_eq!(
         event.body,
-        json!({"id": "default", "capacity": 100, "available": 90, "sold": 10})
+        json!({"id": "default", "name": "default", "capacity": 100, "available": 90, "held": 0, "sold": 10})
     );
     let on_event = app
         .post("/api/v1/events/default/purchase", json!({"qty": 1}))

@@ -30,7 +30,7 @@ async fn health(mode: web::Data<Mode>) -> HttpResponse {
 
 /// Readiness: stock can be read right now, locally or from vacancy.
 async fn ready(mode: web::Data<Mode>, vacancy: web::Data<dyn VacancyClient>) -> HttpResponse {
-    match vacancy.stock(&EventId::default_event()).await {
+    match vacancy.event(&EventId::default_event()).await {
         Ok(_) => HttpResponse::Ok().json(json!({"status": "ready", "mode": mode.as_str()})),
         Err(error) => {
             let error = ApiError::from(error);

@@ -1,24 +1,30 @@
+pub mod events;
 pub mod meta;
+pub mod orders;
 pub mod purchase;
 pub mod reserve;
-pub mod stock;
 
+use actix_web::{HttpRequest, web};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use actix_web::web;
-
-use crate::domain::{Error, EventId};
+use crate::domain::{Error, EventId, IdempotencyKey};
 use crate::http::ApiError;
-use crate::wire::QtyRequest;
 
-/// The body of `purchase` and `reserve`: a JSON object.
-fn qty_request(body: web::Json<Value>) -> Result<QtyRequest, ApiError> {
-    QtyRequest::from_json(body.into_inner()).map_err(ApiError::InvalidBody)
+/// A JSON object body as `T`.
+fn body<T: DeserializeOwned>(raw: web::Json<Value>) -> Result<T, ApiError> {
+    crate::wire::from_object(raw.into_inner()).map_err(ApiError::InvalidBody)
 }
 
-/// The `qty` of a request body as a whole number; whether it is in range is the service's call.
-fn raw_qty(qty: Option<&Value>) -> Result<i64, Error> {
-    let whole = |qty: &Value| match qty {
+/// A required whole number from a body field; whether it is in range is the service's call.
+fn whole_number(field: &str, value: Option<&Value>) -> Result<i64, Error> {
+    optional_whole_number(field, value)?
+        .ok_or_else(|| Error::InvalidQuantity(format!("{field} is required")))
+}
+
+/// An optional whole number from a body field (absent or `null`: `None`).
+fn optional_whole_number(field: &str, value: Option<&Value>) -> Result<Option<i64>, Error> {
+    let whole = |value: &Value| match value {
         Value::Number(n) => n
             .as_i64()
             // Past i64: certainly over any limit; keep it so the answer says "over the limit".
@@ -27,16 +33,27 @@ fn raw_qty(qty: Option<&Value>) -> Result<i64, Error> {
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
         _ => None,
     };
-    match qty {
-        None | Some(Value::Null) => Err(Error::InvalidQuantity("qty is required".into())),
-        Some(qty) => whole(qty).ok_or_else(|| {
-            Error::InvalidQuantity(format!("qty must be a whole number, got {qty}"))
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => whole(value).map(Some).ok_or_else(|| {
+            Error::InvalidQuantity(format!("{field} must be a whole number, got {value}"))
         }),
     }
 }
 
 fn event_id(raw: &str) -> Result<EventId, Error> {
     EventId::parse(raw).map_err(|_| Error::UnknownEvent(format!("unknown event '{raw}'")))
+}
+
+/// The request's `Idempotency-Key`, if it sent one.
+fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, Error> {
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| {
+        Error::InvalidIdempotencyKey("Idempotency-Key must be visible ASCII".into())
+    })?;
+    IdempotencyKey::parse(value).map(Some)
 }
 
 #[cfg(test)]
@@ -46,15 +63,15 @@ mod tests {
 
     #[test]
     fn quantities_must_be_whole_numbers() {
-        assert_eq!(raw_qty(Some(&json!(3))), Ok(3));
-        assert_eq!(raw_qty(Some(&json!(-3))), Ok(-3));
-        assert_eq!(raw_qty(Some(&json!(2.0))), Ok(2));
-        assert_eq!(raw_qty(Some(&json!(u64::MAX))), Ok(i64::MAX));
-        assert_eq!(raw_qty(Some(&json!(1e300))), Ok(i64::MAX));
+        assert_eq!(whole_number("qty", Some(&json!(3))), Ok(3));
+        assert_eq!(whole_number("qty", Some(&json!(-3))), Ok(-3));
+        assert_eq!(whole_number("qty", Some(&json!(2.0))), Ok(2));
+        assert_eq!(whole_number("qty", Some(&json!(u64::MAX))), Ok(i64::MAX));
+        assert_eq!(whole_number("qty", Some(&json!(1e300))), Ok(i64::MAX));
         for bad in [json!(1.5), json!("2"), json!(true), json!([1]), json!({})] {
-            assert!(raw_qty(Some(&bad)).is_err(), "{bad}");
+            assert!(whole_number("qty", Some(&bad)).is_err(), "{bad}");
         }
-        assert!(raw_qty(None).is_err());
-        assert!(raw_qty(Some(&Value::Null)).is_err());
+        assert!(whole_number("qty", None).is_err());
+        assert!(whole_number("qty", Some(&Value::Null)).is_err());
     }
 }

@@ -1,47 +1,89 @@
-//! Buying tickets.
+//! Buying and holding tickets (monolith and ticket service). Both take an `Idempotency-Key`.
 
-use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{event_id, qty_request, raw_qty};
+use super::{body, event_id, idempotency_key, optional_whole_number, whole_number};
 use crate::domain::EventId;
 use crate::http::ApiError;
 use crate::ticket::Tickets;
-use crate::wire::{PurchaseResponse, QtyRequest};
+use crate::wire::{self, HoldResponse, PurchaseResponse, QtyRequest};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/purchase").route(web::post().to(purchase_default)))
-        .service(web::resource("/api/v1/events/{event}/purchase").route(web::post().to(purchase)));
+        .service(web::resource("/api/v1/events/{event}/purchase").route(web::post().to(purchase)))
+        .service(web::resource("/api/v1/events/{event}/holds").route(web::post().to(hold)));
 }
 
 async fn purchase_default(
+    request: HttpRequest,
     tickets: web::Data<Tickets>,
-    body: web::Json<serde_json::Value>,
+    raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
-    buy(&tickets, EventId::default_event(), &qty_request(body)?).await
+    buy(&request, &tickets, EventId::default_event(), raw).await
 }
 
 async fn purchase(
+    request: HttpRequest,
     tickets: web::Data<Tickets>,
     path: web::Path<String>,
-    body: web::Json<serde_json::Value>,
+    raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
-    buy(&tickets, event_id(&path)?, &qty_request(body)?).await
+    buy(&request, &tickets, event_id(&path)?, raw).await
 }
 
 async fn buy(
+    request: &HttpRequest,
     tickets: &Tickets,
     event: EventId,
-    body: &QtyRequest,
+    raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
-    let purchase = tickets.purchase(event, raw_qty(body.qty.as_ref())?).await?;
-    let message = match purchase.order_id {
+    let key = idempotency_key(request)?;
+    let body: QtyRequest = body(raw)?;
+    let qty = whole_number("qty", body.qty.as_ref())?;
+    let reserved = tickets.purchase(event, qty, key.as_ref()).await?;
+    let message = match reserved.order {
         Some(_) => "Purchase successful!",
         None => "Insufficient inventory",
     };
     Ok(web::Json(PurchaseResponse {
-        success: purchase.order_id.is_some(),
-        remaining: purchase.remaining,
-        order_id: purchase.order_id,
+        success: reserved.accepted(),
+        remaining: reserved.remaining,
+        order_id: reserved.order.map(|order| order.id),
         message: message.into(),
+    }))
+}
+
+/// `{"qty", "ttl_seconds"?}` → 201 with the hold, or 200 `success: false` when stock is short.
+async fn hold(
+    request: HttpRequest,
+    tickets: web::Data<Tickets>,
+    path: web::Path<String>,
+    raw: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let event = event_id(&path)?;
+    let key = idempotency_key(&request)?;
+    let body: QtyRequest = body(raw)?;
+    let qty = whole_number("qty", body.qty.as_ref())?;
+    let ttl = optional_whole_number("ttl_seconds", body.ttl_seconds.as_ref())?;
+    let reserved = tickets.hold(event, qty, ttl, key.as_ref()).await?;
+    let Some(order) = reserved.order else {
+        return Ok(HttpResponse::Ok().json(HoldResponse {
+            success: false,
+            remaining: reserved.remaining,
+            hold_id: None,
+            event: None,
+            qty: None,
+            expires_at: None,
+            message: "Insufficient inventory".into(),
+        }));
+    };
+    Ok(HttpResponse::Created().json(HoldResponse {
+        success: true,
+        remaining: reserved.remaining,
+        hold_id: Some(order.id),
+        event: Some(order.event.as_str().to_owned()),
+        qty: Some(order.qty),
+        expires_at: order.expires_at_ms.map(wire::timestamp),
+        message: "Hold placed; confirm it before it expires".into(),
     }))
 }

@@ -1,12 +1,13 @@
-//! Reserving stock: the inventory's own operation (monolith and vacancy).
+//! Reserving stock: the inventory's own operation (monolith and vacancy). The ticket service calls
+//! it with its own reservation id, which makes the call safe to repeat.
 
 use actix_web::web;
 
-use super::{event_id, qty_request, raw_qty};
-use crate::domain::{EventId, Quantity, Reservation, ReservationId};
+use super::{body, event_id, optional_whole_number, whole_number};
+use crate::domain::{Error, EventId, Quantity, Reservation, ReservationId};
 use crate::http::ApiError;
 use crate::vacancy::Inventory;
-use crate::wire::{QtyRequest, ReserveResponse};
+use crate::wire::{OrderResponse, QtyRequest, ReserveResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/reserve").route(web::post().to(reserve_default)))
@@ -15,39 +16,56 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn reserve_default(
     inventory: web::Data<Inventory>,
-    body: web::Json<serde_json::Value>,
+    raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
-    reserve_in(&inventory, EventId::default_event(), &qty_request(body)?).await
+    reserve_in(&inventory, EventId::default_event(), raw).await
 }
 
 async fn reserve(
     inventory: web::Data<Inventory>,
     path: web::Path<String>,
-    body: web::Json<serde_json::Value>,
+    raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
-    reserve_in(&inventory, event_id(&path)?, &qty_request(body)?).await
+    reserve_in(&inventory, event_id(&path)?, raw).await
 }
 
 async fn reserve_in(
     inventory: &Inventory,
     event: EventId,
-    body: &QtyRequest,
+    raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
-    let qty = Quantity::parse(raw_qty(body.qty.as_ref())?, inventory.max_per_order())?;
+    let body: QtyRequest = body(raw)?;
+    let qty = Quantity::parse(
+        whole_number("qty", body.qty.as_ref())?,
+        inventory.max_per_order(),
+    )?;
+    let hold_ttl_seconds = optional_whole_number("ttl_seconds", body.ttl_seconds.as_ref())?
+        .map(|ttl| {
+            u32::try_from(ttl)
+                .map_err(|_| Error::InvalidQuantity(format!("ttl_seconds {ttl} is out of range")))
+        })
+        .transpose()?;
     let id = match &body.reservation_id {
         Some(id) => id.parse::<ReservationId>()?,
         None => ReservationId::generate(),
     };
-    let reserved = inventory.reserve(Reservation { id, event, qty }).await?;
-    let message = if reserved.accepted {
+    let reservation = Reservation {
+        id,
+        event,
+        qty,
+        hold_ttl_seconds,
+    };
+    let reserved = inventory.reserve(reservation).await?;
+    let message = if reserved.accepted() {
         format!("Reserved {qty} tickets")
     } else {
         "Insufficient inventory".to_owned()
     };
     Ok(web::Json(ReserveResponse {
-        success: reserved.accepted,
+        success: reserved.accepted(),
         remaining: reserved.remaining,
-        reservation_id: reserved.accepted.then_some(id),
+        reservation_id: reserved.order.as_ref().map(|order| order.id),
+        order: reserved.order.as_ref().map(OrderResponse::from),
         message,
     }))
 }

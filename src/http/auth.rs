@@ -1,0 +1,75 @@
+//! Who may call what: admin calls need the admin bearer token; in the split deployment vacancy
+//! takes calls only from holders of the service token, when one is set. Tokens are compared in
+//! constant time and never logged.
+
+use actix_web::HttpRequest;
+use actix_web::ResponseError;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::middleware::Next;
+use actix_web::{Error as ActixError, web};
+
+use crate::config::Secret;
+use crate::domain::Error;
+use crate::ticket::SERVICE_TOKEN_HEADER;
+
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    pub admin: Option<Secret>,
+    /// Required from every caller of this app's `/api/` routes, when set.
+    pub service: Option<Secret>,
+}
+
+/// Refuses the request unless it carries the admin bearer token.
+pub fn require_admin(request: &HttpRequest) -> Result<(), Error> {
+    let tokens = request
+        .app_data::<web::Data<Tokens>>()
+        .ok_or_else(|| Error::Internal("no tokens configured in the app".into()))?;
+    let Some(admin) = &tokens.admin else {
+        return Err(Error::Forbidden(
+            "admin calls are disabled: start ticketd with --admin-token or TICKETD_ADMIN_TOKEN"
+                .into(),
+        ));
+    };
+    let offered = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match offered {
+        None => Err(Error::Unauthorized(
+            "admin calls need an Authorization: Bearer <admin token> header".into(),
+        )),
+        Some(token) if admin.matches(token.trim()) => Ok(()),
+        Some(_) => Err(Error::Unauthorized("the admin token is not valid".into())),
+    }
+}
+
+/// Middleware for vacancy: `/api/` calls must carry the service token when one is configured.
+pub async fn require_service_token(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, ActixError> {
+    let required = request
+        .app_data::<web::Data<Tokens>>()
+        .and_then(|tokens| tokens.service.clone());
+    if let Some(token) = required
+        && request.path().starts_with("/api/")
+    {
+        let offered = request
+            .headers()
+            .get(SERVICE_TOKEN_HEADER)
+            .and_then(|value| value.to_str().ok());
+        if !offered.is_some_and(|offered| token.matches(offered)) {
+            let error = Error::Unauthorized(format!(
+                "vacancy takes calls only with a valid {SERVICE_TOKEN_HEADER} header"
+            ));
+            let response = super::ApiError::from(error).error_response();
+            return Ok(request.into_response(response).map_into_right_body());
+        }
+    }
+    next.call(request)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}

@@ -1,0 +1,92 @@
+//! Events and their stock: read by anyone, created and replenished by the admin. The same in every
+//! mode, through whichever `VacancyClient` the app has.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{body, event_id, whole_number};
+use crate::domain::{Error, EventId};
+use crate::http::ApiError;
+use crate::http::auth::require_admin;
+use crate::ticket::VacancyClient;
+use crate::wire::{
+    AvailableResponse, CreateEventRequest, EventResponse, EventsResponse, QtyRequest,
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api/v1/available").route(web::get().to(available)))
+        .service(
+            web::resource("/api/v1/events")
+                .route(web::get().to(list))
+                .route(web::post().to(create)),
+        )
+        .service(web::resource("/api/v1/events/{event}").route(web::get().to(read)))
+        .service(web::resource("/api/v1/events/{event}/stock").route(web::post().to(replenish)));
+}
+
+/// Seed-compatible: tickets available for the `default` event.
+async fn available(
+    vacancy: web::Data<dyn VacancyClient>,
+) -> Result<web::Json<AvailableResponse>, ApiError> {
+    let event = vacancy.event(&EventId::default_event()).await?;
+    Ok(web::Json(AvailableResponse {
+        qty: event.stock.available,
+    }))
+}
+
+async fn list(
+    vacancy: web::Data<dyn VacancyClient>,
+) -> Result<web::Json<EventsResponse>, ApiError> {
+    let events = vacancy.events().await?;
+    Ok(web::Json(EventsResponse {
+        events: events.iter().map(EventResponse::from).collect(),
+    }))
+}
+
+async fn read(
+    vacancy: web::Data<dyn VacancyClient>,
+    path: web::Path<String>,
+) -> Result<web::Json<EventResponse>, ApiError> {
+    let event = vacancy.event(&event_id(&path)?).await?;
+    Ok(web::Json(EventResponse::from(&event)))
+}
+
+/// Admin: `{"name", "capacity", "id"?}` → 201 with the event.
+async fn create(
+    request: HttpRequest,
+    vacancy: web::Data<dyn VacancyClient>,
+    raw: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    require_admin(&request)?;
+    let body: CreateEventRequest = body(raw)?;
+    let id = match body.id.as_deref() {
+        Some(id) => EventId::parse(id)?,
+        None => EventId::parse(&uuid::Uuid::now_v7().to_string())?,
+    };
+    let name = body
+        .name
+        .ok_or_else(|| Error::InvalidEvent("name is required".into()))?;
+    let capacity = whole_number("capacity", body.capacity.as_ref())?;
+    let capacity = u64::try_from(capacity)
+        .map_err(|_| Error::InvalidEvent("capacity must be 0 or more".into()))?;
+    let event = vacancy.create_event(id, name, capacity).await?;
+    Ok(HttpResponse::Created().json(EventResponse::from(&event)))
+}
+
+/// Admin: `{"qty"}` more tickets for the event (the seed's `add_stock`).
+async fn replenish(
+    request: HttpRequest,
+    vacancy: web::Data<dyn VacancyClient>,
+    path: web::Path<String>,
+    raw: web::Json<serde_json::Value>,
+) -> Result<web::Json<EventResponse>, ApiError> {
+    require_admin(&request)?;
+    let event = event_id(&path)?;
+    let body: QtyRequest = body(raw)?;
+    let qty = whole_number("qty", body.qty.as_ref())?;
+    let qty = u64::try_from(qty)
+        .ok()
+        .filter(|qty| *qty > 0)
+        .ok_or_else(|| Error::InvalidQuantity(format!("qty must be at least 1, got {qty}")))?;
+    let event = vacancy.replenish(event, qty).await?;
+    Ok(web::Json(EventResponse::from(&event)))
+}
