@@ -15,7 +15,7 @@ use actix_web::http::StatusCode;
 use serde_json::Value;
 
 use tempfile::TempDir;
-use ticketd::config::{LogFormat, Mode, Settings, StoreKind};
+use ticketd::config::{LogFormat, Mode, Secret, Settings, StoreKind};
 use ticketd::startup::Application;
 
 /// One answer: status, JSON body, and the request id header.
@@ -56,7 +56,14 @@ pub struct Options {
     pub initial_stock: u64,
     pub max_per_order: u32,
     pub vacancy_timeout_ms: u64,
+    /// The admin token every server gets; `None`: admin calls are refused.
+    pub admin_token: Option<String>,
+    /// Set on both services of a split deployment.
+    pub service_token: Option<String>,
 }
+
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+pub const SERVICE_TOKEN: &str = "service-token-for-tests-9876543210";
 
 impl Default for Options {
     fn default() -> Self {
@@ -65,6 +72,8 @@ impl Default for Options {
             initial_stock: 1000,
             max_per_order: 10,
             vacancy_timeout_ms: 1000,
+            admin_token: Some(ADMIN_TOKEN.into()),
+            service_token: Some(SERVICE_TOKEN.into()),
         }
     }
 }
@@ -179,6 +188,8 @@ pub fn settings(
     settings.initial_stock = options.initial_stock;
     settings.max_per_order = options.max_per_order;
     settings.vacancy_timeout_ms = options.vacancy_timeout_ms;
+    settings.admin_token = options.admin_token.clone().map(Secret::new);
+    settings.service_token = options.service_token.clone().map(Secret::new);
     settings.log_format = LogFormat::Json;
     if let Some(url) = vacancy_url {
         settings.vacancy_url = url;
@@ -257,6 +268,13 @@ pub fn start_binary(mode: Mode, settings: &Settings, env: &[(&str, &str)]) -> Se
                     &settings.vacancy_timeout_ms.to_string(),
                 ]);
         }
+    }
+    // Tokens go by environment, as operators are told to pass them (flags show up in `ps`).
+    if let Some(token) = &settings.admin_token {
+        command.env("TICKETD_ADMIN_TOKEN", token.expose());
+    }
+    if let Some(token) = &settings.service_token {
+        command.env("TICKETD_SERVICE_TOKEN", token.expose());
     }
     for (key, value) in env {
         command.env(key, value);
@@ -456,6 +474,51 @@ impl TestApp {
         let answer = self.get("/api/v1/available").await;
         assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
         answer.body["qty"].as_u64().expect("qty is a number")
+    }
+
+    /// A call with extra headers (`Authorization`, `Idempotency-Key`...) and an optional JSON body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        for header in headers {
+            request = request.insert_header(*header);
+        }
+        let body = body.map(|b| (Some("application/json"), serde_json::to_vec(&b).unwrap()));
+        self.send(request, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"))
+    }
+
+    /// A call as the admin.
+    pub async fn admin(&self, method: &str, path: &str, body: Value) -> Answer {
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        self.request(
+            method,
+            path,
+            &[("authorization", bearer.as_str())],
+            Some(body),
+        )
+        .await
+    }
+
+    /// The event's counts: `(available, held, sold)`, checked to add up to its capacity.
+    pub async fn counts(&self, event: &str) -> (u64, u64, u64) {
+        let answer = self.get(&format!("/api/v1/events/{event}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        let n = |key: &str| answer.body[key].as_u64().unwrap();
+        assert_eq!(
+            n("available") + n("held") + n("sold"),
+            n("capacity"),
+            "{answer:?}"
+        );
+        (n("available"), n("held"), n("sold"))
     }
 
     pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {

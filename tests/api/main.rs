@@ -8,6 +8,7 @@ mod helpers;
 mod process;
 mod scenarios;
 mod split;
+mod ticketing;
 
 /// Runs each named scenario `fn(Deployment, Launch)` as four tests.
 macro_rules! in_every_deployment {
@@ -46,4 +47,12 @@ in_every_deployment!(
     scenarios::concurrent_buyers_never_oversell,
     scenarios::request_ids_are_returned,
     durability::restart_keeps_stock_and_orders,
+    ticketing::admins_manage_events,
+    ticketing::admin_calls_are_refused_without_a_configured_token,
+    ticketing::holds_confirm_into_orders_that_cancel_once,
+    ticketing::released_holds_return_stock_and_cannot_be_confirmed,
+    ticketing::expired_holds_return_their_tickets_by_themselves,
+    ticketing::live_holds_survive_a_restart,
+    ticketing::confirm_release_and_expiry_races_have_one_winner,
+    ticketing::idempotency_keys_make_repeats_harmless,
 );

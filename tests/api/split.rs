@@ -1,10 +1,19 @@
 //! What only the split deployment can get wrong: vacancy down, slow, or back again; and whether
 //! it answers exactly like the monolith.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
+use ticketd::config::Mode;
 
-use crate::helpers::{Deployment, Launch, Options, TestApp, closed_port_url};
+use crate::helpers::{
+    Deployment, Launch, Options, TestApp, closed_port_url, settings, start_server,
+};
 
 async fn vacancy_down_means_503_then_recovery(launch: Launch) {
     let options = Options {
@@ -150,4 +159,175 @@ in_process_and_binary!(
     a_silent_vacancy_times_out_with_503,
     ticket_starts_without_vacancy,
     both_deployments_answer_alike,
+    vacancy_takes_calls_only_with_the_service_token,
+    a_lost_answer_is_retried_without_selling_twice,
 );
+
+/// Vacancy with a service token refuses callers without it; the ticket service sends it.
+async fn vacancy_takes_calls_only_with_the_service_token(launch: Launch) {
+    let app = TestApp::spawn(Deployment::Split, launch, Options::default()).await;
+    let vacancy = app.vacancy().expect("split has vacancy").url();
+    let direct = app
+        .send(
+            app.client().get(format!("{vacancy}/api/v1/available")),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (direct.status, direct.code()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let with_token = app
+        .client()
+        .get(format!("{vacancy}/api/v1/available"))
+        .insert_header(("x-service-token", crate::helpers::SERVICE_TOKEN));
+    assert_eq!(
+        app.send(with_token, None).await.unwrap().status,
+        StatusCode::OK
+    );
+    // Health checks stay open, so orchestrators need no token.
+    let health = app
+        .send(app.client().get(format!("{vacancy}/health")), None)
+        .await
+        .unwrap();
+    assert_eq!(health.status, StatusCode::OK);
+
+    assert_eq!(app.purchase(json!(1)).await.body["success"], true);
+}
+
+/// Vacancy commits a reservation but its answer never reaches the ticket service (the connection
+/// drops). The ticket service tries again with the same reservation id; vacancy recognises it and
+/// answers as the first time. One purchase, one sale.
+async fn a_lost_answer_is_retried_without_selling_twice(launch: Launch) {
+    let options = Options {
+        initial_stock: 100,
+        ..Options::default()
+    };
+    let data = tempfile::tempdir().unwrap();
+    let vacancy_settings = settings(Mode::Vacancy, 0, &options, None, data.path());
+    let vacancy = start_server(launch, vacancy_settings, Mode::Vacancy);
+    let proxy = LossyProxy::start(vacancy.addr(), 1);
+    let app = TestApp::ticket_only(launch, format!("http://{}", proxy.addr), options).await;
+    app.wait_until_ready().await;
+
+    let bought = app.purchase(json!(2)).await;
+    assert_eq!(bought.status, StatusCode::OK, "{bought:?}");
+    assert_eq!(bought.body["success"], true);
+    assert_eq!(bought.body["remaining"], 98);
+    assert_eq!(
+        proxy.dropped.load(Ordering::SeqCst),
+        1,
+        "no answer was lost"
+    );
+
+    assert_eq!(
+        app.counts("default").await,
+        (98, 0, 2),
+        "the retry sold again"
+    );
+    let order_id = bought.body["order_id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/api/v1/orders/{order_id}")).await.body["qty"],
+        2
+    );
+}
+
+/// An HTTP/1.1 relay to `target` that loses the answers to the first `to_drop` reservations: it
+/// passes the request on, waits for vacancy's answer, and then closes the caller's connection
+/// without sending it. Stops when dropped.
+struct LossyProxy {
+    addr: SocketAddr,
+    dropped: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LossyProxy {
+    fn start(target: SocketAddr, to_drop: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (dropped_by_relay, stop_relay) = (Arc::clone(&dropped), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop_relay.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let dropped = Arc::clone(&dropped_by_relay);
+                std::thread::spawn(move || relay(client, target, to_drop, &dropped));
+            }
+        });
+        Self {
+            addr,
+            dropped,
+            stop,
+        }
+    }
+}
+
+impl Drop for LossyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn relay(mut client: TcpStream, target: SocketAddr, to_drop: usize, dropped: &AtomicUsize) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
+    // Requests on one kept-alive connection, one after another.
+    while let Some(request) = read_message(&mut client) {
+        let Ok(mut upstream) = TcpStream::connect(target) else {
+            return;
+        };
+        let _ = upstream.set_read_timeout(Some(Duration::from_secs(10)));
+        if upstream.write_all(&request).is_err() {
+            return;
+        }
+        let Some(answer) = read_message(&mut upstream) else {
+            return;
+        };
+        let is_reservation = String::from_utf8_lossy(&request)
+            .lines()
+            .next()
+            .is_some_and(|line| line.contains("/reserve"));
+        if is_reservation
+            && dropped
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n < to_drop).then_some(n + 1)
+                })
+                .is_ok()
+        {
+            return; // vacancy did the work; the caller never hears of it
+        }
+        if client.write_all(&answer).is_err() {
+            return;
+        }
+    }
+}
+
+/// One HTTP/1.1 message (head and a `Content-Length` body) from `stream`; `None` at the end.
+fn read_message(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut message = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let head_end = loop {
+        if let Some(end) = message.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let read = stream.read(&mut buffer).ok().filter(|n| *n > 0)?;
+        message.extend_from_slice(&buffer[..read]);
+    };
+    let head = String::from_utf8_lossy(&message[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    while message.len() < head_end + length {
+        let read = stream.read(&mut buffer).ok().filter(|n| *n > 0)?;
+        message.extend_from_slice(&buffer[..read]);
+    }
+    Some(message)
+}
