@@ -5,6 +5,8 @@
 //! answered once committed.
 
 pub mod ledger;
+#[cfg(test)]
+mod model_test;
 pub mod sqlite;
 mod writer;
 
