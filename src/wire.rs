@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 
 use crate::domain::{Error, Event, EventId, Order, OrderStatus, ReservationId, Stock};
 
@@ -20,44 +21,50 @@ pub fn from_object<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Str
 
 /// Body of `purchase`, `reserve`, `holds` and `stock`. Numbers are kept raw so a fractional,
 /// negative or missing one gets the precise `invalid_quantity` answer instead of a parse error.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct QtyRequest {
+    /// Tickets: a whole number from 1 to `max_per_order`.
     #[serde(default)]
+    #[schema(value_type = i64, example = 2)]
     pub qty: Option<Value>,
-    /// `holds` and `reserve`: how long to hold, in seconds.
+    /// `holds` and `reserve`: how long to hold, in seconds (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, example = 300)]
     pub ttl_seconds: Option<Value>,
     /// `reserve` only: the caller's id for this reservation (a UUID); made up when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservation_id: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReserveResponse {
     pub success: bool,
     pub remaining: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub reservation_id: Option<ReservationId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<OrderResponse>,
     pub message: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PurchaseResponse {
     pub success: bool,
     pub remaining: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub order_id: Option<ReservationId>,
     pub message: String,
 }
 
 /// A new hold: `201` with the hold, or `200` with `success: false` when stock is short.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HoldResponse {
     pub success: bool,
     pub remaining: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub hold_id: Option<ReservationId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
@@ -68,40 +75,48 @@ pub struct HoldResponse {
     pub message: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AvailableResponse {
     pub qty: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreateEventRequest {
     /// 1 to 64 characters of `A-Z a-z 0-9 _ -`; made up when absent.
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
+    #[schema(example = "Spring Gala")]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = i64, example = 500)]
     pub capacity: Option<Value>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// An event and its counts: `available + held + sold = capacity`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventResponse {
     pub id: String,
     pub name: String,
-    #[serde(flatten)]
-    pub stock: Stock,
+    pub capacity: u64,
+    pub available: u64,
+    pub held: u64,
+    pub sold: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventsResponse {
     pub events: Vec<EventResponse>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrderResponse {
+    #[schema(value_type = String, format = Uuid)]
     pub order_id: ReservationId,
     pub event: String,
     pub qty: u32,
+    /// `held`, `confirmed`, `cancelled`, `released` or `expired`.
+    #[schema(value_type = String, example = "confirmed")]
     pub status: OrderStatus,
     /// Tickets available right after the order (or hold) was accepted.
     pub remaining: u64,
@@ -111,7 +126,7 @@ pub struct OrderResponse {
     pub expires_at: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CancelResponse {
     /// False when the order was already cancelled and nothing changed.
     pub cancelled: bool,
@@ -119,12 +134,12 @@ pub struct CancelResponse {
     pub order: OrderResponse,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorResponse {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -135,7 +150,10 @@ impl From<&Event> for EventResponse {
         Self {
             id: event.id.as_str().to_owned(),
             name: event.name.clone(),
-            stock: event.stock,
+            capacity: event.stock.capacity,
+            available: event.stock.available,
+            held: event.stock.held,
+            sold: event.stock.sold,
         }
     }
 }
@@ -145,7 +163,12 @@ impl EventResponse {
         Ok(Event {
             id: EventId::parse(&self.id)?,
             name: self.name,
-            stock: self.stock,
+            stock: Stock {
+                capacity: self.capacity,
+                available: self.available,
+                held: self.held,
+                sold: self.sold,
+            },
         })
     }
 }

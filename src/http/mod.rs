@@ -5,6 +5,7 @@
 pub mod auth;
 mod error;
 mod middleware;
+pub mod openapi;
 mod routes;
 
 use std::sync::Arc;
@@ -57,7 +58,8 @@ pub fn app(
         .app_data(web::Data::new(parts.tokens))
         .configure(routes::meta::configure)
         .configure(routes::events::configure)
-        .configure(routes::orders::configure);
+        .configure(routes::orders::configure)
+        .configure(openapi::configure);
     if let Some(tickets) = parts.tickets {
         app = app
             .app_data(web::Data::from(tickets))

@@ -5,6 +5,7 @@
 
 mod durability;
 mod helpers;
+mod openapi;
 mod process;
 mod scenarios;
 mod split;

@@ -24,6 +24,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Seed-compatible: tickets available for the `default` event.
+#[utoipa::path(get, path = "/api/v1/available", tag = "events", responses(
+    (status = 200, description = "Tickets available for the `default` event", body = AvailableResponse),
+    (status = 503, description = "The inventory is unreachable", body = crate::wire::ErrorResponse)))]
 async fn available(
     vacancy: web::Data<dyn VacancyClient>,
 ) -> Result<web::Json<AvailableResponse>, ApiError> {
@@ -33,6 +36,9 @@ async fn available(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", responses(
+    (status = 200, description = "Every event", body = EventsResponse),
+    (status = 503, description = "The inventory is unreachable", body = crate::wire::ErrorResponse)))]
 async fn list(
     vacancy: web::Data<dyn VacancyClient>,
 ) -> Result<web::Json<EventsResponse>, ApiError> {
@@ -42,6 +48,10 @@ async fn list(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/events/{event}", tag = "events",
+    params(("event" = String, Path, description = "Event id")), responses(
+    (status = 200, description = "The event and its counts", body = EventResponse),
+    (status = 404, description = "No such event", body = crate::wire::ErrorResponse)))]
 async fn read(
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
@@ -51,6 +61,13 @@ async fn read(
 }
 
 /// Admin: `{"name", "capacity", "id"?}` → 201 with the event.
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = CreateEventRequest,
+    security(("admin" = [])), responses(
+    (status = 201, description = "Created", body = EventResponse),
+    (status = 401, description = "Missing or wrong admin token", body = crate::wire::ErrorResponse),
+    (status = 403, description = "No admin token is configured", body = crate::wire::ErrorResponse),
+    (status = 409, description = "An event with this id exists", body = crate::wire::ErrorResponse),
+    (status = 422, description = "Invalid name, id or capacity", body = crate::wire::ErrorResponse)))]
 async fn create(
     request: HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,
@@ -73,6 +90,12 @@ async fn create(
 }
 
 /// Admin: `{"qty"}` more tickets for the event (the seed's `add_stock`).
+#[utoipa::path(post, path = "/api/v1/events/{event}/stock", tag = "events", request_body = QtyRequest,
+    params(("event" = String, Path, description = "Event id")), security(("admin" = [])), responses(
+    (status = 200, description = "The event with its new capacity", body = EventResponse),
+    (status = 401, description = "Missing or wrong admin token", body = crate::wire::ErrorResponse),
+    (status = 404, description = "No such event", body = crate::wire::ErrorResponse),
+    (status = 422, description = "qty is not a whole number of at least 1", body = crate::wire::ErrorResponse)))]
 async fn replenish(
     request: HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,

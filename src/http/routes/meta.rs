@@ -15,6 +15,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/ready").route(web::get().to(ready)));
 }
 
+#[utoipa::path(get, path = "/", tag = "service",
+    responses((status = 200, description = "What is running: service, mode, version", body = Object)))]
 async fn root(mode: web::Data<Mode>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "service": "ticketd",
@@ -24,11 +26,16 @@ async fn root(mode: web::Data<Mode>) -> HttpResponse {
 }
 
 /// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses((status = 200, description = "The process answers", body = Object)))]
 async fn health(mode: web::Data<Mode>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "healthy", "mode": mode.as_str()}))
 }
 
 /// Readiness: stock can be read right now, locally or from vacancy.
+#[utoipa::path(get, path = "/ready", tag = "service", responses(
+    (status = 200, description = "Stock can be read (ticket: vacancy answers)", body = Object),
+    (status = 503, description = "Not ready; `error` says why", body = Object)))]
 async fn ready(mode: web::Data<Mode>, vacancy: web::Data<dyn VacancyClient>) -> HttpResponse {
     match vacancy.event(&EventId::default_event()).await {
         Ok(_) => HttpResponse::Ok().json(json!({"status": "ready", "mode": mode.as_str()})),

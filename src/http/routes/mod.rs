@@ -1,8 +1,8 @@
-pub mod events;
-pub mod meta;
-pub mod orders;
-pub mod purchase;
-pub mod reserve;
+pub(crate) mod events;
+pub(crate) mod meta;
+pub(crate) mod orders;
+pub(crate) mod purchase;
+pub(crate) mod reserve;
 
 use actix_web::{HttpRequest, web};
 use serde::de::DeserializeOwned;

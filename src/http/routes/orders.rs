@@ -22,6 +22,10 @@ fn order_id(raw: &str) -> Result<ReservationId, Error> {
         .map_err(|_| Error::UnknownOrder(format!("unknown order or hold '{raw}'")))
 }
 
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "Order or hold id")), responses(
+    (status = 200, description = "The order or hold", body = OrderResponse),
+    (status = 404, description = "No such order", body = crate::wire::ErrorResponse)))]
 async fn read(
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
@@ -30,6 +34,14 @@ async fn read(
     Ok(web::Json(OrderResponse::from(&order)))
 }
 
+#[utoipa::path(post, path = "/api/v1/holds/{id}/confirm", tag = "holds",
+    params(("id" = String, Path, description = "Hold id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Accepted; confirming is idempotent by nature")),
+    responses(
+    (status = 200, description = "The hold is now a confirmed order (again: the same answer)", body = OrderResponse),
+    (status = 404, description = "No such hold", body = crate::wire::ErrorResponse),
+    (status = 409, description = "The hold was released or cancelled", body = crate::wire::ErrorResponse),
+    (status = 410, description = "The hold expired; its tickets went back on sale", body = crate::wire::ErrorResponse)))]
 async fn confirm(
     request: actix_web::HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,
@@ -40,6 +52,11 @@ async fn confirm(
     Ok(web::Json(OrderResponse::from(&order)))
 }
 
+#[utoipa::path(delete, path = "/api/v1/holds/{id}", tag = "holds",
+    params(("id" = String, Path, description = "Hold id")), responses(
+    (status = 204, description = "Released (or already released or expired)"),
+    (status = 404, description = "No such hold", body = crate::wire::ErrorResponse),
+    (status = 409, description = "Already confirmed: cancel the order instead", body = crate::wire::ErrorResponse)))]
 async fn release(
     request: actix_web::HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,
@@ -50,6 +67,11 @@ async fn release(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders",
+    params(("id" = String, Path, description = "Order id")), responses(
+    (status = 200, description = "Cancelled; `cancelled: false` when it already was (nothing changed)", body = CancelResponse),
+    (status = 404, description = "No such order", body = crate::wire::ErrorResponse),
+    (status = 409, description = "Not a confirmed order", body = crate::wire::ErrorResponse)))]
 async fn cancel(
     request: actix_web::HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,

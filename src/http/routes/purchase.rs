@@ -14,6 +14,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/v1/events/{event}/holds").route(web::post().to(hold)));
 }
 
+#[utoipa::path(post, path = "/api/v1/purchase", tag = "purchases", request_body = QtyRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first answer")),
+    responses(
+    (status = 200, description = "Bought, or `success: false` when stock is short", body = PurchaseResponse),
+    (status = 400, description = "Malformed body or wrong content type", body = crate::wire::ErrorResponse),
+    (status = 413, description = "Body too large", body = crate::wire::ErrorResponse),
+    (status = 422, description = "Invalid qty, or the key was used with another body", body = crate::wire::ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = crate::wire::ErrorResponse)))]
 async fn purchase_default(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
@@ -22,6 +30,13 @@ async fn purchase_default(
     buy(&request, &tickets, EventId::default_event(), raw).await
 }
 
+#[utoipa::path(post, path = "/api/v1/events/{event}/purchase", tag = "purchases", request_body = QtyRequest,
+    params(("event" = String, Path, description = "Event id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first answer")),
+    responses(
+    (status = 200, description = "Bought, or `success: false` when stock is short", body = PurchaseResponse),
+    (status = 404, description = "No such event", body = crate::wire::ErrorResponse),
+    (status = 422, description = "Invalid qty, or the key was used with another body", body = crate::wire::ErrorResponse)))]
 async fn purchase(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
@@ -54,6 +69,14 @@ async fn buy(
 }
 
 /// `{"qty", "ttl_seconds"?}` → 201 with the hold, or 200 `success: false` when stock is short.
+#[utoipa::path(post, path = "/api/v1/events/{event}/holds", tag = "holds", request_body = QtyRequest,
+    params(("event" = String, Path, description = "Event id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first hold")),
+    responses(
+    (status = 201, description = "Held until `expires_at`", body = HoldResponse),
+    (status = 200, description = "`success: false`: not enough tickets", body = HoldResponse),
+    (status = 404, description = "No such event", body = crate::wire::ErrorResponse),
+    (status = 422, description = "Invalid qty or ttl_seconds", body = crate::wire::ErrorResponse)))]
 async fn hold(
     request: HttpRequest,
     tickets: web::Data<Tickets>,

@@ -14,6 +14,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/v1/events/{event}/reserve").route(web::post().to(reserve)));
 }
 
+#[utoipa::path(post, path = "/api/v1/reserve", tag = "inventory", request_body = QtyRequest,
+    responses(
+    (status = 200, description = "Reserved, or `success: false` when stock is short; a repeated `reservation_id` gets the first answer", body = ReserveResponse),
+    (status = 422, description = "Invalid qty, ttl or reservation id", body = crate::wire::ErrorResponse)))]
 async fn reserve_default(
     inventory: web::Data<Inventory>,
     raw: web::Json<serde_json::Value>,
@@ -21,6 +25,11 @@ async fn reserve_default(
     reserve_in(&inventory, EventId::default_event(), raw).await
 }
 
+#[utoipa::path(post, path = "/api/v1/events/{event}/reserve", tag = "inventory", request_body = QtyRequest,
+    params(("event" = String, Path, description = "Event id")), security((), ("service" = [])), responses(
+    (status = 200, description = "Reserved or held, or `success: false` when stock is short", body = ReserveResponse),
+    (status = 404, description = "No such event", body = crate::wire::ErrorResponse),
+    (status = 422, description = "Invalid qty, ttl or reservation id", body = crate::wire::ErrorResponse)))]
 async fn reserve(
     inventory: web::Data<Inventory>,
     path: web::Path<String>,

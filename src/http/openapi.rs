@@ -1,0 +1,55 @@
+//! The OpenAPI document, generated from the handlers' annotations, served at `/openapi.json`, with
+//! Swagger UI at `/docs` (its assets are compiled in, so the page works offline).
+
+use actix_web::web;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::routes::{events, meta, orders, purchase, reserve};
+use crate::wire;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ticketd",
+        description = "Sells a limited stock of tickets without overselling. The same API is served \
+                       by `ticketd monolith` and by the `ticketd ticket` + `ticketd vacancy` pair; \
+                       `inventory` operations are served by the monolith and vacancy."
+    ),
+    paths(
+        meta::root, meta::health, meta::ready,
+        events::available, events::list, events::read, events::create, events::replenish,
+        purchase::purchase_default, purchase::purchase, purchase::hold,
+        orders::read, orders::confirm, orders::release, orders::cancel,
+        reserve::reserve_default, reserve::reserve,
+    ),
+    components(schemas(
+        wire::QtyRequest, wire::CreateEventRequest, wire::PurchaseResponse, wire::HoldResponse,
+        wire::ReserveResponse, wire::AvailableResponse, wire::EventResponse, wire::EventsResponse,
+        wire::OrderResponse, wire::CancelResponse, wire::ErrorResponse, wire::ErrorDetail,
+    )),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "service",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-service-token"))),
+        );
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
+        .service(web::redirect("/docs", "/docs/"));
+}
