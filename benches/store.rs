@@ -128,6 +128,7 @@ fn inventory_rate(store: Store, duration: Duration) -> f64 {
                         event: EventId::default_event(),
                         qty,
                         hold_ttl_seconds: None,
+                        key: None,
                     };
                     let reserved = inventory.reserve(reservation).await.expect("reserved");
                     assert!(reserved.accepted());

@@ -132,6 +132,10 @@ pub struct ServerArgs {
     #[arg(long, value_name = "TOKEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     service_token: Option<String>,
+    /// How long an idempotency key is remembered, in seconds [default: 86400].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idempotency_ttl_seconds: Option<u64>,
     /// Log format [default: pretty].
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]

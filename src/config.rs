@@ -86,6 +86,8 @@ pub struct Settings {
     pub hold_ttl_seconds_default: u32,
     /// Longest hold a request may ask for, in seconds.
     pub hold_ttl_seconds_max: u32,
+    /// How long the inventory remembers an idempotency key, in seconds.
+    pub idempotency_ttl_seconds: u64,
     /// Bearer token for admin calls (creating events, adding stock); none: admin calls refused.
     pub admin_token: Option<Secret>,
     /// Token vacancy requires from callers (`x-service-token`), and ticket sends; none: not checked.
@@ -164,6 +166,7 @@ impl Settings {
             max_per_order: 10,
             hold_ttl_seconds_default: 300,
             hold_ttl_seconds_max: 3600,
+            idempotency_ttl_seconds: 86_400,
             admin_token: None,
             service_token: None,
             initial_stock: 1000,

@@ -101,19 +101,11 @@ impl ReservationId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
-
-    /// The id a request with this idempotency key always gets: repeating the request therefore
-    /// finds the first reservation, in this process or any other, before or after a restart.
-    pub fn from_key(key: &IdempotencyKey) -> Self {
-        Self(Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.0.as_bytes()))
-    }
 }
 
-/// Namespace of the ids derived from idempotency keys (a fixed, random UUID).
-const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6c1e_4f0b_93d2_4b8e_a5b7_2f0c_9d41_7e63);
-
-/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters. A request repeated with the
+/// same key gets the first answer and changes nothing, for as long as the inventory keeps keys.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
@@ -132,6 +124,26 @@ impl IdempotencyKey {
             )))
         }
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What the inventory remembers of a request made with an idempotency key: enough to give a
+/// repeat the first answer, and to recognise the same key used for a different request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub key: IdempotencyKey,
+    /// The request the key was first used for, e.g. `reserve:gala:2:-` or `cancel:<id>`.
+    pub fingerprint: String,
+    /// The order the first request made or acted on; `None` when it was refused (sold out).
+    pub order_id: Option<ReservationId>,
+    /// The first answer's `remaining` (reservations).
+    pub remaining: u64,
+    /// Whether the first request changed the order (cancellations).
+    pub changed: bool,
+    pub created_at_ms: i64,
 }
 
 impl From<Uuid> for ReservationId {
@@ -164,6 +176,18 @@ pub struct Reservation {
     pub event: EventId,
     pub qty: Quantity,
     pub hold_ttl_seconds: Option<u32>,
+    /// The client's idempotency key, if it sent one.
+    pub key: Option<IdempotencyKey>,
+}
+
+impl Reservation {
+    /// What makes two reservations the same request, for idempotency keys.
+    pub fn fingerprint(&self) -> String {
+        let ttl = self
+            .hold_ttl_seconds
+            .map_or_else(|| "-".to_owned(), |ttl| ttl.to_string());
+        format!("reserve:{}:{}:{ttl}", self.event, self.qty)
+    }
 }
 
 /// What the inventory answered to a [`Reservation`]. Running out of stock is an answer, not an error.
@@ -314,6 +338,9 @@ pub enum Error {
     InvalidEvent(String),
     #[error("{0}")]
     InvalidIdempotencyKey(String),
+    /// The idempotency key was first used for a different request.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     #[error("{0}")]
     EventExists(String),
     #[error("{0}")]
@@ -354,6 +381,7 @@ impl Error {
             Error::InvalidReservationId(_) => "invalid_reservation_id",
             Error::InvalidEvent(_) => "invalid_event",
             Error::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            Error::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Error::EventExists(_) => "event_exists",
             Error::UnknownOrder(_) => "unknown_order",
             Error::HoldExpired(_) => "hold_expired",
@@ -380,6 +408,7 @@ impl Error {
             "invalid_reservation_id" => Error::InvalidReservationId(message),
             "invalid_event" => Error::InvalidEvent(message),
             "invalid_idempotency_key" => Error::InvalidIdempotencyKey(message),
+            "idempotency_key_reused" => Error::IdempotencyKeyReused(message),
             "event_exists" => Error::EventExists(message),
             "unknown_order" => Error::UnknownOrder(message),
             "hold_expired" => Error::HoldExpired(message),
@@ -434,14 +463,8 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_keys_map_to_one_id_each() {
-        let key = IdempotencyKey::parse("order-7f3a").unwrap();
-        assert_eq!(ReservationId::from_key(&key), ReservationId::from_key(&key));
-        let other = IdempotencyKey::parse("order-7f3b").unwrap();
-        assert_ne!(
-            ReservationId::from_key(&key),
-            ReservationId::from_key(&other)
-        );
+    fn idempotency_keys_are_visible_ascii() {
+        assert!(IdempotencyKey::parse("order-7f3a").is_ok());
         for bad in ["", "has space", &"k".repeat(256)] {
             assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
         }
@@ -464,6 +487,7 @@ mod tests {
             Error::EventExists("x".into()),
             Error::UnknownOrder("x".into()),
             Error::HoldExpired("x".into()),
+            Error::IdempotencyKeyReused("x".into()),
             Error::WrongState("x".into()),
             Error::Overloaded,
             Error::Storage("x".into()),

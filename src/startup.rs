@@ -120,6 +120,7 @@ fn open_inventory(settings: &Settings) -> anyhow::Result<Inventory> {
         initial_stock: settings.initial_stock,
         max_per_order: settings.max_per_order,
         hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
+        idempotency_ttl_seconds: settings.idempotency_ttl_seconds,
         queue_size_max: settings.inventory_queue_size_max,
         batch_size_max: settings.inventory_batch_size_max,
     };

@@ -62,7 +62,8 @@ impl ResponseError for ApiError {
                 | Error::InvalidEventId(_)
                 | Error::InvalidEvent(_)
                 | Error::InvalidReservationId(_)
-                | Error::ReservationConflict(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                | Error::ReservationConflict(_)
+                | Error::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 Error::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
                 Error::UnknownEvent(_) | Error::UnknownOrder(_) => StatusCode::NOT_FOUND,
                 Error::EventExists(_) | Error::WrongState(_) => StatusCode::CONFLICT,

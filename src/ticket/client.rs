@@ -3,7 +3,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Cancelled, Error, Event, EventId, Order, Reservation, ReservationId, Reserved,
+    Cancelled, Error, Event, EventId, IdempotencyKey, Order, Reservation, ReservationId, Reserved,
 };
 use crate::vacancy::Inventory;
 
@@ -17,10 +17,15 @@ use crate::vacancy::Inventory;
 pub trait VacancyClient: Send + Sync {
     /// Sells or holds tickets under the caller's id; asking again with the same id changes nothing.
     async fn reserve(&self, reservation: Reservation) -> Result<Reserved, Error>;
-    async fn confirm(&self, id: ReservationId) -> Result<Order, Error>;
+    async fn confirm(&self, id: ReservationId, key: Option<IdempotencyKey>)
+    -> Result<Order, Error>;
     /// Gives a hold's tickets back; releasing twice changes nothing.
-    async fn release(&self, id: ReservationId) -> Result<(), Error>;
-    async fn cancel(&self, id: ReservationId) -> Result<Cancelled, Error>;
+    async fn release(&self, id: ReservationId, key: Option<IdempotencyKey>) -> Result<(), Error>;
+    async fn cancel(
+        &self,
+        id: ReservationId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Cancelled, Error>;
     async fn order(&self, id: ReservationId) -> Result<Order, Error>;
     /// One event with its committed stock.
     async fn event(&self, id: &EventId) -> Result<Event, Error>;
@@ -48,16 +53,24 @@ impl VacancyClient for LocalVacancyClient {
         self.inventory.reserve(reservation).await
     }
 
-    async fn confirm(&self, id: ReservationId) -> Result<Order, Error> {
-        self.inventory.confirm(id).await
+    async fn confirm(
+        &self,
+        id: ReservationId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Order, Error> {
+        self.inventory.confirm(id, key).await
     }
 
-    async fn release(&self, id: ReservationId) -> Result<(), Error> {
-        self.inventory.release(id).await.map(drop)
+    async fn release(&self, id: ReservationId, key: Option<IdempotencyKey>) -> Result<(), Error> {
+        self.inventory.release(id, key).await.map(drop)
     }
 
-    async fn cancel(&self, id: ReservationId) -> Result<Cancelled, Error> {
-        self.inventory.cancel(id).await
+    async fn cancel(
+        &self,
+        id: ReservationId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Cancelled, Error> {
+        self.inventory.cancel(id, key).await
     }
 
     async fn order(&self, id: ReservationId) -> Result<Order, Error> {

@@ -9,7 +9,7 @@ mod remote;
 use std::sync::Arc;
 
 pub use client::{LocalVacancyClient, VacancyClient};
-pub use remote::{RemoteConfig, RemoteVacancyClient, SERVICE_TOKEN_HEADER};
+pub use remote::{IDEMPOTENCY_KEY_HEADER, RemoteConfig, RemoteVacancyClient, SERVICE_TOKEN_HEADER};
 
 use crate::domain::{
     Error, EventId, IdempotencyKey, Quantity, Reservation, ReservationId, Reserved,
@@ -33,20 +33,21 @@ impl Tickets {
         Self { vacancy, rules }
     }
 
-    /// Buys `qty` tickets of `event`. The order id is chosen here, before asking the inventory —
-    /// derived from the idempotency key when there is one — so neither a retried call nor a
-    /// repeated request can ever sell the same order twice.
+    /// Buys `qty` tickets of `event`. The order id is chosen here, before asking the inventory, so
+    /// a retried call can never sell twice; a request repeated with the same idempotency key gets
+    /// the first answer from the inventory, which remembers keys.
     pub async fn purchase(
         &self,
         event: EventId,
         qty: i64,
-        key: Option<&IdempotencyKey>,
+        key: Option<IdempotencyKey>,
     ) -> Result<Reserved, Error> {
         let reservation = Reservation {
-            id: reservation_id(key),
+            id: ReservationId::generate(),
             event,
             qty: Quantity::parse(qty, self.rules.max_per_order)?,
             hold_ttl_seconds: None,
+            key,
         };
         self.vacancy.reserve(reservation).await
     }
@@ -57,7 +58,7 @@ impl Tickets {
         event: EventId,
         qty: i64,
         ttl_seconds: Option<i64>,
-        key: Option<&IdempotencyKey>,
+        key: Option<IdempotencyKey>,
     ) -> Result<Reserved, Error> {
         let max = self.rules.hold_ttl_seconds_max;
         let ttl = match ttl_seconds {
@@ -70,15 +71,12 @@ impl Tickets {
             }
         };
         let reservation = Reservation {
-            id: reservation_id(key),
+            id: ReservationId::generate(),
             event,
             qty: Quantity::parse(qty, self.rules.max_per_order)?,
             hold_ttl_seconds: Some(ttl),
+            key,
         };
         self.vacancy.reserve(reservation).await
     }
-}
-
-fn reservation_id(key: Option<&IdempotencyKey>) -> ReservationId {
-    key.map_or_else(ReservationId::generate, ReservationId::from_key)
 }

@@ -13,7 +13,7 @@ use actix_web::web::Bytes;
 use serde_json::json;
 
 use crate::domain::{
-    Cancelled, Error, Event, EventId, Order, Reservation, ReservationId, Reserved,
+    Cancelled, Error, Event, EventId, IdempotencyKey, Order, Reservation, ReservationId, Reserved,
 };
 use crate::telemetry::{self, REQUEST_ID_HEADER};
 use crate::wire;
@@ -38,6 +38,9 @@ pub struct RemoteConfig {
     /// Sent as the bearer token on admin calls; the same admin token vacancy checks.
     pub admin_token: Option<String>,
 }
+
+/// Header carrying a client's idempotency key, from the client and on to vacancy.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// Header carrying the service token from ticket to vacancy.
 pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
@@ -129,6 +132,7 @@ impl RemoteVacancyClient {
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
+        key: Option<&IdempotencyKey>,
         kind: Call,
     ) -> Result<Bytes, Error> {
         let url = format!("{}{path}", self.base_url);
@@ -145,6 +149,9 @@ impl RemoteVacancyClient {
             let mut request = self.client().request(method.clone(), url.as_str());
             if let Some(id) = &request_id {
                 request = request.insert_header((REQUEST_ID_HEADER, id.as_str()));
+            }
+            if let Some(key) = key {
+                request = request.insert_header((IDEMPOTENCY_KEY_HEADER, key.as_str()));
             }
             if let Some(token) = &self.config.service_token {
                 request = request.insert_header((SERVICE_TOKEN_HEADER, token.as_str()));
@@ -230,7 +237,13 @@ impl VacancyClient for RemoteVacancyClient {
             "ttl_seconds": reservation.hold_ttl_seconds,
         });
         let bytes = self
-            .call(Method::POST, &path, Some(&body), Call::Idempotent)
+            .call(
+                Method::POST,
+                &path,
+                Some(&body),
+                reservation.key.as_ref(),
+                Call::Idempotent,
+            )
             .await?;
         let answer: wire::ReserveResponse = decode(&bytes)?;
         Ok(Reserved {
@@ -242,25 +255,33 @@ impl VacancyClient for RemoteVacancyClient {
         })
     }
 
-    async fn confirm(&self, id: ReservationId) -> Result<Order, Error> {
+    async fn confirm(
+        &self,
+        id: ReservationId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Order, Error> {
         let path = format!("/api/v1/holds/{id}/confirm");
         let bytes = self
-            .call(Method::POST, &path, None, Call::Idempotent)
+            .call(Method::POST, &path, None, key.as_ref(), Call::Idempotent)
             .await?;
         decode::<wire::OrderResponse>(&bytes)?.into_domain()
     }
 
-    async fn release(&self, id: ReservationId) -> Result<(), Error> {
+    async fn release(&self, id: ReservationId, key: Option<IdempotencyKey>) -> Result<(), Error> {
         let path = format!("/api/v1/holds/{id}");
-        self.call(Method::DELETE, &path, None, Call::Idempotent)
+        self.call(Method::DELETE, &path, None, key.as_ref(), Call::Idempotent)
             .await?;
         Ok(())
     }
 
-    async fn cancel(&self, id: ReservationId) -> Result<Cancelled, Error> {
+    async fn cancel(
+        &self,
+        id: ReservationId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Cancelled, Error> {
         let path = format!("/api/v1/orders/{id}/cancel");
         let bytes = self
-            .call(Method::POST, &path, None, Call::Idempotent)
+            .call(Method::POST, &path, None, key.as_ref(), Call::Idempotent)
             .await?;
         let answer: wire::CancelResponse = decode(&bytes)?;
         Ok(Cancelled {
@@ -272,7 +293,7 @@ impl VacancyClient for RemoteVacancyClient {
     async fn order(&self, id: ReservationId) -> Result<Order, Error> {
         let path = format!("/api/v1/orders/{id}");
         let bytes = self
-            .call(Method::GET, &path, None, Call::Idempotent)
+            .call(Method::GET, &path, None, None, Call::Idempotent)
             .await?;
         decode::<wire::OrderResponse>(&bytes)?.into_domain()
     }
@@ -280,14 +301,14 @@ impl VacancyClient for RemoteVacancyClient {
     async fn event(&self, id: &EventId) -> Result<Event, Error> {
         let path = format!("/api/v1/events/{id}");
         let bytes = self
-            .call(Method::GET, &path, None, Call::Idempotent)
+            .call(Method::GET, &path, None, None, Call::Idempotent)
             .await?;
         decode::<wire::EventResponse>(&bytes)?.into_domain()
     }
 
     async fn events(&self) -> Result<Vec<Event>, Error> {
         let bytes = self
-            .call(Method::GET, "/api/v1/events", None, Call::Idempotent)
+            .call(Method::GET, "/api/v1/events", None, None, Call::Idempotent)
             .await?;
         let answer: wire::EventsResponse = decode(&bytes)?;
         answer
@@ -300,7 +321,13 @@ impl VacancyClient for RemoteVacancyClient {
     async fn create_event(&self, id: EventId, name: String, capacity: u64) -> Result<Event, Error> {
         let body = json!({"id": id, "name": name, "capacity": capacity});
         let bytes = self
-            .call(Method::POST, "/api/v1/events", Some(&body), Call::AdminOnce)
+            .call(
+                Method::POST,
+                "/api/v1/events",
+                Some(&body),
+                None,
+                Call::AdminOnce,
+            )
             .await?;
         decode::<wire::EventResponse>(&bytes)?.into_domain()
     }
@@ -309,7 +336,7 @@ impl VacancyClient for RemoteVacancyClient {
         let path = format!("/api/v1/events/{id}/stock");
         let body = json!({ "qty": qty });
         let bytes = self
-            .call(Method::POST, &path, Some(&body), Call::AdminOnce)
+            .call(Method::POST, &path, Some(&body), None, Call::AdminOnce)
             .await?;
         decode::<wire::EventResponse>(&bytes)?.into_domain()
     }

@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use crate::domain::{Error, Event, EventId, Order, OrderStatus, ReservationId};
+use crate::domain::{
+    Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId,
+};
 
 /// Everything one group commit writes.
 #[derive(Debug, Default)]
@@ -15,11 +17,18 @@ pub struct Batch {
     pub events: Vec<Event>,
     /// The new state of every order the batch created or changed.
     pub orders: Vec<Order>,
+    /// Idempotency keys first used (or reused after they lapsed) in this batch.
+    pub keys: Vec<KeyRecord>,
+    /// Forget idempotency keys created before this time.
+    pub purge_keys_before_ms: Option<i64>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.orders.is_empty()
+        self.events.is_empty()
+            && self.orders.is_empty()
+            && self.keys.is_empty()
+            && self.purge_keys_before_ms.is_none()
     }
 }
 
@@ -35,6 +44,9 @@ pub trait Ledger: Send + 'static {
     /// The committed order with this id, if there is one.
     fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error>;
 
+    /// The stored record of an idempotency key, if there is one (lapsed or not).
+    fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error>;
+
     /// Stores `batch`: on `Ok` all of it is committed, on `Err` none of it is.
     fn commit(&mut self, batch: &Batch) -> Result<(), Error>;
 }
@@ -44,6 +56,7 @@ pub trait Ledger: Send + 'static {
 pub struct MemoryLedger {
     events: HashMap<EventId, Event>,
     orders: HashMap<ReservationId, Order>,
+    keys: HashMap<IdempotencyKey, KeyRecord>,
 }
 
 impl MemoryLedger {
@@ -70,7 +83,17 @@ impl Ledger for MemoryLedger {
         Ok(self.orders.get(&id).cloned())
     }
 
+    fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error> {
+        Ok(self.keys.get(key).cloned())
+    }
+
     fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
+        if let Some(before) = batch.purge_keys_before_ms {
+            self.keys.retain(|_, record| record.created_at_ms >= before);
+        }
+        for record in &batch.keys {
+            self.keys.insert(record.key.clone(), record.clone());
+        }
         for event in &batch.events {
             self.events.insert(event.id.clone(), event.clone());
         }

@@ -20,7 +20,8 @@ use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Cancelled, DEFAULT_EVENT, Error, Event, EventId, Order, Reservation, ReservationId, Reserved,
+    Cancelled, DEFAULT_EVENT, Error, Event, EventId, IdempotencyKey, Order, Reservation,
+    ReservationId, Reserved,
 };
 use ledger::{Batch, Ledger};
 use writer::{Command, Events, Writer};
@@ -53,6 +54,8 @@ pub struct InventoryConfig {
     pub max_per_order: u32,
     /// Longest hold a reservation may ask for.
     pub hold_ttl_seconds_max: u32,
+    /// How long an idempotency key is remembered.
+    pub idempotency_ttl_seconds: u64,
     /// Most requests waiting for the writer; one more is refused as `overloaded`.
     pub queue_size_max: usize,
     /// Most requests decided and committed together.
@@ -65,6 +68,7 @@ impl Default for InventoryConfig {
             initial_stock: 1000,
             max_per_order: 10,
             hold_ttl_seconds_max: 3600,
+            idempotency_ttl_seconds: 86_400,
             queue_size_max: 16_384,
             batch_size_max: 1024,
         }
@@ -112,7 +116,7 @@ impl Inventory {
                 };
                 ledger.commit(&Batch {
                     events: vec![event.clone()],
-                    orders: Vec::new(),
+                    ..Batch::default()
                 })?;
                 events.insert(default, event);
             }
@@ -135,6 +139,9 @@ impl Inventory {
             batch_size_max: config.batch_size_max,
             clock,
             expiry_paused_until_ms: 0,
+            key_ttl_ms: i64::try_from(config.idempotency_ttl_seconds.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            keys_purged_at_ms: 0,
         };
         let writer = std::thread::Builder::new()
             .name("inventory-writer".into())
@@ -191,18 +198,30 @@ impl Inventory {
     }
 
     /// Turns a live hold into a sale; a hold past its time is `HoldExpired`.
-    pub async fn confirm(&self, id: ReservationId) -> Result<Order, Error> {
-        self.ask(|reply| Command::Confirm { id, reply }).await
+    pub async fn confirm(
+        &self,
+        id: ReservationId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Order, Error> {
+        self.ask(|reply| Command::Confirm { id, key, reply }).await
     }
 
     /// Gives a hold's tickets back; releasing twice changes nothing.
-    pub async fn release(&self, id: ReservationId) -> Result<Order, Error> {
-        self.ask(|reply| Command::Release { id, reply }).await
+    pub async fn release(
+        &self,
+        id: ReservationId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Order, Error> {
+        self.ask(|reply| Command::Release { id, key, reply }).await
     }
 
     /// Returns a confirmed order's tickets to stock, exactly once.
-    pub async fn cancel(&self, id: ReservationId) -> Result<Cancelled, Error> {
-        self.ask(|reply| Command::Cancel { id, reply }).await
+    pub async fn cancel(
+        &self,
+        id: ReservationId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Cancelled, Error> {
+        self.ask(|reply| Command::Cancel { id, key, reply }).await
     }
 
     /// One order or hold, as committed.
@@ -298,6 +317,7 @@ mod tests {
             event: EventId::default_event(),
             qty: Quantity::parse(qty, 10).unwrap(),
             hold_ttl_seconds: None,
+            key: None,
         }
     }
 
@@ -420,6 +440,12 @@ mod tests {
         fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
             self.inner.find_order(id)
         }
+        fn find_key(
+            &mut self,
+            key: &IdempotencyKey,
+        ) -> Result<Option<crate::domain::KeyRecord>, Error> {
+            self.inner.find_key(key)
+        }
         fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
             self.commits += 1;
             if self.commits > 1 {
@@ -516,17 +542,29 @@ mod tests {
             let a = inventory.reserve(hold(3, 60)).await.unwrap().order.unwrap();
             assert_eq!((a.status, a.expires_at_ms), (Held, Some(1_060_000)));
             assert_eq!(counts(), (7, 3, 0));
-            assert_eq!(inventory.confirm(a.id).await.unwrap().status, Confirmed);
+            assert_eq!(
+                inventory.confirm(a.id, None).await.unwrap().status,
+                Confirmed
+            );
             assert_eq!(counts(), (7, 0, 3));
-            assert_eq!(inventory.confirm(a.id).await.unwrap().status, Confirmed);
+            assert_eq!(
+                inventory.confirm(a.id, None).await.unwrap().status,
+                Confirmed
+            );
             assert_eq!(counts(), (7, 0, 3));
 
             let b = inventory.reserve(hold(2, 60)).await.unwrap().order.unwrap();
-            assert_eq!(inventory.release(b.id).await.unwrap().status, Released);
-            assert_eq!(inventory.release(b.id).await.unwrap().status, Released);
+            assert_eq!(
+                inventory.release(b.id, None).await.unwrap().status,
+                Released
+            );
+            assert_eq!(
+                inventory.release(b.id, None).await.unwrap().status,
+                Released
+            );
             assert_eq!(counts(), (7, 0, 3));
             assert_eq!(
-                inventory.confirm(b.id).await.unwrap_err().code(),
+                inventory.confirm(b.id, None).await.unwrap_err().code(),
                 "wrong_state"
             );
 
@@ -534,7 +572,7 @@ mod tests {
             assert_eq!(counts(), (3, 4, 3));
             clock.advance_ms(1000);
             assert_eq!(
-                inventory.confirm(c.id).await.unwrap_err().code(),
+                inventory.confirm(c.id, None).await.unwrap_err().code(),
                 "hold_expired"
             );
             assert_eq!(counts(), (7, 0, 3));
@@ -545,15 +583,15 @@ mod tests {
             assert_eq!(inventory.order(d.id).await.unwrap().status, Expired);
             assert_eq!(counts(), (7, 0, 3));
 
-            let first = inventory.cancel(a.id).await.unwrap();
+            let first = inventory.cancel(a.id, None).await.unwrap();
             assert_eq!((first.order.status, first.changed), (Cancelled, true));
             assert_eq!(counts(), (10, 0, 0));
-            let second = inventory.cancel(a.id).await.unwrap();
+            let second = inventory.cancel(a.id, None).await.unwrap();
             assert_eq!((second.order.status, second.changed), (Cancelled, false));
             assert_eq!(counts(), (10, 0, 0));
 
             assert_eq!(
-                inventory.cancel(d.id).await.unwrap_err().code(),
+                inventory.cancel(d.id, None).await.unwrap_err().code(),
                 "wrong_state"
             );
             let unknown = inventory
@@ -590,5 +628,44 @@ mod tests {
         });
         let ids: Vec<_> = inventory.events().into_iter().map(|e| e.id).collect();
         assert_eq!(ids, vec![EventId::default_event(), gala]);
+    }
+
+    #[test]
+    fn idempotency_keys_answer_repeats_until_they_lapse() {
+        let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_000_000)));
+        let config = InventoryConfig {
+            initial_stock: 10,
+            idempotency_ttl_seconds: 10,
+            ..InventoryConfig::default()
+        };
+        let inventory =
+            Inventory::open_with_clock(Box::new(MemoryLedger::new()), config, clock.clone())
+                .unwrap();
+        let key = IdempotencyKey::parse("checkout-7").unwrap();
+        // Each attempt gets a fresh reservation id, as a client's repeat through the API does.
+        let keyed = |qty| Reservation {
+            key: Some(key.clone()),
+            ..reservation(qty)
+        };
+        run(async {
+            let first = inventory.reserve(keyed(2)).await.unwrap();
+            let repeat = inventory.reserve(keyed(2)).await.unwrap();
+            assert_eq!(repeat, first);
+            let other = inventory.reserve(keyed(3)).await.unwrap_err();
+            assert_eq!(other.code(), "idempotency_key_reused");
+
+            clock.advance_ms(10_000);
+            let after = inventory.reserve(keyed(3)).await.unwrap();
+            assert!(after.accepted());
+            assert_ne!(after.order.unwrap().id, first.order.unwrap().id);
+        });
+        assert_eq!(
+            inventory
+                .event(&EventId::default_event())
+                .unwrap()
+                .stock
+                .sold,
+            5
+        );
     }
 }

@@ -276,6 +276,7 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
                     event: EventId::parse(EVENTS[*event]).unwrap(),
                     qty: Quantity::parse(i64::from(*qty), 10).unwrap(),
                     hold_ttl_seconds: ttl,
+                    key: None,
                 };
                 let actual = runtime.block_on(real.reserve(reservation));
                 (
@@ -295,14 +296,14 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
                 };
                 let expected = model.apply(id, op);
                 let actual = match op {
-                    Op::Confirm { .. } => outcome(runtime.block_on(real.confirm(id)), |o| {
+                    Op::Confirm { .. } => outcome(runtime.block_on(real.confirm(id, None)), |o| {
                         Outcome::Status(o.status)
                     }),
-                    Op::Release { .. } => outcome(runtime.block_on(real.release(id)), |o| {
+                    Op::Release { .. } => outcome(runtime.block_on(real.release(id, None)), |o| {
                         Outcome::Status(o.status)
                     }),
-                    _ => outcome(runtime.block_on(real.cancel(id)), |c| Outcome::Cancelled {
-                        changed: c.changed,
+                    _ => outcome(runtime.block_on(real.cancel(id, None)), |c| {
+                        Outcome::Cancelled { changed: c.changed }
                     }),
                 };
                 (expected, actual)

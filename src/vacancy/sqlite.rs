@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::ledger::{Batch, Ledger};
-use crate::domain::{Error, Event, EventId, Order, OrderStatus, ReservationId, Stock};
+use crate::domain::{
+    Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId, Stock,
+};
 
 pub const DATABASE_FILE: &str = "ticketd.db";
 const LOCK_FILE: &str = "ticketd.lock";
@@ -47,6 +49,17 @@ CREATE TABLE orders (
 ) STRICT, WITHOUT ROWID;
 
 CREATE INDEX live_holds ON orders (expires_at_ms) WHERE status = 'held';
+
+CREATE TABLE idempotency_keys (
+    key           TEXT PRIMARY KEY,
+    fingerprint   TEXT NOT NULL,
+    order_id      BLOB,
+    remaining     INTEGER NOT NULL,
+    changed       INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
 ";
 
 pub struct SqliteLedger {
@@ -245,6 +258,40 @@ impl Ledger for SqliteLedger {
         }))
     }
 
+    fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error> {
+        let found = self
+            .connection
+            .prepare_cached(
+                "SELECT fingerprint, order_id, remaining, changed, created_at_ms
+                 FROM idempotency_keys WHERE key = ?1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row([key.as_str()], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, Option<Vec<u8>>>(1)?,
+                            row.get::<_, u64>(2)?,
+                            row.get::<_, bool>(3)?,
+                            row.get::<_, i64>(4)?,
+                        ))
+                    })
+                    .optional()
+            })
+            .map_err(|e| self.failed("looking up an idempotency key", e))?;
+        let Some((fingerprint, order_id, remaining, changed, created_at_ms)) = found else {
+            return Ok(None);
+        };
+        Ok(Some(KeyRecord {
+            key: key.clone(),
+            fingerprint,
+            order_id: order_id.map(|id| self.id(&id)).transpose()?,
+            remaining,
+            changed,
+            created_at_ms,
+        }))
+    }
+
     fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
         let path = self.path.clone();
         let failed = |e: rusqlite::Error| {
@@ -294,6 +341,31 @@ impl Ledger for SqliteLedger {
                         order.created_at_ms,
                         order.updated_at_ms,
                         order.expires_at_ms
+                    ])
+                    .map_err(failed)?;
+            }
+            if let Some(before) = batch.purge_keys_before_ms {
+                transaction
+                    .prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ms < ?1")
+                    .and_then(|mut purge| purge.execute([before]))
+                    .map_err(failed)?;
+            }
+            let mut upsert_key = transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO idempotency_keys
+                        (key, fingerprint, order_id, remaining, changed, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(failed)?;
+            for record in &batch.keys {
+                upsert_key
+                    .execute(params![
+                        record.key.as_str(),
+                        record.fingerprint,
+                        record.order_id.map(|id| *id.as_uuid().as_bytes()),
+                        record.remaining,
+                        record.changed,
+                        record.created_at_ms
                     ])
                     .map_err(failed)?;
             }
@@ -398,6 +470,7 @@ mod tests {
                 .commit(&Batch {
                     events: vec![gala.clone()],
                     orders: vec![sold.clone(), held.clone()],
+                    ..Batch::default()
                 })
                 .unwrap();
         }
@@ -418,6 +491,7 @@ mod tests {
             .commit(&Batch {
                 events: vec![gala.clone()],
                 orders: vec![],
+                ..Batch::default()
             })
             .unwrap();
         // The schema refuses stock that does not add up; the order in the same batch must not
@@ -436,6 +510,7 @@ mod tests {
             .commit(&Batch {
                 events: vec![broken],
                 orders: vec![lost.clone()],
+                ..Batch::default()
             })
             .unwrap_err();
         assert_eq!(error.code(), "storage_failure");
@@ -507,6 +582,7 @@ mod tests {
                 event: default.clone(),
                 qty: Quantity::parse(1, 10).unwrap(),
                 hold_ttl_seconds: None,
+                key: None,
             };
             match runtime.block_on(inventory.reserve(reservation)) {
                 Ok(reserved) => {

@@ -24,8 +24,8 @@ use tokio::sync::oneshot;
 use super::Clock;
 use super::ledger::{Batch, Ledger};
 use crate::domain::{
-    Cancelled, Error, Event, EventId, Order, OrderStatus, Reservation, ReservationId, Reserved,
-    Stock,
+    Cancelled, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, Reservation,
+    ReservationId, Reserved, Stock,
 };
 
 /// Every event as last committed; written only by the writer, read by everyone.
@@ -40,14 +40,17 @@ pub(crate) enum Command {
     },
     Confirm {
         id: ReservationId,
+        key: Option<IdempotencyKey>,
         reply: Reply<Order>,
     },
     Release {
         id: ReservationId,
+        key: Option<IdempotencyKey>,
         reply: Reply<Order>,
     },
     Cancel {
         id: ReservationId,
+        key: Option<IdempotencyKey>,
         reply: Reply<Cancelled>,
     },
     Find {
@@ -70,6 +73,9 @@ pub(crate) enum Command {
 /// How long to wait before trying expiries again after a failed commit.
 const EXPIRY_RETRY: Duration = Duration::from_secs(1);
 
+/// How often lapsed idempotency keys are deleted (with a batch that commits anyway).
+const KEY_PURGE_INTERVAL_MS: i64 = 60_000;
+
 pub(crate) struct Writer {
     pub ledger: Box<dyn Ledger>,
     pub events: Events,
@@ -79,6 +85,9 @@ pub(crate) struct Writer {
     pub clock: Arc<dyn Clock>,
     /// No expiry is tried before this time (after a failed commit).
     pub expiry_paused_until_ms: i64,
+    /// How long an idempotency key is remembered.
+    pub key_ttl_ms: i64,
+    pub keys_purged_at_ms: i64,
 }
 
 /// What one batch has decided but not yet committed.
@@ -90,11 +99,12 @@ struct Pending {
     order_ids: Vec<ReservationId>,
     holds_added: Vec<(i64, ReservationId)>,
     holds_removed: Vec<(i64, ReservationId)>,
+    keys: HashMap<IdempotencyKey, KeyRecord>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.orders.is_empty()
+        self.events.is_empty() && self.orders.is_empty() && self.keys.is_empty()
     }
 
     fn put_order(&mut self, order: Order) {
@@ -166,13 +176,15 @@ impl Writer {
                 Command::Reserve { reservation, reply } => {
                     deliver(reply, self.reserve(&mut pending, &reservation, now))
                 }
-                Command::Confirm { id, reply } => {
-                    deliver(reply, self.confirm(&mut pending, id, now))
+                Command::Confirm { id, key, reply } => {
+                    deliver(reply, self.confirm(&mut pending, id, key, now))
                 }
-                Command::Release { id, reply } => {
-                    deliver(reply, self.release(&mut pending, id, now))
+                Command::Release { id, key, reply } => {
+                    deliver(reply, self.release(&mut pending, id, key, now))
                 }
-                Command::Cancel { id, reply } => deliver(reply, self.cancel(&mut pending, id, now)),
+                Command::Cancel { id, key, reply } => {
+                    deliver(reply, self.cancel(&mut pending, id, key, now))
+                }
                 Command::Find { id, reply } => deliver(reply, self.find(&pending, id)),
                 Command::CreateEvent {
                     id,
@@ -203,9 +215,14 @@ impl Writer {
             .iter()
             .filter_map(|id| pending.orders.remove(id))
             .collect();
+        // Lapsed idempotency keys go with a batch that commits anyway, at most once a minute.
+        let purge = (now - self.keys_purged_at_ms >= KEY_PURGE_INTERVAL_MS)
+            .then(|| now.saturating_sub(self.key_ttl_ms));
         let batch = Batch {
             events: pending.events.into_values().collect(),
             orders,
+            keys: pending.keys.into_values().collect(),
+            purge_keys_before_ms: purge,
         };
         if let Err(error) = self.ledger.commit(&batch) {
             // Nothing of the batch is stored, so nothing of it may be published or confirmed:
@@ -213,6 +230,9 @@ impl Writer {
             tracing::error!(%error, "commit failed; batch refused");
             self.expiry_paused_until_ms = now + EXPIRY_RETRY.as_millis() as i64;
             return Err(error);
+        }
+        if purge.is_some() {
+            self.keys_purged_at_ms = now;
         }
         let mut events = self.events.write();
         for event in batch.events {
@@ -268,6 +288,19 @@ impl Writer {
         now: i64,
     ) -> Result<Reserved, Error> {
         let mut event = self.event(pending, &reservation.event)?;
+        let key = reservation.key.as_ref();
+        let fingerprint = reservation.fingerprint();
+        if let Some(first) = self.first_use(pending, key, &fingerprint, now)? {
+            // A repeat of a keyed request: the first answer, whatever happened since.
+            let order = first
+                .order_id
+                .map(|id| self.existing_order(pending, id))
+                .transpose()?;
+            return Ok(Reserved {
+                order,
+                remaining: first.remaining,
+            });
+        }
         if let Some(earlier) = self.order(pending, reservation.id)? {
             // A retry of a reservation already made: answer as before, change nothing.
             let same = earlier.event == reservation.event
@@ -287,6 +320,16 @@ impl Writer {
 
         let qty = u64::from(reservation.qty.get());
         if event.stock.available < qty {
+            // A keyed refusal is remembered too: its repeat must not buy what came back since.
+            remember(
+                pending,
+                key,
+                fingerprint,
+                None,
+                event.stock.available,
+                false,
+                now,
+            );
             return Ok(Reserved {
                 order: None,
                 remaining: event.stock.available,
@@ -319,6 +362,15 @@ impl Writer {
         let remaining = event.stock.available;
         Self::put_event(pending, event);
         pending.put_order(order.clone());
+        remember(
+            pending,
+            key,
+            fingerprint,
+            Some(order.id),
+            remaining,
+            false,
+            now,
+        );
         Ok(Reserved {
             order: Some(order),
             remaining,
@@ -382,6 +434,25 @@ impl Writer {
         &mut self,
         pending: &mut Pending,
         id: ReservationId,
+        key: Option<IdempotencyKey>,
+        now: i64,
+    ) -> Result<Order, Error> {
+        let fingerprint = format!("confirm:{id}");
+        if self
+            .first_use(pending, key.as_ref(), &fingerprint, now)?
+            .is_some()
+        {
+            return self.existing_order(pending, id);
+        }
+        let confirmed = self.confirm_hold(pending, id, now)?;
+        remember(pending, key.as_ref(), fingerprint, Some(id), 0, true, now);
+        Ok(confirmed)
+    }
+
+    fn confirm_hold(
+        &mut self,
+        pending: &mut Pending,
+        id: ReservationId,
         now: i64,
     ) -> Result<Order, Error> {
         let order = self.existing_order(pending, id)?;
@@ -408,6 +479,25 @@ impl Writer {
         &mut self,
         pending: &mut Pending,
         id: ReservationId,
+        key: Option<IdempotencyKey>,
+        now: i64,
+    ) -> Result<Order, Error> {
+        let fingerprint = format!("release:{id}");
+        if self
+            .first_use(pending, key.as_ref(), &fingerprint, now)?
+            .is_some()
+        {
+            return self.existing_order(pending, id);
+        }
+        let released = self.release_hold(pending, id, now)?;
+        remember(pending, key.as_ref(), fingerprint, Some(id), 0, true, now);
+        Ok(released)
+    }
+
+    fn release_hold(
+        &mut self,
+        pending: &mut Pending,
+        id: ReservationId,
         now: i64,
     ) -> Result<Order, Error> {
         let order = self.existing_order(pending, id)?;
@@ -423,6 +513,33 @@ impl Writer {
     }
 
     fn cancel(
+        &mut self,
+        pending: &mut Pending,
+        id: ReservationId,
+        key: Option<IdempotencyKey>,
+        now: i64,
+    ) -> Result<Cancelled, Error> {
+        let fingerprint = format!("cancel:{id}");
+        if let Some(first) = self.first_use(pending, key.as_ref(), &fingerprint, now)? {
+            return Ok(Cancelled {
+                order: self.existing_order(pending, id)?,
+                changed: first.changed,
+            });
+        }
+        let cancelled = self.cancel_order(pending, id, now)?;
+        remember(
+            pending,
+            key.as_ref(),
+            fingerprint,
+            Some(id),
+            0,
+            cancelled.changed,
+            now,
+        );
+        Ok(cancelled)
+    }
+
+    fn cancel_order(
         &mut self,
         pending: &mut Pending,
         id: ReservationId,
@@ -442,6 +559,33 @@ impl Writer {
                 "{id} is {}; only confirmed orders can be cancelled (release a hold with DELETE)",
                 status.as_str()
             ))),
+        }
+    }
+
+    /// The first use of `key`, when it was used within its time to live: for this same request
+    /// (`fingerprint`) that is the answer to repeat; for another one the key cannot be reused.
+    fn first_use(
+        &mut self,
+        pending: &Pending,
+        key: Option<&IdempotencyKey>,
+        fingerprint: &str,
+        now: i64,
+    ) -> Result<Option<KeyRecord>, Error> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let record = match pending.keys.get(key) {
+            Some(record) => Some(record.clone()),
+            None => self.ledger.find_key(key)?,
+        };
+        match record.filter(|record| now - record.created_at_ms < self.key_ttl_ms) {
+            Some(record) if record.fingerprint != fingerprint => {
+                Err(Error::IdempotencyKeyReused(format!(
+                    "Idempotency-Key '{}' was already used for a different request",
+                    key.as_str()
+                )))
+            }
+            live => Ok(live),
         }
     }
 
@@ -481,6 +625,29 @@ impl Writer {
         event.stock.available = grown(event.stock.available)?;
         Self::put_event(pending, event.clone());
         Ok(event)
+    }
+}
+
+/// Notes the first use of `key` (if any) so a repeat gets the same answer.
+fn remember(
+    pending: &mut Pending,
+    key: Option<&IdempotencyKey>,
+    fingerprint: String,
+    order_id: Option<ReservationId>,
+    remaining: u64,
+    changed: bool,
+    now: i64,
+) {
+    if let Some(key) = key {
+        let record = KeyRecord {
+            key: key.clone(),
+            fingerprint,
+            order_id,
+            remaining,
+            changed,
+            created_at_ms: now,
+        };
+        pending.keys.insert(key.clone(), record);
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Deployment, Launch, Options, TestApp};
+use crate::helpers::{Answer, Deployment, Launch, Options, TestApp};
 
 async fn new_event(app: &TestApp, id: &str, capacity: u64) {
     let created = app
@@ -455,21 +455,28 @@ pub async fn confirm_release_and_expiry_races_have_one_winner(
     );
 }
 
-pub async fn idempotency_keys_make_repeats_harmless(deployment: Deployment, launch: Launch) {
-    let app = TestApp::spawn(deployment, launch, Options::default()).await;
-    new_event(&app, "gala", 20).await;
-    let app = &app;
-    let buy = |key: &'static str, qty: u64| async move {
-        app.request(
-            "POST",
-            "/api/v1/events/gala/purchase",
-            &[("idempotency-key", key)],
-            Some(json!({ "qty": qty })),
-        )
+async fn keyed(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<serde_json::Value>,
+) -> Answer {
+    app.request(method, path, &[("idempotency-key", key)], body)
         .await
-    };
-    let first = buy("checkout-1", 3).await;
-    let second = buy("checkout-1", 3).await;
+}
+
+async fn buy(app: &TestApp, key: &str, qty: u64) -> Answer {
+    let body = Some(json!({ "qty": qty }));
+    keyed(app, "POST", "/api/v1/events/gala/purchase", key, body).await
+}
+
+pub async fn idempotency_keys_make_repeats_harmless(deployment: Deployment, launch: Launch) {
+    let mut app = TestApp::spawn(deployment, launch, Options::default()).await;
+    new_event(&app, "gala", 20).await;
+
+    let first = buy(&app, "checkout-1", 3).await;
+    let second = buy(&app, "checkout-1", 3).await;
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(
         first.body, second.body,
@@ -477,36 +484,84 @@ pub async fn idempotency_keys_make_repeats_harmless(deployment: Deployment, laun
     );
     assert_eq!(app.counts("gala").await, (17, 0, 3));
 
-    let changed = buy("checkout-1", 4).await;
+    let changed = buy(&app, "checkout-1", 4).await;
     assert_eq!(
         (changed.status, changed.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "reservation_conflict")
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
     );
     assert_eq!(app.counts("gala").await, (17, 0, 3));
-    let other = buy("checkout-2", 3).await;
+    let other = buy(&app, "checkout-2", 3).await;
     assert_ne!(other.body["order_id"], first.body["order_id"]);
 
-    let hold_twice = |key: &'static str| async move {
-        app.request(
-            "POST",
-            "/api/v1/events/gala/holds",
-            &[("idempotency-key", key)],
-            Some(json!({"qty": 2})),
-        )
-        .await
-    };
-    let (a, b) = (hold_twice("hold-9").await, hold_twice("hold-9").await);
-    assert_eq!(a.body["hold_id"], b.body["hold_id"]);
+    // Keys are stored with the inventory: they survive a restart.
+    let addr = app.kill_store_owner().await;
+    app.restart_store_owner(addr).await;
+    assert_eq!(buy(&app, "checkout-1", 3).await.body, first.body);
+    assert_eq!(app.counts("gala").await, (14, 0, 6));
+
+    let holds = "/api/v1/events/gala/holds";
+    let a = keyed(&app, "POST", holds, "hold-9", Some(json!({"qty": 2}))).await;
+    let b = keyed(&app, "POST", holds, "hold-9", Some(json!({"qty": 2}))).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert_eq!(a.body, b.body);
     assert_eq!(app.counts("gala").await, (12, 2, 6));
 
-    let bad = app
-        .request(
-            "POST",
-            "/api/v1/purchase",
-            &[("idempotency-key", "")],
-            Some(json!({"qty": 1})),
-        )
+    // Confirm and cancel with keys: a repeat gets the first answer, and a key cannot move to
+    // another request.
+    let confirm = format!(
+        "/api/v1/holds/{}/confirm",
+        a.body["hold_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        keyed(&app, "POST", &confirm, "confirm-1", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        keyed(&app, "POST", &confirm, "confirm-1", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let cancel = format!(
+        "/api/v1/orders/{}/cancel",
+        first.body["order_id"].as_str().unwrap()
+    );
+    let cancelled = keyed(&app, "POST", &cancel, "cancel-1", None).await;
+    assert_eq!(cancelled.body["cancelled"], true);
+    let repeated = keyed(&app, "POST", &cancel, "cancel-1", None).await;
+    assert_eq!(
+        repeated.body["cancelled"], true,
+        "a keyed repeat gets the first answer"
+    );
+    let unkeyed = app.post(&cancel, json!({})).await;
+    assert_eq!(unkeyed.body["cancelled"], false);
+    let moved = keyed(&app, "POST", &cancel, "confirm-1", None).await;
+    assert_eq!(
+        (moved.status, moved.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+    assert_eq!(app.counts("gala").await, (15, 0, 5));
+
+    // A refusal is an answer too: repeating it must not buy tickets that came back since.
+    buy(&app, "drain-1", 10).await;
+    buy(&app, "drain-2", 5).await;
+    let refused = buy(&app, "late-1", 10).await;
+    assert_eq!(refused.body["success"], false, "{refused:?}");
+    app.admin("POST", "/api/v1/events/gala/stock", json!({"qty": 50}))
         .await;
+    assert_eq!(buy(&app, "late-1", 10).await.body, refused.body);
+    assert_eq!(buy(&app, "late-2", 10).await.body["success"], true);
+
+    let bad = keyed(
+        &app,
+        "POST",
+        "/api/v1/purchase",
+        "",
+        Some(json!({"qty": 1})),
+    )
+    .await;
     assert_eq!(
         (bad.status, bad.code()),
         (StatusCode::BAD_REQUEST, "invalid_idempotency_key")

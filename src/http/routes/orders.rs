@@ -1,6 +1,7 @@
 //! Orders and holds by id: read, confirm, release, cancel. The same in every mode, through
-//! whichever `VacancyClient` the app has. Each of these is idempotent by nature: confirming a
-//! confirmed hold, releasing a released one or cancelling a cancelled order changes nothing.
+//! whichever `VacancyClient` the app has. Each of these is idempotent by nature (confirming a
+//! confirmed hold, releasing a released one or cancelling a cancelled order changes nothing), and
+//! with an `Idempotency-Key` a repeat also gets the first answer.
 
 use actix_web::{HttpResponse, web};
 
@@ -36,7 +37,7 @@ async fn read(
 
 #[utoipa::path(post, path = "/api/v1/holds/{id}/confirm", tag = "holds",
     params(("id" = String, Path, description = "Hold id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Accepted; confirming is idempotent by nature")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first answer")),
     responses(
     (status = 200, description = "The hold is now a confirmed order (again: the same answer)", body = OrderResponse),
     (status = 404, description = "No such hold", body = crate::wire::ErrorResponse),
@@ -47,8 +48,8 @@ async fn confirm(
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
 ) -> Result<web::Json<OrderResponse>, ApiError> {
-    idempotency_key(&request)?;
-    let order = vacancy.confirm(order_id(&path)?).await?;
+    let key = idempotency_key(&request)?;
+    let order = vacancy.confirm(order_id(&path)?, key).await?;
     Ok(web::Json(OrderResponse::from(&order)))
 }
 
@@ -62,8 +63,8 @@ async fn release(
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    idempotency_key(&request)?;
-    vacancy.release(order_id(&path)?).await?;
+    let key = idempotency_key(&request)?;
+    vacancy.release(order_id(&path)?, key).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -77,8 +78,8 @@ async fn cancel(
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
 ) -> Result<web::Json<CancelResponse>, ApiError> {
-    idempotency_key(&request)?;
-    let cancelled = vacancy.cancel(order_id(&path)?).await?;
+    let key = idempotency_key(&request)?;
+    let cancelled = vacancy.cancel(order_id(&path)?, key).await?;
     let qty = cancelled.order.qty;
     let message = if cancelled.changed {
         format!("Order cancelled; {qty} tickets returned to stock")

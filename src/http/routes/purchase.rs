@@ -55,7 +55,7 @@ async fn buy(
     let key = idempotency_key(request)?;
     let body: QtyRequest = body(raw)?;
     let qty = whole_number("qty", body.qty.as_ref())?;
-    let reserved = tickets.purchase(event, qty, key.as_ref()).await?;
+    let reserved = tickets.purchase(event, qty, key).await?;
     let message = match reserved.order {
         Some(_) => "Purchase successful!",
         None => "Insufficient inventory",
@@ -88,7 +88,7 @@ async fn hold(
     let body: QtyRequest = body(raw)?;
     let qty = whole_number("qty", body.qty.as_ref())?;
     let ttl = optional_whole_number("ttl_seconds", body.ttl_seconds.as_ref())?;
-    let reserved = tickets.hold(event, qty, ttl, key.as_ref()).await?;
+    let reserved = tickets.hold(event, qty, ttl, key).await?;
     let Some(order) = reserved.order else {
         return Ok(HttpResponse::Ok().json(HoldResponse {
             success: false,

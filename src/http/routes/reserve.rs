@@ -1,9 +1,9 @@
 //! Reserving stock: the inventory's own operation (monolith and vacancy). The ticket service calls
 //! it with its own reservation id, which makes the call safe to repeat.
 
-use actix_web::web;
+use actix_web::{HttpRequest, web};
 
-use super::{body, event_id, optional_whole_number, whole_number};
+use super::{body, event_id, idempotency_key, optional_whole_number, whole_number};
 use crate::domain::{Error, EventId, Quantity, Reservation, ReservationId};
 use crate::http::ApiError;
 use crate::vacancy::Inventory;
@@ -19,10 +19,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     (status = 200, description = "Reserved, or `success: false` when stock is short; a repeated `reservation_id` gets the first answer", body = ReserveResponse),
     (status = 422, description = "Invalid qty, ttl or reservation id", body = crate::wire::ErrorResponse)))]
 async fn reserve_default(
+    request: HttpRequest,
     inventory: web::Data<Inventory>,
     raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
-    reserve_in(&inventory, EventId::default_event(), raw).await
+    reserve_in(&request, &inventory, EventId::default_event(), raw).await
 }
 
 #[utoipa::path(post, path = "/api/v1/events/{event}/reserve", tag = "inventory", request_body = QtyRequest,
@@ -31,14 +32,16 @@ async fn reserve_default(
     (status = 404, description = "No such event", body = crate::wire::ErrorResponse),
     (status = 422, description = "Invalid qty, ttl or reservation id", body = crate::wire::ErrorResponse)))]
 async fn reserve(
+    request: HttpRequest,
     inventory: web::Data<Inventory>,
     path: web::Path<String>,
     raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
-    reserve_in(&inventory, event_id(&path)?, raw).await
+    reserve_in(&request, &inventory, event_id(&path)?, raw).await
 }
 
 async fn reserve_in(
+    request: &HttpRequest,
     inventory: &Inventory,
     event: EventId,
     raw: web::Json<serde_json::Value>,
@@ -63,6 +66,7 @@ async fn reserve_in(
         event,
         qty,
         hold_ttl_seconds,
+        key: idempotency_key(request)?,
     };
     let reserved = inventory.reserve(reservation).await?;
     let message = if reserved.accepted() {
