@@ -133,3 +133,18 @@ fn is_loopback(host: &str) -> bool {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_hosts_need_no_service_token_warning() {
+        for host in ["127.0.0.1", "::1", "localhost"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "10.0.0.5", "vacancy"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+}
