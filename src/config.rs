@@ -210,12 +210,18 @@ impl Settings {
                     .any(|k| key.as_str().eq_ignore_ascii_case(k))
             })
             .global();
-        let settings: Settings = figment
+        let mut settings: Settings = figment
             .merge(env)
             .merge(Serialized::globals(flags))
             .select(mode.as_str())
             .extract()
             .map_err(describe)?;
+        // An empty token (e.g. `TICKETD_ADMIN_TOKEN=` in a compose file) means "none".
+        for token in [&mut settings.admin_token, &mut settings.service_token] {
+            if token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+                *token = None;
+            }
+        }
         settings.validate()?;
         Ok(settings)
     }
