@@ -30,6 +30,7 @@ impl Application {
     /// the returned handle's owner polls it. It never handles OS signals itself: the caller stops
     /// it through [`Self::handle`].
     pub fn build(mode: Mode, settings: &Settings) -> anyhow::Result<Self> {
+        crate::telemetry::metrics();
         let inventory = match mode {
             Mode::Monolith | Mode::Vacancy => Some(Arc::new(open_inventory(settings)?)),
             Mode::Ticket => None,

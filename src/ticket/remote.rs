@@ -136,8 +136,26 @@ impl RemoteVacancyClient {
         kind: Call,
     ) -> Result<Bytes, Error> {
         let url = format!("{}{path}", self.base_url);
+        let started = Instant::now();
+        let deadline = started + self.config.timeout;
+        let outcome = self.attempts(method, &url, body, key, kind, deadline).await;
+        let result = if outcome.is_ok() { "ok" } else { "error" };
+        metrics::counter!("ticketd_vacancy_calls_total", "outcome" => result).increment(1);
+        metrics::histogram!("ticketd_vacancy_call_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn attempts(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        key: Option<&IdempotencyKey>,
+        kind: Call,
+        deadline: Instant,
+    ) -> Result<Bytes, Error> {
         let request_id = telemetry::current_request_id();
-        let deadline = Instant::now() + self.config.timeout;
         let timeout = Error::Timeout(self.config.timeout.as_millis() as u64);
         let attempts_max = match kind {
             Call::Idempotent => self.config.attempts_max,
@@ -146,7 +164,7 @@ impl RemoteVacancyClient {
         let mut backoff = RETRY_BACKOFF_FIRST;
         let mut attempt = 1;
         loop {
-            let mut request = self.client().request(method.clone(), url.as_str());
+            let mut request = self.client().request(method.clone(), url);
             if let Some(id) = &request_id {
                 request = request.insert_header((REQUEST_ID_HEADER, id.as_str()));
             }
@@ -171,6 +189,7 @@ impl RemoteVacancyClient {
                 return Err(failure);
             }
             tracing::debug!(attempt, error = %failure, "vacancy call failed; trying again");
+            metrics::counter!("ticketd_vacancy_retries_total").increment(1);
             actix_rt::time::sleep(backoff).await;
             backoff *= 2;
             attempt += 1;

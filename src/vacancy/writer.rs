@@ -170,6 +170,7 @@ impl Writer {
         let mut pending = Pending::default();
         self.expire_due(&mut pending, now);
 
+        metrics::histogram!("ticketd_ledger_batch_size").record(batch.len() as f64);
         let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
         for command in batch.drain(..) {
             let delivery = match command {
@@ -224,7 +225,11 @@ impl Writer {
             keys: pending.keys.into_values().collect(),
             purge_keys_before_ms: purge,
         };
-        if let Err(error) = self.ledger.commit(&batch) {
+        let started = std::time::Instant::now();
+        let committed = self.ledger.commit(&batch);
+        metrics::histogram!("ticketd_ledger_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if let Err(error) = committed {
             // Nothing of the batch is stored, so nothing of it may be published or confirmed:
             // every answer in it becomes the storage error, and state stays as it was.
             tracing::error!(%error, "commit failed; batch refused");
@@ -236,6 +241,16 @@ impl Writer {
         }
         let mut events = self.events.write();
         for event in batch.events {
+            let id = event.id.as_str().to_owned();
+            let stock = event.stock;
+            for (state, count) in [
+                ("available", stock.available),
+                ("held", stock.held),
+                ("sold", stock.sold),
+            ] {
+                metrics::gauge!("ticketd_event_tickets", "event" => id.clone(), "state" => state)
+                    .set(count as f64);
+            }
             events.insert(event.id.clone(), event);
         }
         drop(events);
@@ -320,6 +335,7 @@ impl Writer {
 
         let qty = u64::from(reservation.qty.get());
         if event.stock.available < qty {
+            metrics::counter!("ticketd_reservations_total", "outcome" => "refused").increment(1);
             // A keyed refusal is remembered too: its repeat must not buy what came back since.
             remember(
                 pending,
@@ -359,6 +375,7 @@ impl Writer {
         if let Some(deadline) = expires_at_ms {
             pending.holds_added.push((deadline, order.id));
         }
+        metrics::counter!("ticketd_reservations_total", "outcome" => "accepted").increment(1);
         let remaining = event.stock.available;
         Self::put_event(pending, event);
         pending.put_order(order.clone());

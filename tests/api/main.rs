@@ -47,6 +47,7 @@ in_every_deployment!(
     scenarios::bad_input_gets_a_json_error_and_changes_nothing,
     scenarios::concurrent_buyers_never_oversell,
     scenarios::request_ids_are_returned,
+    scenarios::metrics_are_exported_in_prometheus_format,
     durability::restart_keeps_stock_and_orders,
     ticketing::admins_manage_events,
     ticketing::admin_calls_are_refused_without_a_configured_token,

@@ -66,10 +66,21 @@ async fn every_route_is_documented_and_every_documented_route_exists() {
         let concrete = path
             .replace("{event}", "default")
             .replace("{id}", &uuid::Uuid::now_v7().to_string());
-        let answer = app.request(method, &concrete, &[], None).await;
+        let mut response = app
+            .client()
+            .request(method.parse().unwrap(), format!("{}{concrete}", app.base))
+            .send()
+            .await
+            .unwrap();
+        let body = response.body().limit(1 << 22).await.unwrap();
+        let code = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|json| json["error"]["code"].as_str().map(str::to_owned))
+            .unwrap_or_default();
         assert!(
-            !matches!(answer.code(), "not_found" | "method_not_allowed"),
-            "{method} {path} is documented but not routed: {answer:?}"
+            !matches!(code.as_str(), "not_found" | "method_not_allowed"),
+            "{method} {path} is documented but not routed: {}",
+            response.status()
         );
     }
 }

@@ -280,3 +280,52 @@ pub async fn request_ids_are_returned(deployment: Deployment, launch: Launch) {
         .expect("an id");
     assert_ne!(generated, other);
 }
+
+pub async fn metrics_are_exported_in_prometheus_format(deployment: Deployment, launch: Launch) {
+    let app = TestApp::spawn(deployment, launch, Options::default()).await;
+    assert_eq!(app.purchase(json!(1)).await.status, StatusCode::OK);
+
+    let mut response = app
+        .client()
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(response.body().limit(1 << 22).await.unwrap().to_vec()).unwrap();
+    for expected in [
+        "http_requests_total{route=\"/api/v1/purchase\",method=\"POST\",status=\"200\"}",
+        "http_request_duration_seconds_bucket{route=\"/api/v1/purchase\"",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    // The inventory's own figures come from whichever process owns it.
+    let owner = match deployment {
+        Deployment::Monolith => text,
+        Deployment::Split => {
+            assert!(
+                text.contains("ticketd_vacancy_calls_total{outcome=\"ok\"}"),
+                "{text}"
+            );
+            let vacancy = app.vacancy().unwrap().url();
+            let mut response = app
+                .client()
+                .get(format!("{vacancy}/metrics"))
+                .send()
+                .await
+                .unwrap();
+            String::from_utf8(response.body().limit(1 << 22).await.unwrap().to_vec()).unwrap()
+        }
+    };
+    for expected in [
+        "ticketd_reservations_total{outcome=\"accepted\"}",
+        "ticketd_event_tickets{event=\"default\",state=\"sold\"}",
+        "ticketd_ledger_batch_size_bucket",
+        "ticketd_ledger_commit_seconds_bucket",
+    ] {
+        assert!(
+            owner.contains(expected),
+            "{expected} missing from:\n{owner}"
+        );
+    }
+}

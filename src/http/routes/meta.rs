@@ -12,7 +12,8 @@ use crate::ticket::VacancyClient;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(root)))
         .service(web::resource("/health").route(web::get().to(health)))
-        .service(web::resource("/ready").route(web::get().to(ready)));
+        .service(web::resource("/ready").route(web::get().to(ready)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
 #[utoipa::path(get, path = "/", tag = "service",
@@ -48,6 +49,15 @@ async fn ready(mode: web::Data<Mode>, vacancy: web::Data<dyn VacancyClient>) -> 
             }))
         }
     }
+}
+
+/// Prometheus text format: requests, reservations, stock per event, ledger and remote calls.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Metrics in Prometheus text format", body = String, content_type = "text/plain")))]
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::telemetry::metrics().render())
 }
 
 pub async fn not_found() -> HttpResponse {
