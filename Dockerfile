@@ -10,6 +10,7 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > benches/store.rs \
+    && echo 'fn main() {}' > benches/load.rs \
     && touch src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src benches

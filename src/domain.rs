@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -46,9 +47,10 @@ impl fmt::Display for Quantity {
 }
 
 /// Names an event: 1 to 64 characters of `A-Z a-z 0-9 _ -`, so it is safe in a URL path and a log.
+/// Shared, not copied: the inventory clones ids on every decision, and a clone is a refcount.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-pub struct EventId(String);
+pub struct EventId(Arc<str>);
 
 impl EventId {
     pub const LEN_MAX: usize = 64;
@@ -60,7 +62,7 @@ impl EventId {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if valid {
-            Ok(Self(raw.to_owned()))
+            Ok(Self(raw.into()))
         } else {
             Err(Error::InvalidEventId(format!(
                 "event ids are 1 to {} characters of A-Z, a-z, 0-9, '_' and '-'",
@@ -70,7 +72,7 @@ impl EventId {
     }
 
     pub fn default_event() -> Self {
-        Self(DEFAULT_EVENT.to_owned())
+        Self(DEFAULT_EVENT.into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -116,7 +118,7 @@ impl IdempotencyKey {
             && raw.len() <= Self::LEN_MAX
             && raw.bytes().all(|b| b.is_ascii_graphic());
         if valid {
-            Ok(Self(raw.to_owned()))
+            Ok(Self(raw.into()))
         } else {
             Err(Error::InvalidIdempotencyKey(format!(
                 "Idempotency-Key must be 1 to {} visible ASCII characters",
@@ -237,7 +239,7 @@ impl Stock {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub id: EventId,
-    pub name: String,
+    pub name: Arc<str>,
     pub stock: Stock,
 }
 
@@ -245,7 +247,7 @@ impl Event {
     pub const NAME_LEN_MAX: usize = 200;
 
     /// Checks a name for a new event: 1 to 200 characters, not blank.
-    pub fn parse_name(raw: &str) -> Result<String, Error> {
+    pub fn parse_name(raw: &str) -> Result<Arc<str>, Error> {
         let name = raw.trim();
         if name.is_empty() || name.chars().count() > Self::NAME_LEN_MAX {
             return Err(Error::InvalidEvent(format!(
@@ -253,7 +255,7 @@ impl Event {
                 Self::NAME_LEN_MAX
             )));
         }
-        Ok(name.to_owned())
+        Ok(name.into())
     }
 }
 

@@ -149,7 +149,7 @@ impl From<&Event> for EventResponse {
     fn from(event: &Event) -> Self {
         Self {
             id: event.id.as_str().to_owned(),
-            name: event.name.clone(),
+            name: event.name.to_string(),
             capacity: event.stock.capacity,
             available: event.stock.available,
             held: event.stock.held,
@@ -162,7 +162,7 @@ impl EventResponse {
     pub fn into_domain(self) -> Result<Event, Error> {
         Ok(Event {
             id: EventId::parse(&self.id)?,
-            name: self.name,
+            name: self.name.into(),
             stock: Stock {
                 capacity: self.capacity,
                 available: self.available,

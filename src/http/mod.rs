@@ -50,16 +50,15 @@ pub fn app(
         .limit(limit)
         .error_handler(move |error, _| ApiError::from_json(error, limit).into());
 
+    // Registration order is match order: the hot, static purchase routes go first, and the
+    // patterns that need a regex to match (`{event}`, `{id}`, `/docs/{_:.*}`) go last, so a purchase
+    // never pays for trying them.
     let mut app = App::new()
         .app_data(json)
         .app_data(web::PayloadConfig::new(limit))
         .app_data(web::Data::new(parts.mode))
         .app_data(web::Data::from(parts.vacancy))
-        .app_data(web::Data::new(parts.tokens))
-        .configure(routes::meta::configure)
-        .configure(routes::events::configure)
-        .configure(routes::orders::configure)
-        .configure(openapi::configure);
+        .app_data(web::Data::new(parts.tokens));
     if let Some(tickets) = parts.tickets {
         app = app
             .app_data(web::Data::from(tickets))
@@ -70,6 +69,11 @@ pub fn app(
             .app_data(web::Data::from(inventory))
             .configure(routes::reserve::configure);
     }
+    let app = app
+        .configure(routes::events::configure)
+        .configure(routes::meta::configure)
+        .configure(routes::orders::configure)
+        .configure(openapi::configure);
     app.default_service(web::to(routes::meta::not_found))
         .wrap(actix_web::middleware::from_fn(auth::require_service_token))
         .wrap(actix_web::middleware::from_fn(middleware::request_context))

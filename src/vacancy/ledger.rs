@@ -4,7 +4,7 @@
 //! its in-memory state and hands the ledger one [`Batch`] per group commit, so each backend has a
 //! single, simple job: make a whole batch durable, or none of it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::{
     Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId,
@@ -51,11 +51,13 @@ pub trait Ledger: Send + 'static {
     fn commit(&mut self, batch: &Batch) -> Result<(), Error>;
 }
 
-/// Keeps everything in process memory: for tests and throwaway demos. A restart forgets it all.
+/// Keeps everything in process memory: for tests and throwaway demos. A restart forgets it all,
+/// and every order stays in memory until then. Orders sit in a B-tree rather than a hash map so
+/// that a growing store never stalls the writer for a whole-table rehash.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryLedger {
     events: HashMap<EventId, Event>,
-    orders: HashMap<ReservationId, Order>,
+    orders: BTreeMap<ReservationId, Order>,
     keys: HashMap<IdempotencyKey, KeyRecord>,
 }
 

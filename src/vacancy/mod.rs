@@ -111,7 +111,7 @@ impl Inventory {
             None => {
                 let event = Event {
                     id: default.clone(),
-                    name: DEFAULT_EVENT.to_owned(),
+                    name: DEFAULT_EVENT.into(),
                     stock: crate::domain::Stock::new(config.initial_stock),
                 };
                 ledger.commit(&Batch {
@@ -611,10 +611,7 @@ mod tests {
                 .create_event(gala.clone(), " Gala ".into(), 100)
                 .await
                 .unwrap();
-            assert_eq!(
-                (created.name.as_str(), created.stock.available),
-                ("Gala", 100)
-            );
+            assert_eq!((&*created.name, created.stock.available), ("Gala", 100));
             let again = inventory
                 .create_event(gala.clone(), "Gala".into(), 1)
                 .await

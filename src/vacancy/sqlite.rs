@@ -189,7 +189,7 @@ impl Ledger for SqliteLedger {
             .map(|(id, name, stock)| {
                 Ok(Event {
                     id: EventId::parse(&id)?,
-                    name,
+                    name: name.into(),
                     stock,
                 })
             })
@@ -431,7 +431,7 @@ mod tests {
     fn event(id: &str, stock: Stock) -> Event {
         Event {
             id: EventId::parse(id).unwrap(),
-            name: id.to_owned(),
+            name: id.into(),
             stock,
         }
     }

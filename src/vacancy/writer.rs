@@ -59,7 +59,7 @@ pub(crate) enum Command {
     },
     CreateEvent {
         id: EventId,
-        name: String,
+        name: Arc<str>,
         capacity: u64,
         reply: Reply<Event>,
     },
@@ -614,7 +614,7 @@ impl Writer {
         &mut self,
         pending: &mut Pending,
         id: EventId,
-        name: String,
+        name: Arc<str>,
         capacity: u64,
     ) -> Result<Event, Error> {
         if self.event(pending, &id).is_ok() {

@@ -1,0 +1,585 @@
+//! Load benchmark: the real release binary in each deployment under wrk, side by side with the
+//! ceiling of one HTTP hop on this machine.
+//!
+//!     apt-get install wrk            # once
+//!     cargo bench --bench load
+//!
+//! For each target it starts the server(s) on 127.0.0.1, drives `POST /api/v1/purchase` and
+//! `GET /api/v1/available` with wrk for a fixed time at fixed concurrency, and records req/s,
+//! latency (mean, p50, p99, max), errors, and the peak RSS of the server processes. Targets run in
+//! alternating rounds (A B C D A B C D ...) and the median of the rounds is reported, with every
+//! throughput also given as a ratio to the ceiling measured in the same run.
+//!
+//! The ceiling is a minimal actix-web server (this same bench executable, started again in a
+//! second role) that parses the same JSON and decrements a locked counter: what one HTTP hop
+//! costs here, with no inventory behind it.
+//!
+//! Writes `target/bench-report/load.md` and `target/bench-report/load.svg`.
+//!
+//! Environment: `BENCH_ROUNDS` (default 3), `BENCH_SECONDS` per measurement (default 5),
+//! `BENCH_CONNECTIONS` (default 64), `BENCH_SWEEP=1` adds a concurrency sweep
+//! (1, 16, 64, 256, 1024 connections) of the durable monolith and the split pair.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CEILING_ROLE: &str = "BENCH_CEILING_PORT";
+const STOCK: &str = "1000000000";
+
+fn main() {
+    if let Ok(port) = std::env::var(CEILING_ROLE) {
+        ceiling::serve(port.parse().expect("a port"));
+        return;
+    }
+    if Command::new("wrk").arg("--version").output().is_err() {
+        println!("load bench skipped: wrk is not installed (apt-get install wrk)");
+        return;
+    }
+    let rounds = env_number("BENCH_ROUNDS", 3);
+    let seconds = env_number("BENCH_SECONDS", 5);
+    let connections = env_number("BENCH_CONNECTIONS", 64);
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let scripts = Scripts::write(work.path());
+
+    let targets = [
+        Target::Ceiling,
+        Target::MonolithMemory,
+        Target::MonolithDurable,
+        Target::Split,
+    ];
+    let mut runs: BTreeMap<(Target, Endpoint), Vec<Run>> = BTreeMap::new();
+    for round in 0..rounds {
+        for target in targets {
+            for endpoint in [Endpoint::Purchase, Endpoint::Available] {
+                if target == Target::Ceiling && endpoint == Endpoint::Available {
+                    continue;
+                }
+                let run = measure(
+                    target,
+                    endpoint,
+                    connections,
+                    seconds,
+                    &scripts,
+                    work.path(),
+                );
+                eprintln!(
+                    "round {round}: {:<18} {:<9} {run}",
+                    target.name(),
+                    endpoint.name()
+                );
+                runs.entry((target, endpoint)).or_default().push(run);
+            }
+        }
+    }
+
+    let mut report = String::new();
+    let machine = machine();
+    let _ = writeln!(
+        report,
+        "# Load: {connections} connections, {rounds} rounds of {seconds} s, medians\n\n{machine}\n"
+    );
+    let ceiling = median_run(&runs[&(Target::Ceiling, Endpoint::Purchase)]).rps;
+    let _ = writeln!(
+        report,
+        "| target | endpoint | req/s | × ceiling | mean ms | p50 ms | p99 ms | max ms | errors | peak RSS MB |"
+    );
+    let _ = writeln!(report, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut chart = Vec::new();
+    for ((target, endpoint), list) in &runs {
+        let run = median_run(list);
+        let _ = writeln!(
+            report,
+            "| {} | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} |",
+            target.name(),
+            endpoint.name(),
+            run.rps,
+            run.rps / ceiling,
+            run.mean_ms,
+            run.p50_ms,
+            run.p99_ms,
+            run.max_ms,
+            run.errors,
+            run.peak_rss_mb
+        );
+        chart.push((
+            format!("{} {}", target.name(), endpoint.name()),
+            run.rps,
+            run.p99_ms,
+        ));
+    }
+
+    if env_number("BENCH_SWEEP", 0) == 1 {
+        let _ = writeln!(
+            report,
+            "\n## Concurrency sweep (POST /api/v1/purchase, one round each)\n"
+        );
+        let _ = writeln!(
+            report,
+            "| target | connections | req/s | p50 ms | p99 ms | errors |"
+        );
+        let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|");
+        for target in [Target::MonolithDurable, Target::Split] {
+            for connections in [1, 16, 64, 256, 1024] {
+                let run = measure(
+                    target,
+                    Endpoint::Purchase,
+                    connections,
+                    seconds,
+                    &scripts,
+                    work.path(),
+                );
+                eprintln!("sweep: {:<18} {connections:>5} {run}", target.name());
+                let _ = writeln!(
+                    report,
+                    "| {} | {connections} | {:.0} | {:.3} | {:.3} | {} |",
+                    target.name(),
+                    run.rps,
+                    run.p50_ms,
+                    run.p99_ms,
+                    run.errors
+                );
+            }
+        }
+    }
+
+    println!("{report}");
+    let out = report_dir();
+    std::fs::create_dir_all(&out).expect("the report directory");
+    std::fs::write(out.join("load.md"), &report).expect("the report is written");
+    std::fs::write(out.join("load.svg"), svg_chart(&chart)).expect("the chart is written");
+    eprintln!("wrote {}", out.display());
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    Ceiling,
+    MonolithMemory,
+    MonolithDurable,
+    Split,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Ceiling => "ceiling (1 hop)",
+            Target::MonolithMemory => "monolith, memory",
+            Target::MonolithDurable => "monolith, durable",
+            Target::Split => "split, durable",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Endpoint {
+    Purchase,
+    Available,
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Purchase => "purchase",
+            Endpoint::Available => "available",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Run {
+    rps: f64,
+    mean_ms: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    errors: u64,
+    peak_rss_mb: f64,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {}  rss {:.1} MB",
+            self.rps, self.p50_ms, self.p99_ms, self.errors, self.peak_rss_mb
+        )
+    }
+}
+
+struct Scripts {
+    purchase: PathBuf,
+}
+
+impl Scripts {
+    fn write(dir: &Path) -> Self {
+        let purchase = dir.join("purchase.lua");
+        std::fs::write(
+            &purchase,
+            "wrk.method = \"POST\"\nwrk.body = '{\"qty\": 1}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+        )
+        .expect("the wrk script is written");
+        Self { purchase }
+    }
+}
+
+/// Starts `target`, loads it with wrk, stops it.
+fn measure(
+    target: Target,
+    endpoint: Endpoint,
+    connections: u64,
+    seconds: u64,
+    scripts: &Scripts,
+    work: &Path,
+) -> Run {
+    let data = tempfile::tempdir_in(work).expect("a data directory");
+    let servers = start(target, data.path());
+    let url = match endpoint {
+        Endpoint::Purchase => format!("http://{}/api/v1/purchase", servers.public),
+        Endpoint::Available => format!("http://{}/api/v1/available", servers.public),
+    };
+    let mut wrk = Command::new("wrk");
+    wrk.args(["-t", "1", "-c", &connections.to_string(), "-d"])
+        .arg(format!("{seconds}s"))
+        .args(["--timeout", "5s", "--latency"]);
+    if endpoint == Endpoint::Purchase {
+        wrk.arg("-s").arg(&scripts.purchase);
+    }
+    let output = wrk.arg(&url).output().expect("wrk runs");
+    let peak_rss_mb = servers.peak_rss_kb() as f64 / 1024.0;
+    drop(servers);
+    let mut run = parse_wrk(&String::from_utf8_lossy(&output.stdout));
+    run.peak_rss_mb = peak_rss_mb;
+    run
+}
+
+struct Servers {
+    children: Vec<Child>,
+    public: String,
+}
+
+impl Servers {
+    /// Sum of the processes' peak resident set (VmHWM), in KiB.
+    fn peak_rss_kb(&self) -> u64 {
+        self.children
+            .iter()
+            .filter_map(|child| {
+                std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()
+            })
+            .filter_map(|status| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("VmHWM:"))
+                    .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .sum()
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start(target: Target, data: &Path) -> Servers {
+    let ticketd = env!("CARGO_BIN_EXE_ticketd");
+    let quiet = [
+        "--log-level",
+        "warn,ticketd=info,ticketd::access=warn",
+        "--log-format",
+        "json",
+    ];
+    match target {
+        Target::Ceiling => {
+            let port = free_port();
+            let child = Command::new(std::env::current_exe().expect("this bench"))
+                .env(CEILING_ROLE, port.to_string())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("the ceiling server starts");
+            let public = format!("127.0.0.1:{port}");
+            wait_ready(&format!("http://{public}/ready"));
+            Servers {
+                children: vec![child],
+                public,
+            }
+        }
+        Target::MonolithMemory | Target::MonolithDurable => {
+            let store = if target == Target::MonolithMemory {
+                "memory"
+            } else {
+                "embedded"
+            };
+            let (child, public) = spawn(
+                Command::new(ticketd)
+                    .args(["monolith", "--host", "127.0.0.1", "--port", "0"])
+                    .args(["--store", store, "--initial-stock", STOCK, "--data-dir"])
+                    .arg(data)
+                    .args(quiet),
+            );
+            Servers {
+                children: vec![child],
+                public,
+            }
+        }
+        Target::Split => {
+            let (vacancy, vacancy_addr) = spawn(
+                Command::new(ticketd)
+                    .args(["vacancy", "--host", "127.0.0.1", "--port", "0"])
+                    .args(["--initial-stock", STOCK, "--data-dir"])
+                    .arg(data)
+                    .args(quiet),
+            );
+            let (ticket, public) = spawn(
+                Command::new(ticketd)
+                    .args([
+                        "ticket",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        "0",
+                        "--vacancy-url",
+                    ])
+                    .arg(format!("http://{vacancy_addr}"))
+                    .args(quiet),
+            );
+            wait_ready(&format!("http://{public}/ready"));
+            Servers {
+                children: vec![vacancy, ticket],
+                public,
+            }
+        }
+    }
+}
+
+/// Starts ticketd and reads its address from the "listening on" log line.
+fn spawn(command: &mut Command) -> (Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ticketd starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("ticketd printed its address")
+            .expect("a log line");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split('"').next().unwrap_or_default().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("an address").port()
+}
+
+/// Polls `url` until it answers 200; bounded.
+fn wait_ready(url: &str) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let ok = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+            .args(["probe", url, "--timeout-ms", "500"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if ok {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} did not become ready");
+}
+
+/// Reads wrk's report (with `--latency`).
+fn parse_wrk(report: &str) -> Run {
+    let ms = |text: &str| -> f64 {
+        let text = text.trim();
+        let (number, unit) = text.split_at(
+            text.find(|c: char| c.is_ascii_alphabetic())
+                .unwrap_or(text.len()),
+        );
+        let value: f64 = number.parse().unwrap_or(f64::NAN);
+        match unit {
+            "us" => value / 1000.0,
+            "ms" => value,
+            "s" => value * 1000.0,
+            "m" => value * 60_000.0,
+            _ => f64::NAN,
+        }
+    };
+    let mut run = Run::default();
+    for line in report.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["Latency", mean, _stdev, max, ..] => {
+                run.mean_ms = ms(mean);
+                run.max_ms = ms(max);
+            }
+            ["50%", value] => run.p50_ms = ms(value),
+            ["99%", value] => run.p99_ms = ms(value),
+            ["Requests/sec:", value] => run.rps = value.parse().unwrap_or(0.0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => {
+                run.errors += n.parse::<u64>().unwrap_or(0)
+            }
+            ["Socket", "errors:", rest @ ..] => {
+                run.errors += rest
+                    .iter()
+                    .filter_map(|f| f.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+            _ => {}
+        }
+    }
+    run
+}
+
+fn median_run(runs: &[Run]) -> Run {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mut median = sorted[sorted.len() / 2].clone();
+    let pick = |f: fn(&Run) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(f).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    median.p50_ms = pick(|r| r.p50_ms);
+    median.p99_ms = pick(|r| r.p99_ms);
+    median.mean_ms = pick(|r| r.mean_ms);
+    median.peak_rss_mb = pick(|r| r.peak_rss_mb);
+    median
+}
+
+/// Two horizontal bar charts side by side: throughput and p99 per target.
+fn svg_chart(rows: &[(String, f64, f64)]) -> String {
+    let (label_w, bar_w, row_h, top) = (260.0, 300.0, 26.0, 40.0);
+    let height = top + row_h * rows.len() as f64 + 20.0;
+    let width = label_w + 2.0 * (bar_w + 100.0);
+    let max_rps = rows.iter().map(|r| r.1).fold(1.0, f64::max);
+    let max_p99 = rows
+        .iter()
+        .map(|r| r.2)
+        .filter(|v| v.is_finite())
+        .fold(0.001, f64::max);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{label_w}\" y=\"20\" font-weight=\"bold\">requests/s (higher is better)</text>\n\
+         <text x=\"{}\" y=\"20\" font-weight=\"bold\">p99 latency, ms (lower is better)</text>\n",
+        label_w + bar_w + 100.0
+    );
+    for (i, (label, rps, p99)) in rows.iter().enumerate() {
+        let y = top + row_h * i as f64;
+        let rps_w = bar_w * rps / max_rps;
+        let p99_w = if p99.is_finite() {
+            bar_w * p99 / max_p99
+        } else {
+            0.0
+        };
+        let x2 = label_w + bar_w + 100.0;
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>\n\
+             <rect x=\"{label_w}\" y=\"{}\" width=\"{rps_w:.1}\" height=\"{}\" fill=\"#3b7dd8\"/>\n\
+             <text x=\"{:.1}\" y=\"{}\">{rps:.0}</text>\n\
+             <rect x=\"{x2}\" y=\"{}\" width=\"{p99_w:.1}\" height=\"{}\" fill=\"#d8703b\"/>\n\
+             <text x=\"{:.1}\" y=\"{}\">{p99:.2}</text>\n",
+            label_w - 8.0,
+            y + 15.0,
+            y + 3.0,
+            row_h - 8.0,
+            label_w + rps_w + 4.0,
+            y + 15.0,
+            y + 3.0,
+            row_h - 8.0,
+            x2 + p99_w + 4.0,
+            y + 15.0,
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("Machine: {cores} cores ({cpu}); wrk (1 thread) on the same machine; release build.")
+}
+
+fn report_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("bench-report")
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The ceiling: one HTTP hop, the same JSON parsed, a locked counter decremented.
+mod ceiling {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use parking_lot::Mutex;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Purchase {
+        qty: u64,
+    }
+
+    pub fn serve(port: u16) {
+        let stock = web::Data::new(Mutex::new(u64::MAX));
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(stock.clone())
+                    .route(
+                        "/ready",
+                        web::get().to(|| async { HttpResponse::Ok().finish() }),
+                    )
+                    .route(
+                        "/api/v1/purchase",
+                        web::post().to(
+                            |stock: web::Data<Mutex<u64>>, body: web::Json<Purchase>| async move {
+                                let mut left = stock.lock();
+                                let success = *left >= body.qty;
+                                if success {
+                                    *left -= body.qty;
+                                }
+                                HttpResponse::Ok().json(
+                                    serde_json::json!({"success": success, "remaining": *left}),
+                                )
+                            },
+                        ),
+                    )
+            })
+            .bind(("127.0.0.1", port))
+            .expect("the ceiling binds")
+            .run()
+            .await
+            .expect("the ceiling runs");
+        });
+    }
+}
