@@ -11,6 +11,7 @@ RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > benches/store.rs \
     && echo 'fn main() {}' > benches/load.rs \
+    && echo 'fn main() {}' > benches/inventory.rs \
     && touch src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src benches

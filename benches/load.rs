@@ -49,13 +49,15 @@ fn main() {
         Target::Ceiling,
         Target::MonolithMemory,
         Target::MonolithDurable,
+        Target::MonolithNoMetrics,
         Target::Split,
     ];
     let mut runs: BTreeMap<(Target, Endpoint), Vec<Run>> = BTreeMap::new();
     for round in 0..rounds {
         for target in targets {
             for endpoint in [Endpoint::Purchase, Endpoint::Available] {
-                if target == Target::Ceiling && endpoint == Endpoint::Available {
+                let purchase_only = matches!(target, Target::Ceiling | Target::MonolithNoMetrics);
+                if purchase_only && endpoint == Endpoint::Available {
                     continue;
                 }
                 let run = measure(
@@ -112,6 +114,40 @@ fn main() {
         ));
     }
 
+    // One event everyone wants against 10,000 events bought at random, in alternating rounds.
+    let _ = writeln!(
+        report,
+        "\n## One event or 10,000 (POST purchase, durable monolith)\n"
+    );
+    let _ = writeln!(report, "| events | req/s | p50 ms | p99 ms | errors |");
+    let _ = writeln!(report, "|---:|---:|---:|---:|---:|");
+    let mut events_runs: BTreeMap<Target, Vec<Run>> = BTreeMap::new();
+    for round in 0..rounds {
+        for target in [Target::MonolithDurable, Target::MonolithManyEvents] {
+            let run = measure(
+                target,
+                Endpoint::Purchase,
+                connections,
+                seconds,
+                &scripts,
+                work.path(),
+            );
+            eprintln!("events round {round}: {:<18} {run}", target.name());
+            events_runs.entry(target).or_default().push(run);
+        }
+    }
+    for (target, events) in [
+        (Target::MonolithDurable, 1),
+        (Target::MonolithManyEvents, EVENTS),
+    ] {
+        let run = median_run(&events_runs[&target]);
+        let _ = writeln!(
+            report,
+            "| {events} | {:.0} | {:.3} | {:.3} | {} |",
+            run.rps, run.p50_ms, run.p99_ms, run.errors
+        );
+    }
+
     if env_number("BENCH_SWEEP", 0) == 1 {
         let _ = writeln!(
             report,
@@ -159,6 +195,10 @@ enum Target {
     Ceiling,
     MonolithMemory,
     MonolithDurable,
+    /// The durable monolith with metrics off: what metrics cost.
+    MonolithNoMetrics,
+    /// The durable monolith selling 10,000 events at random instead of one.
+    MonolithManyEvents,
     Split,
 }
 
@@ -168,6 +208,8 @@ impl Target {
             Target::Ceiling => "ceiling (1 hop)",
             Target::MonolithMemory => "monolith, memory",
             Target::MonolithDurable => "monolith, durable",
+            Target::MonolithNoMetrics => "… metrics off",
+            Target::MonolithManyEvents => "… 10,000 events",
             Target::Split => "split, durable",
         }
     }
@@ -211,7 +253,12 @@ impl std::fmt::Display for Run {
 
 struct Scripts {
     purchase: PathBuf,
+    /// Purchases spread at random over `EVENTS` events.
+    purchase_many: PathBuf,
 }
+
+/// Events in the many-events target.
+const EVENTS: usize = 10_000;
 
 impl Scripts {
     fn write(dir: &Path) -> Self {
@@ -221,8 +268,43 @@ impl Scripts {
             "wrk.method = \"POST\"\nwrk.body = '{\"qty\": 1}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
         )
         .expect("the wrk script is written");
-        Self { purchase }
+        let purchase_many = dir.join("purchase-many.lua");
+        std::fs::write(
+            &purchase_many,
+            format!(
+                "local headers = {{[\"Content-Type\"] = \"application/json\"}}\n\
+                 request = function()\n\
+                   local path = \"/api/v1/events/e\" .. math.random(1, {EVENTS}) .. \"/purchase\"\n\
+                   return wrk.format(\"POST\", path, headers, '{{\"qty\": 1}}')\n\
+                 end\n"
+            ),
+        )
+        .expect("the wrk script is written");
+        Self {
+            purchase,
+            purchase_many,
+        }
     }
+}
+
+/// Writes `count` events (`e1` ...) into a new store in `data`, before ticketd opens it.
+fn create_events(data: &Path, count: usize) {
+    use ticketd::domain::{Event, EventId, Stock};
+    use ticketd::vacancy::ledger::{Batch, Ledger};
+    let mut ledger = ticketd::vacancy::sqlite::SqliteLedger::open(data).expect("the store opens");
+    let events = (1..=count)
+        .map(|n| Event {
+            id: EventId::parse(&format!("e{n}")).expect("an event id"),
+            name: format!("Event {n}").into(),
+            stock: Stock::new(1_000_000_000),
+        })
+        .collect();
+    ledger
+        .commit(&Batch {
+            events,
+            ..Batch::default()
+        })
+        .expect("the events are stored");
 }
 
 /// Starts `target`, loads it with wrk, stops it.
@@ -245,7 +327,11 @@ fn measure(
         .arg(format!("{seconds}s"))
         .args(["--timeout", "5s", "--latency"]);
     if endpoint == Endpoint::Purchase {
-        wrk.arg("-s").arg(&scripts.purchase);
+        let script = match target {
+            Target::MonolithManyEvents => &scripts.purchase_many,
+            _ => &scripts.purchase,
+        };
+        wrk.arg("-s").arg(script);
     }
     let output = wrk.arg(&url).output().expect("wrk runs");
     let peak_rss_mb = servers.peak_rss_kb() as f64 / 1024.0;
@@ -310,17 +396,29 @@ fn start(target: Target, data: &Path) -> Servers {
                 public,
             }
         }
-        Target::MonolithMemory | Target::MonolithDurable => {
+        Target::MonolithMemory
+        | Target::MonolithDurable
+        | Target::MonolithNoMetrics
+        | Target::MonolithManyEvents => {
             let store = if target == Target::MonolithMemory {
                 "memory"
             } else {
                 "embedded"
+            };
+            if target == Target::MonolithManyEvents {
+                create_events(data, EVENTS);
+            }
+            let metrics = if target == Target::MonolithNoMetrics {
+                "false"
+            } else {
+                "true"
             };
             let (child, public) = spawn(
                 Command::new(ticketd)
                     .args(["monolith", "--host", "127.0.0.1", "--port", "0"])
                     .args(["--store", store, "--initial-stock", STOCK, "--data-dir"])
                     .arg(data)
+                    .args(["--metrics-enabled", metrics])
                     .args(quiet),
             );
             Servers {

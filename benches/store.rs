@@ -94,6 +94,72 @@ fn main() {
     } else {
         println!("\nHTTP level skipped: wrk is not installed (apt-get install wrk).");
     }
+
+    let orders = env_number("BENCH_ORDERS", 1_000_000);
+    let (fill_seconds, mut starts) = recovery(orders, rounds);
+    println!(
+        "\nStart-up with {orders} orders in the store (filled in {fill_seconds:.1} s): \
+         median {:.0} ms from exec to ready, over {rounds} starts",
+        median(&mut starts) * 1000.0
+    );
+}
+
+/// Fills a store with `orders` orders, then times `ticketd monolith` from exec until `/ready`
+/// answers, `rounds` times. Returns the fill time and each start time, in seconds.
+fn recovery(orders: u64, rounds: u64) -> (f64, Vec<f64>) {
+    use ticketd::domain::{Event, Order, OrderStatus, Stock};
+    use ticketd::vacancy::ledger::Batch;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let filled = Instant::now();
+    {
+        let mut ledger = SqliteLedger::open(dir.path()).expect("the store opens");
+        let mut stock = Stock::new(STOCK);
+        let mut left = orders;
+        while left > 0 {
+            let size = left.min(20_000);
+            stock.available -= size;
+            stock.sold += size;
+            let batch = Batch {
+                events: vec![Event {
+                    id: EventId::default_event(),
+                    name: "default".into(),
+                    stock,
+                }],
+                orders: (0..size)
+                    .map(|_| Order {
+                        id: ReservationId::generate(),
+                        event: EventId::default_event(),
+                        qty: 1,
+                        status: OrderStatus::Confirmed,
+                        remaining: 0,
+                        created_at_ms: 0,
+                        updated_at_ms: 0,
+                        expires_at_ms: None,
+                    })
+                    .collect(),
+                ..Batch::default()
+            };
+            ledger.commit(&batch).expect("the orders are stored");
+            left -= size;
+        }
+    }
+    let fill_seconds = filled.elapsed().as_secs_f64();
+    let starts = (0..rounds)
+        .map(|round| {
+            let started = Instant::now();
+            let mut server = Server::start(Store::Embedded, dir.path());
+            let ready = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+                .args(["probe", &format!("http://{}/ready", server.addr)])
+                .status()
+                .is_ok_and(|status| status.success());
+            let seconds = started.elapsed().as_secs_f64();
+            server.stop();
+            assert!(ready, "the restarted store did not become ready");
+            eprintln!("recovery round {round}: {:.0} ms", seconds * 1000.0);
+            seconds
+        })
+        .collect();
+    (fill_seconds, starts)
 }
 
 /// Reservations per second through `Inventory`, with `CLIENTS` requests always in flight.

@@ -136,6 +136,10 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     idempotency_ttl_seconds: Option<u64>,
+    /// Serve /metrics and record metrics [default: true].
+    #[arg(long, value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_enabled: Option<bool>,
     /// Log format [default: pretty].
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]

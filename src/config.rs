@@ -115,6 +115,8 @@ pub struct Settings {
     /// Most tries of one call while vacancy cannot be reached (all within the timeout).
     pub vacancy_attempts_max: u32,
 
+    /// Serve `/metrics` and record metrics (a few per cent of throughput at full load).
+    pub metrics_enabled: bool,
     pub log_format: LogFormat,
     /// `tracing` filter directives, e.g. `info` or `info,ticketd=debug`.
     pub log_level: String,
@@ -179,6 +181,7 @@ impl Settings {
             vacancy_connections_max: 100,
             vacancy_keep_alive_seconds: 30,
             vacancy_attempts_max: 3,
+            metrics_enabled: true,
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
         }

@@ -30,7 +30,10 @@ impl Application {
     /// the returned handle's owner polls it. It never handles OS signals itself: the caller stops
     /// it through [`Self::handle`].
     pub fn build(mode: Mode, settings: &Settings) -> anyhow::Result<Self> {
-        crate::telemetry::metrics();
+        // Until a recorder is installed, recording a metric is a no-op.
+        let metrics = settings
+            .metrics_enabled
+            .then(|| crate::telemetry::metrics().clone());
         let inventory = match mode {
             Mode::Monolith | Mode::Vacancy => Some(Arc::new(open_inventory(settings)?)),
             Mode::Ticket => None,
@@ -79,6 +82,7 @@ impl Application {
             tickets,
             inventory,
             tokens,
+            metrics,
             body_limit_bytes: settings.body_limit_bytes,
         };
 

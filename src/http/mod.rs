@@ -13,6 +13,7 @@ use std::sync::Arc;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, Error, web};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
 
@@ -31,6 +32,8 @@ pub struct Parts {
     /// Reservations: in the monolith and the vacancy service.
     pub inventory: Option<Arc<Inventory>>,
     pub tokens: auth::Tokens,
+    /// The metrics registry `/metrics` renders; `None` when metrics are disabled.
+    pub metrics: Option<PrometheusHandle>,
     pub body_limit_bytes: usize,
 }
 
@@ -58,7 +61,8 @@ pub fn app(
         .app_data(web::PayloadConfig::new(limit))
         .app_data(web::Data::new(parts.mode))
         .app_data(web::Data::from(parts.vacancy))
-        .app_data(web::Data::new(parts.tokens));
+        .app_data(web::Data::new(parts.tokens))
+        .app_data(web::Data::new(parts.metrics));
     if let Some(tickets) = parts.tickets {
         app = app
             .app_data(web::Data::from(tickets))

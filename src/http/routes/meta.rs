@@ -2,6 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use crate::config::Mode;
@@ -54,10 +55,13 @@ async fn ready(mode: web::Data<Mode>, vacancy: web::Data<dyn VacancyClient>) -> 
 /// Prometheus text format: requests, reservations, stock per event, ledger and remote calls.
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Metrics in Prometheus text format", body = String, content_type = "text/plain")))]
-async fn metrics() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(crate::telemetry::metrics().render())
+async fn metrics(registry: web::Data<Option<PrometheusHandle>>) -> HttpResponse {
+    match registry.as_ref() {
+        Some(registry) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(registry.render()),
+        None => ApiError::Status(StatusCode::NOT_FOUND).error_response(),
+    }
 }
 
 pub async fn not_found() -> HttpResponse {

@@ -1,0 +1,134 @@
+//! In-process benches (criterion), no HTTP:
+//!
+//! - `purchase`: one purchase through `Tickets` + `LocalVacancyClient` against a reservation
+//!   straight into `Inventory`: what the abstraction between ticket and vacancy costs.
+//! - `decisions`: reservations per second through the writer with the memory ledger, 64 in flight.
+//! - `commit`: one SQLite commit of a batch of N orders, by N: why group commit pays.
+//!
+//!     cargo bench --bench inventory
+
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+use ticketd::domain::{
+    Event, EventId, Order, OrderStatus, Quantity, Reservation, ReservationId, Stock,
+};
+use ticketd::ticket::{LocalVacancyClient, TicketRules, Tickets};
+use ticketd::vacancy::ledger::{Batch, Ledger, MemoryLedger};
+use ticketd::vacancy::sqlite::SqliteLedger;
+use ticketd::vacancy::{Inventory, InventoryConfig};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime")
+}
+
+fn inventory() -> Arc<Inventory> {
+    let config = InventoryConfig {
+        initial_stock: 1_000_000_000_000,
+        ..InventoryConfig::default()
+    };
+    Arc::new(Inventory::open(Box::new(MemoryLedger::new()), config).expect("the inventory opens"))
+}
+
+fn reservation() -> Reservation {
+    Reservation {
+        id: ReservationId::generate(),
+        event: EventId::default_event(),
+        qty: Quantity::parse(1, 10).expect("a quantity"),
+        hold_ttl_seconds: None,
+        key: None,
+    }
+}
+
+fn purchase(c: &mut Criterion) {
+    let runtime = runtime();
+    let inventory = inventory();
+    let rules = TicketRules {
+        max_per_order: 10,
+        hold_ttl_seconds_default: 300,
+        hold_ttl_seconds_max: 3600,
+    };
+    let tickets = Tickets::new(
+        Arc::new(LocalVacancyClient::new(Arc::clone(&inventory))),
+        rules,
+    );
+    let mut group = c.benchmark_group("purchase");
+    group.bench_function("inventory directly", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(inventory.reserve(reservation()))
+                .expect("reserved")
+        })
+    });
+    group.bench_function("tickets via LocalVacancyClient", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(tickets.purchase(EventId::default_event(), 1, None))
+                .expect("bought")
+        })
+    });
+    group.finish();
+}
+
+fn decisions(c: &mut Criterion) {
+    let runtime = runtime();
+    let inventory = inventory();
+    let mut group = c.benchmark_group("decisions");
+    group.throughput(Throughput::Elements(64));
+    group.bench_function("64 concurrent reservations, memory ledger", |b| {
+        b.iter(|| {
+            runtime.block_on(futures_util::future::join_all(
+                (0..64).map(|_| inventory.reserve(reservation())),
+            ))
+        })
+    });
+    group.finish();
+}
+
+fn commit(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut ledger = SqliteLedger::open(dir.path()).expect("the store opens");
+    let event = Event {
+        id: EventId::default_event(),
+        name: "default".into(),
+        stock: Stock::new(1_000_000_000_000),
+    };
+    let batch = |size: usize| Batch {
+        events: vec![event.clone()],
+        orders: (0..size)
+            .map(|_| Order {
+                id: ReservationId::generate(),
+                event: event.id.clone(),
+                qty: 1,
+                status: OrderStatus::Confirmed,
+                remaining: 0,
+                created_at_ms: 0,
+                updated_at_ms: 0,
+                expires_at_ms: None,
+            })
+            .collect(),
+        ..Batch::default()
+    };
+    let mut group = c.benchmark_group("commit");
+    for size in [1usize, 8, 64, 512] {
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_function(format!("{size} orders per fsync'd commit"), |b| {
+            b.iter_batched(
+                || batch(size),
+                |batch| ledger.commit(&batch).expect("committed"),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30);
+    targets = purchase, decisions, commit
+}
+criterion_main!(benches);
