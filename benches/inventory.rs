@@ -11,13 +11,16 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-use ticketd::domain::{
-    Event, EventId, Order, OrderStatus, Quantity, Reservation, ReservationId, Stock,
-};
+use ticketd::domain::{Event, EventId, Quantity, Reservation, ReservationId, Stock};
 use ticketd::ticket::{LocalVacancyClient, TicketRules, Tickets};
 use ticketd::vacancy::ledger::{Batch, Ledger, MemoryLedger};
 use ticketd::vacancy::sqlite::SqliteLedger;
 use ticketd::vacancy::{Inventory, InventoryConfig};
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::confirmed_order;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -98,18 +101,7 @@ fn commit(c: &mut Criterion) {
     };
     let batch = |size: usize| Batch {
         events: vec![event.clone()],
-        orders: (0..size)
-            .map(|_| Order {
-                id: ReservationId::generate(),
-                event: event.id.clone(),
-                qty: 1,
-                status: OrderStatus::Confirmed,
-                remaining: 0,
-                created_at_ms: 0,
-                updated_at_ms: 0,
-                expires_at_ms: None,
-            })
-            .collect(),
+        orders: (0..size).map(|_| confirmed_order(&event.id)).collect(),
         ..Batch::default()
     };
     let mut group = c.benchmark_group("commit");

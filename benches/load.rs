@@ -22,10 +22,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{QUIET, env_number, spawn_ticketd};
 
 const CEILING_ROLE: &str = "BENCH_CEILING_PORT";
 const STOCK: &str = "1000000000";
@@ -375,12 +379,6 @@ impl Drop for Servers {
 
 fn start(target: Target, data: &Path) -> Servers {
     let ticketd = env!("CARGO_BIN_EXE_ticketd");
-    let quiet = [
-        "--log-level",
-        "warn,ticketd=info,ticketd::access=warn",
-        "--log-format",
-        "json",
-    ];
     match target {
         Target::Ceiling => {
             let port = free_port();
@@ -413,13 +411,13 @@ fn start(target: Target, data: &Path) -> Servers {
             } else {
                 "true"
             };
-            let (child, public) = spawn(
+            let (child, public) = spawn_ticketd(
                 Command::new(ticketd)
                     .args(["monolith", "--host", "127.0.0.1", "--port", "0"])
                     .args(["--store", store, "--initial-stock", STOCK, "--data-dir"])
                     .arg(data)
                     .args(["--metrics-enabled", metrics])
-                    .args(quiet),
+                    .args(QUIET),
             );
             Servers {
                 children: vec![child],
@@ -427,14 +425,14 @@ fn start(target: Target, data: &Path) -> Servers {
             }
         }
         Target::Split => {
-            let (vacancy, vacancy_addr) = spawn(
+            let (vacancy, vacancy_addr) = spawn_ticketd(
                 Command::new(ticketd)
                     .args(["vacancy", "--host", "127.0.0.1", "--port", "0"])
                     .args(["--initial-stock", STOCK, "--data-dir"])
                     .arg(data)
-                    .args(quiet),
+                    .args(QUIET),
             );
-            let (ticket, public) = spawn(
+            let (ticket, public) = spawn_ticketd(
                 Command::new(ticketd)
                     .args([
                         "ticket",
@@ -445,7 +443,7 @@ fn start(target: Target, data: &Path) -> Servers {
                         "--vacancy-url",
                     ])
                     .arg(format!("http://{vacancy_addr}"))
-                    .args(quiet),
+                    .args(QUIET),
             );
             wait_ready(&format!("http://{public}/ready"));
             Servers {
@@ -454,27 +452,6 @@ fn start(target: Target, data: &Path) -> Servers {
             }
         }
     }
-}
-
-/// Starts ticketd and reads its address from the "listening on" log line.
-fn spawn(command: &mut Command) -> (Child, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ticketd starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("ticketd printed its address")
-            .expect("a log line");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split('"').next().unwrap_or_default().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
 }
 
 fn free_port() -> u16 {
@@ -627,13 +604,6 @@ fn report_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     target.join("bench-report")
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// The ceiling: one HTTP hop, the same JSON parsed, a locked counter decremented.

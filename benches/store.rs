@@ -14,8 +14,7 @@
 //!
 //! Environment: `BENCH_ROUNDS` (default 5), `BENCH_SECONDS` per measurement (default 3).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +23,11 @@ use ticketd::domain::{EventId, Quantity, Reservation, ReservationId};
 use ticketd::vacancy::ledger::{Ledger, MemoryLedger};
 use ticketd::vacancy::sqlite::SqliteLedger;
 use ticketd::vacancy::{Inventory, InventoryConfig};
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{QUIET, confirmed_order, env_number, median, spawn_ticketd};
 
 const CLIENTS: usize = 64;
 const STOCK: u64 = 1_000_000_000;
@@ -107,7 +111,7 @@ fn main() {
 /// Fills a store with `orders` orders, then times `ticketd monolith` from exec until `/ready`
 /// answers, `rounds` times. Returns the fill time and each start time, in seconds.
 fn recovery(orders: u64, rounds: u64) -> (f64, Vec<f64>) {
-    use ticketd::domain::{Event, Order, OrderStatus, Stock};
+    use ticketd::domain::{Event, Stock};
     use ticketd::vacancy::ledger::Batch;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let filled = Instant::now();
@@ -126,16 +130,7 @@ fn recovery(orders: u64, rounds: u64) -> (f64, Vec<f64>) {
                     stock,
                 }],
                 orders: (0..size)
-                    .map(|_| Order {
-                        id: ReservationId::generate(),
-                        event: EventId::default_event(),
-                        qty: 1,
-                        status: OrderStatus::Confirmed,
-                        remaining: 0,
-                        created_at_ms: 0,
-                        updated_at_ms: 0,
-                        expires_at_ms: None,
-                    })
+                    .map(|_| confirmed_order(&EventId::default_event()))
                     .collect(),
                 ..Batch::default()
             };
@@ -246,42 +241,14 @@ struct Server {
 
 impl Server {
     fn start(store: Store, data_dir: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ticketd"))
-            .args([
-                "monolith",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--log-level",
-                "warn,ticketd=info,ticketd::access=warn",
-            ])
-            .args([
-                "--log-format",
-                "json",
-                "--store",
-                store.name(),
-                "--max-per-order",
-                "10",
-            ])
-            .args(["--initial-stock", &STOCK.to_string(), "--data-dir"])
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("ticketd starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("ticketd printed its address")
-                .expect("a log line");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split('"').next().unwrap_or_default().to_owned();
-            }
-        };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let (child, addr) = spawn_ticketd(
+            Command::new(env!("CARGO_BIN_EXE_ticketd"))
+                .args(["monolith", "--host", "127.0.0.1", "--port", "0"])
+                .args(["--store", store.name(), "--max-per-order", "10"])
+                .args(["--initial-stock", &STOCK.to_string(), "--data-dir"])
+                .arg(data_dir)
+                .args(QUIET),
+        );
         Self { child, addr }
     }
 
@@ -289,16 +256,4 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }

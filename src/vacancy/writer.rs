@@ -178,10 +178,14 @@ impl Writer {
                     deliver(reply, self.reserve(&mut pending, &reservation, now))
                 }
                 Command::Confirm { id, key, reply } => {
-                    deliver(reply, self.confirm(&mut pending, id, key, now))
+                    let confirm = Self::confirm_hold;
+                    let answer = self.act_on_order(&mut pending, id, key, now, "confirm", confirm);
+                    deliver(reply, answer)
                 }
                 Command::Release { id, key, reply } => {
-                    deliver(reply, self.release(&mut pending, id, key, now))
+                    let release = Self::release_hold;
+                    let answer = self.act_on_order(&mut pending, id, key, now, "release", release);
+                    deliver(reply, answer)
                 }
                 Command::Cancel { id, key, reply } => {
                     deliver(reply, self.cancel(&mut pending, id, key, now))
@@ -447,23 +451,27 @@ impl Writer {
         }
     }
 
-    fn confirm(
+    /// Runs `act` on order `id`, unless `key` shows this same request was made before: then the
+    /// order is answered as it stands, and nothing changes.
+    fn act_on_order(
         &mut self,
         pending: &mut Pending,
         id: ReservationId,
         key: Option<IdempotencyKey>,
         now: i64,
+        verb: &str,
+        act: fn(&mut Self, &mut Pending, ReservationId, i64) -> Result<Order, Error>,
     ) -> Result<Order, Error> {
-        let fingerprint = format!("confirm:{id}");
+        let fingerprint = format!("{verb}:{id}");
         if self
             .first_use(pending, key.as_ref(), &fingerprint, now)?
             .is_some()
         {
             return self.existing_order(pending, id);
         }
-        let confirmed = self.confirm_hold(pending, id, now)?;
+        let order = act(self, pending, id, now)?;
         remember(pending, key.as_ref(), fingerprint, Some(id), 0, true, now);
-        Ok(confirmed)
+        Ok(order)
     }
 
     fn confirm_hold(
@@ -490,25 +498,6 @@ impl Writer {
                 status.as_str()
             ))),
         }
-    }
-
-    fn release(
-        &mut self,
-        pending: &mut Pending,
-        id: ReservationId,
-        key: Option<IdempotencyKey>,
-        now: i64,
-    ) -> Result<Order, Error> {
-        let fingerprint = format!("release:{id}");
-        if self
-            .first_use(pending, key.as_ref(), &fingerprint, now)?
-            .is_some()
-        {
-            return self.existing_order(pending, id);
-        }
-        let released = self.release_hold(pending, id, now)?;
-        remember(pending, key.as_ref(), fingerprint, Some(id), 0, true, now);
-        Ok(released)
     }
 
     fn release_hold(
