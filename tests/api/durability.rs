@@ -163,11 +163,10 @@ async fn sigkill_mid_load_split() {
     sigkill_mid_load_loses_no_acknowledged_sale(Deployment::Split).await
 }
 
-#[actix_web::test]
-async fn a_locked_or_corrupt_store_refuses_to_start() {
-    use std::process::Command;
-    let app = TestApp::spawn(Deployment::Monolith, Launch::Binary, Options::default()).await;
-    let second = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+/// Runs `ticketd monolith` on `data_dir`, which must refuse to start; returns what it said.
+fn refused_start(data_dir: &std::path::Path) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ticketd"));
+    command
         .args([
             "monolith",
             "--host",
@@ -176,33 +175,30 @@ async fn a_locked_or_corrupt_store_refuses_to_start() {
             "0",
             "--data-dir",
         ])
-        .arg(app.data_dir())
-        .output()
-        .unwrap();
-    assert!(!second.status.success());
-    let stderr = String::from_utf8_lossy(&second.stderr);
+        .arg(data_dir);
+    let output = crate::helpers::exit_within(command, Duration::from_secs(10));
     assert!(
-        stderr.contains("in use by another ticketd process"),
-        "{stderr}"
+        !output.status.success(),
+        "ticketd started on {}",
+        data_dir.display()
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[actix_web::test]
+async fn a_locked_or_corrupt_store_refuses_to_start() {
+    let app = TestApp::spawn(Deployment::Monolith, Launch::Binary, Options::default()).await;
+    let locked = refused_start(app.data_dir());
+    assert!(
+        locked.contains("in use by another ticketd process"),
+        "{locked}"
     );
 
     let corrupt = tempfile::tempdir().unwrap();
     let file = corrupt.path().join("ticketd.db");
     std::fs::write(&file, vec![0x42; 4096]).unwrap();
-    let refused = Command::new(env!("CARGO_BIN_EXE_ticketd"))
-        .args([
-            "monolith",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--data-dir",
-        ])
-        .arg(corrupt.path())
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let refused = refused_start(corrupt.path());
+    assert!(refused.contains(&file.display().to_string()), "{refused}");
 }

@@ -1,12 +1,12 @@
 //! What only the real executable shows: exit codes, signals, start-up errors, the log.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Deployment, Launch, Options, TestApp, settings, start_binary};
+use crate::helpers::{Deployment, Launch, Options, TestApp, exit_within, settings, start_binary};
 use ticketd::config::Mode;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ticketd");
@@ -53,24 +53,6 @@ fn bad_configuration_stops_start_up_with_one_line() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
-}
-
-/// Runs `command` to its end; kills it and fails if it is still running after `limit`.
-fn exit_within(mut command: Command, limit: Duration) -> std::process::Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("{command:?} still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]
