@@ -362,6 +362,22 @@ mod tests {
         assert!(ticket.vacancy_url.starts_with("http://"));
     }
 
+    /// The shipped files document every key (tokens as commented-out examples).
+    #[test]
+    fn shipped_config_files_name_every_key() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let text = ["monolith.toml", "microservices.toml"]
+            .map(|file| std::fs::read_to_string(root.join(file)).unwrap())
+            .join("\n");
+        for key in known_keys(&Settings::defaults(Mode::Monolith)) {
+            let documented = text.lines().any(|line| {
+                line.trim_start_matches(['#', ' '])
+                    .starts_with(&format!("{key} ="))
+            });
+            assert!(documented, "{key} is missing from config/*.toml");
+        }
+    }
+
     #[test]
     fn flags_win_over_the_file_and_profiles_over_default() {
         let dir = tempfile::tempdir().unwrap();
