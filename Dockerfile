@@ -20,7 +20,8 @@ COPY benches ./benches
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
     && mkdir -p /out/data \
-    && cp target/release/ticketd /out/ticketd
+    && cp target/release/ticketd /out/ticketd \
+    && strip /out/ticketd
 
 # Distroless: glibc and CA certificates only, no shell, runs as an unprivileged user.
 FROM gcr.io/distroless/cc-debian12:nonroot
