@@ -82,7 +82,7 @@ impl VacancyClient for LocalVacancyClient {
     }
 
     async fn events(&self) -> Result<Vec<Event>, Error> {
-        Ok(self.inventory.events())
+        self.inventory.events()
     }
 
     async fn create_event(&self, id: EventId, name: String, capacity: u64) -> Result<Event, Error> {

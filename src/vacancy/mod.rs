@@ -162,6 +162,7 @@ impl Inventory {
 
     /// One event as last committed.
     pub fn event(&self, id: &EventId) -> Result<Event, Error> {
+        self.ensure_running()?;
         self.events
             .read()
             .get(id)
@@ -170,10 +171,22 @@ impl Inventory {
     }
 
     /// Every event as last committed, by id.
-    pub fn events(&self) -> Vec<Event> {
+    pub fn events(&self) -> Result<Vec<Event>, Error> {
+        self.ensure_running()?;
         let mut events: Vec<Event> = self.events.read().values().cloned().collect();
         events.sort_by(|a, b| a.id.cmp(&b.id));
-        events
+        Ok(events)
+    }
+
+    /// An inventory whose writer has stopped (it panicked on a broken invariant) can take no
+    /// more changes: it must not look ready, and its reads say why.
+    fn ensure_running(&self) -> Result<(), Error> {
+        match &self.writer {
+            Some(writer) if !writer.is_finished() => Ok(()),
+            _ => Err(Error::Unavailable(
+                "the inventory writer has stopped; see the log".into(),
+            )),
+        }
     }
 
     /// Sells or holds `reservation.qty` tickets if that many are available; answers once
@@ -623,7 +636,12 @@ mod tests {
             let grown = inventory.replenish(gala.clone(), 20).await.unwrap();
             assert_eq!((grown.stock.capacity, grown.stock.available), (120, 120));
         });
-        let ids: Vec<_> = inventory.events().into_iter().map(|e| e.id).collect();
+        let ids: Vec<_> = inventory
+            .events()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
         assert_eq!(ids, vec![EventId::default_event(), gala]);
     }
 
@@ -664,5 +682,57 @@ mod tests {
                 .sold,
             5
         );
+    }
+
+    /// A ledger that fails loudly on its first commit after `open`.
+    struct PanickingLedger {
+        inner: MemoryLedger,
+        commits: usize,
+    }
+
+    impl Ledger for PanickingLedger {
+        fn load(&mut self) -> Result<Vec<Event>, Error> {
+            self.inner.load()
+        }
+        fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
+            self.inner.live_holds()
+        }
+        fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
+            self.inner.find_order(id)
+        }
+        fn find_key(
+            &mut self,
+            key: &IdempotencyKey,
+        ) -> Result<Option<crate::domain::KeyRecord>, Error> {
+            self.inner.find_key(key)
+        }
+        fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
+            self.commits += 1;
+            assert!(self.commits == 1, "a broken invariant");
+            self.inner.commit(batch)
+        }
+    }
+
+    #[test]
+    fn a_stopped_writer_makes_the_inventory_unavailable() {
+        let ledger = PanickingLedger {
+            inner: MemoryLedger::new(),
+            commits: 0,
+        };
+        let inventory = Inventory::open(Box::new(ledger), InventoryConfig::default()).unwrap();
+        assert!(inventory.event(&EventId::default_event()).is_ok());
+        let error = run(inventory.reserve(reservation(1))).unwrap_err();
+        assert_eq!(error.code(), "internal", "{error}");
+        // The writer is gone: no more changes, and reads (so readiness) say so.
+        for _ in 0..100 {
+            if inventory.event(&EventId::default_event()).is_err() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let read = inventory.event(&EventId::default_event()).unwrap_err();
+        assert_eq!(read.code(), "unavailable");
+        let write = run(inventory.reserve(reservation(1))).unwrap_err();
+        assert_eq!(write.code(), "unavailable");
     }
 }

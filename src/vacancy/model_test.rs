@@ -338,7 +338,7 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
             };
             prop_assert_eq!(actual, *counts, "step {}: {} after {:?}", step, name, op);
         }
-        prop_assert_eq!(real.events().len(), model.events.len());
+        prop_assert_eq!(real.events().unwrap().len(), model.events.len());
     }
     drop(inventory);
     let ledger = SqliteLedger::open(dir.path()).unwrap();
