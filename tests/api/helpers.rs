@@ -381,6 +381,10 @@ impl TestApp {
         self.ticket.as_ref().expect("the public server is running")
     }
 
+    pub fn ticket_mut(&mut self) -> &mut Server {
+        self.ticket.as_mut().expect("the public server is running")
+    }
+
     /// Kills vacancy (split deployment only), keeping its port for [`Self::restart_vacancy`].
     pub async fn kill_vacancy(&mut self) -> SocketAddr {
         let vacancy = self.vacancy.take().expect("a split deployment has vacancy");

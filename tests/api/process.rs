@@ -123,3 +123,71 @@ async fn a_request_id_follows_a_purchase_across_services() {
         vacancy.logs()
     );
 }
+
+/// SIGTERM under a steady stream of purchases: every purchase the server took in is finished and
+/// answered before it exits 0, and the store holds exactly the purchases that were answered.
+#[actix_web::test]
+async fn sigterm_finishes_purchases_in_flight() {
+    let options = Options {
+        initial_stock: 1_000_000,
+        ..Options::default()
+    };
+    let mut app = TestApp::spawn(Deployment::Monolith, Launch::Binary, options).await;
+    let answered = std::cell::Cell::new(0u64);
+    let failures = std::cell::RefCell::new(Vec::new());
+    let buyer = || async {
+        for _ in 0..5_000 {
+            let body = Some((Some("application/json"), b"{\"qty\":1}".to_vec()));
+            match app
+                .try_call("POST".parse().unwrap(), "/api/v1/purchase", body)
+                .await
+            {
+                Ok(answer) if answer.status == StatusCode::OK && answer.body["success"] == true => {
+                    answered.set(answered.get() + 1);
+                }
+                Ok(answer) => failures.borrow_mut().push(format!("{answer:?}")),
+                Err(_) => return, // the server has closed its doors
+            }
+        }
+    };
+    let stop = async {
+        for _ in 0..2_000 {
+            if answered.get() >= 300 {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        app.store_owner().signal(libc::SIGTERM);
+    };
+    tokio::join!(
+        futures_util::future::join_all((0..32).map(|_| buyer())),
+        stop
+    );
+    assert!(
+        failures.borrow().is_empty(),
+        "purchases failed during shutdown: {:?}",
+        failures.borrow()
+    );
+    assert!(answered.get() >= 300, "too few purchases to mean anything");
+
+    let mut status = None;
+    for _ in 0..100 {
+        status = app.ticket_mut().try_wait();
+        if status.is_some() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.expect("ticketd stopped within 10 s of SIGTERM");
+    assert!(status.success(), "exited with {status}");
+
+    use ticketd::vacancy::ledger::Ledger;
+    let mut ledger = ticketd::vacancy::sqlite::SqliteLedger::open(app.data_dir()).unwrap();
+    let sold: u64 = ledger
+        .load()
+        .unwrap()
+        .iter()
+        .map(|event| event.stock.sold)
+        .sum();
+    assert_eq!(sold, answered.get(), "the store and the answers disagree");
+}
