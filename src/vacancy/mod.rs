@@ -435,15 +435,23 @@ mod tests {
         assert_eq!((stock.available, stock.sold), (0, 100));
     }
 
-    /// A ledger whose commits (after the first, made by `open`) wait until the test lets them go.
-    struct GatedLedger {
+    /// A memory ledger that runs `before_commit(n)` ahead of its n-th commit (the first is the one
+    /// `open` makes for the default event).
+    struct HookedLedger<F> {
         inner: MemoryLedger,
         commits: usize,
-        entered: mpsc::Sender<()>,
-        release: mpsc::Receiver<()>,
+        before_commit: F,
     }
 
-    impl Ledger for GatedLedger {
+    fn hooked<F: FnMut(usize) + Send + 'static>(before_commit: F) -> Box<dyn Ledger> {
+        Box::new(HookedLedger {
+            inner: MemoryLedger::new(),
+            commits: 0,
+            before_commit,
+        })
+    }
+
+    impl<F: FnMut(usize) + Send + 'static> Ledger for HookedLedger<F> {
         fn load(&mut self) -> Result<Vec<Event>, Error> {
             self.inner.load()
         }
@@ -461,10 +469,7 @@ mod tests {
         }
         fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
             self.commits += 1;
-            if self.commits > 1 {
-                self.entered.send(()).unwrap();
-                self.release.recv().unwrap();
-            }
+            (self.before_commit)(self.commits);
             self.inner.commit(batch)
         }
     }
@@ -472,18 +477,19 @@ mod tests {
     #[test]
     fn a_full_queue_is_an_explicit_error() {
         let (entered_tx, entered) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel();
-        let ledger = GatedLedger {
-            inner: MemoryLedger::new(),
-            commits: 0,
-            entered: entered_tx,
-            release: release_rx,
-        };
+        let (release, release_rx) = mpsc::channel::<()>();
+        // Every commit after `open`'s waits until the test lets it go.
+        let ledger = hooked(move |n| {
+            if n > 1 {
+                entered_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            }
+        });
         let config = InventoryConfig {
             queue_size_max: 1,
             ..InventoryConfig::default()
         };
-        let inventory = Arc::new(Inventory::open(Box::new(ledger), config).unwrap());
+        let inventory = Arc::new(Inventory::open(ledger, config).unwrap());
 
         // The first reservation holds the writer inside its commit...
         let first = {
@@ -684,42 +690,11 @@ mod tests {
         );
     }
 
-    /// A ledger that fails loudly on its first commit after `open`.
-    struct PanickingLedger {
-        inner: MemoryLedger,
-        commits: usize,
-    }
-
-    impl Ledger for PanickingLedger {
-        fn load(&mut self) -> Result<Vec<Event>, Error> {
-            self.inner.load()
-        }
-        fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
-            self.inner.live_holds()
-        }
-        fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
-            self.inner.find_order(id)
-        }
-        fn find_key(
-            &mut self,
-            key: &IdempotencyKey,
-        ) -> Result<Option<crate::domain::KeyRecord>, Error> {
-            self.inner.find_key(key)
-        }
-        fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
-            self.commits += 1;
-            assert!(self.commits == 1, "a broken invariant");
-            self.inner.commit(batch)
-        }
-    }
-
     #[test]
     fn a_stopped_writer_makes_the_inventory_unavailable() {
-        let ledger = PanickingLedger {
-            inner: MemoryLedger::new(),
-            commits: 0,
-        };
-        let inventory = Inventory::open(Box::new(ledger), InventoryConfig::default()).unwrap();
+        // The first commit after `open` fails as a broken invariant would: the writer panics.
+        let ledger = hooked(|n| assert!(n == 1, "a broken invariant"));
+        let inventory = Inventory::open(ledger, InventoryConfig::default()).unwrap();
         assert!(inventory.event(&EventId::default_event()).is_ok());
         let error = run(inventory.reserve(reservation(1))).unwrap_err();
         assert_eq!(error.code(), "internal", "{error}");
