@@ -118,6 +118,17 @@ fn main() {
         ));
     }
 
+    let purchase = |target, connections| {
+        measure(
+            target,
+            Endpoint::Purchase,
+            connections,
+            seconds,
+            &scripts,
+            work.path(),
+        )
+    };
+
     // One event everyone wants against 10,000 events bought at random, in alternating rounds.
     let _ = writeln!(
         report,
@@ -128,14 +139,7 @@ fn main() {
     let mut events_runs: BTreeMap<Target, Vec<Run>> = BTreeMap::new();
     for round in 0..rounds {
         for target in [Target::MonolithDurable, Target::MonolithManyEvents] {
-            let run = measure(
-                target,
-                Endpoint::Purchase,
-                connections,
-                seconds,
-                &scripts,
-                work.path(),
-            );
+            let run = purchase(target, connections);
             eprintln!("events round {round}: {:<18} {run}", target.name());
             events_runs.entry(target).or_default().push(run);
         }
@@ -164,14 +168,7 @@ fn main() {
         let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|");
         for target in [Target::MonolithDurable, Target::Split] {
             for connections in [1, 16, 64, 256, 1024] {
-                let run = measure(
-                    target,
-                    Endpoint::Purchase,
-                    connections,
-                    seconds,
-                    &scripts,
-                    work.path(),
-                );
+                let run = purchase(target, connections);
                 eprintln!("sweep: {:<18} {connections:>5} {run}", target.name());
                 let _ = writeln!(
                     report,
