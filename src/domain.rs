@@ -369,6 +369,10 @@ pub enum Error {
     Timeout(u64),
     #[error("{0}")]
     Storage(String),
+    /// Replicas sharing a database changed the same rows at once, and deciding again did not
+    /// settle it: nothing of the request was stored.
+    #[error("{0}")]
+    Contention(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -396,6 +400,7 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::Timeout(_) => "timeout",
             Error::Storage(_) => "storage_failure",
+            Error::Contention(_) => "contention",
             Error::Internal(_) => "internal",
         }
     }
@@ -423,6 +428,7 @@ impl Error {
             "reservation_conflict" => Error::ReservationConflict(message),
             "overloaded" => Error::Overloaded,
             "storage_failure" => Error::Storage(message),
+            "contention" => Error::Contention(message),
             "timeout" => Error::Unavailable(message),
             _ => Error::Unavailable(format!("{code}: {message}")),
         }
@@ -493,6 +499,7 @@ mod tests {
             Error::WrongState("x".into()),
             Error::Overloaded,
             Error::Storage("x".into()),
+            Error::Contention("x".into()),
         ];
         for error in errors {
             let back = Error::from_code(error.code(), error.to_string());

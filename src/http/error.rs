@@ -73,7 +73,8 @@ impl ResponseError for ApiError {
                 Error::Overloaded
                 | Error::Unavailable(_)
                 | Error::Timeout(_)
-                | Error::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+                | Error::Storage(_)
+                | Error::Contention(_) => StatusCode::SERVICE_UNAVAILABLE,
                 Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::InvalidBody(_) | ApiError::InvalidContentType(_) => StatusCode::BAD_REQUEST,

@@ -78,11 +78,11 @@ impl VacancyClient for LocalVacancyClient {
     }
 
     async fn event(&self, id: &EventId) -> Result<Event, Error> {
-        self.inventory.event(id)
+        self.inventory.event(id).await
     }
 
     async fn events(&self) -> Result<Vec<Event>, Error> {
-        self.inventory.events()
+        self.inventory.events().await
     }
 
     async fn create_event(&self, id: EventId, name: String, capacity: u64) -> Result<Event, Error> {

@@ -3,8 +3,14 @@
 //! A [`Ledger`] only stores: it never decides. The inventory's writer decides every request against
 //! its in-memory state and hands the ledger one [`Batch`] per group commit, so each backend has a
 //! single, simple job: make a whole batch durable, or none of it.
+//!
+//! A *shared* ledger (one database under several vacancy replicas) adds one step: before the writer
+//! decides a batch, [`Ledger::begin`] opens a transaction, locks the rows the batch will touch and
+//! hands back their committed state, which replaces the writer's memory for that batch. Decisions
+//! stay in one place and stay the same; only their starting point comes from the database.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::domain::{
     Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId,
@@ -21,6 +27,8 @@ pub struct Batch {
     pub keys: Vec<KeyRecord>,
     /// Forget idempotency keys created before this time.
     pub purge_keys_before_ms: Option<i64>,
+    /// Keys created before this time have lapsed: `keys` may replace them, and nothing younger.
+    pub keys_lapsed_before_ms: i64,
 }
 
 impl Batch {
@@ -30,6 +38,41 @@ impl Batch {
             && self.keys.is_empty()
             && self.purge_keys_before_ms.is_none()
     }
+}
+
+/// What a batch is about to touch, for a shared ledger to lock and read before the writer decides.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Events the batch may change (reserve, create, replenish).
+    pub events: Vec<EventId>,
+    /// Existing orders the batch may change (confirm, release, cancel): their events are locked.
+    pub changes: Vec<ReservationId>,
+    /// Orders the batch reads, once their events are locked.
+    pub orders: Vec<ReservationId>,
+    pub keys: Vec<IdempotencyKey>,
+    /// Holds due at this time are swept in the same batch.
+    pub now_ms: i64,
+    /// Most due holds to sweep in this batch; 0 for none.
+    pub sweep_max: usize,
+}
+
+/// The committed state a shared ledger locked for one batch.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Every event the batch may change, locked until the batch commits or rolls back. An event
+    /// of the plan that is missing does not exist.
+    pub events: Vec<Event>,
+    /// Holds due for expiry whose events are locked, as `(expires_at_ms, id)`.
+    pub due: Vec<(i64, ReservationId)>,
+}
+
+/// Reads of a shared ledger, served from the database rather than one replica's memory.
+#[async_trait::async_trait]
+pub trait SharedReads: Send + Sync {
+    async fn event(&self, id: &EventId) -> Result<Option<Event>, Error>;
+    /// Every event, by id.
+    async fn events(&self) -> Result<Vec<Event>, Error>;
+    async fn order(&self, id: ReservationId) -> Result<Option<Order>, Error>;
 }
 
 /// Durable (or not) storage behind the inventory. Called only from the inventory's writer thread,
@@ -47,8 +90,35 @@ pub trait Ledger: Send + 'static {
     /// The stored record of an idempotency key, if there is one (lapsed or not).
     fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error>;
 
-    /// Stores `batch`: on `Ok` all of it is committed, on `Err` none of it is.
+    /// Stores `batch`: on `Ok` all of it is committed, on `Err` none of it is. After
+    /// [`Self::begin`], this ends the batch's transaction even when `batch` is empty.
     fn commit(&mut self, batch: &Batch) -> Result<(), Error>;
+
+    /// Creates `event` unless an event with its id exists; `false` if one did. Replicas starting
+    /// at once may all try.
+    fn insert_event_if_absent(&mut self, event: &Event) -> Result<bool, Error> {
+        if self.load()?.iter().any(|stored| stored.id == event.id) {
+            return Ok(false);
+        }
+        self.commit(&Batch {
+            events: vec![event.clone()],
+            ..Batch::default()
+        })?;
+        Ok(true)
+    }
+
+    /// `Some` for a ledger that other processes change too: the writer then calls
+    /// [`Self::begin`] before every batch, and reads go to the database.
+    fn shared_reads(&self) -> Option<Arc<dyn SharedReads>> {
+        None
+    }
+
+    /// Shared ledgers only: opens the batch's transaction, locks what `plan` touches (events in id
+    /// order, so replicas never deadlock) and returns its committed state. On `Err` nothing is
+    /// held.
+    fn begin(&mut self, _plan: &Plan) -> Result<Snapshot, Error> {
+        Err(Error::Internal("this ledger is not shared".into()))
+    }
 }
 
 /// Keeps everything in process memory: for tests and throwaway demos. A restart forgets it all,

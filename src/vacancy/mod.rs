@@ -23,7 +23,7 @@ use crate::domain::{
     Cancelled, DEFAULT_EVENT, Error, Event, EventId, IdempotencyKey, Order, Reservation,
     ReservationId, Reserved,
 };
-use ledger::{Batch, Ledger};
+use ledger::{Ledger, SharedReads};
 use writer::{Command, Events, Writer};
 
 /// Largest capacity of one event: far beyond any venue, well inside every store's integer range.
@@ -78,7 +78,10 @@ impl Default for InventoryConfig {
 pub struct Inventory {
     /// `None` only while dropping, so the writer sees the channel close before we join it.
     commands: Option<SyncSender<Command>>,
+    /// Committed events as this process last wrote them; authoritative unless the ledger is shared.
     events: Events,
+    /// Reads from the database, when the ledger is shared with other replicas.
+    reads: Option<Arc<dyn SharedReads>>,
     config: InventoryConfig,
     writer: Option<JoinHandle<()>>,
 }
@@ -90,67 +93,59 @@ impl Inventory {
     }
 
     pub fn open_with_clock(
-        mut ledger: Box<dyn Ledger>,
+        ledger: Box<dyn Ledger>,
         config: InventoryConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         assert!(config.queue_size_max > 0 && config.batch_size_max > 0);
-        let mut events: HashMap<EventId, Event> = HashMap::new();
-        for event in ledger.load()? {
-            if !event.stock.is_consistent() {
-                return Err(Error::Storage(format!(
-                    "stored stock of '{}' does not add up: {:?}",
-                    event.id, event.stock
-                )));
-            }
-            events.insert(event.id.clone(), event);
-        }
-
-        let default = EventId::default_event();
-        match events.get(&default) {
-            None => {
-                let event = Event {
-                    id: default.clone(),
-                    name: DEFAULT_EVENT.into(),
-                    stock: crate::domain::Stock::new(config.initial_stock),
-                };
-                ledger.commit(&Batch {
-                    events: vec![event.clone()],
-                    ..Batch::default()
-                })?;
-                events.insert(default, event);
-            }
-            Some(event) if event.stock.capacity != config.initial_stock => tracing::warn!(
-                stored_capacity = event.stock.capacity,
-                available = event.stock.available,
-                initial_stock = config.initial_stock,
-                "the store already exists: keeping its stock and ignoring initial_stock"
-            ),
-            Some(_) => {}
-        }
-        let holds: BTreeSet<_> = ledger.live_holds()?.into_iter().collect();
-
-        let events = Arc::new(RwLock::new(events));
+        let events = Arc::new(RwLock::new(HashMap::new()));
+        let reads = ledger.shared_reads();
         let (commands, queue) = mpsc::sync_channel(config.queue_size_max);
-        let writer = Writer {
-            ledger,
-            events: Arc::clone(&events),
-            holds,
-            batch_size_max: config.batch_size_max,
-            clock,
-            expiry_paused_until_ms: 0,
-            key_ttl_ms: i64::try_from(config.idempotency_ttl_seconds.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
-            keys_purged_at_ms: 0,
+        // The ledger is loaded on the writer's own thread, like every later use of it: a ledger
+        // may block, and the caller may be an async runtime's thread.
+        let (opened, open) = mpsc::sync_channel(1);
+        let writer = {
+            let (events, config) = (Arc::clone(&events), config.clone());
+            let key_ttl_ms = i64::try_from(config.idempotency_ttl_seconds.saturating_mul(1000))
+                .unwrap_or(i64::MAX);
+            std::thread::Builder::new()
+                .name("inventory-writer".into())
+                .spawn(move || {
+                    let mut ledger = ledger;
+                    let holds = match load(ledger.as_mut(), &events, &config) {
+                        Ok(holds) => holds,
+                        Err(error) => return drop(opened.send(Err(error))),
+                    };
+                    let writer = Writer {
+                        shared: ledger.shared_reads().is_some(),
+                        ledger,
+                        events,
+                        holds,
+                        batch_size_max: config.batch_size_max,
+                        clock,
+                        expiry_paused_until_ms: 0,
+                        key_ttl_ms,
+                        keys_purged_at_ms: 0,
+                        swept_at_ms: 0,
+                    };
+                    let _ = opened.send(Ok(()));
+                    writer.run(queue)
+                })
+                .map_err(|e| Error::Internal(format!("cannot start the inventory writer: {e}")))?
         };
-        let writer = std::thread::Builder::new()
-            .name("inventory-writer".into())
-            .spawn(move || writer.run(queue))
-            .map_err(|e| Error::Internal(format!("cannot start the inventory writer: {e}")))?;
-
+        let loaded = open.recv().unwrap_or_else(|_| {
+            Err(Error::Internal(
+                "the inventory writer stopped while loading".into(),
+            ))
+        });
+        if let Err(error) = loaded {
+            let _ = writer.join();
+            return Err(error);
+        }
         Ok(Self {
             commands: Some(commands),
             events,
+            reads,
             config,
             writer: Some(writer),
         })
@@ -161,18 +156,21 @@ impl Inventory {
     }
 
     /// One event as last committed.
-    pub fn event(&self, id: &EventId) -> Result<Event, Error> {
+    pub async fn event(&self, id: &EventId) -> Result<Event, Error> {
         self.ensure_running()?;
-        self.events
-            .read()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::UnknownEvent(format!("unknown event '{id}'")))
+        let event = match &self.reads {
+            Some(reads) => reads.event(id).await?,
+            None => self.events.read().get(id).cloned(),
+        };
+        event.ok_or_else(|| Error::UnknownEvent(format!("unknown event '{id}'")))
     }
 
     /// Every event as last committed, by id.
-    pub fn events(&self) -> Result<Vec<Event>, Error> {
+    pub async fn events(&self) -> Result<Vec<Event>, Error> {
         self.ensure_running()?;
+        if let Some(reads) = &self.reads {
+            return reads.events().await;
+        }
         let mut events: Vec<Event> = self.events.read().values().cloned().collect();
         events.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(events)
@@ -239,7 +237,14 @@ impl Inventory {
 
     /// One order or hold, as committed.
     pub async fn order(&self, id: ReservationId) -> Result<Order, Error> {
-        self.ask(|reply| Command::Find { id, reply }).await
+        let Some(reads) = &self.reads else {
+            return self.ask(|reply| Command::Find { id, reply }).await;
+        };
+        self.ensure_running()?;
+        reads
+            .order(id)
+            .await?
+            .ok_or_else(|| Error::UnknownOrder(format!("unknown order or hold '{id}'")))
     }
 
     pub async fn create_event(
@@ -297,6 +302,46 @@ impl Inventory {
     }
 }
 
+/// Reads the committed events into `events`, creates the `default` event if the store is new, and
+/// returns the live holds.
+fn load(
+    ledger: &mut dyn Ledger,
+    events: &RwLock<HashMap<EventId, Event>>,
+    config: &InventoryConfig,
+) -> Result<BTreeSet<(i64, ReservationId)>, Error> {
+    let mut loaded: HashMap<EventId, Event> = HashMap::new();
+    for event in ledger.load()? {
+        if !event.stock.is_consistent() {
+            return Err(Error::Storage(format!(
+                "stored stock of '{}' does not add up: {:?}",
+                event.id, event.stock
+            )));
+        }
+        loaded.insert(event.id.clone(), event);
+    }
+    let default = EventId::default_event();
+    match loaded.get(&default) {
+        None => {
+            let event = Event {
+                id: default.clone(),
+                name: DEFAULT_EVENT.into(),
+                stock: crate::domain::Stock::new(config.initial_stock),
+            };
+            ledger.insert_event_if_absent(&event)?;
+            loaded.insert(default, event);
+        }
+        Some(event) if event.stock.capacity != config.initial_stock => tracing::warn!(
+            stored_capacity = event.stock.capacity,
+            available = event.stock.available,
+            initial_stock = config.initial_stock,
+            "the store already exists: keeping its stock and ignoring initial_stock"
+        ),
+        Some(_) => {}
+    }
+    *events.write() = loaded;
+    Ok(ledger.live_holds()?.into_iter().collect())
+}
+
 impl Drop for Inventory {
     fn drop(&mut self) {
         // Closing the queue lets the writer finish what is queued and stop; waiting for it means a
@@ -314,7 +359,7 @@ impl Drop for Inventory {
 mod tests {
     use super::*;
     use crate::domain::{Quantity, ReservationId};
-    use ledger::MemoryLedger;
+    use ledger::{Batch, MemoryLedger};
 
     fn inventory(initial_stock: u64) -> Inventory {
         let config = InventoryConfig {
@@ -352,7 +397,9 @@ mod tests {
             let last = inventory.reserve(reservation(2)).await.unwrap();
             assert_eq!((last.accepted(), last.remaining), (true, 0));
         });
-        let stock = inventory.event(&EventId::default_event()).unwrap().stock;
+        let stock = run(inventory.event(&EventId::default_event()))
+            .unwrap()
+            .stock;
         assert_eq!((stock.available, stock.sold, stock.capacity), (0, 5, 5));
     }
 
@@ -373,8 +420,7 @@ mod tests {
             assert_eq!(conflict.code(), "reservation_conflict");
         });
         assert_eq!(
-            inventory
-                .event(&EventId::default_event())
+            run(inventory.event(&EventId::default_event()))
                 .unwrap()
                 .stock
                 .sold,
@@ -401,8 +447,7 @@ mod tests {
             assert_eq!(error.code(), "quantity_over_limit");
         });
         assert_eq!(
-            inventory
-                .event(&EventId::default_event())
+            run(inventory.event(&EventId::default_event()))
                 .unwrap()
                 .stock
                 .available,
@@ -431,7 +476,9 @@ mod tests {
             .collect();
         let accepted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert_eq!(accepted, 100);
-        let stock = inventory.event(&EventId::default_event()).unwrap().stock;
+        let stock = run(inventory.event(&EventId::default_event()))
+            .unwrap()
+            .stock;
         assert_eq!((stock.available, stock.sold), (0, 100));
     }
 
@@ -514,8 +561,7 @@ mod tests {
         assert!(second.unwrap().accepted());
         assert_eq!(third.unwrap_err(), Error::Overloaded);
         assert_eq!(
-            inventory
-                .event(&EventId::default_event())
+            run(inventory.event(&EventId::default_event()))
                 .unwrap()
                 .stock
                 .sold,
@@ -548,8 +594,12 @@ mod tests {
         let inventory =
             Inventory::open_with_clock(Box::new(MemoryLedger::new()), config, clock.clone())
                 .unwrap();
-        let counts = || {
-            let stock = inventory.event(&EventId::default_event()).unwrap().stock;
+        let counts = async || {
+            let stock = inventory
+                .event(&EventId::default_event())
+                .await
+                .unwrap()
+                .stock;
             assert!(stock.is_consistent());
             (stock.available, stock.held, stock.sold)
         };
@@ -560,17 +610,17 @@ mod tests {
         run(async {
             let a = inventory.reserve(hold(3, 60)).await.unwrap().order.unwrap();
             assert_eq!((a.status, a.expires_at_ms), (Held, Some(1_060_000)));
-            assert_eq!(counts(), (7, 3, 0));
+            assert_eq!(counts().await, (7, 3, 0));
             assert_eq!(
                 inventory.confirm(a.id, None).await.unwrap().status,
                 Confirmed
             );
-            assert_eq!(counts(), (7, 0, 3));
+            assert_eq!(counts().await, (7, 0, 3));
             assert_eq!(
                 inventory.confirm(a.id, None).await.unwrap().status,
                 Confirmed
             );
-            assert_eq!(counts(), (7, 0, 3));
+            assert_eq!(counts().await, (7, 0, 3));
 
             let b = inventory.reserve(hold(2, 60)).await.unwrap().order.unwrap();
             assert_eq!(
@@ -581,33 +631,33 @@ mod tests {
                 inventory.release(b.id, None).await.unwrap().status,
                 Released
             );
-            assert_eq!(counts(), (7, 0, 3));
+            assert_eq!(counts().await, (7, 0, 3));
             assert_eq!(
                 inventory.confirm(b.id, None).await.unwrap_err().code(),
                 "wrong_state"
             );
 
             let c = inventory.reserve(hold(4, 1)).await.unwrap().order.unwrap();
-            assert_eq!(counts(), (3, 4, 3));
+            assert_eq!(counts().await, (3, 4, 3));
             clock.advance_ms(1000);
             assert_eq!(
                 inventory.confirm(c.id, None).await.unwrap_err().code(),
                 "hold_expired"
             );
-            assert_eq!(counts(), (7, 0, 3));
+            assert_eq!(counts().await, (7, 0, 3));
 
             // Expiry needs no request for the hold itself: any batch after the deadline does it.
             let d = inventory.reserve(hold(1, 1)).await.unwrap().order.unwrap();
             clock.advance_ms(5000);
             assert_eq!(inventory.order(d.id).await.unwrap().status, Expired);
-            assert_eq!(counts(), (7, 0, 3));
+            assert_eq!(counts().await, (7, 0, 3));
 
             let first = inventory.cancel(a.id, None).await.unwrap();
             assert_eq!((first.order.status, first.changed), (Cancelled, true));
-            assert_eq!(counts(), (10, 0, 0));
+            assert_eq!(counts().await, (10, 0, 0));
             let second = inventory.cancel(a.id, None).await.unwrap();
             assert_eq!((second.order.status, second.changed), (Cancelled, false));
-            assert_eq!(counts(), (10, 0, 0));
+            assert_eq!(counts().await, (10, 0, 0));
 
             assert_eq!(
                 inventory.cancel(d.id, None).await.unwrap_err().code(),
@@ -642,8 +692,7 @@ mod tests {
             let grown = inventory.replenish(gala.clone(), 20).await.unwrap();
             assert_eq!((grown.stock.capacity, grown.stock.available), (120, 120));
         });
-        let ids: Vec<_> = inventory
-            .events()
+        let ids: Vec<_> = run(inventory.events())
             .unwrap()
             .into_iter()
             .map(|e| e.id)
@@ -681,8 +730,7 @@ mod tests {
             assert_ne!(after.order.unwrap().id, first.order.unwrap().id);
         });
         assert_eq!(
-            inventory
-                .event(&EventId::default_event())
+            run(inventory.event(&EventId::default_event()))
                 .unwrap()
                 .stock
                 .sold,
@@ -695,17 +743,17 @@ mod tests {
         // The first commit after `open` fails as a broken invariant would: the writer panics.
         let ledger = hooked(|n| assert!(n == 1, "a broken invariant"));
         let inventory = Inventory::open(ledger, InventoryConfig::default()).unwrap();
-        assert!(inventory.event(&EventId::default_event()).is_ok());
+        assert!(run(inventory.event(&EventId::default_event())).is_ok());
         let error = run(inventory.reserve(reservation(1))).unwrap_err();
         assert_eq!(error.code(), "internal", "{error}");
         // The writer is gone: no more changes, and reads (so readiness) say so.
         for _ in 0..100 {
-            if inventory.event(&EventId::default_event()).is_err() {
+            if run(inventory.event(&EventId::default_event())).is_err() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let read = inventory.event(&EventId::default_event()).unwrap_err();
+        let read = run(inventory.event(&EventId::default_event())).unwrap_err();
         assert_eq!(read.code(), "unavailable");
         let write = run(inventory.reserve(reservation(1))).unwrap_err();
         assert_eq!(write.code(), "unavailable");

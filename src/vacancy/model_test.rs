@@ -328,7 +328,10 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
 
         let real = inventory.as_ref().unwrap();
         for (name, counts) in &model.events {
-            let stock = real.event(&EventId::parse(name).unwrap()).unwrap().stock;
+            let stock = runtime
+                .block_on(real.event(&EventId::parse(name).unwrap()))
+                .unwrap()
+                .stock;
             prop_assert!(stock.is_consistent(), "step {}: {:?}", step, stock);
             let actual = Counts {
                 capacity: stock.capacity,
@@ -338,7 +341,10 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
             };
             prop_assert_eq!(actual, *counts, "step {}: {} after {:?}", step, name, op);
         }
-        prop_assert_eq!(real.events().unwrap().len(), model.events.len());
+        prop_assert_eq!(
+            runtime.block_on(real.events()).unwrap().len(),
+            model.events.len()
+        );
     }
     drop(inventory);
     let ledger = SqliteLedger::open(dir.path()).unwrap();

@@ -598,7 +598,7 @@ mod tests {
         let failure = failure.expect("the store filled up");
         assert_eq!(failure.code(), "storage_failure", "{failure}");
         assert!(failure.to_string().contains("full"), "{failure}");
-        let stock = inventory.event(&default).unwrap().stock;
+        let stock = runtime.block_on(inventory.event(&default)).unwrap().stock;
         assert_eq!(stock.sold, accepted, "a refused batch changed stock");
     }
 }

@@ -22,7 +22,7 @@ use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use super::Clock;
-use super::ledger::{Batch, Ledger};
+use super::ledger::{Batch, Ledger, Plan};
 use crate::domain::{
     Cancelled, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, Reservation,
     ReservationId, Reserved, Stock,
@@ -76,6 +76,12 @@ const EXPIRY_RETRY: Duration = Duration::from_secs(1);
 /// How often lapsed idempotency keys are deleted (with a batch that commits anyway).
 const KEY_PURGE_INTERVAL_MS: i64 = 60_000;
 
+/// How often a writer on a shared ledger looks for due holds when it has none of its own.
+const SWEEP_INTERVAL_MS: i64 = 1_000;
+
+/// How many times a batch is decided when replicas sharing a database keep colliding on it.
+const CONTENTION_ATTEMPTS: u32 = 4;
+
 pub(crate) struct Writer {
     pub ledger: Box<dyn Ledger>,
     pub events: Events,
@@ -88,6 +94,10 @@ pub(crate) struct Writer {
     /// How long an idempotency key is remembered.
     pub key_ttl_ms: i64,
     pub keys_purged_at_ms: i64,
+    /// The ledger is shared with other replicas: every batch begins by locking and reading it.
+    pub shared: bool,
+    /// When due holds were last looked for in a shared ledger.
+    pub swept_at_ms: i64,
 }
 
 /// What one batch has decided but not yet committed.
@@ -117,18 +127,55 @@ impl Pending {
     }
 }
 
-/// Sends a decided answer once the batch's fate is known.
-type Delivery = Box<dyn FnOnce(Option<&Error>) + Send>;
+/// A decided answer, kept until the batch's fate is known.
+enum Answer {
+    Reserved(Result<Reserved, Error>),
+    Order(Result<Order, Error>),
+    Cancelled(Result<Cancelled, Error>),
+    Event(Result<Event, Error>),
+}
 
-fn deliver<T: Send + 'static>(reply: Reply<T>, answer: Result<T, Error>) -> Delivery {
-    Box::new(move |failure| {
-        let answer = match failure {
-            None => answer,
-            Some(error) => Err(error.clone()),
-        };
-        // The caller may have given up waiting (a client timeout); what was committed stays.
-        let _ = reply.send(answer);
-    })
+fn send<T>(reply: Reply<T>, answer: Result<T, Error>) {
+    // The caller may have given up waiting (a client timeout); what was committed stays.
+    let _ = reply.send(answer);
+}
+
+impl Command {
+    /// Answers with the decision, now that it is committed.
+    fn answer(self, answer: Answer) {
+        match (self, answer) {
+            (Command::Reserve { reply, .. }, Answer::Reserved(answer)) => send(reply, answer),
+            (
+                Command::Confirm { reply, .. }
+                | Command::Release { reply, .. }
+                | Command::Find { reply, .. },
+                Answer::Order(answer),
+            ) => send(reply, answer),
+            (Command::Cancel { reply, .. }, Answer::Cancelled(answer)) => send(reply, answer),
+            (
+                Command::CreateEvent { reply, .. } | Command::Replenish { reply, .. },
+                Answer::Event(answer),
+            ) => send(reply, answer),
+            (command, _) => command.fail(&Error::Internal(
+                "the inventory decided an answer of the wrong kind".into(),
+            )),
+        }
+    }
+
+    /// Answers with `error`: nothing of the batch was stored.
+    fn fail(self, error: &Error) {
+        let error = error.clone();
+        match self {
+            Command::Reserve { reply, .. } => send(reply, Err(error)),
+            Command::Confirm { reply, .. }
+            | Command::Release { reply, .. }
+            | Command::Find { reply, .. } => send(reply, Err(error)),
+            Command::Cancel { reply, .. } => send(reply, Err(error)),
+            Command::CreateEvent { reply, .. } | Command::Replenish { reply, .. } => {
+                send(reply, Err(error))
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -161,57 +208,138 @@ impl Writer {
     }
 
     fn next_deadline_ms(&self) -> Option<i64> {
-        let (deadline, _) = self.holds.first()?;
-        Some((*deadline).max(self.expiry_paused_until_ms))
+        let hold = self.holds.first().map(|(deadline, _)| *deadline);
+        // A shared ledger also has holds made by other replicas: look for them now and then.
+        let sweep = self.shared.then(|| self.swept_at_ms + SWEEP_INTERVAL_MS);
+        let next = match (hold, sweep) {
+            (Some(hold), Some(sweep)) => hold.min(sweep),
+            (next, None) | (None, next) => next?,
+        };
+        Some(next.max(self.expiry_paused_until_ms))
     }
 
     fn process(&mut self, batch: &mut Vec<Command>) {
-        let now = self.clock.now_ms();
+        metrics::histogram!("ticketd_ledger_batch_size").record(batch.len() as f64);
+        let mut attempt = 1;
+        loop {
+            let now = self.clock.now_ms();
+            match self.decide_and_commit(batch, now) {
+                Ok(answers) => {
+                    for (command, answer) in batch.drain(..).zip(answers) {
+                        command.answer(answer);
+                    }
+                    return;
+                }
+                // Another replica changed the same rows first: decide again on what it stored.
+                Err(Error::Contention(reason)) if attempt < CONTENTION_ATTEMPTS => {
+                    metrics::counter!("ticketd_ledger_contention_retries_total").increment(1);
+                    tracing::debug!(%reason, attempt, "batch met contention; deciding again");
+                    attempt += 1;
+                }
+                Err(error) => {
+                    // Nothing of the batch is stored, so nothing of it may be confirmed: every
+                    // request in it gets the storage error, and state stays as it was.
+                    tracing::error!(%error, "batch refused");
+                    self.expiry_paused_until_ms = now + EXPIRY_RETRY.as_millis() as i64;
+                    for command in batch.drain(..) {
+                        command.fail(&error);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Decides every request of `batch` in order and commits the decisions as one.
+    fn decide_and_commit(&mut self, batch: &[Command], now: i64) -> Result<Vec<Answer>, Error> {
+        if self.shared {
+            self.begin(batch, now)?;
+        }
         let mut pending = Pending::default();
         self.expire_due(&mut pending, now);
+        let answers = batch
+            .iter()
+            .map(|command| self.decide(&mut pending, command, now))
+            .collect();
+        self.commit(pending, now)?;
+        Ok(answers)
+    }
 
-        metrics::histogram!("ticketd_ledger_batch_size").record(batch.len() as f64);
-        let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
-        for command in batch.drain(..) {
-            let delivery = match command {
-                Command::Reserve { reservation, reply } => {
-                    deliver(reply, self.reserve(&mut pending, &reservation, now))
-                }
-                Command::Confirm { id, key, reply } => {
-                    let confirm = Self::confirm_hold;
-                    let answer = self.act_on_order(&mut pending, id, key, now, "confirm", confirm);
-                    deliver(reply, answer)
-                }
-                Command::Release { id, key, reply } => {
-                    let release = Self::release_hold;
-                    let answer = self.act_on_order(&mut pending, id, key, now, "release", release);
-                    deliver(reply, answer)
-                }
-                Command::Cancel { id, key, reply } => {
-                    deliver(reply, self.cancel(&mut pending, id, key, now))
-                }
-                Command::Find { id, reply } => deliver(reply, self.find(&pending, id)),
-                Command::CreateEvent {
-                    id,
-                    name,
-                    capacity,
-                    reply,
-                } => deliver(reply, self.create_event(&mut pending, id, name, capacity)),
-                Command::Replenish { event, qty, reply } => {
-                    deliver(reply, self.replenish(&mut pending, &event, qty))
-                }
-            };
-            deliveries.push(delivery);
+    fn decide(&mut self, pending: &mut Pending, command: &Command, now: i64) -> Answer {
+        match command {
+            Command::Reserve { reservation, .. } => {
+                Answer::Reserved(self.reserve(pending, reservation, now))
+            }
+            Command::Confirm { id, key, .. } => {
+                let confirm = Self::confirm_hold;
+                let key = key.clone();
+                Answer::Order(self.act_on_order(pending, *id, key, now, "confirm", confirm))
+            }
+            Command::Release { id, key, .. } => {
+                let release = Self::release_hold;
+                let key = key.clone();
+                Answer::Order(self.act_on_order(pending, *id, key, now, "release", release))
+            }
+            Command::Cancel { id, key, .. } => {
+                Answer::Cancelled(self.cancel(pending, *id, key.clone(), now))
+            }
+            Command::Find { id, .. } => Answer::Order(self.find(pending, *id)),
+            Command::CreateEvent {
+                id, name, capacity, ..
+            } => Answer::Event(self.create_event(pending, id.clone(), name.clone(), *capacity)),
+            Command::Replenish { event, qty, .. } => {
+                Answer::Event(self.replenish(pending, event, *qty))
+            }
         }
+    }
 
-        let failure = if pending.is_empty() {
-            None
-        } else {
-            self.commit(pending, now).err()
+    /// Shared ledgers: opens the batch's transaction and takes what it locked as the state to
+    /// decide on, in place of this replica's memory.
+    fn begin(&mut self, batch: &[Command], now: i64) -> Result<(), Error> {
+        // Holds made by other replicas are found by looking: when one of ours is due, and now
+        // and then anyway.
+        let sweep = self
+            .holds
+            .first()
+            .is_some_and(|(deadline, _)| *deadline <= now)
+            || now - self.swept_at_ms >= SWEEP_INTERVAL_MS;
+        let mut plan = Plan {
+            now_ms: now,
+            sweep_max: if sweep { self.batch_size_max } else { 0 },
+            ..Plan::default()
         };
-        for delivery in deliveries {
-            delivery(failure.as_ref());
+        for command in batch {
+            match command {
+                Command::Reserve { reservation, .. } => {
+                    plan.events.push(reservation.event.clone());
+                    plan.orders.push(reservation.id);
+                    plan.keys.extend(reservation.key.clone());
+                }
+                Command::Confirm { id, key, .. }
+                | Command::Release { id, key, .. }
+                | Command::Cancel { id, key, .. } => {
+                    plan.changes.push(*id);
+                    plan.orders.push(*id);
+                    plan.keys.extend(key.clone());
+                }
+                Command::Find { id, .. } => plan.orders.push(*id),
+                Command::CreateEvent { id, .. } => plan.events.push(id.clone()),
+                Command::Replenish { event, .. } => plan.events.push(event.clone()),
+            }
         }
+        let snapshot = self.ledger.begin(&plan)?;
+        let mut events = self.events.write();
+        events.clear();
+        events.extend(snapshot.events.into_iter().map(|e| (e.id.clone(), e)));
+        drop(events);
+        if sweep {
+            // Due holds are swept only as the database lists them, with their events locked; a
+            // due hold made here that another replica settled first is simply forgotten.
+            self.holds.retain(|(deadline, _)| *deadline > now);
+            self.holds.extend(snapshot.due);
+            self.swept_at_ms = now;
+        }
+        Ok(())
     }
 
     fn commit(&mut self, mut pending: Pending, now: i64) -> Result<(), Error> {
@@ -221,24 +349,21 @@ impl Writer {
             .filter_map(|id| pending.orders.remove(id))
             .collect();
         // Lapsed idempotency keys go with a batch that commits anyway, at most once a minute.
-        let purge = (now - self.keys_purged_at_ms >= KEY_PURGE_INTERVAL_MS)
+        let purge = (!pending.is_empty() && now - self.keys_purged_at_ms >= KEY_PURGE_INTERVAL_MS)
             .then(|| now.saturating_sub(self.key_ttl_ms));
         let batch = Batch {
             events: pending.events.into_values().collect(),
             orders,
             keys: pending.keys.into_values().collect(),
             purge_keys_before_ms: purge,
+            keys_lapsed_before_ms: now.saturating_sub(self.key_ttl_ms),
         };
-        let started = std::time::Instant::now();
-        let committed = self.ledger.commit(&batch);
-        metrics::histogram!("ticketd_ledger_commit_seconds")
-            .record(started.elapsed().as_secs_f64());
-        if let Err(error) = committed {
-            // Nothing of the batch is stored, so nothing of it may be published or confirmed:
-            // every answer in it becomes the storage error, and state stays as it was.
-            tracing::error!(%error, "commit failed; batch refused");
-            self.expiry_paused_until_ms = now + EXPIRY_RETRY.as_millis() as i64;
-            return Err(error);
+        // A shared ledger's transaction is open and must end, even with nothing to write.
+        if !batch.is_empty() || self.shared {
+            let started = std::time::Instant::now();
+            self.ledger.commit(&batch)?;
+            metrics::histogram!("ticketd_ledger_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
         }
         if purge.is_some() {
             self.keys_purged_at_ms = now;
@@ -435,16 +560,23 @@ impl Writer {
         if now < self.expiry_paused_until_ms {
             return;
         }
-        let due: Vec<ReservationId> = self
+        let due: Vec<(i64, ReservationId)> = self
             .holds
             .iter()
             .take_while(|(deadline, _)| *deadline <= now)
-            .map(|(_, id)| *id)
+            .copied()
             .collect();
-        for id in due {
-            let expired = self
-                .existing_order(pending, id)
-                .and_then(|order| self.transition(pending, order, OrderStatus::Expired, now));
+        for (deadline, id) in due {
+            let expired = self.existing_order(pending, id).and_then(|order| {
+                if order.status == OrderStatus::Held {
+                    self.transition(pending, order, OrderStatus::Expired, now)
+                        .map(drop)
+                } else {
+                    // Settled meanwhile by another replica sharing the ledger.
+                    pending.holds_removed.push((deadline, id));
+                    Ok(())
+                }
+            });
             if let Err(error) = expired {
                 tracing::error!(%id, %error, "cannot expire hold");
             }
