@@ -164,14 +164,28 @@ pub struct InventoryArgs {
     #[arg(long, value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
+    /// Database of the postgres store, postgres://user:password@host:port/database; prefer
+    /// TICKETD_DATABASE_URL, which other users of the machine cannot read [default: none].
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    /// Most connections to the database per process [default: 8].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_connections_max: Option<usize>,
+    /// Longest wait for a database connection or statement, in ms [default: 2000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct RemoteArgs {
-    /// Base URL of the vacancy service [default: http://127.0.0.1:8001].
-    #[arg(long)]
+    /// Base URL of the vacancy service; repeat it (or separate with commas) for several
+    /// replicas, used in turn while they answer [default: http://127.0.0.1:8001].
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
-    vacancy_url: Option<String>,
+    vacancy_url: Option<Vec<String>>,
     /// Longest wait for one call to vacancy, in ms; past it the request fails with 503 [default: 2000].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,7 +240,7 @@ mod tests {
         let flags = serde_json::to_value(flags).unwrap();
         assert_eq!(
             flags,
-            serde_json::json!({"port": 9, "vacancy_url": "http://v:1"})
+            serde_json::json!({"port": 9, "vacancy_url": ["http://v:1"]})
         );
     }
 }

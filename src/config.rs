@@ -65,6 +65,8 @@ pub enum StoreKind {
     Embedded,
     /// In process memory: lost on restart. For tests and demos.
     Memory,
+    /// A PostgreSQL(-compatible) database at `database_url`, shared by any number of replicas.
+    Postgres,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,9 +105,17 @@ pub struct Settings {
     pub inventory_queue_size_max: usize,
     /// Most requests the inventory decides and commits together.
     pub inventory_batch_size_max: usize,
+    /// `postgres://user:password@host:port/database` of the `postgres` store; never logged.
+    pub database_url: Option<Secret>,
+    /// Most connections to the database per process (one is the writer's, reads share the rest).
+    pub database_connections_max: usize,
+    /// Longest wait for a database connection or statement; past it the request fails with 503.
+    pub database_timeout_ms: u64,
 
-    /// Base URL of the vacancy service (ticket mode).
-    pub vacancy_url: String,
+    /// Base URL of the vacancy service (ticket mode); several replicas as a list (or a
+    /// comma-separated string), used in turn while they answer.
+    #[serde(deserialize_with = "one_or_many")]
+    pub vacancy_url: Vec<String>,
     /// Longest wait for one call to vacancy, connecting included.
     pub vacancy_timeout_ms: u64,
     /// Most open connections to vacancy, per worker thread.
@@ -176,7 +186,10 @@ impl Settings {
             data_dir: PathBuf::from("data"),
             inventory_queue_size_max: 16_384,
             inventory_batch_size_max: 1024,
-            vacancy_url: "http://127.0.0.1:8001".into(),
+            database_url: None,
+            database_connections_max: 8,
+            database_timeout_ms: 2000,
+            vacancy_url: vec!["http://127.0.0.1:8001".into()],
             vacancy_timeout_ms: 2000,
             vacancy_connections_max: 100,
             vacancy_keep_alive_seconds: 30,
@@ -220,7 +233,11 @@ impl Settings {
             .extract()
             .map_err(describe)?;
         // An empty token (e.g. `TICKETD_ADMIN_TOKEN=` in a compose file) means "none".
-        for token in [&mut settings.admin_token, &mut settings.service_token] {
+        for token in [
+            &mut settings.admin_token,
+            &mut settings.service_token,
+            &mut settings.database_url,
+        ] {
             if token.as_ref().is_some_and(|t| t.expose().is_empty()) {
                 *token = None;
             }
@@ -277,8 +294,36 @@ impl Settings {
         if self.vacancy_attempts_max == 0 {
             return fail("vacancy_attempts_max", "must be at least 1");
         }
-        if !self.vacancy_url.starts_with("http://") {
+        if self.vacancy_url.is_empty()
+            || self
+                .vacancy_url
+                .iter()
+                .any(|url| !url.starts_with("http://"))
+        {
             return fail("vacancy_url", "must look like http://host:port");
+        }
+        if self.store == StoreKind::Postgres && self.database_url.is_none() {
+            return fail(
+                "database_url",
+                "store = postgres needs one (--database-url or TICKETD_DATABASE_URL)",
+            );
+        }
+        if let Some(url) = &self.database_url
+            && !["postgres://", "postgresql://"]
+                .iter()
+                .any(|scheme| url.expose().starts_with(scheme))
+        {
+            // Never echo the value: it may hold a password.
+            return fail(
+                "database_url",
+                "must look like postgres://user@host:port/database",
+            );
+        }
+        if self.database_connections_max < 2 {
+            return fail("database_connections_max", "must be at least 2");
+        }
+        if self.database_timeout_ms == 0 {
+            return fail("database_timeout_ms", "must be at least 1");
         }
         Ok(())
     }
@@ -286,6 +331,29 @@ impl Settings {
     pub fn vacancy_timeout(&self) -> Duration {
         Duration::from_millis(self.vacancy_timeout_ms)
     }
+
+    pub fn database_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_timeout_ms)
+    }
+}
+
+/// One URL, a comma-separated string of them (as an environment variable gives), or a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let urls = match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(text) => text.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(urls) => urls,
+    };
+    Ok(urls
+        .into_iter()
+        .map(|url| url.trim().trim_end_matches('/').to_owned())
+        .filter(|url| !url.is_empty())
+        .collect())
 }
 
 fn known_keys(defaults: &Settings) -> Vec<String> {
@@ -359,7 +427,7 @@ mod tests {
         );
         let ticket = Settings::load(Mode::Ticket, Some(&split), NoFlags {}).unwrap();
         assert_eq!(ticket.port, 8002);
-        assert!(ticket.vacancy_url.starts_with("http://"));
+        assert!(ticket.vacancy_url[0].starts_with("http://"));
     }
 
     /// The shipped files document every key (tokens as commented-out examples).
@@ -429,5 +497,46 @@ mod tests {
 
         let missing = dir.path().join("missing.toml");
         assert!(Settings::load(Mode::Monolith, Some(&missing), NoFlags {}).is_err());
+    }
+
+    #[test]
+    fn several_vacancy_urls_come_as_a_list_or_a_comma_separated_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("urls.toml");
+        let both = vec!["http://a:1".to_owned(), "http://b:2".to_owned()];
+        for value in [
+            r#"["http://a:1", "http://b:2/"]"#,
+            r#""http://a:1, http://b:2""#,
+        ] {
+            std::fs::write(&file, format!("[ticket]\nvacancy_url = {value}\n")).unwrap();
+            let ticket = Settings::load(Mode::Ticket, Some(&file), NoFlags {}).unwrap();
+            assert_eq!(ticket.vacancy_url, both, "{value}");
+        }
+        std::fs::write(&file, "[ticket]\nvacancy_url = \"http://a:1,ftp://b\"\n").unwrap();
+        let error = Settings::load(Mode::Ticket, Some(&file), NoFlags {}).unwrap_err();
+        assert!(error.to_string().contains("vacancy_url"), "{error}");
+    }
+
+    #[test]
+    fn the_postgres_store_needs_a_database_url_and_never_echoes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pg.toml");
+        std::fs::write(&file, "[default]\nstore = \"postgres\"\n").unwrap();
+        let error = Settings::load(Mode::Vacancy, Some(&file), NoFlags {}).unwrap_err();
+        assert!(error.to_string().contains("database_url"), "{error}");
+
+        let secret = "mysql://root:hunter2-secret@db/x";
+        let text = format!("[default]\nstore = \"postgres\"\ndatabase_url = \"{secret}\"\n");
+        std::fs::write(&file, text).unwrap();
+        let error = Settings::load(Mode::Vacancy, Some(&file), NoFlags {}).unwrap_err();
+        assert!(error.to_string().contains("database_url"), "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+
+        let url = "postgres://ticketd:hunter2-secret@db:5432/ticketd";
+        let text = format!("[default]\nstore = \"postgres\"\ndatabase_url = \"{url}\"\n");
+        std::fs::write(&file, text).unwrap();
+        let settings = Settings::load(Mode::Vacancy, Some(&file), NoFlags {}).unwrap();
+        assert_eq!(settings.database_url.as_ref().unwrap().expose(), url);
+        assert!(!format!("{settings:?}").contains("hunter2"));
     }
 }

@@ -16,6 +16,7 @@ use crate::ticket::{
     LocalVacancyClient, RemoteConfig, RemoteVacancyClient, TicketRules, Tickets, VacancyClient,
 };
 use crate::vacancy::ledger::{Ledger, MemoryLedger};
+use crate::vacancy::postgres::{PostgresConfig, PostgresLedger};
 use crate::vacancy::sqlite::SqliteLedger;
 use crate::vacancy::{Inventory, InventoryConfig};
 
@@ -41,7 +42,7 @@ impl Application {
         let vacancy: Arc<dyn VacancyClient> = match &inventory {
             Some(inventory) => Arc::new(LocalVacancyClient::new(Arc::clone(inventory))),
             None => Arc::new(RemoteVacancyClient::new(RemoteConfig {
-                url: settings.vacancy_url.clone(),
+                urls: settings.vacancy_url.clone(),
                 timeout: settings.vacancy_timeout(),
                 connections_max: settings.vacancy_connections_max,
                 keep_alive: Duration::from_secs(settings.vacancy_keep_alive_seconds),
@@ -120,6 +121,17 @@ fn open_inventory(settings: &Settings) -> anyhow::Result<Inventory> {
     let ledger: Box<dyn Ledger> = match settings.store {
         StoreKind::Memory => Box::new(MemoryLedger::new()),
         StoreKind::Embedded => Box::new(SqliteLedger::open(&settings.data_dir)?),
+        StoreKind::Postgres => {
+            let url = settings
+                .database_url
+                .as_ref()
+                .context("store = postgres needs database_url")?;
+            Box::new(PostgresLedger::open(&PostgresConfig {
+                url: url.expose().to_owned(),
+                connections_max: settings.database_connections_max,
+                timeout: settings.database_timeout(),
+            })?)
+        }
     };
     let config = InventoryConfig {
         initial_stock: settings.initial_stock,

@@ -1,6 +1,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::http::{Method, StatusCode};
@@ -21,8 +21,9 @@ use crate::wire;
 /// How the ticket service reaches a vacancy service.
 #[derive(Clone, Debug)]
 pub struct RemoteConfig {
-    /// Base URL of the vacancy service, e.g. `http://127.0.0.1:8001`.
-    pub url: String,
+    /// Base URLs of the vacancy replicas, e.g. `http://127.0.0.1:8001`. Calls go to each in turn;
+    /// one that cannot be reached is skipped for a while, and the call goes to the next.
+    pub urls: Vec<String>,
     /// Longest wait for one call, connecting included; past it the call fails as `timeout`.
     pub timeout: Duration,
     /// Most open connections to vacancy, per worker thread.
@@ -63,6 +64,9 @@ enum Failure {
     Answer(Error),
 }
 
+/// How long a replica that could not be reached is passed over (unless every replica is).
+const REPLICA_COOLDOWN: Duration = Duration::from_secs(2);
+
 /// Largest answer body read from vacancy; ours are well under 1 KiB.
 const ANSWER_SIZE_MAX: usize = 64 * 1024;
 
@@ -78,30 +82,80 @@ thread_local! {
     static CLIENTS: RefCell<HashMap<u64, awc::Client>> = RefCell::new(HashMap::new());
 }
 
+/// One vacancy replica and when it may be tried again after failing.
+struct Replica {
+    base_url: String,
+    /// Passed over until this time (ms since the client started); 0 when healthy.
+    down_until_ms: AtomicU64,
+}
+
 /// The split deployment's client: calls vacancy's HTTP API with awc.
+///
+/// With several vacancy replicas (which must share one database) calls are spread over them in
+/// turn. A replica that cannot be reached, or does not answer within its share of the timeout, is
+/// passed over for a while and the call goes on to the next: a reservation retried on another
+/// replica is still made once, because it carries its own id.
 pub struct RemoteVacancyClient {
     key: u64,
-    base_url: String,
+    replicas: Vec<Replica>,
+    /// Which replica the next call starts with.
+    next: AtomicUsize,
+    started: Instant,
     config: RemoteConfig,
 }
 
 impl RemoteVacancyClient {
     pub fn new(config: RemoteConfig) -> Result<Self, Error> {
-        let base_url = config.url.trim_end_matches('/').to_owned();
-        let uri: Uri = base_url.parse().map_err(|e| {
-            Error::Internal(format!("vacancy_url '{}' is not a URL: {e}", config.url))
-        })?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(Error::Internal(format!(
-                "vacancy_url '{}' must look like http://host:port",
-                config.url
-            )));
+        if config.urls.is_empty() {
+            return Err(Error::Internal("no vacancy_url given".into()));
+        }
+        let mut replicas = Vec::with_capacity(config.urls.len());
+        for url in &config.urls {
+            let base_url = url.trim_end_matches('/').to_owned();
+            let uri: Uri = base_url
+                .parse()
+                .map_err(|e| Error::Internal(format!("vacancy_url '{url}' is not a URL: {e}")))?;
+            if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                return Err(Error::Internal(format!(
+                    "vacancy_url '{url}' must look like http://host:port"
+                )));
+            }
+            replicas.push(Replica {
+                base_url,
+                down_until_ms: AtomicU64::new(0),
+            });
         }
         Ok(Self {
             key: NEXT_CLIENT_KEY.fetch_add(1, Ordering::Relaxed),
-            base_url,
+            replicas,
+            next: AtomicUsize::new(0),
+            started: Instant::now(),
             config,
         })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The replica for a call's `attempt` (0-based): the next in turn that is not passed over,
+    /// or simply the next in turn when all are.
+    fn replica(&self, first: usize, attempt: usize) -> &Replica {
+        let count = self.replicas.len();
+        let now = self.now_ms();
+        let nth = |offset: usize| &self.replicas[(first + attempt + offset) % count];
+        (0..count)
+            .map(nth)
+            .find(|replica| replica.down_until_ms.load(Ordering::Relaxed) <= now)
+            .unwrap_or_else(|| nth(0))
+    }
+
+    fn pass_over(&self, replica: &Replica) {
+        let until = self.now_ms() + REPLICA_COOLDOWN.as_millis() as u64;
+        replica.down_until_ms.store(until, Ordering::Relaxed);
+        if self.replicas.len() > 1 {
+            tracing::warn!(vacancy = %replica.base_url, "vacancy replica unreachable; trying the others");
+        }
     }
 
     fn client(&self) -> awc::Client {
@@ -135,10 +189,9 @@ impl RemoteVacancyClient {
         key: Option<&IdempotencyKey>,
         kind: Call,
     ) -> Result<Bytes, Error> {
-        let url = format!("{}{path}", self.base_url);
         let started = Instant::now();
         let deadline = started + self.config.timeout;
-        let outcome = self.attempts(method, &url, body, key, kind, deadline).await;
+        let outcome = self.attempts(method, path, body, key, kind, deadline).await;
         let result = if outcome.is_ok() { "ok" } else { "error" };
         metrics::counter!("ticketd_vacancy_calls_total", "outcome" => result).increment(1);
         metrics::histogram!("ticketd_vacancy_call_duration_seconds")
@@ -149,12 +202,13 @@ impl RemoteVacancyClient {
     async fn attempts(
         &self,
         method: Method,
-        url: &str,
+        path: &str,
         body: Option<&serde_json::Value>,
         key: Option<&IdempotencyKey>,
         kind: Call,
         deadline: Instant,
     ) -> Result<Bytes, Error> {
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
         let request_id = telemetry::current_request_id();
         let timeout = Error::Timeout(self.config.timeout.as_millis() as u64);
         let attempts_max = match kind {
@@ -164,6 +218,8 @@ impl RemoteVacancyClient {
         let mut backoff = RETRY_BACKOFF_FIRST;
         let mut attempt = 1;
         loop {
+            let replica = self.replica(first, attempt as usize - 1);
+            let url = format!("{}{path}", replica.base_url);
             let mut request = self.client().request(method.clone(), url);
             if let Some(id) = &request_id {
                 request = request.insert_header((REQUEST_ID_HEADER, id.as_str()));
@@ -178,20 +234,33 @@ impl RemoteVacancyClient {
                 request = request.bearer_auth(token);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let failure = match actix_rt::time::timeout(left, self.exchange(request, body)).await {
+            let last = attempt >= attempts_max;
+            // With another replica to try, one that does not answer gets only half the time left.
+            let limit = if last || self.replicas.len() == 1 {
+                left
+            } else {
+                left / 2
+            };
+            let exchange = self.exchange(request, body, &replica.base_url);
+            let failure = match actix_rt::time::timeout(limit, exchange).await {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(Failure::Answer(error))) => return Err(error),
                 Ok(Err(Failure::Transport(error))) => error,
-                Err(_) => return Err(timeout),
+                Err(_) if limit == left => return Err(timeout),
+                Err(_) => timeout.clone(),
             };
+            self.pass_over(replica);
             let left = deadline.saturating_duration_since(Instant::now());
-            if attempt >= attempts_max || left <= backoff {
+            if last || left <= backoff {
                 return Err(failure);
             }
             tracing::debug!(attempt, error = %failure, "vacancy call failed; trying again");
             metrics::counter!("ticketd_vacancy_retries_total").increment(1);
-            actix_rt::time::sleep(backoff).await;
-            backoff *= 2;
+            // Straight on to another replica; the same one again only after a pause.
+            if std::ptr::eq(self.replica(first, attempt as usize), replica) {
+                actix_rt::time::sleep(backoff).await;
+                backoff *= 2;
+            }
             attempt += 1;
         }
     }
@@ -200,6 +269,7 @@ impl RemoteVacancyClient {
         &self,
         request: awc::ClientRequest,
         body: Option<&serde_json::Value>,
+        base_url: &str,
     ) -> Result<Bytes, Failure> {
         let sent = match body {
             Some(body) => request.send_json(body),
@@ -207,7 +277,7 @@ impl RemoteVacancyClient {
         };
         let mut response = sent
             .await
-            .map_err(|e| Failure::Transport(self.send_error(e)))?;
+            .map_err(|e| Failure::Transport(self.send_error(e, base_url)))?;
         let bytes = response.body().limit(ANSWER_SIZE_MAX).await.map_err(|e| {
             Failure::Transport(Error::Unavailable(format!(
                 "reading vacancy's answer failed: {e}"
@@ -216,16 +286,13 @@ impl RemoteVacancyClient {
         check(response.status(), bytes).map_err(Failure::Answer)
     }
 
-    fn send_error(&self, error: awc::error::SendRequestError) -> Error {
+    fn send_error(&self, error: awc::error::SendRequestError, base_url: &str) -> Error {
         use awc::error::{ConnectError, SendRequestError};
         match error {
             SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
                 Error::Timeout(self.config.timeout.as_millis() as u64)
             }
-            other => Error::Unavailable(format!(
-                "cannot reach vacancy at {}: {other}",
-                self.base_url
-            )),
+            other => Error::Unavailable(format!("cannot reach vacancy at {base_url}: {other}")),
         }
     }
 }
@@ -367,7 +434,7 @@ mod tests {
 
     fn config(url: &str) -> RemoteConfig {
         RemoteConfig {
-            url: url.into(),
+            urls: vec![url.into()],
             timeout: Duration::from_millis(100),
             connections_max: 4,
             keep_alive: Duration::from_secs(5),

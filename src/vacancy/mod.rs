@@ -7,6 +7,7 @@
 pub mod ledger;
 #[cfg(test)]
 mod model_test;
+pub mod postgres;
 pub mod sqlite;
 mod writer;
 

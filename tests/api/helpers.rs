@@ -3,7 +3,7 @@
 //! Every server binds an ephemeral port and is stopped when its `TestApp` is dropped. Waits are
 //! bounded: readiness is polled through `/ready` a limited number of times.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -39,6 +39,9 @@ pub enum Deployment {
     Monolith,
     /// `ticketd vacancy` + `ticketd ticket`.
     Split,
+    /// Two `ticketd vacancy` replicas on one PostgreSQL schema of its own, and `ticketd ticket`
+    /// given both. Needs [`DATABASE_URL_VAR`].
+    Replicated,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +63,8 @@ pub struct Options {
     pub admin_token: Option<String>,
     /// Set on both services of a split deployment.
     pub service_token: Option<String>,
+    /// The database of the `postgres` store (a schema of its own per test).
+    pub database_url: Option<String>,
 }
 
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
@@ -74,6 +79,7 @@ impl Default for Options {
             vacancy_timeout_ms: 1000,
             admin_token: Some(ADMIN_TOKEN.into()),
             service_token: Some(SERVICE_TOKEN.into()),
+            database_url: None,
         }
     }
 }
@@ -92,8 +98,12 @@ pub struct TestApp {
     /// The embedded store's directory (monolith or vacancy), removed with the app.
     data: TempDir,
     vacancy: Option<Server>,
+    /// The second vacancy replica of a replicated deployment.
+    replica: Option<Server>,
     ticket: Option<Server>,
     client: awc::Client,
+    /// Dropped last, once every server using it has been stopped.
+    database: Option<TestDatabase>,
 }
 
 /// One running server, stopped on drop.
@@ -191,8 +201,10 @@ pub fn settings(
     settings.admin_token = options.admin_token.clone().map(Secret::new);
     settings.service_token = options.service_token.clone().map(Secret::new);
     settings.log_format = LogFormat::Json;
+    settings.database_url = options.database_url.clone().map(Secret::new);
+    settings.database_connections_max = 4;
     if let Some(url) = vacancy_url {
-        settings.vacancy_url = url;
+        settings.vacancy_url = url.split(',').map(str::to_owned).collect();
     }
     settings
 }
@@ -253,6 +265,7 @@ pub fn start_binary(mode: Mode, settings: &Settings, env: &[(&str, &str)]) -> Se
             let store = match settings.store {
                 StoreKind::Embedded => "embedded",
                 StoreKind::Memory => "memory",
+                StoreKind::Postgres => "postgres",
             };
             command
                 .args(["--initial-stock", &settings.initial_stock.to_string()])
@@ -262,7 +275,7 @@ pub fn start_binary(mode: Mode, settings: &Settings, env: &[(&str, &str)]) -> Se
         }
         Mode::Ticket => {
             command
-                .args(["--vacancy-url", &settings.vacancy_url])
+                .args(["--vacancy-url", &settings.vacancy_url.join(",")])
                 .args([
                     "--vacancy-timeout-ms",
                     &settings.vacancy_timeout_ms.to_string(),
@@ -275,6 +288,9 @@ pub fn start_binary(mode: Mode, settings: &Settings, env: &[(&str, &str)]) -> Se
     }
     if let Some(token) = &settings.service_token {
         command.env("TICKETD_SERVICE_TOKEN", token.expose());
+    }
+    if let Some(url) = &settings.database_url {
+        command.env("TICKETD_DATABASE_URL", url.expose());
     }
     for (key, value) in env {
         command.env(key, value);
@@ -324,8 +340,16 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
 }
 
 impl TestApp {
-    pub async fn spawn(deployment: Deployment, launch: Launch, options: Options) -> Self {
+    pub async fn spawn(deployment: Deployment, launch: Launch, mut options: Options) -> Self {
         let data = TempDir::new().expect("a temporary data directory");
+        let mut database = None;
+        if deployment == Deployment::Replicated {
+            let schema = TestDatabase::create().await;
+            options.store = StoreKind::Postgres;
+            options.database_url = Some(schema.url.clone());
+            database = Some(schema);
+        }
+        let mut replica = None;
         let (vacancy, ticket) = match deployment {
             Deployment::Monolith => {
                 let settings = settings(Mode::Monolith, 0, &options, None, data.path());
@@ -344,6 +368,18 @@ impl TestApp {
                     start_server(launch, ticket_settings, Mode::Ticket),
                 )
             }
+            Deployment::Replicated => {
+                let vacancies = [0, 1].map(|_| {
+                    let settings = settings(Mode::Vacancy, 0, &options, None, data.path());
+                    start_server(launch, settings, Mode::Vacancy)
+                });
+                let urls = format!("{},{}", vacancies[0].url(), vacancies[1].url());
+                let ticket_settings = settings(Mode::Ticket, 0, &options, Some(urls), data.path());
+                let ticket = start_server(launch, ticket_settings, Mode::Ticket);
+                let [first, second] = vacancies;
+                replica = Some(second);
+                (Some(first), ticket)
+            }
         };
         let app = Self {
             deployment,
@@ -352,8 +388,10 @@ impl TestApp {
             options,
             data,
             vacancy,
+            replica,
             ticket: Some(ticket),
             client: awc::Client::builder().timeout(CALL_TIMEOUT).finish(),
+            database,
         };
         app.wait_until_ready().await;
         app
@@ -409,15 +447,27 @@ impl TestApp {
     pub fn store_owner(&self) -> &Server {
         match self.deployment {
             Deployment::Monolith => self.ticket(),
-            Deployment::Split => self.vacancy().expect("vacancy is running"),
+            Deployment::Split | Deployment::Replicated => {
+                self.vacancy().expect("vacancy is running")
+            }
         }
+    }
+
+    /// The second vacancy replica (replicated deployment only).
+    pub fn replica(&self) -> Option<&Server> {
+        self.replica.as_ref()
+    }
+
+    /// The schema this app's replicas share (replicated deployment only).
+    pub fn database(&self) -> Option<&TestDatabase> {
+        self.database.as_ref()
     }
 
     /// Kills the store's owner at once (as a crash would) and returns its port.
     pub async fn kill_store_owner(&mut self) -> SocketAddr {
         let server = match self.deployment {
             Deployment::Monolith => self.ticket.take(),
-            Deployment::Split => self.vacancy.take(),
+            Deployment::Split | Deployment::Replicated => self.vacancy.take(),
         };
         let server = server.expect("the store owner is running");
         let addr = server.addr();
@@ -438,7 +488,7 @@ impl TestApp {
                 );
                 self.ticket = Some(restart(self.launch, settings, Mode::Monolith).await);
             }
-            Deployment::Split => self.restart_vacancy(addr).await,
+            Deployment::Split | Deployment::Replicated => self.restart_vacancy(addr).await,
         }
         self.wait_until_ready().await;
     }
@@ -456,7 +506,7 @@ impl TestApp {
     pub fn public_mode(&self) -> &'static str {
         match self.deployment {
             Deployment::Monolith => "monolith",
-            Deployment::Split => "ticket",
+            Deployment::Split | Deployment::Replicated => "ticket",
         }
     }
 
@@ -612,8 +662,10 @@ impl TestApp {
             options,
             data,
             vacancy: None,
+            replica: None,
             ticket: Some(ticket),
             client: awc::Client::builder().timeout(CALL_TIMEOUT).finish(),
+            database: None,
         };
         // Liveness does not depend on vacancy, so it tells when the server answers.
         for _ in 0..200 {
@@ -654,4 +706,95 @@ pub fn exit_within(mut command: Command, limit: Duration) -> std::process::Outpu
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+/// Where the tests that need PostgreSQL find it, e.g. `postgres://postgres@127.0.0.1:5432/test`.
+pub const DATABASE_URL_VAR: &str = "TICKETD_TEST_DATABASE_URL";
+
+/// Whether PostgreSQL tests can run. Without a database they are skipped, loudly; in CI (`CI` is
+/// set) a missing database fails them instead, so they cannot be skipped by accident.
+pub fn postgres_available(test: &str) -> bool {
+    if std::env::var_os(DATABASE_URL_VAR).is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: {DATABASE_URL_VAR} is not set, and CI must run the PostgreSQL tests"
+    );
+    // Straight to stderr, past the test harness's capture, so a skip is never silent.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs PostgreSQL; set {DATABASE_URL_VAR} to run it"
+    );
+    false
+}
+
+/// A schema of its own in the test database, so tests can run in parallel; dropped on drop.
+pub struct TestDatabase {
+    /// The test database's URL, set to use this schema.
+    pub url: String,
+    base: String,
+    schema: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let base = std::env::var(DATABASE_URL_VAR).expect("the test database is configured");
+        let schema = format!("ticketd_test_{}", uuid::Uuid::now_v7().simple());
+        run_sql(&base, &format!("CREATE SCHEMA {schema}")).await;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+        Self { url, base, schema }
+    }
+
+    /// Runs `sql` in this schema and returns every row's first column as text.
+    pub async fn query(&self, sql: &str) -> Vec<String> {
+        run_sql(&self.url, sql).await
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (base, schema) = (self.base.clone(), self.schema.clone());
+        // Drop may run inside the test's runtime, so the cleanup gets a thread and runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(run_sql(
+                    &base,
+                    &format!("SET lock_timeout = '10s'; DROP SCHEMA {schema} CASCADE"),
+                ))
+        });
+        if cleanup.join().is_err() {
+            eprintln!("could not drop the test schema {}", self.schema);
+        }
+    }
+}
+
+/// Runs `sql` (one or more statements) on a connection of its own; the rows of the last one, as
+/// text. Bounded in time.
+async fn run_sql(url: &str, sql: &str) -> Vec<String> {
+    let work = async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("the test database accepts connections");
+        let driver = tokio::spawn(connection);
+        let messages = client.simple_query(sql).await.expect("the test SQL runs");
+        drop(client);
+        let _ = driver.await;
+        messages
+            .into_iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    Some(row.get(0).unwrap_or("NULL").to_owned())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    tokio::time::timeout(CALL_TIMEOUT, work)
+        .await
+        .expect("the test database answers in time")
 }

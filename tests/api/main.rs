@@ -7,11 +7,13 @@ mod durability;
 mod helpers;
 mod openapi;
 mod process;
+mod replicas;
 mod scenarios;
 mod split;
 mod ticketing;
 
-/// Runs each named scenario `fn(Deployment, Launch)` as four tests.
+/// Runs each named scenario `fn(Deployment, Launch)` as five tests: the four above, and two
+/// vacancy replicas sharing PostgreSQL.
 macro_rules! in_every_deployment {
     ($($module:ident :: $scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -35,6 +37,14 @@ macro_rules! in_every_deployment {
             #[actix_web::test]
             async fn split_binary() {
                 crate::$module::$scenario(Deployment::Split, Launch::Binary).await
+            }
+
+            /// Two vacancy processes on one PostgreSQL database.
+            #[actix_web::test]
+            async fn replicated_postgres() {
+                if crate::helpers::postgres_available(concat!(stringify!($scenario), "::replicated_postgres")) {
+                    crate::$module::$scenario(Deployment::Replicated, Launch::Binary).await
+                }
             }
         }
     )*};

@@ -302,19 +302,24 @@ pub async fn metrics_are_exported_in_prometheus_format(deployment: Deployment, l
     // The inventory's own figures come from whichever process owns it.
     let owner = match deployment {
         Deployment::Monolith => text,
-        Deployment::Split => {
+        Deployment::Split | Deployment::Replicated => {
             assert!(
                 text.contains("ticketd_vacancy_calls_total{outcome=\"ok\"}"),
                 "{text}"
             );
-            let vacancy = app.vacancy().unwrap().url();
-            let mut response = app
-                .client()
-                .get(format!("{vacancy}/metrics"))
-                .send()
-                .await
-                .unwrap();
-            String::from_utf8(response.body().limit(1 << 22).await.unwrap().to_vec()).unwrap()
+            // Replicas each count what they did themselves: one of them made the sale.
+            let mut owners = String::new();
+            for vacancy in app.vacancy().into_iter().chain(app.replica()) {
+                let mut response = app
+                    .client()
+                    .get(format!("{}/metrics", vacancy.url()))
+                    .send()
+                    .await
+                    .unwrap();
+                let body = response.body().limit(1 << 22).await.unwrap();
+                owners.push_str(std::str::from_utf8(&body).unwrap());
+            }
+            owners
         }
     };
     for expected in [

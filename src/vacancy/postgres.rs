@@ -1,0 +1,806 @@
+//! The shared ledger: one PostgreSQL(-compatible) database under any number of vacancy replicas.
+//!
+//! Each replica keeps its single writer and group commit; what changes is where a batch starts.
+//! [`Ledger::begin`] opens a transaction, locks every event the batch may change with
+//! `SELECT … FOR UPDATE` in id order (so two replicas never wait on each other in a circle), and
+//! reads those events and the orders and idempotency keys the batch names. The writer then decides
+//! exactly as it does on the embedded store, and [`Ledger::commit`] writes the decisions and
+//! commits. A replica whose batch needs an event another replica has locked waits, then decides on
+//! what the other committed. So a hot event costs one row lock per *batch*, not per request.
+//!
+//! Expiry across replicas: a batch sweeps due holds it finds with a plain query, then locks their
+//! events like any other; the writer re-reads each hold under the lock and expires only what is
+//! still held, so a hold is released once however many replicas sweep at the same moment.
+//!
+//! Only standard SQL is used on the data path (row locks, `ON CONFLICT`, `UNNEST` of arrays), so
+//! PostgreSQL-compatible distributed databases can serve too; serialisation failures, deadlocks
+//! and duplicate keys come back as [`Error::Contention`], and the writer decides the batch again.
+//!
+//! Driver: tokio-postgres with a deadpool pool. All database I/O runs on one small runtime owned
+//! by the ledger, so the writer thread (which blocks) and the HTTP workers (which await) share one
+//! pool whatever thread they are on. Every call has a time limit; a connection that failed or
+//! timed out is closed, and the next call opens a new one, so the ledger recovers by itself when
+//! the database comes back.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio::runtime::Runtime;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use super::ledger::{Batch, Ledger, Plan, SharedReads, Snapshot};
+use crate::domain::{
+    Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId, Stock,
+};
+
+/// Schema changes, in order. Each runs once per database, in its own transaction, however many
+/// replicas start at once. Never edit one that has shipped: add the next.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "events, orders and idempotency keys",
+    "
+CREATE TABLE events (
+    id        TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
+    capacity  BIGINT NOT NULL CHECK (capacity >= 0),
+    available BIGINT NOT NULL CHECK (available >= 0),
+    held      BIGINT NOT NULL CHECK (held >= 0),
+    sold      BIGINT NOT NULL CHECK (sold >= 0),
+    CHECK (available + held + sold = capacity)
+);
+
+CREATE TABLE orders (
+    id            UUID PRIMARY KEY,
+    event         TEXT NOT NULL REFERENCES events (id),
+    qty           INTEGER NOT NULL CHECK (qty > 0),
+    status        TEXT NOT NULL
+                  CHECK (status IN ('held', 'confirmed', 'cancelled', 'released', 'expired')),
+    remaining     BIGINT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT
+);
+
+CREATE INDEX orders_live_holds ON orders (expires_at_ms) WHERE status = 'held';
+
+CREATE TABLE idempotency_keys (
+    key           TEXT PRIMARY KEY,
+    fingerprint   TEXT NOT NULL,
+    order_id      UUID,
+    remaining     BIGINT NOT NULL,
+    changed       BOOLEAN NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
+",
+)];
+
+const EVENT_COLUMNS: &str = "id, name, capacity, available, held, sold";
+const ORDER_COLUMNS: &str =
+    "id, event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms";
+
+/// How to reach the database.
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/database?options=...`; may carry a password.
+    pub url: String,
+    /// Most connections this process opens: the writer keeps one, reads share the rest.
+    pub connections_max: usize,
+    /// Longest wait for a connection or for one statement.
+    pub timeout: Duration,
+}
+
+/// The pool and the runtime its connections live on.
+struct Db {
+    /// `None` only while dropping.
+    runtime: Option<Runtime>,
+    pool: Pool,
+    timeout: Duration,
+}
+
+impl Db {
+    fn open(config: &PostgresConfig) -> Result<Self, Error> {
+        let mut pg = tokio_postgres::Config::from_str(&config.url).map_err(|e| {
+            // The parser's message never repeats the URL, so no password reaches the log.
+            Error::Storage(format!("the database URL is not valid: {e}"))
+        })?;
+        pg.connect_timeout(config.timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name("ticketd");
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.connections_max.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(config.timeout))
+            .create_timeout(Some(config.timeout))
+            .recycle_timeout(Some(config.timeout))
+            .build()
+            .map_err(|e| Error::Storage(format!("cannot set up the database pool: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ticketd-db")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the database runtime: {e}")))?;
+        Ok(Self {
+            runtime: Some(runtime),
+            pool,
+            timeout: config.timeout,
+        })
+    }
+
+    fn runtime(&self) -> Result<&Runtime, Error> {
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| Error::Unavailable("the database connection is closing".into()))
+    }
+
+    /// Runs `work` from a thread outside any runtime (the writer), within the time limit.
+    fn block_on<T>(&self, work: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        self.runtime()?.block_on(within(self.timeout, work))
+    }
+
+    /// Runs `work` with a pooled connection on the database runtime, from any async context.
+    async fn read<T, F, Fut>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, Error>> + Send,
+    {
+        let pool = self.pool.clone();
+        let task = self.runtime()?.spawn(within(self.timeout, async move {
+            work(connect(&pool).await?).await
+        }));
+        task.await
+            .map_err(|e| Error::Internal(format!("a database read failed: {e}")))?
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // The last handle may go inside another runtime (an HTTP worker), where a blocking
+        // shutdown is not allowed.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn within<T>(
+    limit: Duration,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(Error::Unavailable(format!(
+            "the database did not answer within {} ms",
+            limit.as_millis()
+        )))
+    })
+}
+
+async fn connect(pool: &Pool) -> Result<Object, Error> {
+    pool.get().await.map_err(|e| {
+        let cause = match e {
+            deadpool_postgres::PoolError::Backend(e) => describe(&e),
+            other => other.to_string(),
+        };
+        Error::Unavailable(format!("the database is unreachable: {cause}"))
+    })
+}
+
+/// The error and its causes in one line (tokio-postgres keeps the server's message as a cause).
+fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
+/// What a failed statement means for the batch: collided with another replica (decide again),
+/// lost the database (unavailable), or refused by it (a storage failure).
+fn failed(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
+    move |error| {
+        let text = format!("{what}: {}", describe(&error));
+        match error.code() {
+            Some(code)
+                if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *code == SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == SqlState::UNIQUE_VIOLATION =>
+            {
+                Error::Contention(text)
+            }
+            Some(_) => Error::Storage(text),
+            None => Error::Unavailable(format!("the database is unreachable: {text}")),
+        }
+    }
+}
+
+async fn query(
+    client: &Object,
+    what: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, Error> {
+    let statement = client.prepare_cached(sql).await.map_err(failed(what))?;
+    client.query(&statement, params).await.map_err(failed(what))
+}
+
+async fn execute(
+    client: &Object,
+    what: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, Error> {
+    let statement = client.prepare_cached(sql).await.map_err(failed(what))?;
+    client
+        .execute(&statement, params)
+        .await
+        .map_err(failed(what))
+}
+
+fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, Error> {
+    row.try_get(index)
+        .map_err(|e| Error::Storage(format!("the database holds an unexpected value: {e}")))
+}
+
+fn count(row: &Row, index: usize) -> Result<u64, Error> {
+    u64::try_from(column::<i64>(row, index)?)
+        .map_err(|_| Error::Storage("the database holds a negative ticket count".into()))
+}
+
+fn stored(value: u64) -> i64 {
+    // Every count is at most CAPACITY_MAX, far inside i64.
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn event_from(row: &Row) -> Result<Event, Error> {
+    Ok(Event {
+        id: EventId::parse(column(row, 0)?)?,
+        name: column::<&str>(row, 1)?.into(),
+        stock: Stock {
+            capacity: count(row, 2)?,
+            available: count(row, 3)?,
+            held: count(row, 4)?,
+            sold: count(row, 5)?,
+        },
+    })
+}
+
+fn order_from(row: &Row) -> Result<Order, Error> {
+    let id = ReservationId::from(column::<Uuid>(row, 0)?);
+    let status: &str = column(row, 3)?;
+    Ok(Order {
+        id,
+        event: EventId::parse(column(row, 1)?)?,
+        qty: u32::try_from(column::<i32>(row, 2)?)
+            .map_err(|_| Error::Storage(format!("order {id} has a negative quantity")))?,
+        status: OrderStatus::parse(status).ok_or_else(|| {
+            Error::Storage(format!("order {id} has an unknown status '{status}'"))
+        })?,
+        remaining: count(row, 4)?,
+        created_at_ms: column(row, 5)?,
+        updated_at_ms: column(row, 6)?,
+        expires_at_ms: column(row, 7)?,
+    })
+}
+
+fn key_from(row: &Row) -> Result<KeyRecord, Error> {
+    Ok(KeyRecord {
+        key: IdempotencyKey::parse(column(row, 0)?)?,
+        fingerprint: column(row, 1)?,
+        order_id: column::<Option<Uuid>>(row, 2)?.map(ReservationId::from),
+        remaining: count(row, 3)?,
+        changed: column(row, 4)?,
+        created_at_ms: column(row, 5)?,
+    })
+}
+
+async fn select_events(client: &Object) -> Result<Vec<Event>, Error> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY id");
+    let rows = query(client, "reading events", &sql, &[]).await?;
+    rows.iter().map(event_from).collect()
+}
+
+async fn select_order(client: &Object, id: ReservationId) -> Result<Option<Order>, Error> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+    let rows = query(client, "reading an order", &sql, &[&id.as_uuid()]).await?;
+    rows.first().map(order_from).transpose()
+}
+
+async fn select_key(client: &Object, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error> {
+    let sql = "SELECT key, fingerprint, order_id, remaining, changed, created_at_ms
+               FROM idempotency_keys WHERE key = $1";
+    let rows = query(client, "reading an idempotency key", sql, &[&key.as_str()]).await?;
+    rows.first().map(key_from).transpose()
+}
+
+/// Applies the migrations this database lacks. Replicas starting together all try: the one that
+/// inserts a migration's row first applies it, the others wait on that row and then skip it.
+async fn migrate(client: &Object) -> Result<(), Error> {
+    // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide in the catalogue; the loser
+    // simply tries again and finds the table.
+    let mut attempts = 0;
+    loop {
+        let created = client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS ticketd_migrations (
+                    version     INTEGER PRIMARY KEY,
+                    description TEXT NOT NULL,
+                    applied_at  TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP
+                )",
+            )
+            .await
+            .map_err(failed("creating the migrations table"));
+        match created {
+            Err(Error::Contention(_)) if attempts < 5 => attempts += 1,
+            other => break other?,
+        }
+    }
+    let newest = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
+    let rows = query(
+        client,
+        "reading the schema version",
+        "SELECT COALESCE(MAX(version), 0) FROM ticketd_migrations",
+        &[],
+    )
+    .await?;
+    let applied: i32 = rows
+        .first()
+        .map(|row| column(row, 0))
+        .transpose()?
+        .unwrap_or(0);
+    if applied > newest {
+        return Err(Error::Storage(format!(
+            "the database has schema version {applied}, newer than this ticketd knows ({newest})"
+        )));
+    }
+    for (version, description, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > applied) {
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(failed("starting a migration"))?;
+        let claimed = execute(
+            client,
+            "claiming a migration",
+            "INSERT INTO ticketd_migrations (version, description) VALUES ($1, $2)",
+            &[version, description],
+        )
+        .await;
+        let outcome = match claimed {
+            // Another replica applied it while we waited on its row.
+            Err(Error::Contention(_)) => Ok(false),
+            Err(error) => Err(error),
+            Ok(_) => client
+                .batch_execute(sql)
+                .await
+                .map(|()| true)
+                .map_err(failed("applying a migration")),
+        };
+        match outcome {
+            Ok(true) => {
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(failed("committing a migration"))?;
+                tracing::info!(version, description, "database schema migrated");
+            }
+            Ok(false) => client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(failed("ending a migration"))?,
+            Err(error) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the open batch has locked and read.
+#[derive(Default)]
+struct Locked {
+    events: HashSet<EventId>,
+    orders: HashMap<ReservationId, Order>,
+    /// Every order looked for, found or not.
+    orders_read: HashSet<ReservationId>,
+    keys: HashMap<IdempotencyKey, KeyRecord>,
+    keys_read: HashSet<IdempotencyKey>,
+}
+
+/// Opens the batch's transaction and locks and reads what `plan` touches.
+async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Locked), Error> {
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(failed("beginning a batch"))?;
+    let mut event_ids: Vec<&str> = plan.events.iter().map(EventId::as_str).collect();
+
+    let changes: Vec<Uuid> = plan.changes.iter().map(ReservationId::as_uuid).collect();
+    let changed_events = if changes.is_empty() {
+        Vec::new()
+    } else {
+        let sql = "SELECT DISTINCT event FROM orders WHERE id = ANY($1)";
+        query(client, "finding the events of orders", sql, &[&changes]).await?
+    };
+    for row in &changed_events {
+        event_ids.push(column(row, 0)?);
+    }
+
+    let due = if plan.sweep_max == 0 {
+        Vec::new()
+    } else {
+        let sql = "SELECT expires_at_ms, id, event FROM orders
+                   WHERE status = 'held' AND expires_at_ms <= $1
+                   ORDER BY expires_at_ms LIMIT $2";
+        let limit = i64::try_from(plan.sweep_max).unwrap_or(i64::MAX);
+        query(client, "finding due holds", sql, &[&plan.now_ms, &limit]).await?
+    };
+    let mut due_holds = Vec::with_capacity(due.len());
+    for row in &due {
+        due_holds.push((
+            column(row, 0)?,
+            ReservationId::from(column::<Uuid>(row, 1)?),
+        ));
+        event_ids.push(column(row, 2)?);
+    }
+    event_ids.sort_unstable();
+    event_ids.dedup();
+
+    let sql =
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+    let rows = query(client, "locking events", &sql, &[&event_ids]).await?;
+    let events = rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
+
+    let mut locked = Locked {
+        events: events.iter().map(|event| event.id.clone()).collect(),
+        ..Locked::default()
+    };
+    let mut wanted: Vec<Uuid> = plan.orders.iter().map(ReservationId::as_uuid).collect();
+    wanted.extend(due_holds.iter().map(|(_, id)| id.as_uuid()));
+    if !wanted.is_empty() {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY($1)");
+        for row in query(client, "reading orders", &sql, &[&wanted]).await? {
+            let order = order_from(&row)?;
+            locked.orders.insert(order.id, order);
+        }
+        locked
+            .orders_read
+            .extend(wanted.into_iter().map(ReservationId::from));
+    }
+    if !plan.keys.is_empty() {
+        let keys: Vec<&str> = plan.keys.iter().map(IdempotencyKey::as_str).collect();
+        let sql = "SELECT key, fingerprint, order_id, remaining, changed, created_at_ms
+                   FROM idempotency_keys WHERE key = ANY($1)";
+        for row in query(client, "reading idempotency keys", sql, &[&keys]).await? {
+            let record = key_from(&row)?;
+            locked.keys.insert(record.key.clone(), record);
+        }
+        locked.keys_read.extend(plan.keys.iter().cloned());
+    }
+    let snapshot = Snapshot {
+        events,
+        due: due_holds,
+    };
+    Ok((snapshot, locked))
+}
+
+/// Writes `batch` and commits. Without `locked` (outside a batch) it opens its own transaction.
+async fn write(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Result<(), Error> {
+    if locked.is_none() {
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(failed("beginning a write"))?;
+    }
+    let (changed, created): (Vec<&Event>, Vec<&Event>) = batch
+        .events
+        .iter()
+        .partition(|event| locked.is_some_and(|locked| locked.events.contains(&event.id)));
+    if !changed.is_empty() {
+        let ids: Vec<&str> = changed.iter().map(|e| e.id.as_str()).collect();
+        let [capacity, available, held, sold] = stock_columns(&changed);
+        let sql = "UPDATE events AS e
+                   SET capacity = u.capacity, available = u.available, held = u.held, sold = u.sold
+                   FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])
+                        AS u (id, capacity, available, held, sold)
+                   WHERE e.id = u.id";
+        let params: [&(dyn ToSql + Sync); 5] = [&ids, &capacity, &available, &held, &sold];
+        let updated = execute(client, "updating events", sql, &params).await?;
+        if updated != ids.len() as u64 {
+            return Err(Error::Storage(format!(
+                "updated {updated} of {} locked events",
+                ids.len()
+            )));
+        }
+    }
+    if !created.is_empty() {
+        let ids: Vec<&str> = created.iter().map(|e| e.id.as_str()).collect();
+        let names: Vec<&str> = created.iter().map(|e| &*e.name).collect();
+        let [capacity, available, held, sold] = stock_columns(&created);
+        // A plain insert: if another replica created the same event meanwhile, the duplicate key
+        // sends the batch back to be decided again, and then it sees that event.
+        let sql = "INSERT INTO events (id, name, capacity, available, held, sold)
+                   SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[],
+                                        $5::int8[], $6::int8[])";
+        let params: [&(dyn ToSql + Sync); 6] = [&ids, &names, &capacity, &available, &held, &sold];
+        execute(client, "creating events", sql, &params).await?;
+    }
+    if !batch.orders.is_empty() {
+        let orders = &batch.orders;
+        let ids: Vec<Uuid> = orders.iter().map(|o| o.id.as_uuid()).collect();
+        let events: Vec<&str> = orders.iter().map(|o| o.event.as_str()).collect();
+        let qty: Vec<i32> = orders.iter().map(|o| o.qty as i32).collect();
+        let status: Vec<&str> = orders.iter().map(|o| o.status.as_str()).collect();
+        let remaining: Vec<i64> = orders.iter().map(|o| stored(o.remaining)).collect();
+        let created_at: Vec<i64> = orders.iter().map(|o| o.created_at_ms).collect();
+        let updated_at: Vec<i64> = orders.iter().map(|o| o.updated_at_ms).collect();
+        let expires_at: Vec<Option<i64>> = orders.iter().map(|o| o.expires_at_ms).collect();
+        let sql = "INSERT INTO orders (id, event, qty, status, remaining, created_at_ms,
+                                       updated_at_ms, expires_at_ms)
+                   SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[],
+                                        $5::int8[], $6::int8[], $7::int8[], $8::int8[])
+                   ON CONFLICT (id) DO UPDATE
+                   SET status = EXCLUDED.status, updated_at_ms = EXCLUDED.updated_at_ms";
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &ids,
+            &events,
+            &qty,
+            &status,
+            &remaining,
+            &created_at,
+            &updated_at,
+            &expires_at,
+        ];
+        execute(client, "writing orders", sql, &params).await?;
+    }
+    if let Some(before) = batch.purge_keys_before_ms {
+        let sql = "DELETE FROM idempotency_keys WHERE created_at_ms < $1";
+        execute(client, "forgetting lapsed keys", sql, &[&before]).await?;
+    }
+    if !batch.keys.is_empty() {
+        let records = &batch.keys;
+        let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+        let prints: Vec<&str> = records.iter().map(|r| r.fingerprint.as_str()).collect();
+        let orders: Vec<Option<Uuid>> = records
+            .iter()
+            .map(|r| r.order_id.map(|id| id.as_uuid()))
+            .collect();
+        let remaining: Vec<i64> = records.iter().map(|r| stored(r.remaining)).collect();
+        let changed: Vec<bool> = records.iter().map(|r| r.changed).collect();
+        let created_at: Vec<i64> = records.iter().map(|r| r.created_at_ms).collect();
+        // Only a lapsed key may be replaced. A live one means another replica used the key at the
+        // same moment: the batch is decided again and then answers as that first use did.
+        let sql = "INSERT INTO idempotency_keys
+                       (key, fingerprint, order_id, remaining, changed, created_at_ms)
+                   SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::int8[],
+                                        $5::bool[], $6::int8[])
+                   ON CONFLICT (key) DO UPDATE
+                   SET fingerprint = EXCLUDED.fingerprint, order_id = EXCLUDED.order_id,
+                       remaining = EXCLUDED.remaining, changed = EXCLUDED.changed,
+                       created_at_ms = EXCLUDED.created_at_ms
+                   WHERE idempotency_keys.created_at_ms < $7";
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &keys,
+            &prints,
+            &orders,
+            &remaining,
+            &changed,
+            &created_at,
+            &batch.keys_lapsed_before_ms,
+        ];
+        let written = execute(client, "writing idempotency keys", sql, &params).await?;
+        if written != keys.len() as u64 {
+            return Err(Error::Contention(
+                "an idempotency key was used on another replica at the same moment".into(),
+            ));
+        }
+    }
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(failed("committing"))
+}
+
+fn stock_columns(events: &[&Event]) -> [Vec<i64>; 4] {
+    let column = |pick: fn(&Stock) -> u64| events.iter().map(|e| stored(pick(&e.stock))).collect();
+    [
+        column(|s| s.capacity),
+        column(|s| s.available),
+        column(|s| s.held),
+        column(|s| s.sold),
+    ]
+}
+
+/// The writer's side of the shared ledger.
+pub struct PostgresLedger {
+    db: Arc<Db>,
+    /// The writer's connection, kept between batches while it is sound.
+    client: Option<Object>,
+    /// Set between [`Ledger::begin`] and [`Ledger::commit`].
+    locked: Option<Locked>,
+    /// The schema is known to be up to date.
+    migrated: bool,
+    /// A statement inside the open batch failed, so its transaction is gone: the batch must not
+    /// commit (its decisions may rest on a read that never happened).
+    batch_failed: Option<Error>,
+}
+
+impl PostgresLedger {
+    /// Sets up the pool. Nothing is sent to the database until the first [`Ledger::load`], which
+    /// brings the schema up to date (on the inventory's writer thread, where blocking is fine).
+    pub fn open(config: &PostgresConfig) -> Result<Self, Error> {
+        Ok(Self {
+            db: Arc::new(Db::open(config)?),
+            client: None,
+            locked: None,
+            migrated: false,
+            batch_failed: None,
+        })
+    }
+
+    /// Runs `work` on the writer's connection, opening one if needed (but never in the middle of
+    /// a batch: its transaction lived on the old one), and keeps the connection if it is sound.
+    /// After a failure the open transaction is rolled back; a connection that cannot even do that
+    /// is closed, and the next call opens a new one.
+    fn with_client<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&Object) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let db = Arc::clone(&self.db);
+        let client = match self.client.take() {
+            Some(client) if !client.is_closed() => client,
+            _ if self.locked.is_some() => {
+                let lost = Error::Unavailable("the database connection was lost mid-batch".into());
+                self.batch_failed = Some(lost.clone());
+                return Err(lost);
+            }
+            _ => db.block_on(connect(&db.pool))?,
+        };
+        let outcome = db.block_on(work(&client));
+        let Err(error) = &outcome else {
+            self.client = Some(client);
+            return outcome;
+        };
+        if self.locked.is_some() {
+            self.batch_failed = Some(error.clone());
+        }
+        if !client.is_closed() {
+            let rollback = async {
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(failed("rolling back"))
+            };
+            match db.block_on(rollback) {
+                Ok(()) => self.client = Some(client),
+                Err(_) => drop(Object::take(client)),
+            }
+        }
+        outcome
+    }
+}
+
+impl Ledger for PostgresLedger {
+    fn load(&mut self) -> Result<Vec<Event>, Error> {
+        if !self.migrated {
+            self.with_client(async |client| migrate(client).await)?;
+            self.migrated = true;
+        }
+        self.with_client(async |client| select_events(client).await)
+    }
+
+    /// None: with other replicas making holds too, the writer finds due holds by sweeping the
+    /// database (see [`Ledger::begin`]) rather than from a list taken at start-up.
+    fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
+        Ok(Vec::new())
+    }
+
+    fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
+        if let Some(locked) = &self.locked
+            && locked.orders_read.contains(&id)
+        {
+            return Ok(locked.orders.get(&id).cloned());
+        }
+        self.with_client(async |client| select_order(client, id).await)
+    }
+
+    fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error> {
+        if let Some(locked) = &self.locked
+            && locked.keys_read.contains(key)
+        {
+            return Ok(locked.keys.get(key).cloned());
+        }
+        self.with_client(async |client| select_key(client, key).await)
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
+        if let Some(error) = self.batch_failed.take() {
+            self.locked = None;
+            return Err(error);
+        }
+        let locked = self.locked.take();
+        self.with_client(async |client| write(client, batch, locked.as_ref()).await)
+    }
+
+    fn insert_event_if_absent(&mut self, event: &Event) -> Result<bool, Error> {
+        let sql = "INSERT INTO events (id, name, capacity, available, held, sold)
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
+        let stock = &event.stock;
+        let (id, name) = (event.id.as_str(), &*event.name);
+        let counts = [stock.capacity, stock.available, stock.held, stock.sold].map(stored);
+        let inserted = self.with_client(async |client| {
+            let params: [&(dyn ToSql + Sync); 6] =
+                [&id, &name, &counts[0], &counts[1], &counts[2], &counts[3]];
+            execute(client, "creating an event", sql, &params).await
+        })?;
+        Ok(inserted == 1)
+    }
+
+    fn shared_reads(&self) -> Option<Arc<dyn SharedReads>> {
+        Some(Arc::new(PostgresReads {
+            db: Arc::clone(&self.db),
+        }))
+    }
+
+    fn begin(&mut self, plan: &Plan) -> Result<Snapshot, Error> {
+        self.locked = None;
+        self.batch_failed = None;
+        let (snapshot, locked) = self.with_client(async |client| lock(client, plan).await)?;
+        self.locked = Some(locked);
+        Ok(snapshot)
+    }
+}
+
+/// Reads for the HTTP side, on pooled connections, outside any batch.
+struct PostgresReads {
+    db: Arc<Db>,
+}
+
+#[async_trait::async_trait]
+impl SharedReads for PostgresReads {
+    async fn event(&self, id: &EventId) -> Result<Option<Event>, Error> {
+        let id = id.clone();
+        self.db
+            .read(move |client| async move {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
+                let rows = query(&client, "reading an event", &sql, &[&id.as_str()]).await?;
+                rows.first().map(event_from).transpose()
+            })
+            .await
+    }
+
+    async fn events(&self) -> Result<Vec<Event>, Error> {
+        self.db
+            .read(|client| async move { select_events(&client).await })
+            .await
+    }
+
+    async fn order(&self, id: ReservationId) -> Result<Option<Order>, Error> {
+        self.db
+            .read(move |client| async move { select_order(&client, id).await })
+            .await
+    }
+}
