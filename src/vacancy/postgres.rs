@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use futures_util::future::{try_join, try_join3, try_join4};
 use tokio::runtime::Runtime;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql};
@@ -431,75 +432,101 @@ struct Locked {
 }
 
 /// Opens the batch's transaction and locks and reads what `plan` touches.
+///
+/// Statements that do not depend on each other's answers are sent together (tokio-postgres
+/// pipelines the futures polled at once, and the server runs them in the order sent), so a batch
+/// of purchases takes one round trip here: BEGIN, lock the events, read the orders and keys.
 async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Locked), Error> {
-    client
-        .batch_execute("BEGIN")
-        .await
-        .map_err(failed("beginning a batch"))?;
-    let mut event_ids: Vec<&str> = plan.events.iter().map(EventId::as_str).collect();
-
     let changes: Vec<Uuid> = plan.changes.iter().map(ReservationId::as_uuid).collect();
-    let changed_events = if changes.is_empty() {
-        Vec::new()
-    } else {
-        let sql = "SELECT DISTINCT event FROM orders WHERE id = ANY($1)";
-        query(client, "finding the events of orders", sql, &[&changes]).await?
-    };
-    for row in &changed_events {
-        event_ids.push(column(row, 0)?);
-    }
+    let mut event_ids: Vec<String> = plan.events.iter().map(|id| id.as_str().into()).collect();
+    let mut due_holds = Vec::new();
+    let mut begun = false;
 
-    let due = if plan.sweep_max == 0 {
-        Vec::new()
-    } else {
-        let sql = "SELECT expires_at_ms, id, event FROM orders
-                   WHERE status = 'held' AND expires_at_ms <= $1
-                   ORDER BY expires_at_ms LIMIT $2";
+    // First, only when the batch settles orders or sweeps holds: which events those touch.
+    if !changes.is_empty() || plan.sweep_max > 0 {
+        let changed = async {
+            if changes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sql = "SELECT DISTINCT event FROM orders WHERE id = ANY($1)";
+            query(client, "finding the events of orders", sql, &[&changes]).await
+        };
         let limit = i64::try_from(plan.sweep_max).unwrap_or(i64::MAX);
-        query(client, "finding due holds", sql, &[&plan.now_ms, &limit]).await?
-    };
-    let mut due_holds = Vec::with_capacity(due.len());
-    for row in &due {
-        due_holds.push((
-            column(row, 0)?,
-            ReservationId::from(column::<Uuid>(row, 1)?),
-        ));
-        event_ids.push(column(row, 2)?);
+        let due = async {
+            if plan.sweep_max == 0 {
+                return Ok(Vec::new());
+            }
+            let sql = "SELECT expires_at_ms, id, event FROM orders
+                       WHERE status = 'held' AND expires_at_ms <= $1
+                       ORDER BY expires_at_ms LIMIT $2";
+            query(client, "finding due holds", sql, &[&plan.now_ms, &limit]).await
+        };
+        let ((), changed, due) = try_join3(begin(client), changed, due).await?;
+        begun = true;
+        for row in &changed {
+            event_ids.push(column(row, 0)?);
+        }
+        for row in &due {
+            due_holds.push((
+                column(row, 0)?,
+                ReservationId::from(column::<Uuid>(row, 1)?),
+            ));
+            event_ids.push(column(row, 2)?);
+        }
     }
     event_ids.sort_unstable();
     event_ids.dedup();
 
-    let sql =
+    // Then lock the events, and read orders and keys behind the locks.
+    let mut wanted: Vec<Uuid> = plan.orders.iter().map(ReservationId::as_uuid).collect();
+    wanted.extend(due_holds.iter().map(|(_, id)| id.as_uuid()));
+    let keys: Vec<&str> = plan.keys.iter().map(IdempotencyKey::as_str).collect();
+    let start = async {
+        if begun {
+            return Ok(());
+        }
+        begin(client).await
+    };
+    let lock_sql =
         format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-    let rows = query(client, "locking events", &sql, &[&event_ids]).await?;
-    let events = rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?;
+    let events = async { query(client, "locking events", &lock_sql, &[&event_ids]).await };
+    let orders_sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY($1)");
+    let orders = async {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        query(client, "reading orders", &orders_sql, &[&wanted]).await
+    };
+    let records = async {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = "SELECT key, fingerprint, order_id, remaining, changed, created_at_ms
+                   FROM idempotency_keys WHERE key = ANY($1)";
+        query(client, "reading idempotency keys", sql, &[&keys]).await
+    };
+    let ((), events, orders, records) = try_join4(start, events, orders, records).await?;
 
+    let events = events
+        .iter()
+        .map(event_from)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut locked = Locked {
         events: events.iter().map(|event| event.id.clone()).collect(),
         ..Locked::default()
     };
-    let mut wanted: Vec<Uuid> = plan.orders.iter().map(ReservationId::as_uuid).collect();
-    wanted.extend(due_holds.iter().map(|(_, id)| id.as_uuid()));
-    if !wanted.is_empty() {
-        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY($1)");
-        for row in query(client, "reading orders", &sql, &[&wanted]).await? {
-            let order = order_from(&row)?;
-            locked.orders.insert(order.id, order);
-        }
-        locked
-            .orders_read
-            .extend(wanted.into_iter().map(ReservationId::from));
+    for row in &orders {
+        let order = order_from(row)?;
+        locked.orders.insert(order.id, order);
     }
-    if !plan.keys.is_empty() {
-        let keys: Vec<&str> = plan.keys.iter().map(IdempotencyKey::as_str).collect();
-        let sql = "SELECT key, fingerprint, order_id, remaining, changed, created_at_ms
-                   FROM idempotency_keys WHERE key = ANY($1)";
-        for row in query(client, "reading idempotency keys", sql, &[&keys]).await? {
-            let record = key_from(&row)?;
-            locked.keys.insert(record.key.clone(), record);
-        }
-        locked.keys_read.extend(plan.keys.iter().cloned());
+    locked
+        .orders_read
+        .extend(wanted.into_iter().map(ReservationId::from));
+    for row in &records {
+        let record = key_from(row)?;
+        locked.keys.insert(record.key.clone(), record);
     }
+    locked.keys_read.extend(plan.keys.iter().cloned());
     let snapshot = Snapshot {
         events,
         due: due_holds,
@@ -507,57 +534,79 @@ async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Locked), Error>
     Ok((snapshot, locked))
 }
 
+async fn begin(client: &Object) -> Result<(), Error> {
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(failed("beginning a transaction"))
+}
+
 /// Writes `batch` and commits. Without `locked` (outside a batch) it opens its own transaction.
+/// The writes go out together in one round trip; COMMIT follows once their counts are checked.
 async fn write(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Result<(), Error> {
-    if locked.is_none() {
-        client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(failed("beginning a write"))?;
-    }
     let (changed, created): (Vec<&Event>, Vec<&Event>) = batch
         .events
         .iter()
         .partition(|event| locked.is_some_and(|locked| locked.events.contains(&event.id)));
-    if !changed.is_empty() {
-        let ids: Vec<&str> = changed.iter().map(|e| e.id.as_str()).collect();
-        let [capacity, available, held, sold] = stock_columns(&changed);
+
+    let start = async {
+        if locked.is_some() {
+            return Ok(());
+        }
+        begin(client).await
+    };
+
+    let changed_ids: Vec<&str> = changed.iter().map(|e| e.id.as_str()).collect();
+    let [capacity, available, held, sold] = stock_columns(&changed);
+    let update = async {
+        if changed.is_empty() {
+            return Ok(0);
+        }
         let sql = "UPDATE events AS e
                    SET capacity = u.capacity, available = u.available, held = u.held, sold = u.sold
                    FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])
                         AS u (id, capacity, available, held, sold)
                    WHERE e.id = u.id";
-        let params: [&(dyn ToSql + Sync); 5] = [&ids, &capacity, &available, &held, &sold];
-        let updated = execute(client, "updating events", sql, &params).await?;
-        if updated != ids.len() as u64 {
-            return Err(Error::Storage(format!(
-                "updated {updated} of {} locked events",
-                ids.len()
-            )));
+        let params: [&(dyn ToSql + Sync); 5] = [&changed_ids, &capacity, &available, &held, &sold];
+        execute(client, "updating events", sql, &params).await
+    };
+
+    let created_ids: Vec<&str> = created.iter().map(|e| e.id.as_str()).collect();
+    let names: Vec<&str> = created.iter().map(|e| &*e.name).collect();
+    let [new_capacity, new_available, new_held, new_sold] = stock_columns(&created);
+    let create = async {
+        if created.is_empty() {
+            return Ok(0);
         }
-    }
-    if !created.is_empty() {
-        let ids: Vec<&str> = created.iter().map(|e| e.id.as_str()).collect();
-        let names: Vec<&str> = created.iter().map(|e| &*e.name).collect();
-        let [capacity, available, held, sold] = stock_columns(&created);
         // A plain insert: if another replica created the same event meanwhile, the duplicate key
         // sends the batch back to be decided again, and then it sees that event.
         let sql = "INSERT INTO events (id, name, capacity, available, held, sold)
                    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[],
                                         $5::int8[], $6::int8[])";
-        let params: [&(dyn ToSql + Sync); 6] = [&ids, &names, &capacity, &available, &held, &sold];
-        execute(client, "creating events", sql, &params).await?;
-    }
-    if !batch.orders.is_empty() {
-        let orders = &batch.orders;
-        let ids: Vec<Uuid> = orders.iter().map(|o| o.id.as_uuid()).collect();
-        let events: Vec<&str> = orders.iter().map(|o| o.event.as_str()).collect();
-        let qty: Vec<i32> = orders.iter().map(|o| o.qty as i32).collect();
-        let status: Vec<&str> = orders.iter().map(|o| o.status.as_str()).collect();
-        let remaining: Vec<i64> = orders.iter().map(|o| stored(o.remaining)).collect();
-        let created_at: Vec<i64> = orders.iter().map(|o| o.created_at_ms).collect();
-        let updated_at: Vec<i64> = orders.iter().map(|o| o.updated_at_ms).collect();
-        let expires_at: Vec<Option<i64>> = orders.iter().map(|o| o.expires_at_ms).collect();
+        let params: [&(dyn ToSql + Sync); 6] = [
+            &created_ids,
+            &names,
+            &new_capacity,
+            &new_available,
+            &new_held,
+            &new_sold,
+        ];
+        execute(client, "creating events", sql, &params).await
+    };
+
+    let orders = &batch.orders;
+    let order_ids: Vec<Uuid> = orders.iter().map(|o| o.id.as_uuid()).collect();
+    let order_events: Vec<&str> = orders.iter().map(|o| o.event.as_str()).collect();
+    let qty: Vec<i32> = orders.iter().map(|o| o.qty as i32).collect();
+    let status: Vec<&str> = orders.iter().map(|o| o.status.as_str()).collect();
+    let remaining: Vec<i64> = orders.iter().map(|o| stored(o.remaining)).collect();
+    let created_at: Vec<i64> = orders.iter().map(|o| o.created_at_ms).collect();
+    let updated_at: Vec<i64> = orders.iter().map(|o| o.updated_at_ms).collect();
+    let expires_at: Vec<Option<i64>> = orders.iter().map(|o| o.expires_at_ms).collect();
+    let upsert_orders = async {
+        if orders.is_empty() {
+            return Ok(0);
+        }
         let sql = "INSERT INTO orders (id, event, qty, status, remaining, created_at_ms,
                                        updated_at_ms, expires_at_ms)
                    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[],
@@ -565,8 +614,8 @@ async fn write(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Resul
                    ON CONFLICT (id) DO UPDATE
                    SET status = EXCLUDED.status, updated_at_ms = EXCLUDED.updated_at_ms";
         let params: [&(dyn ToSql + Sync); 8] = [
-            &ids,
-            &events,
+            &order_ids,
+            &order_events,
             &qty,
             &status,
             &remaining,
@@ -574,23 +623,31 @@ async fn write(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Resul
             &updated_at,
             &expires_at,
         ];
-        execute(client, "writing orders", sql, &params).await?;
-    }
-    if let Some(before) = batch.purge_keys_before_ms {
+        execute(client, "writing orders", sql, &params).await
+    };
+
+    let purge = async {
+        let Some(before) = batch.purge_keys_before_ms else {
+            return Ok(0);
+        };
         let sql = "DELETE FROM idempotency_keys WHERE created_at_ms < $1";
-        execute(client, "forgetting lapsed keys", sql, &[&before]).await?;
-    }
-    if !batch.keys.is_empty() {
-        let records = &batch.keys;
-        let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
-        let prints: Vec<&str> = records.iter().map(|r| r.fingerprint.as_str()).collect();
-        let orders: Vec<Option<Uuid>> = records
-            .iter()
-            .map(|r| r.order_id.map(|id| id.as_uuid()))
-            .collect();
-        let remaining: Vec<i64> = records.iter().map(|r| stored(r.remaining)).collect();
-        let changed: Vec<bool> = records.iter().map(|r| r.changed).collect();
-        let created_at: Vec<i64> = records.iter().map(|r| r.created_at_ms).collect();
+        execute(client, "forgetting lapsed keys", sql, &[&before]).await
+    };
+
+    let records = &batch.keys;
+    let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+    let prints: Vec<&str> = records.iter().map(|r| r.fingerprint.as_str()).collect();
+    let key_orders: Vec<Option<Uuid>> = records
+        .iter()
+        .map(|r| r.order_id.map(|id| id.as_uuid()))
+        .collect();
+    let key_remaining: Vec<i64> = records.iter().map(|r| stored(r.remaining)).collect();
+    let key_changed: Vec<bool> = records.iter().map(|r| r.changed).collect();
+    let key_created_at: Vec<i64> = records.iter().map(|r| r.created_at_ms).collect();
+    let remember = async {
+        if records.is_empty() {
+            return Ok(0);
+        }
         // Only a lapsed key may be replaced. A live one means another replica used the key at the
         // same moment: the batch is decided again and then answers as that first use did.
         let sql = "INSERT INTO idempotency_keys
@@ -605,18 +662,30 @@ async fn write(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Resul
         let params: [&(dyn ToSql + Sync); 7] = [
             &keys,
             &prints,
-            &orders,
-            &remaining,
-            &changed,
-            &created_at,
+            &key_orders,
+            &key_remaining,
+            &key_changed,
+            &key_created_at,
             &batch.keys_lapsed_before_ms,
         ];
-        let written = execute(client, "writing idempotency keys", sql, &params).await?;
-        if written != keys.len() as u64 {
-            return Err(Error::Contention(
-                "an idempotency key was used on another replica at the same moment".into(),
-            ));
-        }
+        execute(client, "writing idempotency keys", sql, &params).await
+    };
+
+    let (((), updated, _), (_, _, remembered)) = try_join(
+        try_join3(start, update, create),
+        try_join3(upsert_orders, purge, remember),
+    )
+    .await?;
+    if updated != changed.len() as u64 {
+        return Err(Error::Storage(format!(
+            "updated {updated} of {} locked events",
+            changed.len()
+        )));
+    }
+    if remembered != records.len() as u64 {
+        return Err(Error::Contention(
+            "an idempotency key was used on another replica at the same moment".into(),
+        ));
     }
     client
         .batch_execute("COMMIT")
