@@ -12,6 +12,7 @@ RUN mkdir -p src benches \
     && echo 'fn main() {}' > benches/store.rs \
     && echo 'fn main() {}' > benches/load.rs \
     && echo 'fn main() {}' > benches/inventory.rs \
+    && echo 'fn main() {}' > benches/postgres.rs \
     && touch src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src benches
