@@ -355,6 +355,25 @@ async fn replicas_starting_together_migrate_once() {
         .query("SELECT COUNT(*) FROM ticketd_migrations")
         .await;
     assert_eq!(versions, ["1"]);
+    drop(replicas);
+
+    // A database a newer ticketd has migrated is refused, not half-understood.
+    database
+        .query("INSERT INTO ticketd_migrations (version, description) VALUES (99, 'future')")
+        .await;
+    let url = database.url.clone();
+    let refused = std::thread::spawn(move || {
+        let ledger = PostgresLedger::open(&PostgresConfig {
+            url,
+            connections_max: 2,
+            timeout: Duration::from_secs(10),
+        })?;
+        Inventory::open_with_clock(Box::new(ledger), InventoryConfig::default(), clock).map(drop)
+    })
+    .join()
+    .unwrap()
+    .unwrap_err();
+    assert!(refused.to_string().contains("newer"), "{refused}");
 }
 
 async fn fetch(app: &TestApp, url: &str) -> String {
