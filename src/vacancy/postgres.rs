@@ -732,10 +732,11 @@ impl PostgresLedger {
 
     /// Runs `work` on the writer's connection, opening one if needed (but never in the middle of
     /// a batch: its transaction lived on the old one), and keeps the connection if it is sound.
-    /// After a failure the open transaction is rolled back; a connection that cannot even do that
-    /// is closed, and the next call opens a new one.
+    /// After a failure of `work` that may leave a transaction open (`transaction`), it is rolled
+    /// back; a connection that cannot even do that is closed, and the next call opens a new one.
     fn with_client<T>(
         &mut self,
+        transaction: bool,
         work: impl AsyncFnOnce(&Object) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let db = Arc::clone(&self.db);
@@ -756,7 +757,11 @@ impl PostgresLedger {
         if self.locked.is_some() {
             self.batch_failed = Some(error.clone());
         }
-        if !client.is_closed() {
+        if !transaction {
+            if !client.is_closed() {
+                self.client = Some(client);
+            }
+        } else if !client.is_closed() {
             let rollback = async {
                 client
                     .batch_execute("ROLLBACK")
@@ -775,10 +780,11 @@ impl PostgresLedger {
 impl Ledger for PostgresLedger {
     fn load(&mut self) -> Result<Vec<Event>, Error> {
         if !self.migrated {
-            self.with_client(async |client| migrate(client).await)?;
+            // Migrations end their own transactions, failed or not.
+            self.with_client(false, async |client| migrate(client).await)?;
             self.migrated = true;
         }
-        self.with_client(async |client| select_events(client).await)
+        self.with_client(false, async |client| select_events(client).await)
     }
 
     /// None: with other replicas making holds too, the writer finds due holds by sweeping the
@@ -793,7 +799,8 @@ impl Ledger for PostgresLedger {
         {
             return Ok(locked.orders.get(&id).cloned());
         }
-        self.with_client(async |client| select_order(client, id).await)
+        let in_batch = self.locked.is_some();
+        self.with_client(in_batch, async |client| select_order(client, id).await)
     }
 
     fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error> {
@@ -802,7 +809,8 @@ impl Ledger for PostgresLedger {
         {
             return Ok(locked.keys.get(key).cloned());
         }
-        self.with_client(async |client| select_key(client, key).await)
+        let in_batch = self.locked.is_some();
+        self.with_client(in_batch, async |client| select_key(client, key).await)
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
@@ -811,7 +819,9 @@ impl Ledger for PostgresLedger {
             return Err(error);
         }
         let locked = self.locked.take();
-        self.with_client(async |client| write(client, batch, locked.as_ref()).await)
+        self.with_client(true, async |client| {
+            write(client, batch, locked.as_ref()).await
+        })
     }
 
     fn insert_event_if_absent(&mut self, event: &Event) -> Result<bool, Error> {
@@ -820,7 +830,7 @@ impl Ledger for PostgresLedger {
         let stock = &event.stock;
         let (id, name) = (event.id.as_str(), &*event.name);
         let counts = [stock.capacity, stock.available, stock.held, stock.sold].map(stored);
-        let inserted = self.with_client(async |client| {
+        let inserted = self.with_client(false, async |client| {
             let params: [&(dyn ToSql + Sync); 6] =
                 [&id, &name, &counts[0], &counts[1], &counts[2], &counts[3]];
             execute(client, "creating an event", sql, &params).await
@@ -837,7 +847,7 @@ impl Ledger for PostgresLedger {
     fn begin(&mut self, plan: &Plan) -> Result<Snapshot, Error> {
         self.locked = None;
         self.batch_failed = None;
-        let (snapshot, locked) = self.with_client(async |client| lock(client, plan).await)?;
+        let (snapshot, locked) = self.with_client(true, async |client| lock(client, plan).await)?;
         self.locked = Some(locked);
         Ok(snapshot)
     }
