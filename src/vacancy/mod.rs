@@ -128,6 +128,7 @@ impl Inventory {
                         key_ttl_ms,
                         keys_purged_at_ms: 0,
                         swept_at_ms: 0,
+                        failing: false,
                     };
                     let _ = opened.send(Ok(()));
                     writer.run(queue)

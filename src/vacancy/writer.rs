@@ -98,6 +98,8 @@ pub(crate) struct Writer {
     pub shared: bool,
     /// When due holds were last looked for in a shared ledger.
     pub swept_at_ms: i64,
+    /// The last batch failed to commit (for logging an outage once).
+    pub failing: bool,
 }
 
 /// What one batch has decided but not yet committed.
@@ -225,6 +227,9 @@ impl Writer {
             let now = self.clock.now_ms();
             match self.decide_and_commit(batch, now) {
                 Ok(answers) => {
+                    if std::mem::take(&mut self.failing) {
+                        tracing::info!("the store accepts batches again");
+                    }
                     for (command, answer) in batch.drain(..).zip(answers) {
                         command.answer(answer);
                     }
@@ -238,8 +243,14 @@ impl Writer {
                 }
                 Err(error) => {
                     // Nothing of the batch is stored, so nothing of it may be confirmed: every
-                    // request in it gets the storage error, and state stays as it was.
-                    tracing::error!(%error, "batch refused");
+                    // request in it gets the storage error, and state stays as it was. An outage
+                    // is logged once, not once per batch.
+                    if self.failing {
+                        tracing::debug!(%error, "batch refused");
+                    } else {
+                        tracing::error!(%error, "batch refused; until one commits again, refusals log at debug");
+                        self.failing = true;
+                    }
                     self.expiry_paused_until_ms = now + EXPIRY_RETRY.as_millis() as i64;
                     for command in batch.drain(..) {
                         command.fail(&error);
