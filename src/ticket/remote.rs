@@ -1,6 +1,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::http::{Method, StatusCode};
@@ -87,6 +88,10 @@ struct Replica {
     base_url: String,
     /// Passed over until this time (ms since the client started); 0 when healthy.
     down_until_ms: AtomicU64,
+    /// It said it shares the store of the other replicas.
+    vetted: AtomicBool,
+    /// Why it is never used (it keeps stock of its own, or another database's).
+    refused: OnceLock<String>,
 }
 
 /// The split deployment's client: calls vacancy's HTTP API with awc.
@@ -94,12 +99,16 @@ struct Replica {
 /// With several vacancy replicas (which must share one database) calls are spread over them in
 /// turn. A replica that cannot be reached, or does not answer within its share of the timeout, is
 /// passed over for a while and the call goes on to the next: a reservation retried on another
-/// replica is still made once, because it carries its own id.
+/// replica is still made once, because it carries its own id. That holds only if the replicas
+/// share one store, so before its first call to a replica the client asks it (`GET /`) for its
+/// `store_id`: a replica without one, or with another than the first replica's, is never used.
 pub struct RemoteVacancyClient {
     key: u64,
     replicas: Vec<Replica>,
     /// Which replica the next call starts with.
     next: AtomicUsize,
+    /// The store every replica must share: the first vetted replica's.
+    store_id: OnceLock<String>,
     started: Instant,
     config: RemoteConfig,
 }
@@ -123,12 +132,15 @@ impl RemoteVacancyClient {
             replicas.push(Replica {
                 base_url,
                 down_until_ms: AtomicU64::new(0),
+                vetted: AtomicBool::new(false),
+                refused: OnceLock::new(),
             });
         }
         Ok(Self {
             key: NEXT_CLIENT_KEY.fetch_add(1, Ordering::Relaxed),
             replicas,
             next: AtomicUsize::new(0),
+            store_id: OnceLock::new(),
             started: Instant::now(),
             config,
         })
@@ -152,8 +164,8 @@ impl RemoteVacancyClient {
 
     fn pass_over(&self, replica: &Replica) {
         let until = self.now_ms() + REPLICA_COOLDOWN.as_millis() as u64;
-        replica.down_until_ms.store(until, Ordering::Relaxed);
-        if self.replicas.len() > 1 {
+        replica.down_until_ms.fetch_max(until, Ordering::Relaxed);
+        if self.replicas.len() > 1 && replica.refused.get().is_none() {
             tracing::warn!(vacancy = %replica.base_url, "vacancy replica unreachable; trying the others");
         }
     }
@@ -176,6 +188,49 @@ impl RemoteVacancyClient {
                 })
                 .clone()
         })
+    }
+
+    /// With several replicas: checks, once, that `replica` shares the store of the others.
+    async fn vet(&self, replica: &Replica) -> Result<(), Failure> {
+        if self.replicas.len() == 1 || replica.vetted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if let Some(reason) = replica.refused.get() {
+            return Err(Failure::Transport(Error::Unavailable(reason.clone())));
+        }
+        let request = self.client().get(format!("{}/", replica.base_url));
+        let about = self.exchange(request, None, &replica.base_url).await?;
+        let about: serde_json::Value = decode(&about).map_err(Failure::Transport)?;
+        let url = &replica.base_url;
+        let Some(id) = about["store_id"].as_str() else {
+            return Err(self.refuse(
+                replica,
+                format!(
+                    "vacancy at {url} keeps stock of its own, and several vacancy replicas that do \
+                     not share one store would sell the same tickets twice: give them all the \
+                     postgres store; not using {url}"
+                ),
+            ));
+        };
+        let shared = self.store_id.get_or_init(|| id.to_owned());
+        if shared != id {
+            return Err(self.refuse(
+                replica,
+                format!(
+                    "vacancy at {url} uses another store ({id}) than the other replicas \
+                     ({shared}); not using {url}"
+                ),
+            ));
+        }
+        replica.vetted.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn refuse(&self, replica: &Replica, reason: String) -> Failure {
+        tracing::error!("{reason}");
+        replica.down_until_ms.store(u64::MAX, Ordering::Relaxed);
+        let _ = replica.refused.set(reason.clone());
+        Failure::Transport(Error::Unavailable(reason))
     }
 
     /// Sends one request and returns the body of a 2xx answer. Tries again, with backoff, while
@@ -241,7 +296,10 @@ impl RemoteVacancyClient {
             } else {
                 left / 2
             };
-            let exchange = self.exchange(request, body, &replica.base_url);
+            let exchange = async {
+                self.vet(replica).await?;
+                self.exchange(request, body, &replica.base_url).await
+            };
             let failure = match actix_rt::time::timeout(limit, exchange).await {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(Failure::Answer(error))) => return Err(error),

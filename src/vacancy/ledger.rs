@@ -107,6 +107,12 @@ pub trait Ledger: Send + 'static {
         Ok(true)
     }
 
+    /// What identifies the shared store (the same for every replica on it); `None` for a store
+    /// of one process. Known once [`Self::load`] has run.
+    fn store_id(&self) -> Option<String> {
+        None
+    }
+
     /// `Some` for a ledger that other processes change too: the writer then calls
     /// [`Self::begin`] before every batch, and reads go to the database.
     fn shared_reads(&self) -> Option<Arc<dyn SharedReads>> {

@@ -83,6 +83,8 @@ pub struct Inventory {
     events: Events,
     /// Reads from the database, when the ledger is shared with other replicas.
     reads: Option<Arc<dyn SharedReads>>,
+    /// The shared store's identity; `None` for a store of this process alone.
+    store_id: Option<String>,
     config: InventoryConfig,
     writer: Option<JoinHandle<()>>,
 }
@@ -130,7 +132,7 @@ impl Inventory {
                         swept_at_ms: 0,
                         failing: false,
                     };
-                    let _ = opened.send(Ok(()));
+                    let _ = opened.send(Ok(writer.ledger.store_id()));
                     writer.run(queue)
                 })
                 .map_err(|e| Error::Internal(format!("cannot start the inventory writer: {e}")))?
@@ -140,17 +142,26 @@ impl Inventory {
                 "the inventory writer stopped while loading".into(),
             ))
         });
-        if let Err(error) = loaded {
-            let _ = writer.join();
-            return Err(error);
-        }
+        let store_id = match loaded {
+            Ok(store_id) => store_id,
+            Err(error) => {
+                let _ = writer.join();
+                return Err(error);
+            }
+        };
         Ok(Self {
             commands: Some(commands),
             events,
             reads,
+            store_id,
             config,
             writer: Some(writer),
         })
+    }
+
+    /// What identifies the store this inventory shares with other replicas, if it shares one.
+    pub fn store_id(&self) -> Option<&str> {
+        self.store_id.as_deref()
     }
 
     pub fn max_per_order(&self) -> u32 {

@@ -81,6 +81,12 @@ CREATE TABLE idempotency_keys (
 );
 
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
+
+-- One row: the identity replicas compare to be sure they share this store.
+CREATE TABLE ticketd_store (
+    only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+    id       UUID NOT NULL
+);
 ",
 )];
 
@@ -420,6 +426,24 @@ async fn migrate(client: &Object) -> Result<(), Error> {
     Ok(())
 }
 
+/// The store's identity: made by whichever replica asks first, read by all.
+async fn identify(client: &Object) -> Result<Uuid, Error> {
+    let offered = Uuid::now_v7();
+    let sql = "INSERT INTO ticketd_store (id) VALUES ($1) ON CONFLICT (only_row) DO NOTHING";
+    execute(client, "naming the store", sql, &[&offered]).await?;
+    let rows = query(
+        client,
+        "reading the store's name",
+        "SELECT id FROM ticketd_store",
+        &[],
+    )
+    .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| Error::Storage("the store has no identity row".into()))?;
+    column(row, 0)
+}
+
 /// What the open batch has locked and read.
 #[derive(Default)]
 struct Locked {
@@ -712,6 +736,8 @@ pub struct PostgresLedger {
     locked: Option<Locked>,
     /// The schema is known to be up to date.
     migrated: bool,
+    /// This store's identity, read at the first load.
+    store_id: Option<String>,
     /// A statement inside the open batch failed, so its transaction is gone: the batch must not
     /// commit (its decisions may rest on a read that never happened).
     batch_failed: Option<Error>,
@@ -726,6 +752,7 @@ impl PostgresLedger {
             client: None,
             locked: None,
             migrated: false,
+            store_id: None,
             batch_failed: None,
         })
     }
@@ -782,6 +809,8 @@ impl Ledger for PostgresLedger {
         if !self.migrated {
             // Migrations end their own transactions, failed or not.
             self.with_client(false, async |client| migrate(client).await)?;
+            let id = self.with_client(false, async |client| identify(client).await)?;
+            self.store_id = Some(id.to_string());
             self.migrated = true;
         }
         self.with_client(false, async |client| select_events(client).await)
@@ -836,6 +865,10 @@ impl Ledger for PostgresLedger {
             execute(client, "creating an event", sql, &params).await
         })?;
         Ok(inserted == 1)
+    }
+
+    fn store_id(&self) -> Option<String> {
+        self.store_id.clone()
     }
 
     fn shared_reads(&self) -> Option<Arc<dyn SharedReads>> {

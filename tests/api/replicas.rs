@@ -12,8 +12,11 @@ use actix_web::http::StatusCode;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{Deployment, Launch, Options, TestApp, TestDatabase, postgres_available};
-use ticketd::config::StoreKind;
+use crate::helpers::{
+    Deployment, Launch, Options, SERVICE_TOKEN, TestApp, TestDatabase, postgres_available,
+    settings, start_server,
+};
+use ticketd::config::{Mode, StoreKind};
 use ticketd::domain::{EventId, Quantity, Reservation, ReservationId};
 use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
 use ticketd::vacancy::{Clock, Inventory, InventoryConfig};
@@ -496,4 +499,88 @@ impl TestDatabase {
         let rest = self.url.split_once("://").unwrap().1;
         rest.split(['/', '?']).next().unwrap().to_owned()
     }
+}
+
+/// Two vacancy services with stores of their own would each sell the full stock: the ticket
+/// service must refuse to spread calls over them. Needs no database.
+#[actix_web::test]
+async fn ticket_refuses_vacancy_replicas_that_do_not_share_a_store() {
+    let options = Options::default();
+    let stores = [
+        tempfile::TempDir::new().unwrap(),
+        tempfile::TempDir::new().unwrap(),
+    ];
+    let vacancies = stores.each_ref().map(|store| {
+        let settings = settings(Mode::Vacancy, 0, &options, None, store.path());
+        start_server(Launch::InProcess, settings, Mode::Vacancy)
+    });
+    let urls = format!("{},{}", vacancies[0].url(), vacancies[1].url());
+    let app = TestApp::ticket_only(Launch::InProcess, urls, options).await;
+
+    let refused = app.purchase(json!(1)).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{refused:?}"
+    );
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("keeps stock of its own"), "{message}");
+    assert_eq!(
+        app.get("/ready").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    for vacancy in &vacancies {
+        let mut answer = app
+            .client()
+            .get(format!("{}/api/v1/available", vacancy.url()))
+            .insert_header(("x-service-token", SERVICE_TOKEN))
+            .send()
+            .await
+            .unwrap();
+        let stock: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(stock["qty"], 1000, "{} sold", vacancy.url());
+    }
+}
+
+/// The same for two vacancy services on different databases.
+#[actix_web::test]
+async fn ticket_refuses_vacancy_replicas_on_different_databases() {
+    if !postgres_available("ticket_refuses_vacancy_replicas_on_different_databases") {
+        return;
+    }
+    let databases = [TestDatabase::create().await, TestDatabase::create().await];
+    let data = tempfile::TempDir::new().unwrap();
+    let vacancies = databases.each_ref().map(|database| {
+        let options = Options {
+            store: StoreKind::Postgres,
+            database_url: Some(database.url.clone()),
+            ..Options::default()
+        };
+        let settings = settings(Mode::Vacancy, 0, &options, None, data.path());
+        start_server(Launch::InProcess, settings, Mode::Vacancy)
+    });
+    let urls = format!("{},{}", vacancies[0].url(), vacancies[1].url());
+    let app = TestApp::ticket_only(Launch::InProcess, urls, Options::default()).await;
+
+    // The first replica asked sets the store; the other is refused, and calls go to the first.
+    let mut refusals = 0;
+    for _ in 0..4 {
+        let answer = app.purchase(json!(1)).await;
+        assert_eq!(answer.body["success"], true, "{answer:?}");
+    }
+    for vacancy in &vacancies {
+        let about = fetch(&app, &vacancy.url()).await;
+        assert!(about.contains("store_id"), "{about}");
+    }
+    for database in &databases {
+        let sold = database
+            .query("SELECT COUNT(*) FROM orders WHERE status = 'confirmed'")
+            .await;
+        if sold == ["0"] {
+            refusals += 1;
+        } else {
+            assert_eq!(sold, ["4"], "every sale went to one store");
+        }
+    }
+    assert_eq!(refusals, 1, "one of the two stores was never used");
 }

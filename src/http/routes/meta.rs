@@ -9,6 +9,7 @@ use crate::config::Mode;
 use crate::domain::EventId;
 use crate::http::ApiError;
 use crate::ticket::VacancyClient;
+use crate::vacancy::Inventory;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(root)))
@@ -18,13 +19,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[utoipa::path(get, path = "/", tag = "service",
-    responses((status = 200, description = "What is running: service, mode, version", body = Object)))]
-async fn root(mode: web::Data<Mode>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
+    responses((status = 200, description = "What is running: service, mode, version; and \
+        `store_id` when the inventory shares its store with other replicas", body = Object)))]
+async fn root(mode: web::Data<Mode>, inventory: Option<web::Data<Inventory>>) -> HttpResponse {
+    let mut about = json!({
         "service": "ticketd",
         "mode": mode.as_str(),
         "version": env!("CARGO_PKG_VERSION"),
-    }))
+    });
+    if let Some(id) = inventory
+        .as_ref()
+        .and_then(|inventory| inventory.store_id())
+    {
+        about["store_id"] = id.into();
+    }
+    HttpResponse::Ok().json(about)
 }
 
 /// Liveness: the process answers.
