@@ -816,10 +816,20 @@ impl Ledger for PostgresLedger {
         self.with_client(false, async |client| select_events(client).await)
     }
 
-    /// None: with other replicas making holds too, the writer finds due holds by sweeping the
-    /// database (see [`Ledger::begin`]) rather than from a list taken at start-up.
+    /// Every hold live at start-up, whichever replica made it, so this one wakes at their
+    /// deadlines too; holds other replicas make later are found by sweeping (see [`lock`]).
     fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
-        Ok(Vec::new())
+        self.with_client(false, async |client| {
+            let sql = "SELECT expires_at_ms, id FROM orders WHERE status = 'held'";
+            let rows = query(client, "reading live holds", sql, &[]).await?;
+            rows.iter()
+                .map(|row| {
+                    let deadline: Option<i64> = column(row, 0)?;
+                    let id = ReservationId::from(column::<Uuid>(row, 1)?);
+                    Ok((deadline.unwrap_or(i64::MAX), id))
+                })
+                .collect()
+        })
     }
 
     fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
