@@ -2,6 +2,9 @@
 //! time passing / restart, run against the real inventory on the durable SQLite ledger and, step
 //! by step, against a small reference model written for clarity rather than speed. After every
 //! step the answers must agree and every event's counts must match the model's and add up.
+//!
+//! The same sequences run against two replicas sharing one PostgreSQL schema, taking turns step
+//! by step: to a client they must be indistinguishable from one inventory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -9,6 +12,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use proptest::prelude::*;
 
+use super::ledger::Ledger;
+use super::postgres::{PostgresConfig, PostgresLedger};
 use super::sqlite::SqliteLedger;
 use super::{Clock, Inventory, InventoryConfig};
 use crate::domain::{Error, EventId, OrderStatus, Quantity, Reservation, ReservationId};
@@ -205,27 +210,51 @@ fn outcome<T>(result: Result<T, Error>, ok: impl FnOnce(T) -> Outcome) -> Outcom
     }
 }
 
-fn open(dir: &std::path::Path, clock: &Arc<TestClock>) -> Inventory {
-    let config = InventoryConfig {
-        initial_stock: 10,
-        ..InventoryConfig::default()
-    };
-    let ledger = SqliteLedger::open(dir).expect("the store opens");
-    Inventory::open_with_clock(
-        Box::new(ledger),
-        config,
-        Arc::clone(clock) as Arc<dyn Clock>,
-    )
-    .expect("the inventory opens")
+/// Where the inventories under test keep their stock.
+enum Store {
+    Sqlite(tempfile::TempDir),
+    /// A schema of its own, shared by every replica.
+    Postgres {
+        url: String,
+    },
 }
 
-fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
+impl Store {
+    /// `replicas` inventories on this store.
+    fn open(&self, replicas: usize, clock: &Arc<TestClock>) -> Vec<Inventory> {
+        (0..replicas)
+            .map(|_| {
+                let config = InventoryConfig {
+                    initial_stock: 10,
+                    ..InventoryConfig::default()
+                };
+                let ledger: Box<dyn Ledger> = match self {
+                    Store::Sqlite(dir) => {
+                        Box::new(SqliteLedger::open(dir.path()).expect("the store opens"))
+                    }
+                    Store::Postgres { url } => Box::new(
+                        PostgresLedger::open(&PostgresConfig {
+                            url: url.clone(),
+                            connections_max: 2,
+                            timeout: std::time::Duration::from_secs(10),
+                        })
+                        .expect("the store opens"),
+                    ),
+                };
+                Inventory::open_with_clock(ledger, config, Arc::clone(clock) as Arc<dyn Clock>)
+                    .expect("the inventory opens")
+            })
+            .collect()
+    }
+}
+
+fn run_case(ops: &[Op], store: &Store, replicas: usize) -> Result<(), TestCaseError> {
     let clock = Arc::new(TestClock(AtomicI64::new(1_000_000)));
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
-    let mut inventory = Some(open(dir.path(), &clock));
+    let mut inventories = store.open(replicas, &clock);
     let mut model = Model::default();
     model.events.insert(
         "default",
@@ -240,7 +269,8 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
 
     for (step, op) in ops.iter().enumerate() {
         let now = clock.now_ms();
-        let real = inventory.as_ref().unwrap();
+        // Replicas take turns: a client cannot tell which one answers.
+        let real = &inventories[step % replicas];
         let pick = |n: usize| (!ids.is_empty()).then(|| ids[n % ids.len()]);
         let (expected, actual) = match op {
             Op::Create { event, capacity } => {
@@ -311,22 +341,30 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Advance { ms } => {
                 clock.0.fetch_add(*ms, Ordering::SeqCst);
                 model.expire(clock.now_ms());
-                // Any request makes the writer catch up on expiries before it is decided.
-                let probe = runtime.block_on(real.order(ReservationId::generate()));
+                // Any request makes a writer catch up on expiries before it is decided; every
+                // replica sweeps the due holds it knows.
+                let mut probes = Vec::new();
+                for replica in &inventories {
+                    let probe = runtime.block_on(replica.release(ReservationId::generate(), None));
+                    probes.push(outcome(probe, |_| Outcome::Skipped));
+                }
                 (
                     Outcome::Failed("unknown_order"),
-                    outcome(probe, |_| Outcome::Skipped),
+                    probes
+                        .into_iter()
+                        .find(|probe| *probe != Outcome::Failed("unknown_order"))
+                        .unwrap_or(Outcome::Failed("unknown_order")),
                 )
             }
             Op::Restart => {
-                drop(inventory.take());
-                inventory = Some(open(dir.path(), &clock));
+                inventories.clear();
+                inventories = store.open(replicas, &clock);
                 (Outcome::Skipped, Outcome::Skipped)
             }
         };
         prop_assert_eq!(&actual, &expected, "step {}: {:?}", step, op);
 
-        let real = inventory.as_ref().unwrap();
+        let real = &inventories[0];
         for (name, counts) in &model.events {
             let stock = runtime
                 .block_on(real.event(&EventId::parse(name).unwrap()))
@@ -346,12 +384,52 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
             model.events.len()
         );
     }
-    drop(inventory);
-    let ledger = SqliteLedger::open(dir.path()).unwrap();
-    ledger
-        .audit()
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    Ok(())
+    drop(inventories);
+    let audit = match store {
+        Store::Sqlite(dir) => SqliteLedger::open(dir.path()).unwrap().audit(),
+        Store::Postgres { url } => runtime.block_on(audit_postgres(url)),
+    };
+    audit.map_err(|e| TestCaseError::fail(e.to_string()))
+}
+
+/// Every event's held and sold must equal its live holds and confirmed orders.
+async fn audit_postgres(url: &str) -> Result<(), Error> {
+    let rows = sql(
+        url,
+        "SELECT e.id FROM events e LEFT JOIN (
+             SELECT event, SUM(CASE WHEN status = 'held' THEN qty ELSE 0 END) AS held,
+                    SUM(CASE WHEN status = 'confirmed' THEN qty ELSE 0 END) AS sold
+             FROM orders GROUP BY event) o ON o.event = e.id
+         WHERE e.held <> COALESCE(o.held, 0) OR e.sold <> COALESCE(o.sold, 0)",
+    )
+    .await;
+    match rows.as_slice() {
+        [] => Ok(()),
+        broken => Err(Error::Storage(format!(
+            "counts do not match orders: {broken:?}"
+        ))),
+    }
+}
+
+/// Runs `statements`; the first column of every row, as text.
+async fn sql(url: &str, statements: &str) -> Vec<String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the test database accepts connections");
+    let driver = tokio::spawn(connection);
+    let messages = client
+        .simple_query(statements)
+        .await
+        .expect("the test SQL runs");
+    drop(client);
+    let _ = driver.await;
+    messages
+        .into_iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect()
 }
 
 proptest! {
@@ -359,6 +437,46 @@ proptest! {
 
     #[test]
     fn the_inventory_behaves_like_the_model(ops in proptest::collection::vec(op(), 1..40)) {
-        run_case(&ops)?;
+        run_case(&ops, &Store::Sqlite(tempfile::tempdir().unwrap()), 1)?;
+    }
+}
+
+/// Needs `TICKETD_TEST_DATABASE_URL`; without it the test is skipped with a line on stderr (and
+/// fails when `CI` is set, so CI cannot skip it by accident).
+#[test]
+fn replicas_on_postgres_behave_like_the_model() {
+    use std::io::Write;
+    let Ok(base) = std::env::var("TICKETD_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "TICKETD_TEST_DATABASE_URL is not set, and CI must run the PostgreSQL tests"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED replicas_on_postgres_behave_like_the_model: set TICKETD_TEST_DATABASE_URL"
+        );
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = ProptestConfig {
+        cases: 256,
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let strategy = proptest::collection::vec(op(), 1..40);
+    let result = runner.run(&strategy, |ops| {
+        let schema = format!("ticketd_model_{}", uuid::Uuid::now_v7().simple());
+        runtime.block_on(sql(&base, &format!("CREATE SCHEMA {schema}")));
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+        let outcome = run_case(&ops, &Store::Postgres { url }, 2);
+        runtime.block_on(sql(&base, &format!("DROP SCHEMA {schema} CASCADE")));
+        outcome
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
 }
