@@ -19,14 +19,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ticketd::domain::{EventId, Quantity, Reservation, ReservationId};
+use ticketd::domain::{EventId, ReservationId};
 use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
 use ticketd::vacancy::{Inventory, InventoryConfig};
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{env_number, median};
+use support::{buy_until, env_number, median};
 
 const CLIENTS: usize = 64;
 const STOCK: u64 = 1_000_000_000;
@@ -146,21 +146,7 @@ fn ticketd_rate(
             .map(|n| {
                 let inventory = Arc::clone(&inventories[n % replicas]);
                 let (done, stop) = (Arc::clone(&done), Arc::clone(&stop));
-                tokio::spawn(async move {
-                    let qty = Quantity::parse(1, 10).expect("1 is a quantity");
-                    while !stop.load(Ordering::Relaxed) {
-                        let reservation = Reservation {
-                            id: ReservationId::generate(),
-                            event: EventId::default_event(),
-                            qty,
-                            hold_ttl_seconds: None,
-                            key: None,
-                        };
-                        let reserved = inventory.reserve(reservation).await.expect("reserved");
-                        assert!(reserved.accepted());
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
+                tokio::spawn(async move { buy_until(&inventory, &done, &stop).await })
             })
             .collect();
         tokio::time::sleep(duration).await;

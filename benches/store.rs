@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ticketd::domain::{EventId, Quantity, Reservation, ReservationId};
+use ticketd::domain::EventId;
 use ticketd::vacancy::ledger::{Ledger, MemoryLedger};
 use ticketd::vacancy::sqlite::SqliteLedger;
 use ticketd::vacancy::{Inventory, InventoryConfig};
@@ -27,7 +27,7 @@ use ticketd::vacancy::{Inventory, InventoryConfig};
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{QUIET, confirmed_order, env_number, median, spawn_ticketd};
+use support::{QUIET, buy_until, confirmed_order, env_number, median, spawn_ticketd};
 
 const CLIENTS: usize = 64;
 const STOCK: u64 = 1_000_000_000;
@@ -181,21 +181,7 @@ fn inventory_rate(store: Store, duration: Duration) -> f64 {
             let inventory = Arc::clone(&inventory);
             let done = Arc::clone(&done);
             let stop = Arc::clone(&stop);
-            async move {
-                let qty = Quantity::parse(1, 10).expect("1 is a quantity");
-                while !stop.load(Ordering::Relaxed) {
-                    let reservation = Reservation {
-                        id: ReservationId::generate(),
-                        event: EventId::default_event(),
-                        qty,
-                        hold_ttl_seconds: None,
-                        key: None,
-                    };
-                    let reserved = inventory.reserve(reservation).await.expect("reserved");
-                    assert!(reserved.accepted());
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            async move { buy_until(&inventory, &done, &stop).await }
         });
         let timer = async {
             tokio::time::sleep(duration).await;

@@ -3,8 +3,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use ticketd::domain::{EventId, Order, OrderStatus, ReservationId};
+use ticketd::domain::{EventId, Order, OrderStatus, Quantity, Reservation, ReservationId};
+use ticketd::vacancy::Inventory;
 
 /// Log filter for servers under load: start-up lines only, no line per request.
 pub const QUIET: [&str; 4] = [
@@ -47,6 +49,24 @@ pub fn confirmed_order(event: &EventId) -> Order {
         created_at_ms: 0,
         updated_at_ms: 0,
         expires_at_ms: None,
+    }
+}
+
+/// One client: buys one ticket of the `default` event after another until `stop`, counting each
+/// sale in `done`.
+pub async fn buy_until(inventory: &Inventory, done: &AtomicU64, stop: &AtomicBool) {
+    let qty = Quantity::parse(1, 10).expect("1 is a quantity");
+    while !stop.load(Ordering::Relaxed) {
+        let reservation = Reservation {
+            id: ReservationId::generate(),
+            event: EventId::default_event(),
+            qty,
+            hold_ttl_seconds: None,
+            key: None,
+        };
+        let reserved = inventory.reserve(reservation).await.expect("reserved");
+        assert!(reserved.accepted());
+        done.fetch_add(1, Ordering::Relaxed);
     }
 }
 

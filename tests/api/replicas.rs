@@ -183,12 +183,7 @@ async fn ticket_fails_over_when_a_vacancy_replica_dies_mid_load() {
     }));
     let killer = async {
         // Kill one replica once sales are under way.
-        for _ in 0..200 {
-            if app.available().await != 10_000 {
-                break;
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_sales_start(&app, 10_000).await;
         app.vacancy().unwrap().signal(libc::SIGKILL);
         stop.store(true, Ordering::SeqCst);
     };
@@ -257,12 +252,7 @@ async fn losing_the_database_mid_load_answers_503_and_recovers_by_itself() {
     }));
     let outage = async {
         // Cut the database off once sales are under way, and check what clients see meanwhile.
-        for _ in 0..200 {
-            if app.available().await != 100_000 {
-                break;
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_sales_start(&app, 100_000).await;
         proxy.cut();
         cut.store(true, Ordering::SeqCst);
         let refused = app.purchase(json!(1)).await;
@@ -377,6 +367,16 @@ async fn replicas_starting_together_migrate_once() {
     .unwrap()
     .unwrap_err();
     assert!(refused.to_string().contains("newer"), "{refused}");
+}
+
+/// Waits (a bounded while) until something of `stock` has been sold.
+async fn until_sales_start(app: &TestApp, stock: u64) {
+    for _ in 0..200 {
+        if app.available().await != stock {
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn fetch(app: &TestApp, url: &str) -> String {
