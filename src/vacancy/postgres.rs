@@ -194,10 +194,17 @@ async fn within<T>(
 ) -> Result<T, Error> {
     tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
         Err(Error::Unavailable(format!(
-            "the database did not answer within {} ms",
+            "{NO_ANSWER} within {} ms",
             limit.as_millis()
         )))
     })
+}
+
+/// How a timed-out database call's error begins.
+const NO_ANSWER: &str = "the database did not answer";
+
+fn timed_out(error: &Error) -> bool {
+    matches!(error, Error::Unavailable(text) if text.starts_with(NO_ANSWER))
 }
 
 async fn connect(pool: &Pool) -> Result<Object, Error> {
@@ -784,7 +791,11 @@ impl PostgresLedger {
         if self.locked.is_some() {
             self.batch_failed = Some(error.clone());
         }
-        if !transaction {
+        if timed_out(error) {
+            // A connection whose server stopped answering would only time out again: close it
+            // now, so the next call fails (or succeeds) at once on a new one.
+            drop(Object::take(client));
+        } else if !transaction {
             if !client.is_closed() {
                 self.client = Some(client);
             }
