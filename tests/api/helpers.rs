@@ -65,6 +65,7 @@ pub struct Options {
     pub service_token: Option<String>,
     /// The database of the `postgres` store (a schema of its own per test).
     pub database_url: Option<String>,
+    pub database_timeout_ms: u64,
 }
 
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
@@ -80,6 +81,7 @@ impl Default for Options {
             admin_token: Some(ADMIN_TOKEN.into()),
             service_token: Some(SERVICE_TOKEN.into()),
             database_url: None,
+            database_timeout_ms: 2000,
         }
     }
 }
@@ -203,6 +205,7 @@ pub fn settings(
     settings.log_format = LogFormat::Json;
     settings.database_url = options.database_url.clone().map(Secret::new);
     settings.database_connections_max = 4;
+    settings.database_timeout_ms = options.database_timeout_ms;
     if let Some(url) = vacancy_url {
         settings.vacancy_url = url.split(',').map(str::to_owned).collect();
     }

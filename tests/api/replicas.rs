@@ -314,6 +314,54 @@ async fn losing_the_database_mid_load_answers_503_and_recovers_by_itself() {
 }
 
 #[actix_web::test]
+async fn a_database_that_stops_answering_gives_503_within_the_time_limit() {
+    if !postgres_available("a_database_that_stops_answering_gives_503_within_the_time_limit") {
+        return;
+    }
+    let database = TestDatabase::create().await;
+    let proxy = TcpProxy::start(database.upstream());
+    let options = Options {
+        store: StoreKind::Postgres,
+        database_url: Some(database.url_via(proxy.addr)),
+        database_timeout_ms: 300,
+        ..Options::default()
+    };
+    let app = TestApp::spawn(Deployment::Monolith, Launch::InProcess, options).await;
+    assert_eq!(app.purchase(json!(1)).await.body["success"], true);
+
+    // No answer at all, rather than a refused connection: only the time limit can tell. (A
+    // purchase that waited for the database would hang past the test client's own time limit.)
+    proxy.stall();
+    for _ in 0..3 {
+        let refused = app.purchase(json!(1)).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            "{refused:?}"
+        );
+    }
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
+
+    proxy.restore();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if app.get("/ready").await.status == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        actix_web::rt::time::sleep(SETTLE_TIMEOUT / 100).await;
+    }
+    assert!(recovered, "ticketd did not recover");
+    assert_eq!(app.purchase(json!(1)).await.body["success"], true);
+    let sold = app.counts("default").await.2;
+    let stored = database
+        .query("SELECT COUNT(*) FROM orders WHERE status = 'confirmed'")
+        .await;
+    assert_eq!(stored, [sold.to_string()]);
+}
+
+#[actix_web::test]
 async fn replicas_starting_together_migrate_once() {
     if !postgres_available("replicas_starting_together_migrate_once") {
         return;
@@ -394,6 +442,8 @@ struct TcpProxy {
 
 struct ProxyState {
     open: AtomicBool,
+    /// Connections stay open but nothing gets through: a database that stopped answering.
+    stalled: Arc<AtomicBool>,
     stop: AtomicBool,
     /// Both ends of every relayed connection, to close them on a cut.
     streams: Mutex<Vec<TcpStream>>,
@@ -405,6 +455,7 @@ impl TcpProxy {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(ProxyState {
             open: AtomicBool::new(true),
+            stalled: Arc::new(AtomicBool::new(false)),
             stop: AtomicBool::new(false),
             streams: Mutex::new(Vec::new()),
         });
@@ -418,6 +469,11 @@ impl TcpProxy {
                 if !shared.open.load(Ordering::SeqCst) {
                     continue; // dropped: the connection is closed at once
                 }
+                if shared.stalled.load(Ordering::SeqCst) {
+                    // Accepted, and then never answered.
+                    shared.streams.lock().unwrap().push(client);
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(upstream) else {
                     continue;
                 };
@@ -425,8 +481,13 @@ impl TcpProxy {
                 streams.push(client.try_clone().unwrap());
                 streams.push(server.try_clone().unwrap());
                 drop(streams);
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(server, client);
+                let stalled = &shared.stalled;
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    Arc::clone(stalled),
+                );
+                pipe(server, client, Arc::clone(stalled));
             }
         });
         Self { addr, state }
@@ -439,7 +500,18 @@ impl TcpProxy {
         }
     }
 
+    /// Stops passing anything on, in either direction, without closing a connection.
+    fn stall(&self) {
+        self.state.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Back to normal. Connections that lost bytes while stalled are closed.
     fn restore(&self) {
+        if self.state.stalled.swap(false, Ordering::SeqCst) {
+            for stream in self.state.streams.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
         self.state.open.store(true, Ordering::SeqCst);
     }
 }
@@ -453,13 +525,15 @@ impl Drop for TcpProxy {
     }
 }
 
-/// Copies `from` to `to` on a thread of its own until either side closes.
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+/// Copies `from` to `to` on a thread of its own until either side closes; while `stalled`, what
+/// arrives is dropped.
+fn pipe(mut from: TcpStream, mut to: TcpStream, stalled: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let mut buffer = [0u8; 16 * 1024];
         loop {
             match from.read(&mut buffer) {
                 Ok(0) | Err(_) => break,
+                Ok(_) if stalled.load(Ordering::SeqCst) => {}
                 Ok(n) => {
                     if to.write_all(&buffer[..n]).is_err() {
                         break;
