@@ -229,15 +229,11 @@ async fn losing_the_database_mid_load_answers_503_and_recovers_by_itself() {
     if !postgres_available("losing_the_database_mid_load_answers_503_and_recovers_by_itself") {
         return;
     }
-    let database = TestDatabase::create().await;
-    let proxy = TcpProxy::start(database.upstream());
     let options = Options {
-        store: StoreKind::Postgres,
-        database_url: Some(database.url_via(proxy.addr)),
         initial_stock: 100_000,
         ..Options::default()
     };
-    let app = TestApp::spawn(Deployment::Monolith, Launch::InProcess, options).await;
+    let (database, proxy, app) = monolith_behind_a_relay(options).await;
 
     let cut = AtomicBool::new(false);
     let load = join_all((0..4).map(|_| async {
@@ -270,15 +266,7 @@ async fn losing_the_database_mid_load_answers_503_and_recovers_by_itself() {
     let answers: Vec<_> = answers.into_iter().flatten().collect();
 
     // Back by itself: no restart.
-    let mut ready = false;
-    for _ in 0..100 {
-        if app.get("/ready").await.status == StatusCode::OK {
-            ready = true;
-            break;
-        }
-        actix_web::rt::time::sleep(SETTLE_TIMEOUT / 100).await;
-    }
-    assert!(ready, "ticketd did not recover from the outage");
+    until_ready_again(&app).await;
     assert_eq!(app.purchase(json!(1)).await.body["success"], true);
 
     // Every answer was a sale or a clear 503, and every acknowledged sale is stored.
@@ -318,15 +306,11 @@ async fn a_database_that_stops_answering_gives_503_within_the_time_limit() {
     if !postgres_available("a_database_that_stops_answering_gives_503_within_the_time_limit") {
         return;
     }
-    let database = TestDatabase::create().await;
-    let proxy = TcpProxy::start(database.upstream());
     let options = Options {
-        store: StoreKind::Postgres,
-        database_url: Some(database.url_via(proxy.addr)),
         database_timeout_ms: 300,
         ..Options::default()
     };
-    let app = TestApp::spawn(Deployment::Monolith, Launch::InProcess, options).await;
+    let (database, proxy, app) = monolith_behind_a_relay(options).await;
     assert_eq!(app.purchase(json!(1)).await.body["success"], true);
 
     // No answer at all, rather than a refused connection: only the time limit can tell. (A
@@ -344,15 +328,7 @@ async fn a_database_that_stops_answering_gives_503_within_the_time_limit() {
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
 
     proxy.restore();
-    let mut recovered = false;
-    for _ in 0..100 {
-        if app.get("/ready").await.status == StatusCode::OK {
-            recovered = true;
-            break;
-        }
-        actix_web::rt::time::sleep(SETTLE_TIMEOUT / 100).await;
-    }
-    assert!(recovered, "ticketd did not recover");
+    until_ready_again(&app).await;
     assert_eq!(app.purchase(json!(1)).await.body["success"], true);
     let sold = app.counts("default").await.2;
     let stored = database
@@ -415,6 +391,30 @@ async fn replicas_starting_together_migrate_once() {
     .unwrap()
     .unwrap_err();
     assert!(refused.to_string().contains("newer"), "{refused}");
+}
+
+/// A monolith on a PostgreSQL schema of its own, reached through a relay the test can cut.
+async fn monolith_behind_a_relay(options: Options) -> (TestDatabase, TcpProxy, TestApp) {
+    let database = TestDatabase::create().await;
+    let proxy = TcpProxy::start(database.upstream());
+    let options = Options {
+        store: StoreKind::Postgres,
+        database_url: Some(database.url_via(proxy.addr)),
+        ..options
+    };
+    let app = TestApp::spawn(Deployment::Monolith, Launch::InProcess, options).await;
+    (database, proxy, app)
+}
+
+/// Waits (a bounded while) for `/ready` to answer 200 again, with no restart.
+async fn until_ready_again(app: &TestApp) {
+    for _ in 0..100 {
+        if app.get("/ready").await.status == StatusCode::OK {
+            return;
+        }
+        actix_web::rt::time::sleep(SETTLE_TIMEOUT / 100).await;
+    }
+    panic!("ticketd did not recover from the outage");
 }
 
 /// Waits (a bounded while) until something of `stock` has been sold.
