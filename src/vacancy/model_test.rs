@@ -411,6 +411,58 @@ async fn audit_postgres(url: &str) -> Result<(), Error> {
     }
 }
 
+/// A schema of its own for one case; dropped on drop, so also when the case panics.
+struct Schema {
+    base: String,
+    name: String,
+}
+
+impl Schema {
+    fn create(base: &str) -> Self {
+        let name = format!("ticketd_model_{}", uuid::Uuid::now_v7().simple());
+        block_on(sql(base, &format!("CREATE SCHEMA {name}")));
+        Self {
+            base: base.to_owned(),
+            name,
+        }
+    }
+
+    fn url(&self) -> String {
+        let separator = if self.base.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{separator}options=-c%20search_path%3D{}",
+            self.base, self.name
+        )
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        // Never panics: this may run while a failed case unwinds.
+        let drop_schema = format!("DROP SCHEMA {} CASCADE", self.name);
+        block_on(async {
+            let Ok((client, connection)) =
+                tokio_postgres::connect(&self.base, tokio_postgres::NoTls).await
+            else {
+                return;
+            };
+            let driver = tokio::spawn(connection);
+            let _ = client.batch_execute(&drop_schema).await;
+            drop(client);
+            let _ = driver.await;
+        });
+    }
+}
+
+/// Runs `work` on a runtime of its own (callers may be inside another, or unwinding).
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
 /// Runs `statements`; the first column of every row, as text.
 async fn sql(url: &str, statements: &str) -> Vec<String> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -457,10 +509,6 @@ fn replicas_on_postgres_behave_like_the_model() {
         );
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let config = ProptestConfig {
         cases: 256,
         ..ProptestConfig::default()
@@ -468,13 +516,8 @@ fn replicas_on_postgres_behave_like_the_model() {
     let mut runner = proptest::test_runner::TestRunner::new(config);
     let strategy = proptest::collection::vec(op(), 1..40);
     let result = runner.run(&strategy, |ops| {
-        let schema = format!("ticketd_model_{}", uuid::Uuid::now_v7().simple());
-        runtime.block_on(sql(&base, &format!("CREATE SCHEMA {schema}")));
-        let separator = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
-        let outcome = run_case(&ops, &Store::Postgres { url }, 2);
-        runtime.block_on(sql(&base, &format!("DROP SCHEMA {schema} CASCADE")));
-        outcome
+        let schema = Schema::create(&base);
+        run_case(&ops, &Store::Postgres { url: schema.url() }, 2)
     });
     if let Err(failure) = result {
         panic!("{failure}");
