@@ -251,14 +251,7 @@ async fn losing_the_database_mid_load_answers_503_and_recovers_by_itself() {
         until_sales_start(&app, 100_000).await;
         proxy.cut();
         cut.store(true, Ordering::SeqCst);
-        let refused = app.purchase(json!(1)).await;
-        assert_eq!(
-            (refused.status, refused.code()),
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            "{refused:?}"
-        );
-        let ready = app.get("/ready").await;
-        assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
+        assert_refused_while_the_database_is_gone(&app).await;
         proxy.restore();
         cut.store(false, Ordering::SeqCst);
     };
@@ -317,15 +310,8 @@ async fn a_database_that_stops_answering_gives_503_within_the_time_limit() {
     // purchase that waited for the database would hang past the test client's own time limit.)
     proxy.stall();
     for _ in 0..3 {
-        let refused = app.purchase(json!(1)).await;
-        assert_eq!(
-            (refused.status, refused.code()),
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            "{refused:?}"
-        );
+        assert_refused_while_the_database_is_gone(&app).await;
     }
-    let ready = app.get("/ready").await;
-    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
 
     proxy.restore();
     until_ready_again(&app).await;
@@ -407,6 +393,19 @@ async fn monolith_behind_a_relay(options: Options) -> (TestDatabase, TcpProxy, T
 }
 
 /// Waits (a bounded while) for `/ready` to answer 200 again, with no restart.
+/// What a client sees while the database is out of reach: a purchase refused with a clear 503,
+/// and `/ready` false.
+async fn assert_refused_while_the_database_is_gone(app: &TestApp) {
+    let refused = app.purchase(json!(1)).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{refused:?}"
+    );
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
+}
+
 async fn until_ready_again(app: &TestApp) {
     for _ in 0..100 {
         if app.get("/ready").await.status == StatusCode::OK {
