@@ -575,17 +575,26 @@ async fn begin(client: &Object) -> Result<(), Error> {
 /// Writes `batch` and commits. Without `locked` (outside a batch) it opens its own transaction.
 /// The writes go out together in one round trip; COMMIT follows once their counts are checked.
 async fn write(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Result<(), Error> {
-    let (changed, created): (Vec<&Event>, Vec<&Event>) = batch
-        .events
-        .iter()
-        .partition(|event| locked.is_some_and(|locked| locked.events.contains(&event.id)));
-
     let start = async {
         if locked.is_some() {
             return Ok(());
         }
         begin(client).await
     };
+    try_join(start, apply(client, batch, locked)).await?;
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(failed("committing"))
+}
+
+/// Sends the statements that store `batch` inside the open transaction, together, and checks
+/// their counts. Events of `locked` are updated; every other event of the batch is new.
+async fn apply(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Result<(), Error> {
+    let (changed, created): (Vec<&Event>, Vec<&Event>) = batch
+        .events
+        .iter()
+        .partition(|event| locked.is_some_and(|locked| locked.events.contains(&event.id)));
 
     let changed_ids: Vec<&str> = changed.iter().map(|e| e.id.as_str()).collect();
     let [capacity, available, held, sold] = stock_columns(&changed);
@@ -702,8 +711,8 @@ async fn write(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Resul
         execute(client, "writing idempotency keys", sql, &params).await
     };
 
-    let (((), updated, _), (_, _, remembered)) = try_join(
-        try_join3(start, update, create),
+    let ((updated, _), (_, _, remembered)) = try_join(
+        try_join(update, create),
         try_join3(upsert_orders, purge, remember),
     )
     .await?;
@@ -718,10 +727,7 @@ async fn write(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Resul
             "an idempotency key was used on another replica at the same moment".into(),
         ));
     }
-    client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(failed("committing"))
+    Ok(())
 }
 
 fn stock_columns(events: &[&Event]) -> [Vec<i64>; 4] {
