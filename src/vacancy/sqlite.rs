@@ -62,6 +62,56 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
 ";
 
+/// The columns [`order_row`] decodes, in its order (a macro, so queries are built at compile time).
+macro_rules! order_columns {
+    () => {
+        "id, event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms"
+    };
+}
+/// The columns [`key_row`] decodes, in its order.
+macro_rules! key_columns {
+    () => {
+        "key, fingerprint, order_id, remaining, changed, created_at_ms"
+    };
+}
+
+/// An order's columns as stored, before they are checked.
+type OrderRow = (Vec<u8>, String, u32, String, u64, i64, i64, Option<i64>);
+/// An idempotency key's columns as stored, before they are checked.
+type KeyRow = (String, String, Option<Vec<u8>>, u64, bool, i64);
+
+fn order_row(row: &rusqlite::Row) -> rusqlite::Result<OrderRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+    ))
+}
+
+fn key_row(row: &rusqlite::Row) -> rusqlite::Result<KeyRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+/// How much of a store [`SqliteLedger::export`] handed over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exported {
+    pub events: u64,
+    pub orders: u64,
+    pub keys: u64,
+}
+
 pub struct SqliteLedger {
     connection: Connection,
     path: PathBuf,
@@ -166,34 +216,7 @@ fn lock(data_dir: &Path) -> Result<File, Error> {
 
 impl Ledger for SqliteLedger {
     fn load(&mut self) -> Result<Vec<Event>, Error> {
-        let mut statement = self
-            .connection
-            .prepare("SELECT id, name, capacity, available, held, sold FROM events")
-            .map_err(|e| self.failed("reading events", e))?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    Stock {
-                        capacity: row.get(2)?,
-                        available: row.get(3)?,
-                        held: row.get(4)?,
-                        sold: row.get(5)?,
-                    },
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.failed("reading events", e))?;
-        rows.into_iter()
-            .map(|(id, name, stock)| {
-                Ok(Event {
-                    id: EventId::parse(&id)?,
-                    name: name.into(),
-                    stock,
-                })
-            })
-            .collect()
+        self.events()
     }
 
     fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
@@ -215,81 +238,31 @@ impl Ledger for SqliteLedger {
     fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
         let found = self
             .connection
-            .prepare_cached(
-                "SELECT event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms
-                 FROM orders WHERE id = ?1",
-            )
+            .prepare_cached(concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders WHERE id = ?1"
+            ))
             .and_then(|mut statement| {
                 statement
-                    .query_row([id.as_uuid().as_bytes()], |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, u32>(1)?,
-                            row.get::<_, String>(2)?,
-                            row.get::<_, u64>(3)?,
-                            row.get::<_, i64>(4)?,
-                            row.get::<_, i64>(5)?,
-                            row.get::<_, Option<i64>>(6)?,
-                        ))
-                    })
+                    .query_row([id.as_uuid().as_bytes()], order_row)
                     .optional()
             })
             .map_err(|e| self.failed("looking up an order", e))?;
-        let Some((event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms)) =
-            found
-        else {
-            return Ok(None);
-        };
-        let status = OrderStatus::parse(&status).ok_or_else(|| {
-            Error::Storage(format!(
-                "order {id} in {} has an unknown status '{status}'",
-                self.path.display()
-            ))
-        })?;
-        Ok(Some(Order {
-            id,
-            event: EventId::parse(&event)?,
-            qty,
-            status,
-            remaining,
-            created_at_ms,
-            updated_at_ms,
-            expires_at_ms,
-        }))
+        found.map(|row| self.order(row)).transpose()
     }
 
     fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error> {
         let found = self
             .connection
-            .prepare_cached(
-                "SELECT fingerprint, order_id, remaining, changed, created_at_ms
-                 FROM idempotency_keys WHERE key = ?1",
-            )
-            .and_then(|mut statement| {
-                statement
-                    .query_row([key.as_str()], |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, Option<Vec<u8>>>(1)?,
-                            row.get::<_, u64>(2)?,
-                            row.get::<_, bool>(3)?,
-                            row.get::<_, i64>(4)?,
-                        ))
-                    })
-                    .optional()
-            })
+            .prepare_cached(concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM idempotency_keys WHERE key = ?1"
+            ))
+            .and_then(|mut statement| statement.query_row([key.as_str()], key_row).optional())
             .map_err(|e| self.failed("looking up an idempotency key", e))?;
-        let Some((fingerprint, order_id, remaining, changed, created_at_ms)) = found else {
-            return Ok(None);
-        };
-        Ok(Some(KeyRecord {
-            key: key.clone(),
-            fingerprint,
-            order_id: order_id.map(|id| self.id(&id)).transpose()?,
-            remaining,
-            changed,
-            created_at_ms,
-        }))
+        found.map(|row| self.key(row)).transpose()
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
@@ -376,6 +349,139 @@ impl Ledger for SqliteLedger {
 }
 
 impl SqliteLedger {
+    fn events(&self) -> Result<Vec<Event>, Error> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, name, capacity, available, held, sold FROM events")
+            .map_err(|e| self.failed("reading events", e))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    Stock {
+                        capacity: row.get(2)?,
+                        available: row.get(3)?,
+                        held: row.get(4)?,
+                        sold: row.get(5)?,
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.failed("reading events", e))?;
+        rows.into_iter()
+            .map(|(id, name, stock)| {
+                Ok(Event {
+                    id: EventId::parse(&id)?,
+                    name: name.into(),
+                    stock,
+                })
+            })
+            .collect()
+    }
+
+    /// Hands the whole store to `sink`, in batches of at most `chunk` rows: first every event,
+    /// then the orders, then the idempotency keys, so each batch refers only to what came before.
+    pub fn export(
+        &self,
+        chunk: usize,
+        sink: &mut dyn FnMut(Batch) -> Result<(), Error>,
+    ) -> Result<Exported, Error> {
+        let chunk = chunk.max(1);
+        let events = self.events()?;
+        let mut exported = Exported {
+            events: events.len() as u64,
+            ..Exported::default()
+        };
+        sink(Batch {
+            events,
+            ..Batch::default()
+        })?;
+
+        let mut batch = Batch::default();
+        self.each_row(
+            concat!("SELECT ", order_columns!(), " FROM orders"),
+            order_row,
+            |row| {
+                batch.orders.push(self.order(row)?);
+                exported.orders += 1;
+                if batch.orders.len() == chunk {
+                    sink(std::mem::take(&mut batch))?;
+                }
+                Ok(())
+            },
+        )?;
+        self.each_row(
+            concat!("SELECT ", key_columns!(), " FROM idempotency_keys"),
+            key_row,
+            |row| {
+                batch.keys.push(self.key(row)?);
+                exported.keys += 1;
+                if batch.orders.len() + batch.keys.len() >= chunk {
+                    sink(std::mem::take(&mut batch))?;
+                }
+                Ok(())
+            },
+        )?;
+        if !batch.is_empty() {
+            sink(batch)?;
+        }
+        Ok(exported)
+    }
+
+    /// Runs `each` on every row `sql` returns, decoded by `decode`, without holding them all.
+    fn each_row<R>(
+        &self,
+        sql: &str,
+        decode: fn(&rusqlite::Row) -> rusqlite::Result<R>,
+        mut each: impl FnMut(R) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut statement = self
+            .connection
+            .prepare(sql)
+            .map_err(|e| self.failed("reading the store", e))?;
+        let rows = statement
+            .query_map([], decode)
+            .map_err(|e| self.failed("reading the store", e))?;
+        for row in rows {
+            each(row.map_err(|e| self.failed("reading the store", e))?)?;
+        }
+        Ok(())
+    }
+
+    fn order(&self, row: OrderRow) -> Result<Order, Error> {
+        let (id, event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms) = row;
+        let id = self.id(&id)?;
+        let status = OrderStatus::parse(&status).ok_or_else(|| {
+            Error::Storage(format!(
+                "order {id} in {} has an unknown status '{status}'",
+                self.path.display()
+            ))
+        })?;
+        Ok(Order {
+            id,
+            event: EventId::parse(&event)?,
+            qty,
+            status,
+            remaining,
+            created_at_ms,
+            updated_at_ms,
+            expires_at_ms,
+        })
+    }
+
+    fn key(&self, row: KeyRow) -> Result<KeyRecord, Error> {
+        let (key, fingerprint, order_id, remaining, changed, created_at_ms) = row;
+        Ok(KeyRecord {
+            key: IdempotencyKey::parse(&key)?,
+            fingerprint,
+            order_id: order_id.map(|id| self.id(&id)).transpose()?,
+            remaining,
+            changed,
+            created_at_ms,
+        })
+    }
+
     fn id(&self, bytes: &[u8]) -> Result<ReservationId, Error> {
         uuid::Uuid::from_slice(bytes)
             .map(ReservationId::from)
@@ -480,6 +586,66 @@ mod tests {
         assert_eq!(ledger.live_holds().unwrap(), vec![(99, held.id)]);
         assert_eq!(ledger.find_order(ReservationId::generate()).unwrap(), None);
         ledger.audit().unwrap();
+    }
+
+    #[test]
+    fn export_hands_over_everything_in_chunks_events_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let gala = event(
+            "gala",
+            Stock {
+                capacity: 10,
+                available: 0,
+                held: 2,
+                sold: 8,
+            },
+        );
+        let mut orders: Vec<Order> = (0..4)
+            .map(|_| order(&gala, 2, OrderStatus::Confirmed))
+            .collect();
+        orders.push(order(&gala, 2, OrderStatus::Held));
+        let key = KeyRecord {
+            key: IdempotencyKey::parse("k-1").unwrap(),
+            fingerprint: "f".into(),
+            order_id: Some(orders[0].id),
+            remaining: 8,
+            changed: true,
+            created_at_ms: 1,
+        };
+        let mut ledger = SqliteLedger::open(dir.path()).unwrap();
+        ledger
+            .commit(&Batch {
+                events: vec![gala.clone(), event("empty", Stock::new(0))],
+                orders: orders.clone(),
+                keys: vec![key.clone()],
+                ..Batch::default()
+            })
+            .unwrap();
+
+        let mut batches = Vec::new();
+        let exported = ledger
+            .export(2, &mut |batch| {
+                batches.push(batch);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            exported,
+            Exported {
+                events: 2,
+                orders: 5,
+                keys: 1
+            }
+        );
+        assert_eq!(batches[0].events.len(), 2);
+        assert!(batches[0].orders.is_empty() && batches[0].keys.is_empty());
+        assert!(batches[1..].iter().all(|b| b.events.is_empty()));
+        assert!(batches.iter().all(|b| b.orders.len() + b.keys.len() <= 2));
+        let mut copied: Vec<Order> = batches.iter().flat_map(|b| b.orders.clone()).collect();
+        copied.sort_by_key(|o| o.id);
+        orders.sort_by_key(|o| o.id);
+        assert_eq!(copied, orders);
+        assert_eq!(batches.last().unwrap().keys, vec![key]);
     }
 
     #[test]
