@@ -34,27 +34,40 @@ pub enum Command {
     Ticket(TicketArgs),
     /// Exit 0 when URL answers 2xx, 1 otherwise: a health check for containers without curl.
     Probe(ProbeArgs),
+    /// Copy the embedded store into an empty PostgreSQL database, to move to `--store postgres`.
+    /// Stop the ticketd that uses the store first; the copy is all or nothing.
+    #[command(after_help = AFTER_HELP)]
+    CopyToPostgres(CopyArgs),
+}
+
+/// What the command line asks for.
+pub enum Run {
+    /// Serve in this mode, with this config file and the flags that were given.
+    Server(Mode, Option<PathBuf>, Box<Flags>),
+    Probe(ProbeArgs),
+    /// Copy a store, with this config file and the flags that were given.
+    CopyToPostgres(Option<PathBuf>, CopyArgs),
 }
 
 impl Command {
-    /// The mode to run, the config file and the flags that were given; or the probe to run.
-    pub fn into_server_or_probe(self) -> Result<(Mode, Option<PathBuf>, Flags), ProbeArgs> {
+    pub fn into_run(self) -> Run {
         let (mode, server, inventory, ticket) = match self {
             Command::Monolith(a) => (Mode::Monolith, a.server, Some(a.inventory), None),
             Command::Vacancy(a) => (Mode::Vacancy, a.server, Some(a.inventory), None),
             Command::Ticket(a) => (Mode::Ticket, a.server, None, Some(a.remote)),
-            Command::Probe(probe) => return Err(probe),
+            Command::Probe(probe) => return Run::Probe(probe),
+            Command::CopyToPostgres(copy) => return Run::CopyToPostgres(copy.config.clone(), copy),
         };
         let config = server.config.clone();
-        Ok((
+        Run::Server(
             mode,
             config,
-            Flags {
+            Box::new(Flags {
                 server,
                 inventory,
                 remote: ticket,
-            },
-        ))
+            }),
+        )
     }
 }
 
@@ -204,6 +217,24 @@ pub struct RemoteArgs {
     vacancy_attempts_max: Option<u32>,
 }
 
+/// The flags of `copy-to-postgres`, serialized as a figment layer over the `vacancy` settings.
+#[derive(Debug, Args, Serialize)]
+pub struct CopyArgs {
+    /// TOML file with settings; its [default] and [vacancy] sections apply.
+    #[arg(long, env = "TICKETD_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Directory of the embedded store to copy [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Database to copy into, postgres://user:password@host:port/database; it must hold no
+    /// events yet. Prefer TICKETD_DATABASE_URL, which other users of the machine cannot read.
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// URL to check, e.g. http://127.0.0.1:8000/ready
@@ -234,7 +265,9 @@ mod tests {
             "http://v:1",
         ])
         .unwrap();
-        let (mode, config, flags) = cli.command.into_server_or_probe().unwrap();
+        let Run::Server(mode, config, flags) = cli.command.into_run() else {
+            panic!("not a server");
+        };
         assert_eq!(mode, Mode::Ticket);
         assert!(config.is_none());
         let flags = serde_json::to_value(flags).unwrap();

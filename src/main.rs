@@ -3,16 +3,17 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use ticketd::cli::{Cli, ProbeArgs};
+use ticketd::cli::{Cli, CopyArgs, ProbeArgs, Run};
 use ticketd::config::{Mode, Settings};
-use ticketd::startup::Application;
+use ticketd::startup::{self, Application};
 use ticketd::telemetry;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (mode, config_file, flags) = match cli.command.into_server_or_probe() {
-        Ok(server) => server,
-        Err(probe) => return run_probe(probe),
+    let (mode, config_file, flags) = match cli.command.into_run() {
+        Run::Server(mode, config_file, flags) => (mode, config_file, flags),
+        Run::Probe(probe) => return run_probe(probe),
+        Run::CopyToPostgres(config_file, copy) => return run_copy(config_file.as_deref(), copy),
     };
     let settings = match Settings::load(mode, config_file.as_deref(), flags) {
         Ok(settings) => settings,
@@ -79,6 +80,30 @@ fn run_probe(args: ProbeArgs) -> ExitCode {
             eprintln!("ticketd probe: {}: {error}", args.url);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `ticketd copy-to-postgres`: the embedded store of the `vacancy` settings into their database.
+fn run_copy(config_file: Option<&std::path::Path>, flags: CopyArgs) -> ExitCode {
+    let copied = Settings::load(Mode::Vacancy, config_file, flags)
+        .map_err(anyhow::Error::from)
+        .and_then(|settings| {
+            let copied = startup::copy_to_postgres(&settings)?;
+            Ok((settings.data_dir, copied))
+        });
+    match copied {
+        Ok((data_dir, copied)) => {
+            println!(
+                "copied {} into the database: events {}, orders {}, idempotency keys {}; run \
+                 ticketd with --store postgres from now on",
+                data_dir.display(),
+                copied.events,
+                copied.orders,
+                copied.keys
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Builds a running server for one mode from `Settings`. `main` and the tests both come here, so
-//! there is exactly one wiring of the parts.
+//! Builds a running server for one mode from `Settings` (and copies a store when moving to
+//! PostgreSQL). `main` and the tests both come here, so there is exactly one wiring of the parts.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use crate::ticket::{
 };
 use crate::vacancy::ledger::{Ledger, MemoryLedger};
 use crate::vacancy::postgres::{PostgresConfig, PostgresLedger};
-use crate::vacancy::sqlite::SqliteLedger;
-use crate::vacancy::{Inventory, InventoryConfig};
+use crate::vacancy::sqlite::{Exported, SqliteLedger};
+use crate::vacancy::{self, Inventory, InventoryConfig};
 
 pub struct Application {
     server: Server,
@@ -117,21 +117,33 @@ impl Application {
     }
 }
 
+/// Copies the embedded store in `data_dir` into the database at `database_url`.
+pub fn copy_to_postgres(settings: &Settings) -> anyhow::Result<Exported> {
+    let mut target = postgres_config(settings)?;
+    // One statement of a copy carries thousands of rows: give it longer than a request's limit.
+    target.timeout = target.timeout.max(COPY_TIMEOUT);
+    Ok(vacancy::copy_to_postgres(&settings.data_dir, &target)?)
+}
+
+const COPY_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn postgres_config(settings: &Settings) -> anyhow::Result<PostgresConfig> {
+    let url = settings
+        .database_url
+        .as_ref()
+        .context("no database_url: give --database-url or set TICKETD_DATABASE_URL")?;
+    Ok(PostgresConfig {
+        url: url.expose().to_owned(),
+        connections_max: settings.database_connections_max,
+        timeout: settings.database_timeout(),
+    })
+}
+
 fn open_inventory(settings: &Settings) -> anyhow::Result<Inventory> {
     let ledger: Box<dyn Ledger> = match settings.store {
         StoreKind::Memory => Box::new(MemoryLedger::new()),
         StoreKind::Embedded => Box::new(SqliteLedger::open(&settings.data_dir)?),
-        StoreKind::Postgres => {
-            let url = settings
-                .database_url
-                .as_ref()
-                .context("store = postgres needs database_url")?;
-            Box::new(PostgresLedger::open(&PostgresConfig {
-                url: url.expose().to_owned(),
-                connections_max: settings.database_connections_max,
-                timeout: settings.database_timeout(),
-            })?)
-        }
+        StoreKind::Postgres => Box::new(PostgresLedger::open(&postgres_config(settings)?)?),
     };
     let config = InventoryConfig {
         initial_stock: settings.initial_stock,

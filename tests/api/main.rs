@@ -5,6 +5,7 @@
 
 mod durability;
 mod helpers;
+mod moving;
 mod openapi;
 mod process;
 mod replicas;
