@@ -81,27 +81,11 @@ type OrderRow = (Vec<u8>, String, u32, String, u64, i64, i64, Option<i64>);
 type KeyRow = (String, String, Option<Vec<u8>>, u64, bool, i64);
 
 fn order_row(row: &rusqlite::Row) -> rusqlite::Result<OrderRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-    ))
+    OrderRow::try_from(row)
 }
 
 fn key_row(row: &rusqlite::Row) -> rusqlite::Result<KeyRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    ))
+    KeyRow::try_from(row)
 }
 
 /// How much of a store [`SqliteLedger::export`] handed over.
