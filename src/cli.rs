@@ -34,8 +34,9 @@ pub enum Command {
     Ticket(TicketArgs),
     /// Exit 0 when URL answers 2xx, 1 otherwise: a health check for containers without curl.
     Probe(ProbeArgs),
-    /// Copy the embedded store into an empty PostgreSQL database, to move to `--store postgres`.
-    /// Stop the ticketd that uses the store first; the copy is all or nothing.
+    /// Copy the embedded store into an empty PostgreSQL database (one that holds no events yet),
+    /// to move to `--store postgres`. Stop the ticketd that uses the store first; the copy is
+    /// all or nothing.
     #[command(after_help = AFTER_HELP)]
     CopyToPostgres(CopyArgs),
 }
@@ -173,15 +174,9 @@ pub struct InventoryArgs {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<StoreKind>,
-    /// Directory of the embedded store [default: ./data].
-    #[arg(long, value_name = "DIR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_dir: Option<PathBuf>,
-    /// Database of the postgres store, postgres://user:password@host:port/database; prefer
-    /// TICKETD_DATABASE_URL, which other users of the machine cannot read [default: none].
-    #[arg(long, value_name = "URL")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database_url: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    location: StoreLocation,
     /// Most connections to the database per process [default: 8].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -224,12 +219,20 @@ pub struct CopyArgs {
     #[arg(long, env = "TICKETD_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     config: Option<PathBuf>,
-    /// Directory of the embedded store to copy [default: ./data].
+    #[command(flatten)]
+    #[serde(flatten)]
+    location: StoreLocation,
+}
+
+/// Where each store lives: the serving modes and `copy-to-postgres` take the same two flags.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct StoreLocation {
+    /// Directory of the embedded store [default: ./data].
     #[arg(long, value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
-    /// Database to copy into, postgres://user:password@host:port/database; it must hold no
-    /// events yet. Prefer TICKETD_DATABASE_URL, which other users of the machine cannot read.
+    /// Database of the postgres store, postgres://user:password@host:port/database; prefer
+    /// TICKETD_DATABASE_URL, which other users of the machine cannot read [default: none].
     #[arg(long, value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     database_url: Option<String>,
