@@ -454,12 +454,23 @@ async fn identify(client: &Object) -> Result<Uuid, Error> {
 /// What the open batch has locked and read.
 #[derive(Default)]
 struct Locked {
-    events: HashSet<EventId>,
+    /// Every locked event, with its counts as read under the lock.
+    events: HashMap<EventId, Stock>,
+    /// Orders found, as read in the batch's transaction.
     orders: HashMap<ReservationId, Order>,
     /// Every order looked for, found or not.
     orders_read: HashSet<ReservationId>,
     keys: HashMap<IdempotencyKey, KeyRecord>,
     keys_read: HashSet<IdempotencyKey>,
+}
+
+impl Locked {
+    fn read_order(&mut self, id: ReservationId, order: Option<Order>) {
+        self.orders_read.insert(id);
+        if let Some(order) = order {
+            self.orders.insert(id, order);
+        }
+    }
 }
 
 /// Opens the batch's transaction and locks and reads what `plan` touches.
@@ -543,7 +554,7 @@ async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Locked), Error>
         .map(event_from)
         .collect::<Result<Vec<_>, _>>()?;
     let mut locked = Locked {
-        events: events.iter().map(|event| event.id.clone()).collect(),
+        events: events.iter().map(|e| (e.id.clone(), e.stock)).collect(),
         ..Locked::default()
     };
     for row in &orders {
@@ -589,31 +600,52 @@ async fn write(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Resul
 }
 
 /// Sends the statements that store `batch` inside the open transaction, together, and checks
-/// their counts. Events of `locked` are updated; every other event of the batch is new.
+/// their counts. Events and orders the batch read under its locks (`locked`) are updated, and
+/// only if they are still as read; everything else of the batch is new and is inserted, and only
+/// if no one else inserted it first. Either miss sends the batch back to be decided again: a
+/// second guard, behind the row locks, against deciding on state that is no longer there.
 async fn apply(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Result<(), Error> {
+    let was_event = |id: &EventId| locked.and_then(|locked| locked.events.get(id));
     let (changed, created): (Vec<&Event>, Vec<&Event>) = batch
         .events
         .iter()
-        .partition(|event| locked.is_some_and(|locked| locked.events.contains(&event.id)));
+        .partition(|event| was_event(&event.id).is_some());
 
     let changed_ids: Vec<&str> = changed.iter().map(|e| e.id.as_str()).collect();
-    let [capacity, available, held, sold] = stock_columns(&changed);
+    let [capacity, available, held, sold] = stock_columns(changed.iter().map(|e| &e.stock));
+    let [was_capacity, was_available, was_held, was_sold] =
+        stock_columns(changed.iter().filter_map(|e| was_event(&e.id)));
     let update = async {
         if changed.is_empty() {
             return Ok(0);
         }
         let sql = "UPDATE events AS e
                    SET capacity = u.capacity, available = u.available, held = u.held, sold = u.sold
-                   FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])
-                        AS u (id, capacity, available, held, sold)
-                   WHERE e.id = u.id";
-        let params: [&(dyn ToSql + Sync); 5] = [&changed_ids, &capacity, &available, &held, &sold];
+                   FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
+                               $6::int8[], $7::int8[], $8::int8[], $9::int8[])
+                        AS u (id, capacity, available, held, sold,
+                              was_capacity, was_available, was_held, was_sold)
+                   WHERE e.id = u.id
+                     AND e.capacity = u.was_capacity AND e.available = u.was_available
+                     AND e.held = u.was_held AND e.sold = u.was_sold";
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &changed_ids,
+            &capacity,
+            &available,
+            &held,
+            &sold,
+            &was_capacity,
+            &was_available,
+            &was_held,
+            &was_sold,
+        ];
         execute(client, "updating events", sql, &params).await
     };
 
     let created_ids: Vec<&str> = created.iter().map(|e| e.id.as_str()).collect();
     let names: Vec<&str> = created.iter().map(|e| &*e.name).collect();
-    let [new_capacity, new_available, new_held, new_sold] = stock_columns(&created);
+    let [new_capacity, new_available, new_held, new_sold] =
+        stock_columns(created.iter().map(|e| &e.stock));
     let create = async {
         if created.is_empty() {
             return Ok(0);
@@ -634,25 +666,31 @@ async fn apply(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Resul
         execute(client, "creating events", sql, &params).await
     };
 
-    let orders = &batch.orders;
-    let order_ids: Vec<Uuid> = orders.iter().map(|o| o.id.as_uuid()).collect();
-    let order_events: Vec<&str> = orders.iter().map(|o| o.event.as_str()).collect();
-    let qty: Vec<i32> = orders.iter().map(|o| o.qty as i32).collect();
-    let status: Vec<&str> = orders.iter().map(|o| o.status.as_str()).collect();
-    let remaining: Vec<i64> = orders.iter().map(|o| stored(o.remaining)).collect();
-    let created_at: Vec<i64> = orders.iter().map(|o| o.created_at_ms).collect();
-    let updated_at: Vec<i64> = orders.iter().map(|o| o.updated_at_ms).collect();
-    let expires_at: Vec<Option<i64>> = orders.iter().map(|o| o.expires_at_ms).collect();
-    let upsert_orders = async {
-        if orders.is_empty() {
+    let was_order = |id: &ReservationId| locked.and_then(|locked| locked.orders.get(id));
+    let (moved, placed): (Vec<&Order>, Vec<&Order>) = batch
+        .orders
+        .iter()
+        .partition(|order| was_order(&order.id).is_some());
+
+    let order_ids: Vec<Uuid> = placed.iter().map(|o| o.id.as_uuid()).collect();
+    let order_events: Vec<&str> = placed.iter().map(|o| o.event.as_str()).collect();
+    let qty: Vec<i32> = placed.iter().map(|o| o.qty as i32).collect();
+    let status: Vec<&str> = placed.iter().map(|o| o.status.as_str()).collect();
+    let remaining: Vec<i64> = placed.iter().map(|o| stored(o.remaining)).collect();
+    let created_at: Vec<i64> = placed.iter().map(|o| o.created_at_ms).collect();
+    let updated_at: Vec<i64> = placed.iter().map(|o| o.updated_at_ms).collect();
+    let expires_at: Vec<Option<i64>> = placed.iter().map(|o| o.expires_at_ms).collect();
+    let insert_orders = async {
+        if placed.is_empty() {
             return Ok(0);
         }
+        // A new order never merges into an existing row: the same reservation id used on another
+        // replica at the same moment (perhaps for another event) is inserted there or here, once.
         let sql = "INSERT INTO orders (id, event, qty, status, remaining, created_at_ms,
                                        updated_at_ms, expires_at_ms)
                    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[],
                                         $5::int8[], $6::int8[], $7::int8[], $8::int8[])
-                   ON CONFLICT (id) DO UPDATE
-                   SET status = EXCLUDED.status, updated_at_ms = EXCLUDED.updated_at_ms";
+                   ON CONFLICT (id) DO NOTHING";
         let params: [&(dyn ToSql + Sync); 8] = [
             &order_ids,
             &order_events,
@@ -664,6 +702,26 @@ async fn apply(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Resul
             &expires_at,
         ];
         execute(client, "writing orders", sql, &params).await
+    };
+
+    let moved_ids: Vec<Uuid> = moved.iter().map(|o| o.id.as_uuid()).collect();
+    let moved_status: Vec<&str> = moved.iter().map(|o| o.status.as_str()).collect();
+    let moved_at: Vec<i64> = moved.iter().map(|o| o.updated_at_ms).collect();
+    let was_status: Vec<&str> = moved
+        .iter()
+        .filter_map(|o| was_order(&o.id))
+        .map(|o| o.status.as_str())
+        .collect();
+    let update_orders = async {
+        if moved.is_empty() {
+            return Ok(0);
+        }
+        let sql = "UPDATE orders AS o SET status = u.status, updated_at_ms = u.updated_at_ms
+                   FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[])
+                        AS u (id, status, updated_at_ms, was_status)
+                   WHERE o.id = u.id AND o.status = u.was_status";
+        let params: [&(dyn ToSql + Sync); 4] = [&moved_ids, &moved_status, &moved_at, &was_status];
+        execute(client, "updating orders", sql, &params).await
     };
 
     let purge = async {
@@ -711,15 +769,27 @@ async fn apply(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Resul
         execute(client, "writing idempotency keys", sql, &params).await
     };
 
-    let ((updated, _), (_, _, remembered)) = try_join(
+    let ((updated, _), (placed_count, moved_count), (_, remembered)) = try_join3(
         try_join(update, create),
-        try_join3(upsert_orders, purge, remember),
+        try_join(insert_orders, update_orders),
+        try_join(purge, remember),
     )
     .await?;
     if updated != changed.len() as u64 {
-        return Err(Error::Storage(format!(
-            "updated {updated} of {} locked events",
+        return Err(Error::Contention(format!(
+            "updated {updated} of {} locked events: one was no longer as read under its lock",
             changed.len()
+        )));
+    }
+    if placed_count != placed.len() as u64 {
+        return Err(Error::Contention(
+            "a reservation id was used on another replica at the same moment".into(),
+        ));
+    }
+    if moved_count != moved.len() as u64 {
+        return Err(Error::Contention(format!(
+            "updated {moved_count} of {} orders: one was no longer as read under its lock",
+            moved.len()
         )));
     }
     if remembered != records.len() as u64 {
@@ -730,8 +800,9 @@ async fn apply(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Resul
     Ok(())
 }
 
-fn stock_columns(events: &[&Event]) -> [Vec<i64>; 4] {
-    let column = |pick: fn(&Stock) -> u64| events.iter().map(|e| stored(pick(&e.stock))).collect();
+/// Capacity, available, held and sold, each as a column for `UNNEST`.
+fn stock_columns<'a>(stocks: impl Iterator<Item = &'a Stock> + Clone) -> [Vec<i64>; 4] {
+    let column = |pick: fn(&Stock) -> u64| stocks.clone().map(|s| stored(pick(s))).collect();
     [
         column(|s| s.capacity),
         column(|s| s.available),
@@ -743,17 +814,26 @@ fn stock_columns(events: &[&Event]) -> [Vec<i64>; 4] {
 /// The writer's side of the shared ledger.
 pub struct PostgresLedger {
     db: Arc<Db>,
-    /// The writer's connection, kept between batches while it is sound.
-    client: Option<Object>,
-    /// Set between [`Ledger::begin`] and [`Ledger::commit`].
-    locked: Option<Locked>,
+    /// The writer's connection between batches, kept while it is sound.
+    idle: Option<Object>,
+    /// The batch between [`Ledger::begin`] and [`Ledger::commit`].
+    batch: Option<OpenBatch>,
     /// The schema is known to be up to date.
     migrated: bool,
     /// This store's identity, read at the first load.
     store_id: Option<String>,
-    /// A statement inside the open batch failed, so its transaction is gone: the batch must not
-    /// commit (its decisions may rest on a read that never happened).
-    batch_failed: Option<Error>,
+}
+
+/// A batch's transaction and the one connection it lives on. Its locks, and so every decision
+/// taken on what it read, are only good on this connection: if the connection goes, the batch
+/// fails. It is never finished on another connection, where its writes would run outside any
+/// transaction and overwrite what other replicas committed after the locks were lost.
+struct OpenBatch {
+    client: Object,
+    locked: Locked,
+    /// A statement of the batch failed, so its transaction is aborted or gone: it must not
+    /// commit, since its decisions may rest on a read that never happened.
+    failed: Option<Error>,
 }
 
 impl PostgresLedger {
@@ -762,62 +842,84 @@ impl PostgresLedger {
     pub fn open(config: &PostgresConfig) -> Result<Self, Error> {
         Ok(Self {
             db: Arc::new(Db::open(config)?),
-            client: None,
-            locked: None,
+            idle: None,
+            batch: None,
             migrated: false,
             store_id: None,
-            batch_failed: None,
         })
     }
 
-    /// Runs `work` on the writer's connection, opening one if needed (but never in the middle of
-    /// a batch: its transaction lived on the old one), and keeps the connection if it is sound.
-    /// After a failure of `work` that may leave a transaction open (`transaction`), it is rolled
-    /// back; a connection that cannot even do that is closed, and the next call opens a new one.
+    /// The writer's connection for work outside a batch, opening one if needed.
+    fn connection(&mut self) -> Result<Object, Error> {
+        match self.idle.take() {
+            Some(client) if !client.is_closed() => Ok(client),
+            _ => self.db.block_on(connect(&self.db.pool)),
+        }
+    }
+
+    /// Runs `work` on the writer's connection outside any batch. After a failure of `work` that
+    /// may leave a transaction open (`transaction`), the connection is put right (see
+    /// [`Self::keep_after`]).
     fn with_client<T>(
         &mut self,
         transaction: bool,
         work: impl AsyncFnOnce(&Object) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let db = Arc::clone(&self.db);
-        let client = match self.client.take() {
-            Some(client) if !client.is_closed() => client,
-            _ if self.locked.is_some() => {
-                let lost = Error::Unavailable("the database connection was lost mid-batch".into());
-                self.batch_failed = Some(lost.clone());
-                return Err(lost);
-            }
-            _ => db.block_on(connect(&db.pool))?,
-        };
-        let outcome = db.block_on(work(&client));
-        let Err(error) = &outcome else {
-            self.client = Some(client);
-            return outcome;
-        };
-        if self.locked.is_some() {
-            self.batch_failed = Some(error.clone());
+        debug_assert!(
+            self.batch.is_none(),
+            "work outside a batch while one is open"
+        );
+        let client = self.connection()?;
+        let outcome = self.db.block_on(work(&client));
+        match &outcome {
+            Ok(_) => self.idle = Some(client),
+            Err(error) => self.keep_after(client, error, transaction),
         }
-        if timed_out(error) {
-            // A connection whose server stopped answering would only time out again: close it
-            // now, so the next call fails (or succeeds) at once on a new one.
+        outcome
+    }
+
+    /// Runs `work` inside the open batch, on the batch's own connection; a failure fails the
+    /// batch.
+    fn in_batch<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&Object, &mut Locked) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let Some(batch) = self.batch.as_mut() else {
+            return Err(Error::Internal("no batch is open".into()));
+        };
+        if let Some(error) = &batch.failed {
+            return Err(error.clone());
+        }
+        let outcome = self.db.block_on(work(&batch.client, &mut batch.locked));
+        if let Err(error) = &outcome {
+            batch.failed = Some(error.clone());
+        }
+        outcome
+    }
+
+    /// Keeps `client` for the next call after `error`, if it is sound: a connection that timed
+    /// out or closed is dropped (the next call opens a new one), and one that may be inside a
+    /// transaction (`transaction`) is rolled back first, or dropped if even that fails. Dropping
+    /// detaches the connection from the pool, so closing it ends any transaction on it.
+    fn keep_after(&mut self, client: Object, error: &Error, transaction: bool) {
+        if timed_out(error) || client.is_closed() {
+            // A server that stopped answering would only time out again on this connection.
             drop(Object::take(client));
-        } else if !transaction {
-            if !client.is_closed() {
-                self.client = Some(client);
-            }
-        } else if !client.is_closed() {
+            return;
+        }
+        if transaction {
             let rollback = async {
                 client
                     .batch_execute("ROLLBACK")
                     .await
                     .map_err(failed("rolling back"))
             };
-            match db.block_on(rollback) {
-                Ok(()) => self.client = Some(client),
-                Err(_) => drop(Object::take(client)),
+            if self.db.block_on(rollback).is_err() {
+                drop(Object::take(client));
+                return;
             }
         }
-        outcome
+        self.idle = Some(client);
     }
 }
 
@@ -850,34 +952,50 @@ impl Ledger for PostgresLedger {
     }
 
     fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
-        if let Some(locked) = &self.locked
-            && locked.orders_read.contains(&id)
-        {
-            return Ok(locked.orders.get(&id).cloned());
+        if self.batch.is_none() {
+            return self.with_client(false, async |client| select_order(client, id).await);
         }
-        let in_batch = self.locked.is_some();
-        self.with_client(in_batch, async |client| select_order(client, id).await)
+        self.in_batch(async |client, locked| {
+            if locked.orders_read.contains(&id) {
+                return Ok(locked.orders.get(&id).cloned());
+            }
+            // Read inside the batch's transaction, and remembered as read: if the batch changes
+            // it, the write checks that it is still as read here.
+            let order = select_order(client, id).await?;
+            locked.read_order(id, order.clone());
+            Ok(order)
+        })
     }
 
     fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error> {
-        if let Some(locked) = &self.locked
-            && locked.keys_read.contains(key)
-        {
-            return Ok(locked.keys.get(key).cloned());
+        if self.batch.is_none() {
+            return self.with_client(false, async |client| select_key(client, key).await);
         }
-        let in_batch = self.locked.is_some();
-        self.with_client(in_batch, async |client| select_key(client, key).await)
+        self.in_batch(async |client, locked| {
+            if locked.keys_read.contains(key) {
+                return Ok(locked.keys.get(key).cloned());
+            }
+            select_key(client, key).await
+        })
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
-        if let Some(error) = self.batch_failed.take() {
-            self.locked = None;
+        let Some(open) = self.batch.take() else {
+            // Outside a batch (an event created at start-up): in a transaction of its own.
+            return self.with_client(true, async |client| write(client, batch, None).await);
+        };
+        if let Some(error) = open.failed {
+            self.keep_after(open.client, &error, true);
             return Err(error);
         }
-        let locked = self.locked.take();
-        self.with_client(true, async |client| {
-            write(client, batch, locked.as_ref()).await
-        })
+        let written = self
+            .db
+            .block_on(write(&open.client, batch, Some(&open.locked)));
+        match &written {
+            Ok(()) => self.idle = Some(open.client),
+            Err(error) => self.keep_after(open.client, error, true),
+        }
+        written
     }
 
     fn insert_event_if_absent(&mut self, event: &Event) -> Result<bool, Error> {
@@ -905,11 +1023,26 @@ impl Ledger for PostgresLedger {
     }
 
     fn begin(&mut self, plan: &Plan) -> Result<Snapshot, Error> {
-        self.locked = None;
-        self.batch_failed = None;
-        let (snapshot, locked) = self.with_client(true, async |client| lock(client, plan).await)?;
-        self.locked = Some(locked);
-        Ok(snapshot)
+        if let Some(abandoned) = self.batch.take() {
+            // Not committed: whatever it held ends with its transaction.
+            let error = Error::Internal("a batch was left open".into());
+            self.keep_after(abandoned.client, &error, true);
+        }
+        let client = self.connection()?;
+        match self.db.block_on(lock(&client, plan)) {
+            Ok((snapshot, locked)) => {
+                self.batch = Some(OpenBatch {
+                    client,
+                    locked,
+                    failed: None,
+                });
+                Ok(snapshot)
+            }
+            Err(error) => {
+                self.keep_after(client, &error, true);
+                Err(error)
+            }
+        }
     }
 }
 
