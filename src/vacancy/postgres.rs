@@ -245,6 +245,16 @@ fn failed(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
             {
                 Error::Contention(text)
             }
+            // The server is going away or is not the primary (shutting down, restarting, a
+            // standby, a session ended by an operator): the database is unavailable for now,
+            // not broken.
+            Some(code)
+                if code.code().starts_with("08")
+                    || code.code().starts_with("57P")
+                    || *code == SqlState::READ_ONLY_SQL_TRANSACTION =>
+            {
+                Error::Unavailable(format!("the database is unavailable: {text}"))
+            }
             Some(_) => Error::Storage(text),
             None => Error::Unavailable(format!("the database is unreachable: {text}")),
         }
@@ -769,8 +779,11 @@ async fn apply(client: &Object, batch: &Batch, locked: Option<&Locked>) -> Resul
         execute(client, "writing idempotency keys", sql, &params).await
     };
 
-    let ((updated, _), (placed_count, moved_count), (_, remembered)) = try_join3(
-        try_join(update, create),
+    // New events first, on their own: the batch's orders may name them, and statements sent
+    // together can reach the server out of order while one of them is still being prepared.
+    create.await?;
+    let (updated, (placed_count, moved_count), (_, remembered)) = try_join3(
+        update,
         try_join(insert_orders, update_orders),
         try_join(purge, remember),
     )
@@ -829,11 +842,36 @@ pub struct PostgresLedger {
 /// fails. It is never finished on another connection, where its writes would run outside any
 /// transaction and overwrite what other replicas committed after the locks were lost.
 struct OpenBatch {
-    client: Object,
+    /// `None` once handed back by [`OpenBatch::end`].
+    client: Option<Object>,
     locked: Locked,
     /// A statement of the batch failed, so its transaction is aborted or gone: it must not
     /// commit, since its decisions may rest on a read that never happened.
     failed: Option<Error>,
+}
+
+impl OpenBatch {
+    fn client(&self) -> Result<&Object, Error> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| Error::Internal("the batch has ended".into()))
+    }
+
+    /// The connection, for the ledger to keep or put right once the batch is over.
+    fn end(mut self) -> Option<Object> {
+        self.client.take()
+    }
+}
+
+impl Drop for OpenBatch {
+    /// A batch dropped without ending (the writer panicked mid-batch) must not hand its open
+    /// transaction, and the row locks it holds, back to the pool for a reader to run inside:
+    /// detached from the pool, the connection closes, and the server rolls the transaction back.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+    }
 }
 
 impl PostgresLedger {
@@ -890,7 +928,10 @@ impl PostgresLedger {
         if let Some(error) = &batch.failed {
             return Err(error.clone());
         }
-        let outcome = self.db.block_on(work(&batch.client, &mut batch.locked));
+        let Some(client) = batch.client.as_ref() else {
+            return Err(Error::Internal("the batch has ended".into()));
+        };
+        let outcome = self.db.block_on(work(client, &mut batch.locked));
         if let Err(error) = &outcome {
             batch.failed = Some(error.clone());
         }
@@ -984,16 +1025,18 @@ impl Ledger for PostgresLedger {
             // Outside a batch (an event created at start-up): in a transaction of its own.
             return self.with_client(true, async |client| write(client, batch, None).await);
         };
-        if let Some(error) = open.failed {
-            self.keep_after(open.client, &error, true);
-            return Err(error);
-        }
-        let written = self
-            .db
-            .block_on(write(&open.client, batch, Some(&open.locked)));
-        match &written {
-            Ok(()) => self.idle = Some(open.client),
-            Err(error) => self.keep_after(open.client, error, true),
+        let written = match &open.failed {
+            Some(error) => Err(error.clone()),
+            None => match open.client() {
+                Ok(client) => self.db.block_on(write(client, batch, Some(&open.locked))),
+                Err(error) => Err(error),
+            },
+        };
+        if let Some(client) = open.end() {
+            match &written {
+                Ok(()) => self.idle = Some(client),
+                Err(error) => self.keep_after(client, error, true),
+            }
         }
         written
     }
@@ -1023,16 +1066,16 @@ impl Ledger for PostgresLedger {
     }
 
     fn begin(&mut self, plan: &Plan) -> Result<Snapshot, Error> {
-        if let Some(abandoned) = self.batch.take() {
+        if let Some(abandoned) = self.batch.take().and_then(OpenBatch::end) {
             // Not committed: whatever it held ends with its transaction.
             let error = Error::Internal("a batch was left open".into());
-            self.keep_after(abandoned.client, &error, true);
+            self.keep_after(abandoned, &error, true);
         }
         let client = self.connection()?;
         match self.db.block_on(lock(&client, plan)) {
             Ok((snapshot, locked)) => {
                 self.batch = Some(OpenBatch {
-                    client,
+                    client: Some(client),
                     locked,
                     failed: None,
                 });
