@@ -107,11 +107,34 @@ impl ReservationId {
 
 /// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters. A request repeated with the
 /// same key gets the first answer and changes nothing, for as long as the inventory keeps keys.
+///
+/// Or the key the ticket service gives a change the client sent without one, so that its retries
+/// across the hop get the first answer too (see [`Self::for_call`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
 
+/// What starts a key made for one call. The space keeps it apart from every client's key, which is
+/// visible characters only: one client's key can never answer for another's call.
+const CALL_KEY_PREFIX: &str = "call ";
+
 impl IdempotencyKey {
     pub const LEN_MAX: usize = 255;
+
+    /// The key of one call the ticket service makes, the same on each retry of it.
+    pub fn for_call(id: Uuid) -> Self {
+        Self(format!("{CALL_KEY_PREFIX}{id}"))
+    }
+
+    /// A key as stored: a client's, or one made [`Self::for_call`].
+    pub fn decode(stored: &str) -> Result<Self, Error> {
+        Self::parse(stored).or_else(|error| {
+            stored
+                .strip_prefix(CALL_KEY_PREFIX)
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .map(Self::for_call)
+                .ok_or(error)
+        })
+    }
 
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let valid = !raw.is_empty()
@@ -475,6 +498,21 @@ mod tests {
         assert!(IdempotencyKey::parse("order-7f3a").is_ok());
         for bad in ["", "has space", &"k".repeat(256)] {
             assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys_made_for_calls_are_apart_from_clients_keys() {
+        let id = Uuid::now_v7();
+        let made = IdempotencyKey::for_call(id);
+        assert!(IdempotencyKey::parse(made.as_str()).is_err());
+        assert!(IdempotencyKey::parse(&id.to_string()).unwrap() != made);
+        // Both kinds come back from the store as they went in.
+        assert_eq!(IdempotencyKey::decode(made.as_str()), Ok(made));
+        let client = IdempotencyKey::parse("call-7").unwrap();
+        assert_eq!(IdempotencyKey::decode("call-7"), Ok(client));
+        for bad in ["call ", "call x", "call  7", "has space"] {
+            assert!(IdempotencyKey::decode(bad).is_err(), "{bad:?}");
         }
     }
 

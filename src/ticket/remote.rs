@@ -32,8 +32,10 @@ pub struct RemoteConfig {
     /// How long an idle connection is kept for reuse.
     pub keep_alive: Duration,
     /// Most tries of one call when vacancy cannot be reached, all within `timeout`. Safe because a
-    /// reservation carries its own id (vacancy answers a repeated one with the first answer) and
-    /// confirm, release and cancel are idempotent. Creating and replenishing events are tried once.
+    /// reservation carries its own id (vacancy answers a repeated one with the first answer), and
+    /// confirm, release and cancel carry the client's idempotency key or, without one, an id of
+    /// their own (vacancy answers their repeats with the first answer too). Creating and
+    /// replenishing events are tried once.
     pub attempts_max: u32,
     /// Sent as `x-service-token` on every call, when vacancy requires one.
     pub service_token: Option<String>,
@@ -46,6 +48,30 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// Header carrying the service token from ticket to vacancy.
 pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
+
+/// Header carrying, in place of a client's idempotency key, the id ticket gives one change it
+/// passes on to vacancy: the same on every try of that call, so vacancy answers a retry with the
+/// first try's answer rather than deciding afresh (a cancel that cancelled must not come back as
+/// "already cancelled; nothing changed").
+pub const CALL_ID_HEADER: &str = "x-call-id";
+
+/// What lets vacancy recognise a repeat of a call.
+#[derive(Clone, Copy)]
+enum Repeat<'a> {
+    /// Nothing beyond the call itself: reads, and reservations (which carry their own id).
+    Plain,
+    /// The client's `Idempotency-Key`, passed on.
+    Key(&'a IdempotencyKey),
+    /// No client key: an id of this call's own, the same on every try.
+    CallId(uuid::Uuid),
+}
+
+impl<'a> Repeat<'a> {
+    /// For a change that is not a reservation: the client's key, or else a new id for this call.
+    fn change(key: Option<&'a IdempotencyKey>) -> Self {
+        key.map_or_else(|| Repeat::CallId(uuid::Uuid::now_v7()), Repeat::Key)
+    }
+}
 
 /// How one call may be repeated and what it carries.
 #[derive(Clone, Copy)]
@@ -241,12 +267,14 @@ impl RemoteVacancyClient {
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
-        key: Option<&IdempotencyKey>,
+        repeat: Repeat<'_>,
         kind: Call,
     ) -> Result<Bytes, Error> {
         let started = Instant::now();
         let deadline = started + self.config.timeout;
-        let outcome = self.attempts(method, path, body, key, kind, deadline).await;
+        let outcome = self
+            .attempts(method, path, body, repeat, kind, deadline)
+            .await;
         let result = if outcome.is_ok() { "ok" } else { "error" };
         metrics::counter!("ticketd_vacancy_calls_total", "outcome" => result).increment(1);
         metrics::histogram!("ticketd_vacancy_call_duration_seconds")
@@ -259,7 +287,7 @@ impl RemoteVacancyClient {
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
-        key: Option<&IdempotencyKey>,
+        repeat: Repeat<'_>,
         kind: Call,
         deadline: Instant,
     ) -> Result<Bytes, Error> {
@@ -279,8 +307,14 @@ impl RemoteVacancyClient {
             if let Some(id) = &request_id {
                 request = request.insert_header((REQUEST_ID_HEADER, id.as_str()));
             }
-            if let Some(key) = key {
-                request = request.insert_header((IDEMPOTENCY_KEY_HEADER, key.as_str()));
+            match repeat {
+                Repeat::Plain => {}
+                Repeat::Key(key) => {
+                    request = request.insert_header((IDEMPOTENCY_KEY_HEADER, key.as_str()));
+                }
+                Repeat::CallId(id) => {
+                    request = request.insert_header((CALL_ID_HEADER, id.to_string()));
+                }
             }
             if let Some(token) = &self.config.service_token {
                 request = request.insert_header((SERVICE_TOKEN_HEADER, token.as_str()));
@@ -385,7 +419,7 @@ impl VacancyClient for RemoteVacancyClient {
                 Method::POST,
                 &path,
                 Some(&body),
-                reservation.key.as_ref(),
+                reservation.key.as_ref().map_or(Repeat::Plain, Repeat::Key),
                 Call::Idempotent,
             )
             .await?;
@@ -405,15 +439,17 @@ impl VacancyClient for RemoteVacancyClient {
         key: Option<IdempotencyKey>,
     ) -> Result<Order, Error> {
         let path = format!("/api/v1/holds/{id}/confirm");
+        let repeat = Repeat::change(key.as_ref());
         let bytes = self
-            .call(Method::POST, &path, None, key.as_ref(), Call::Idempotent)
+            .call(Method::POST, &path, None, repeat, Call::Idempotent)
             .await?;
         decode::<wire::OrderResponse>(&bytes)?.into_domain()
     }
 
     async fn release(&self, id: ReservationId, key: Option<IdempotencyKey>) -> Result<(), Error> {
         let path = format!("/api/v1/holds/{id}");
-        self.call(Method::DELETE, &path, None, key.as_ref(), Call::Idempotent)
+        let repeat = Repeat::change(key.as_ref());
+        self.call(Method::DELETE, &path, None, repeat, Call::Idempotent)
             .await?;
         Ok(())
     }
@@ -424,8 +460,9 @@ impl VacancyClient for RemoteVacancyClient {
         key: Option<IdempotencyKey>,
     ) -> Result<Cancelled, Error> {
         let path = format!("/api/v1/orders/{id}/cancel");
+        let repeat = Repeat::change(key.as_ref());
         let bytes = self
-            .call(Method::POST, &path, None, key.as_ref(), Call::Idempotent)
+            .call(Method::POST, &path, None, repeat, Call::Idempotent)
             .await?;
         let answer: wire::CancelResponse = decode(&bytes)?;
         Ok(Cancelled {
@@ -437,7 +474,7 @@ impl VacancyClient for RemoteVacancyClient {
     async fn order(&self, id: ReservationId) -> Result<Order, Error> {
         let path = format!("/api/v1/orders/{id}");
         let bytes = self
-            .call(Method::GET, &path, None, None, Call::Idempotent)
+            .call(Method::GET, &path, None, Repeat::Plain, Call::Idempotent)
             .await?;
         decode::<wire::OrderResponse>(&bytes)?.into_domain()
     }
@@ -445,14 +482,20 @@ impl VacancyClient for RemoteVacancyClient {
     async fn event(&self, id: &EventId) -> Result<Event, Error> {
         let path = format!("/api/v1/events/{id}");
         let bytes = self
-            .call(Method::GET, &path, None, None, Call::Idempotent)
+            .call(Method::GET, &path, None, Repeat::Plain, Call::Idempotent)
             .await?;
         decode::<wire::EventResponse>(&bytes)?.into_domain()
     }
 
     async fn events(&self) -> Result<Vec<Event>, Error> {
         let bytes = self
-            .call(Method::GET, "/api/v1/events", None, None, Call::Idempotent)
+            .call(
+                Method::GET,
+                "/api/v1/events",
+                None,
+                Repeat::Plain,
+                Call::Idempotent,
+            )
             .await?;
         let answer: wire::EventsResponse = decode(&bytes)?;
         answer
@@ -469,7 +512,7 @@ impl VacancyClient for RemoteVacancyClient {
                 Method::POST,
                 "/api/v1/events",
                 Some(&body),
-                None,
+                Repeat::Plain,
                 Call::AdminOnce,
             )
             .await?;
@@ -480,7 +523,13 @@ impl VacancyClient for RemoteVacancyClient {
         let path = format!("/api/v1/events/{id}/stock");
         let body = json!({ "qty": qty });
         let bytes = self
-            .call(Method::POST, &path, Some(&body), None, Call::AdminOnce)
+            .call(
+                Method::POST,
+                &path,
+                Some(&body),
+                Repeat::Plain,
+                Call::AdminOnce,
+            )
             .await?;
         decode::<wire::EventResponse>(&bytes)?.into_domain()
     }

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
@@ -58,9 +58,15 @@ const COPY_CHUNK: usize = 5_000;
 pub const CAPACITY_MAX: u64 = 1_000_000_000_000;
 
 /// Where the inventory reads the time; tests substitute a clock they move by hand.
+///
+/// Two sides, for two jobs. The wall clock says when things happen: hold deadlines, `*_at_ms`,
+/// what is stored and shown. It can be stepped, even backwards (NTP), so nothing is scheduled by
+/// it: how long to wait, and when to do a periodic chore again, come from the monotonic side.
 pub trait Clock: Send + Sync + 'static {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
+    /// A time that never goes backwards, for measuring waits and intervals; never stored.
+    fn monotonic(&self) -> Instant;
 }
 
 pub struct SystemClock;
@@ -70,6 +76,10 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis() as i64)
+    }
+
+    fn monotonic(&self) -> Instant {
+        Instant::now()
     }
 }
 
@@ -146,6 +156,8 @@ impl Inventory {
                         Ok(holds) => holds,
                         Err(error) => return drop(opened.send(Err(error))),
                     };
+                    // Everything periodic is due at once: a new writer sweeps and purges first.
+                    let now = clock.monotonic();
                     let writer = Writer {
                         shared: ledger.shared_reads().is_some(),
                         ledger,
@@ -153,10 +165,11 @@ impl Inventory {
                         holds,
                         batch_size_max: config.batch_size_max,
                         clock,
-                        expiry_paused_until_ms: 0,
+                        expiry_paused_until: now,
+                        expiry_retry: std::time::Duration::ZERO,
                         key_ttl_ms,
-                        keys_purged_at_ms: 0,
-                        swept_at_ms: 0,
+                        keys_purge_due: now,
+                        sweep_due: now,
                         failing: false,
                     };
                     let _ = opened.send(Ok(writer.ledger.store_id()));
@@ -609,24 +622,50 @@ mod tests {
         );
     }
 
-    struct ManualClock(std::sync::atomic::AtomicI64);
+    /// A clock moved by hand: time passing moves both its sides; the wall clock can also be
+    /// stepped on its own, as NTP does.
+    struct ManualClock {
+        wall_ms: std::sync::atomic::AtomicI64,
+        started: Instant,
+        elapsed_ms: std::sync::atomic::AtomicU64,
+    }
 
     impl Clock for ManualClock {
         fn now_ms(&self) -> i64 {
-            self.0.load(std::sync::atomic::Ordering::SeqCst)
+            self.wall_ms.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn monotonic(&self) -> Instant {
+            let elapsed_ms = self.elapsed_ms.load(std::sync::atomic::Ordering::SeqCst);
+            self.started + std::time::Duration::from_millis(elapsed_ms)
         }
     }
 
     impl ManualClock {
-        fn advance_ms(&self, ms: i64) {
-            self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        fn new(wall_ms: i64) -> Self {
+            Self {
+                wall_ms: std::sync::atomic::AtomicI64::new(wall_ms),
+                started: Instant::now(),
+                elapsed_ms: std::sync::atomic::AtomicU64::new(0),
+            }
+        }
+
+        fn advance_ms(&self, ms: u64) {
+            self.step_wall_ms(ms as i64);
+            self.elapsed_ms
+                .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn step_wall_ms(&self, ms: i64) {
+            self.wall_ms
+                .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
         }
     }
 
     #[test]
     fn holds_confirm_release_expire_and_cancel_move_tickets_exactly_once() {
         use crate::domain::OrderStatus::*;
-        let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_000_000)));
+        let clock = Arc::new(ManualClock::new(1_000_000));
         let config = InventoryConfig {
             initial_stock: 10,
             ..InventoryConfig::default()
@@ -742,7 +781,7 @@ mod tests {
 
     #[test]
     fn idempotency_keys_answer_repeats_until_they_lapse() {
-        let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_000_000)));
+        let clock = Arc::new(ManualClock::new(1_000_000));
         let config = InventoryConfig {
             initial_stock: 10,
             idempotency_ttl_seconds: 10,
@@ -776,6 +815,210 @@ mod tests {
                 .sold,
             5
         );
+    }
+
+    /// A memory ledger whose order lookups fail while `failing` is set; counts every lookup.
+    struct FlakyLookups {
+        inner: MemoryLedger,
+        failing: Arc<std::sync::atomic::AtomicBool>,
+        lookups: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Ledger for FlakyLookups {
+        fn load(&mut self) -> Result<Vec<Event>, Error> {
+            self.inner.load()
+        }
+        fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
+            self.inner.live_holds()
+        }
+        fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
+            self.lookups
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Storage("the disk is gone".into()));
+            }
+            self.inner.find_order(id)
+        }
+        fn find_key(
+            &mut self,
+            key: &IdempotencyKey,
+        ) -> Result<Option<crate::domain::KeyRecord>, Error> {
+            self.inner.find_key(key)
+        }
+        fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
+            self.inner.commit(batch)
+        }
+    }
+
+    /// The store cannot look a due hold up. The writer must not try again at once, batch after
+    /// batch (or with no batch at all, spinning): it waits, longer each time up to a stated limit,
+    /// and answers requests meanwhile. Time here is the test clock's: with it standing still, no
+    /// wait has passed, so any further lookup would be a retry without waiting.
+    #[test]
+    fn a_failing_hold_lookup_is_retried_with_growing_waits() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        let first_ms = writer::EXPIRY_RETRY_FIRST.as_millis() as u64;
+        let max_ms = writer::EXPIRY_RETRY_MAX.as_millis() as u64;
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let (failing, lookups) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let ledger = FlakyLookups {
+            inner: MemoryLedger::new(),
+            failing: Arc::clone(&failing),
+            lookups: Arc::clone(&lookups),
+        };
+        let config = InventoryConfig {
+            initial_stock: 10,
+            ..InventoryConfig::default()
+        };
+        let inventory =
+            Inventory::open_with_clock(Box::new(ledger), config, clock.clone()).unwrap();
+        // Adding stock is a batch of its own that looks no order up: it counts only expiries.
+        let request = || {
+            let event = run(inventory.replenish(EventId::default_event(), 1)).unwrap();
+            event.stock.available
+        };
+        let hold = Reservation {
+            hold_ttl_seconds: Some(1),
+            ..reservation(2)
+        };
+        let hold = run(inventory.reserve(hold)).unwrap().order.unwrap();
+        failing.store(true, SeqCst);
+        let before = lookups.load(SeqCst);
+        clock.advance_ms(1000);
+
+        // The first try fails; with no time passing, ten more batches try nothing more.
+        for _ in 0..10 {
+            request();
+        }
+        assert_eq!(lookups.load(SeqCst), before + 1, "retried without waiting");
+
+        // Each wait is twice the one before, up to the limit.
+        let mut wait_ms = first_ms;
+        let mut tries = 1;
+        while wait_ms < max_ms {
+            clock.advance_ms(wait_ms - 1);
+            request();
+            assert_eq!(
+                lookups.load(SeqCst),
+                before + tries,
+                "retried after {wait_ms} - 1 ms"
+            );
+            clock.advance_ms(1);
+            request();
+            tries += 1;
+            assert_eq!(
+                lookups.load(SeqCst),
+                before + tries,
+                "no retry after {wait_ms} ms"
+            );
+            wait_ms = (wait_ms * 2).min(max_ms);
+        }
+        // ...and never longer than the limit.
+        let mut available = 0;
+        for _ in 0..5 {
+            clock.advance_ms(max_ms);
+            available = request();
+            tries += 1;
+            assert_eq!(lookups.load(SeqCst), before + tries);
+        }
+
+        // The store is back: the hold expires with the next try, and its tickets return.
+        failing.store(false, SeqCst);
+        clock.advance_ms(max_ms);
+        assert_eq!(request(), available + 1 + 2);
+        let expired = run(inventory.order(hold.id)).unwrap();
+        assert_eq!(expired.status, crate::domain::OrderStatus::Expired);
+    }
+
+    /// A memory ledger that says it is shared with other replicas, so its writer looks for due
+    /// holds now and then; counts those sweeps.
+    struct SweptLedger {
+        inner: MemoryLedger,
+        sweeps: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    struct NoSharedReads;
+
+    #[async_trait::async_trait]
+    impl SharedReads for NoSharedReads {
+        async fn event(&self, _: &EventId) -> Result<Option<Event>, Error> {
+            Ok(None)
+        }
+        async fn events(&self) -> Result<Vec<Event>, Error> {
+            Ok(Vec::new())
+        }
+        async fn order(&self, _: ReservationId) -> Result<Option<Order>, Error> {
+            Ok(None)
+        }
+    }
+
+    impl Ledger for SweptLedger {
+        fn load(&mut self) -> Result<Vec<Event>, Error> {
+            self.inner.load()
+        }
+        fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
+            self.inner.live_holds()
+        }
+        fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
+            self.inner.find_order(id)
+        }
+        fn find_key(
+            &mut self,
+            key: &IdempotencyKey,
+        ) -> Result<Option<crate::domain::KeyRecord>, Error> {
+            self.inner.find_key(key)
+        }
+        fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
+            self.inner.commit(batch)
+        }
+        fn shared_reads(&self) -> Option<Arc<dyn SharedReads>> {
+            Some(Arc::new(NoSharedReads))
+        }
+        fn begin(&mut self, plan: &ledger::Plan) -> Result<ledger::Snapshot, Error> {
+            if plan.sweep_max > 0 {
+                self.sweeps
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            Ok(ledger::Snapshot {
+                events: self.inner.load()?,
+                due: Vec::new(),
+            })
+        }
+    }
+
+    /// The wall clock is stepped back an hour (an NTP correction). A replica on a shared store
+    /// must go on looking for due holds on schedule, not stop until the wall clock catches up.
+    #[test]
+    fn sweeps_keep_their_schedule_when_the_wall_clock_steps_back() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let interval_ms = writer::SWEEP_INTERVAL.as_millis() as u64;
+        let clock = Arc::new(ManualClock::new(10_000_000));
+        let sweeps = Arc::new(AtomicUsize::new(0));
+        let ledger = SweptLedger {
+            inner: MemoryLedger::new(),
+            sweeps: Arc::clone(&sweeps),
+        };
+        let inventory =
+            Inventory::open_with_clock(Box::new(ledger), InventoryConfig::default(), clock.clone())
+                .unwrap();
+        let request = || run(inventory.replenish(EventId::default_event(), 1)).unwrap();
+        // A new writer sweeps at once (on waking, or with the first batch).
+        request();
+        assert_eq!(sweeps.load(SeqCst), 1);
+
+        clock.step_wall_ms(-3_600_000);
+        clock.advance_ms(interval_ms - 1);
+        request();
+        assert_eq!(sweeps.load(SeqCst), 1, "swept early");
+        for expected in 2..5 {
+            clock.advance_ms(1);
+            request();
+            assert_eq!(sweeps.load(SeqCst), expected, "no sweep on schedule");
+            clock.advance_ms(interval_ms - 1);
+        }
     }
 
     #[test]

@@ -332,7 +332,7 @@ fn order_from(row: &Row) -> Result<Order, Error> {
 
 fn key_from(row: &Row) -> Result<KeyRecord, Error> {
     Ok(KeyRecord {
-        key: IdempotencyKey::parse(column(row, 0)?)?,
+        key: IdempotencyKey::decode(column(row, 0)?)?,
         fingerprint: column(row, 1)?,
         order_id: column::<Option<Uuid>>(row, 2)?.map(ReservationId::from),
         remaining: count(row, 3)?,

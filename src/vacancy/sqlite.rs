@@ -457,7 +457,7 @@ impl SqliteLedger {
     fn key(&self, row: KeyRow) -> Result<KeyRecord, Error> {
         let (key, fingerprint, order_id, remaining, changed, created_at_ms) = row;
         Ok(KeyRecord {
-            key: IdempotencyKey::parse(&key)?,
+            key: IdempotencyKey::decode(&key)?,
             fingerprint,
             order_id: order_id.map(|id| self.id(&id)).transpose()?,
             remaining,

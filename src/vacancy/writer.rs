@@ -16,7 +16,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
@@ -70,14 +70,17 @@ pub(crate) enum Command {
     },
 }
 
-/// How long to wait before trying expiries again after a failed commit.
-const EXPIRY_RETRY: Duration = Duration::from_secs(1);
+/// How long expiry waits after a try that failed (a due hold could not be looked up or the batch
+/// did not commit); each further failure doubles the wait, up to [`EXPIRY_RETRY_MAX`]. Requests
+/// are answered meanwhile, and the first try that works ends the waiting.
+pub(crate) const EXPIRY_RETRY_FIRST: Duration = Duration::from_millis(100);
+pub(crate) const EXPIRY_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// How often lapsed idempotency keys are deleted (with a batch that commits anyway).
-const KEY_PURGE_INTERVAL_MS: i64 = 60_000;
+const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How often a writer on a shared ledger looks for due holds when it has none of its own.
-const SWEEP_INTERVAL_MS: i64 = 1_000;
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many times a batch is decided when replicas sharing a database keep colliding on it.
 const CONTENTION_ATTEMPTS: u32 = 4;
@@ -88,18 +91,31 @@ pub(crate) struct Writer {
     /// Live holds, `(expires_at_ms, id)`, soonest first: committed state, like `events`.
     pub holds: BTreeSet<(i64, ReservationId)>,
     pub batch_size_max: usize,
+    /// Wall-clock time decides and is stored (deadlines, `*_at_ms`); the monotonic side alone
+    /// schedules the writer's own chores, so a wall clock stepped back cannot stall them.
     pub clock: Arc<dyn Clock>,
-    /// No expiry is tried before this time (after a failed commit).
-    pub expiry_paused_until_ms: i64,
+    /// No expiry is tried before this (monotonic) time, after a try that failed.
+    pub expiry_paused_until: Instant,
+    /// The wait after the last failed expiry; zero while expiry works.
+    pub expiry_retry: Duration,
     /// How long an idempotency key is remembered.
     pub key_ttl_ms: i64,
-    pub keys_purged_at_ms: i64,
+    /// When lapsed keys are next deleted (monotonic).
+    pub keys_purge_due: Instant,
     /// The ledger is shared with other replicas: every batch begins by locking and reading it.
     pub shared: bool,
-    /// When due holds were last looked for in a shared ledger.
-    pub swept_at_ms: i64,
+    /// When a shared ledger is next looked at for due holds (monotonic).
+    pub sweep_due: Instant,
     /// The last batch failed to commit (for logging an outage once).
     pub failing: bool,
+}
+
+/// One batch's time: `now_ms` on the wall clock, for decisions and what is stored; `now` on the
+/// monotonic clock, for scheduling.
+#[derive(Clone, Copy)]
+struct Time {
+    now_ms: i64,
+    now: Instant,
 }
 
 /// What one batch has decided but not yet committed.
@@ -185,11 +201,10 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.batch_size_max);
         loop {
             // Wait for a request, or until the next hold is due.
-            let next = match self.next_deadline_ms() {
+            let next = match self.next_wake() {
                 None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(deadline) => {
-                    let wait = deadline.saturating_sub(self.clock.now_ms()).max(0) as u64;
-                    commands.recv_timeout(Duration::from_millis(wait))
+                Some(wake) => {
+                    commands.recv_timeout(wake.saturating_duration_since(self.clock.monotonic()))
                 }
             };
             match next {
@@ -209,26 +224,51 @@ impl Writer {
         tracing::debug!("inventory writer stopped");
     }
 
-    fn next_deadline_ms(&self) -> Option<i64> {
-        let hold = self.holds.first().map(|(deadline, _)| *deadline);
+    /// When the writer must wake with no request (monotonic): when the next hold is due, or a
+    /// shared ledger is next swept, but not while expiry waits after a failure.
+    fn next_wake(&self) -> Option<Instant> {
+        let now = self.clock.monotonic();
+        // A hold's deadline is wall-clock time, as stored and as told to the client.
+        let hold = self.holds.first().map(|(deadline_ms, _)| {
+            let wait_ms = deadline_ms.saturating_sub(self.clock.now_ms()).max(0);
+            now + Duration::from_millis(wait_ms as u64)
+        });
         // A shared ledger also has holds made by other replicas: look for them now and then.
-        let sweep = self.shared.then(|| self.swept_at_ms + SWEEP_INTERVAL_MS);
+        let sweep = self.shared.then_some(self.sweep_due);
         let next = match (hold, sweep) {
             (Some(hold), Some(sweep)) => hold.min(sweep),
             (next, None) | (None, next) => next?,
         };
-        Some(next.max(self.expiry_paused_until_ms))
+        Some(next.max(self.expiry_paused_until))
+    }
+
+    /// Notes how a try at expiry went: once one works, expiry runs with every batch again; after
+    /// a failure it waits, twice as long as the time before, up to `EXPIRY_RETRY_MAX`.
+    fn expiry_tried(&mut self, worked: bool, now: Instant) {
+        if worked {
+            self.expiry_retry = Duration::ZERO;
+            return;
+        }
+        self.expiry_retry = (self.expiry_retry * 2).clamp(EXPIRY_RETRY_FIRST, EXPIRY_RETRY_MAX);
+        self.expiry_paused_until = now + self.expiry_retry;
     }
 
     fn process(&mut self, batch: &mut Vec<Command>) {
         metrics::histogram!("ticketd_ledger_batch_size").record(batch.len() as f64);
         let mut attempt = 1;
         loop {
-            let now = self.clock.now_ms();
-            match self.decide_and_commit(batch, now) {
-                Ok(answers) => {
+            let time = Time {
+                now_ms: self.clock.now_ms(),
+                now: self.clock.monotonic(),
+            };
+            let expiring = time.now >= self.expiry_paused_until;
+            match self.decide_and_commit(batch, time, expiring) {
+                Ok((answers, expired)) => {
                     if std::mem::take(&mut self.failing) {
                         tracing::info!("the store accepts batches again");
+                    }
+                    if expiring {
+                        self.expiry_tried(expired, time.now);
                     }
                     for (command, answer) in batch.drain(..).zip(answers) {
                         command.answer(answer);
@@ -251,7 +291,9 @@ impl Writer {
                         tracing::error!(%error, "batch refused; until one commits again, refusals log at debug");
                         self.failing = true;
                     }
-                    self.expiry_paused_until_ms = now + EXPIRY_RETRY.as_millis() as i64;
+                    if expiring {
+                        self.expiry_tried(false, time.now);
+                    }
                     for command in batch.drain(..) {
                         command.fail(&error);
                     }
@@ -261,19 +303,26 @@ impl Writer {
         }
     }
 
-    /// Decides every request of `batch` in order and commits the decisions as one.
-    fn decide_and_commit(&mut self, batch: &[Command], now: i64) -> Result<Vec<Answer>, Error> {
+    /// Decides every request of `batch` in order and commits the decisions as one; with
+    /// `expiring`, expires the due holds first. Also says whether every due hold was settled.
+    fn decide_and_commit(
+        &mut self,
+        batch: &[Command],
+        time: Time,
+        expiring: bool,
+    ) -> Result<(Vec<Answer>, bool), Error> {
+        let now = time.now_ms;
         if self.shared {
-            self.begin(batch, now)?;
+            self.begin(batch, time)?;
         }
         let mut pending = Pending::default();
-        self.expire_due(&mut pending, now);
+        let expired = !expiring || self.expire_due(&mut pending, now);
         let answers = batch
             .iter()
             .map(|command| self.decide(&mut pending, command, now))
             .collect();
-        self.commit(pending, now)?;
-        Ok(answers)
+        self.commit(pending, time)?;
+        Ok((answers, expired))
     }
 
     fn decide(&mut self, pending: &mut Pending, command: &Command, now: i64) -> Answer {
@@ -306,14 +355,15 @@ impl Writer {
 
     /// Shared ledgers: opens the batch's transaction and takes what it locked as the state to
     /// decide on, in place of this replica's memory.
-    fn begin(&mut self, batch: &[Command], now: i64) -> Result<(), Error> {
+    fn begin(&mut self, batch: &[Command], time: Time) -> Result<(), Error> {
+        let now = time.now_ms;
         // Holds made by other replicas are found by looking: when one of ours is due, and now
         // and then anyway.
         let sweep = self
             .holds
             .first()
             .is_some_and(|(deadline, _)| *deadline <= now)
-            || now - self.swept_at_ms >= SWEEP_INTERVAL_MS;
+            || time.now >= self.sweep_due;
         let mut plan = Plan {
             now_ms: now,
             sweep_max: if sweep { self.batch_size_max } else { 0 },
@@ -348,19 +398,20 @@ impl Writer {
             // due hold made here that another replica settled first is simply forgotten.
             self.holds.retain(|(deadline, _)| *deadline > now);
             self.holds.extend(snapshot.due);
-            self.swept_at_ms = now;
+            self.sweep_due = time.now + SWEEP_INTERVAL;
         }
         Ok(())
     }
 
-    fn commit(&mut self, mut pending: Pending, now: i64) -> Result<(), Error> {
+    fn commit(&mut self, mut pending: Pending, time: Time) -> Result<(), Error> {
+        let now = time.now_ms;
         let orders = pending
             .order_ids
             .iter()
             .filter_map(|id| pending.orders.remove(id))
             .collect();
         // Lapsed idempotency keys go with a batch that commits anyway, at most once a minute.
-        let purge = (!pending.is_empty() && now - self.keys_purged_at_ms >= KEY_PURGE_INTERVAL_MS)
+        let purge = (!pending.is_empty() && time.now >= self.keys_purge_due)
             .then(|| now.saturating_sub(self.key_ttl_ms));
         let batch = Batch {
             events: pending.events.into_values().collect(),
@@ -377,7 +428,7 @@ impl Writer {
                 .record(started.elapsed().as_secs_f64());
         }
         if purge.is_some() {
-            self.keys_purged_at_ms = now;
+            self.keys_purge_due = time.now + KEY_PURGE_INTERVAL;
         }
         let mut events = self.events.write();
         for event in batch.events {
@@ -567,16 +618,16 @@ impl Writer {
         Ok(order)
     }
 
-    fn expire_due(&mut self, pending: &mut Pending, now: i64) {
-        if now < self.expiry_paused_until_ms {
-            return;
-        }
+    /// Expires every hold due by `now`; `false` if one of them could not be looked up (it stays
+    /// due, for the next try).
+    fn expire_due(&mut self, pending: &mut Pending, now: i64) -> bool {
         let due: Vec<(i64, ReservationId)> = self
             .holds
             .iter()
             .take_while(|(deadline, _)| *deadline <= now)
             .copied()
             .collect();
+        let mut settled = true;
         for (deadline, id) in due {
             let expired = self.existing_order(pending, id).and_then(|order| {
                 if order.status == OrderStatus::Held {
@@ -589,9 +640,11 @@ impl Writer {
                 }
             });
             if let Err(error) = expired {
-                tracing::error!(%id, %error, "cannot expire hold");
+                tracing::error!(%id, %error, "cannot expire hold; trying again later");
+                settled = false;
             }
         }
+        settled
     }
 
     /// Runs `act` on order `id`, unless `key` shows this same request was made before: then the

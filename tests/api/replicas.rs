@@ -75,6 +75,13 @@ impl Clock for TestClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
     }
+
+    /// Moves with the wall clock, which these tests only ever move forwards.
+    fn monotonic(&self) -> std::time::Instant {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let start = *START.get_or_init(std::time::Instant::now);
+        start + std::time::Duration::from_millis(self.now_ms() as u64)
+    }
 }
 
 fn replica(database: &TestDatabase, clock: &Arc<TestClock>) -> Inventory {

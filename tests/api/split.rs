@@ -3,8 +3,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -161,6 +161,7 @@ in_process_and_binary!(
     both_deployments_answer_alike,
     vacancy_takes_calls_only_with_the_service_token,
     a_lost_answer_is_retried_without_selling_twice,
+    a_lost_answer_to_a_change_is_retried_with_the_first_answer,
 );
 
 /// Vacancy with a service token refuses callers without it; the ticket service sends it.
@@ -207,7 +208,7 @@ async fn a_lost_answer_is_retried_without_selling_twice(launch: Launch) {
     let data = tempfile::tempdir().unwrap();
     let vacancy_settings = settings(Mode::Vacancy, 0, &options, None, data.path());
     let vacancy = start_server(launch, vacancy_settings, Mode::Vacancy);
-    let proxy = LossyProxy::start(vacancy.addr(), 1);
+    let proxy = LossyProxy::start(vacancy.addr(), &["/reserve"]);
     let app = TestApp::ticket_only(launch, format!("http://{}", proxy.addr), options).await;
     app.wait_until_ready().await;
 
@@ -233,9 +234,120 @@ async fn a_lost_answer_is_retried_without_selling_twice(launch: Launch) {
     );
 }
 
-/// An HTTP/1.1 relay to `target` that loses the answers to the first `to_drop` reservations: it
-/// passes the request on, waits for vacancy's answer, and then closes the caller's connection
-/// without sending it. Stops when dropped.
+/// Vacancy confirms, cancels or releases, but its answer never reaches the ticket service, which
+/// tries again. The client must get the first attempt's answer: above all, a cancel that did
+/// cancel says so (`cancelled: true`), not "already cancelled; nothing changed". With the
+/// client's own Idempotency-Key too, and that key goes on working as before.
+async fn a_lost_answer_to_a_change_is_retried_with_the_first_answer(launch: Launch) {
+    let options = Options {
+        initial_stock: 100,
+        ..Options::default()
+    };
+    let data = tempfile::tempdir().unwrap();
+    let vacancy_settings = settings(Mode::Vacancy, 0, &options, None, data.path());
+    let vacancy = start_server(launch, vacancy_settings, Mode::Vacancy);
+    let losses = ["/confirm", "/cancel", "DELETE ", "/cancel"];
+    let proxy = LossyProxy::start(vacancy.addr(), &losses);
+    let app = TestApp::ticket_only(launch, format!("http://{}", proxy.addr), options).await;
+    app.wait_until_ready().await;
+    let hold = async |qty: u32| {
+        let held = app
+            .post("/api/v1/events/default/holds", json!({ "qty": qty }))
+            .await;
+        assert_eq!(held.status, StatusCode::CREATED, "{held:?}");
+        held.body["hold_id"].as_str().unwrap().to_owned()
+    };
+
+    let id = hold(2).await;
+    let confirmed = app
+        .post(&format!("/api/v1/holds/{id}/confirm"), json!({}))
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{confirmed:?}");
+    assert_eq!(confirmed.body["status"], "confirmed");
+    assert_eq!(app.counts("default").await, (98, 0, 2));
+
+    let cancelled = app
+        .post(&format!("/api/v1/orders/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
+    assert_eq!(cancelled.body["cancelled"], true, "{cancelled:?}");
+    assert_eq!(
+        cancelled.body["message"],
+        "Order cancelled; 2 tickets returned to stock"
+    );
+    assert_eq!(app.counts("default").await, (100, 0, 0));
+
+    let id = hold(3).await;
+    let path = format!("/api/v1/holds/{id}");
+    let released = app.request("DELETE", &path, &[], None).await;
+    assert_eq!(released.status, StatusCode::NO_CONTENT, "{released:?}");
+    assert_eq!(app.counts("default").await, (100, 0, 0));
+    let order = app.get(&format!("/api/v1/orders/{id}")).await;
+    assert_eq!(order.body["status"], "released");
+
+    // The client's own key: its repeat gets the first answer; a call without it, the truth now.
+    let bought = app.purchase(json!(1)).await;
+    let id = bought.body["order_id"].as_str().unwrap();
+    let path = format!("/api/v1/orders/{id}/cancel");
+    let keyed = [("idempotency-key", "cancel-order-7")];
+    let cancel = async |headers: &[(&str, &str)]| {
+        let answer = app.request("POST", &path, headers, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        answer.body["cancelled"].clone()
+    };
+    assert_eq!(cancel(&keyed).await, true);
+    assert_eq!(cancel(&keyed).await, true);
+    assert_eq!(cancel(&[]).await, false);
+    assert_eq!(app.counts("default").await, (100, 0, 0));
+
+    assert_eq!(
+        proxy.dropped.load(Ordering::SeqCst),
+        losses.len(),
+        "an answer was not lost"
+    );
+
+    // Vacancy itself: a call id stands for a key, and must be one id, not a key beside it.
+    let bought = app.purchase(json!(1)).await;
+    let id = bought.body["order_id"].as_str().unwrap();
+    let cancel = async |headers: &[(&str, &str)]| {
+        let url = format!("{}/api/v1/orders/{id}/cancel", vacancy.url());
+        let mut request = app
+            .client()
+            .post(url)
+            .insert_header(("x-service-token", crate::helpers::SERVICE_TOKEN));
+        for header in headers {
+            request = request.insert_header(*header);
+        }
+        app.send(request, None).await.unwrap()
+    };
+    let call = uuid::Uuid::now_v7().to_string();
+    for bad in [
+        vec![("x-call-id", "not-a-uuid")],
+        vec![("x-call-id", call.as_str()), ("idempotency-key", "k-1")],
+    ] {
+        let refused = cancel(&bad).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        app.counts("default").await,
+        (99, 0, 1),
+        "a refusal changed stock"
+    );
+    let first = cancel(&[("x-call-id", &call)]).await;
+    let repeat = cancel(&[("x-call-id", &call)]).await;
+    assert_eq!((first.status, &first.body), (StatusCode::OK, &repeat.body));
+    assert_eq!(repeat.body["cancelled"], true);
+    assert_eq!(cancel(&[]).await.body["cancelled"], false);
+}
+
+/// An HTTP/1.1 relay to `target` that loses one answer for each of `losses`: to the first request
+/// whose request line contains it (and was not picked by an earlier one). It passes the request
+/// on, waits for vacancy's answer, and then closes the caller's connection without sending it.
+/// Stops when dropped.
 struct LossyProxy {
     addr: SocketAddr,
     dropped: Arc<AtomicUsize>,
@@ -243,11 +355,12 @@ struct LossyProxy {
 }
 
 impl LossyProxy {
-    fn start(target: SocketAddr, to_drop: usize) -> Self {
+    fn start(target: SocketAddr, losses: &[&'static str]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let dropped = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let losses = Arc::new(Mutex::new(losses.to_vec()));
         let (dropped_by_relay, stop_relay) = (Arc::clone(&dropped), Arc::clone(&stop));
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -255,8 +368,8 @@ impl LossyProxy {
                     return;
                 }
                 let Ok(client) = client else { continue };
-                let dropped = Arc::clone(&dropped_by_relay);
-                std::thread::spawn(move || relay(client, target, to_drop, &dropped));
+                let (dropped, losses) = (Arc::clone(&dropped_by_relay), Arc::clone(&losses));
+                std::thread::spawn(move || relay(client, target, &losses, &dropped));
             }
         });
         Self {
@@ -275,7 +388,12 @@ impl Drop for LossyProxy {
     }
 }
 
-fn relay(mut client: TcpStream, target: SocketAddr, to_drop: usize, dropped: &AtomicUsize) {
+fn relay(
+    mut client: TcpStream,
+    target: SocketAddr,
+    losses: &Mutex<Vec<&'static str>>,
+    dropped: &AtomicUsize,
+) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
     // Requests on one kept-alive connection, one after another.
     while let Some(request) = read_message(&mut client) {
@@ -289,17 +407,15 @@ fn relay(mut client: TcpStream, target: SocketAddr, to_drop: usize, dropped: &At
         let Some(answer) = read_message(&mut upstream) else {
             return;
         };
-        let is_reservation = String::from_utf8_lossy(&request)
-            .lines()
-            .next()
-            .is_some_and(|line| line.contains("/reserve"));
-        if is_reservation
-            && dropped
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                    (n < to_drop).then_some(n + 1)
-                })
-                .is_ok()
-        {
+        let request_text = String::from_utf8_lossy(&request);
+        let line = request_text.lines().next().unwrap_or_default();
+        let lose = {
+            let mut losses = losses.lock().unwrap();
+            let found = losses.iter().position(|loss| line.contains(loss));
+            found.map(|at| losses.remove(at)).is_some()
+        };
+        if lose {
+            dropped.fetch_add(1, Ordering::SeqCst);
             return; // vacancy did the work; the caller never hears of it
         }
         if client.write_all(&answer).is_err() {

@@ -544,6 +544,18 @@ pub async fn idempotency_keys_make_repeats_harmless(deployment: Deployment, laun
     );
     assert_eq!(app.counts("gala").await, (15, 0, 5));
 
+    // `x-call-id` stands for a key only between the ticket service and vacancy: from a client it
+    // is nothing, so it can never reach the answer of a call the ticket service made.
+    let order = buy(&app, "checkout-3", 1).await.body["order_id"].clone();
+    let cancel = format!("/api/v1/orders/{}/cancel", order.as_str().unwrap());
+    let call_id = uuid::Uuid::now_v7().to_string();
+    let with_call_id = [("x-call-id", call_id.as_str())];
+    let answer = app.request("POST", &cancel, &with_call_id, None).await;
+    assert_eq!(answer.body["cancelled"], true, "{answer:?}");
+    let answer = app.request("POST", &cancel, &with_call_id, None).await;
+    assert_eq!(answer.body["cancelled"], false, "{answer:?}");
+    assert_eq!(app.counts("gala").await, (15, 0, 5));
+
     // A refusal is an answer too: repeating it must not buy tickets that came back since.
     buy(&app, "drain-1", 10).await;
     buy(&app, "drain-2", 5).await;

@@ -8,8 +8,10 @@ use actix_web::{HttpRequest, web};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::config::Mode;
 use crate::domain::{Error, EventId, IdempotencyKey};
 use crate::http::ApiError;
+use crate::ticket::CALL_ID_HEADER;
 
 /// A JSON object body as `T`.
 fn body<T: DeserializeOwned>(raw: web::Json<Value>) -> Result<T, ApiError> {
@@ -45,15 +47,35 @@ fn event_id(raw: &str) -> Result<EventId, Error> {
     EventId::parse(raw).map_err(|_| Error::UnknownEvent(format!("unknown event '{raw}'")))
 }
 
-/// The request's `Idempotency-Key`, if it sent one.
+/// The request's `Idempotency-Key`, if it sent one. Vacancy also takes the ticket service's call
+/// id in its place (a change the client sent without a key); everywhere else that header means
+/// nothing, so no client can reach the keys made for calls.
 fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, Error> {
-    let Some(value) = request.headers().get("idempotency-key") else {
-        return Ok(None);
-    };
-    let value = value.to_str().map_err(|_| {
-        Error::InvalidIdempotencyKey("Idempotency-Key must be visible ASCII".into())
-    })?;
-    IdempotencyKey::parse(value).map(Some)
+    let on_vacancy = request
+        .app_data::<web::Data<Mode>>()
+        .is_some_and(|mode| *mode.as_ref() == Mode::Vacancy);
+    let headers = request.headers();
+    let call_id = headers.get(CALL_ID_HEADER).filter(|_| on_vacancy);
+    match (headers.get("idempotency-key"), call_id) {
+        (None, None) => Ok(None),
+        (Some(key), None) => {
+            let key = key.to_str().map_err(|_| {
+                Error::InvalidIdempotencyKey("Idempotency-Key must be visible ASCII".into())
+            })?;
+            IdempotencyKey::parse(key).map(Some)
+        }
+        (None, Some(id)) => id
+            .to_str()
+            .ok()
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .map(|id| Some(IdempotencyKey::for_call(id)))
+            .ok_or_else(|| {
+                Error::InvalidIdempotencyKey(format!("{CALL_ID_HEADER} must be a UUID"))
+            }),
+        (Some(_), Some(_)) => Err(Error::InvalidIdempotencyKey(format!(
+            "send Idempotency-Key or {CALL_ID_HEADER}, not both"
+        ))),
+    }
 }
 
 #[cfg(test)]
