@@ -1,0 +1,162 @@
+//! The event list, page by page: every event exactly once whatever the deployment and however long
+//! the list.
+
+use std::collections::BTreeSet;
+
+use actix_web::http::StatusCode;
+use futures_util::future::join_all;
+use serde_json::json;
+
+use crate::helpers::{Deployment, Launch, Options, TestApp};
+
+/// Enough events with long names that the whole list is far over 64 KiB.
+const EVENTS_COUNT: usize = 300;
+
+/// A name of the longest allowed length whose characters take two bytes each, so the list is as
+/// large as names can make it.
+fn long_name(n: usize) -> String {
+    let name = format!("Événement {n:04} ");
+    let padding = "é".repeat(200 - name.chars().count());
+    name + &padding
+}
+
+/// Walks the list from the start with `params` (e.g. `limit=50`), calling `between` after the
+/// first page; returns every id seen, in the order seen. Each page must answer 200, hold at most
+/// `limit_max` events, and follow the previous one in id order.
+async fn walk(
+    app: &TestApp,
+    params: &str,
+    limit_max: usize,
+    between: impl AsyncFnOnce(),
+) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut between = Some(between);
+    // Bounded: more pages than the events could fill means the cursor does not move on.
+    let pages_max = (EVENTS_COUNT + 20) / limit_max + 3;
+    for _ in 0..pages_max {
+        let path = match &cursor {
+            Some(cursor) => format!("/api/v1/events?{params}&cursor={cursor}"),
+            None => format!("/api/v1/events?{params}"),
+        };
+        let page = app.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {page:?}");
+        let events = page.body["events"].as_array().expect("events");
+        assert!(events.len() <= limit_max, "{path}: {} events", events.len());
+        for event in events {
+            let id = event["id"].as_str().expect("an id").to_owned();
+            if let Some(last) = ids.last() {
+                assert!(last < &id, "{path}: {id} came after {last}");
+            }
+            ids.push(id);
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => {
+                assert_eq!(page.body["next_cursor"], json!(null), "{path}");
+                return ids;
+            }
+        }
+        if let Some(between) = between.take() {
+            between().await;
+        }
+    }
+    panic!("{params}: still more pages after {pages_max}");
+}
+
+pub async fn every_event_is_listed_once_across_pages(deployment: Deployment, launch: Launch) {
+    let app = TestApp::spawn(deployment, launch, Options::default()).await;
+    let ids: Vec<String> = (0..EVENTS_COUNT).map(|n| format!("event-{n:04}")).collect();
+    // A few at a time, so the store commits them in batches.
+    for chunk in ids.chunks(10) {
+        let created = join_all(chunk.iter().enumerate().map(|(n, id)| {
+            let body = json!({"id": id, "name": long_name(n), "capacity": 10});
+            app.admin("POST", "/api/v1/events", body)
+        }))
+        .await;
+        for answer in created {
+            assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+        }
+    }
+    let mut expected: BTreeSet<String> = ids.iter().cloned().collect();
+    expected.insert("default".into());
+    let expected: Vec<String> = expected.into_iter().collect();
+
+    // Clients that know nothing of pages still find `events`: the first page, by id.
+    let first = app.get("/api/v1/events").await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    let first_ids: Vec<&str> = first.body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|event| event["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(first_ids, expected[..100]);
+    assert_eq!(first.body["events"][1]["name"], long_name(0));
+
+    // The largest page there is: every event in one answer, well over 64 KiB.
+    assert_eq!(walk(&app, "limit=1000", 1000, async || {}).await, expected);
+    // The default page size, and a small one.
+    assert_eq!(walk(&app, "", 100, async || {}).await, expected);
+
+    // Events created during a walk do not disturb it: those after the cursor are listed, those
+    // before it are not, and nothing is listed twice or left out.
+    let added = walk(&app, "limit=64", 64, async || {
+        for id in ["a-before-the-cursor", "event-0100-b", "zz-after-the-cursor"] {
+            let body = json!({"id": id, "name": "Added", "capacity": 1});
+            let created = app.admin("POST", "/api/v1/events", body).await;
+            assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+        }
+    })
+    .await;
+    let mut with_added = expected.clone();
+    with_added.extend(["event-0100-b".to_owned(), "zz-after-the-cursor".to_owned()]);
+    with_added.sort();
+    assert_eq!(added, with_added);
+
+    // No call was taken for a replica being down.
+    let passed_over = app
+        .ticket()
+        .logs()
+        .into_iter()
+        .filter(|line| line.contains("unreachable"))
+        .collect::<Vec<_>>();
+    assert!(passed_over.is_empty(), "{passed_over:?}");
+}
+
+pub async fn bad_page_requests_get_a_json_error(deployment: Deployment, launch: Launch) {
+    let app = TestApp::spawn(deployment, launch, Options::default()).await;
+    for query in [
+        "limit=0",
+        "limit=1001",
+        "limit=-1",
+        "limit=1.5",
+        "limit=ten",
+        "limit=",
+        "limit=99999999999999999999999",
+        "limit=1&limit=2",
+        "cursor=",
+        "cursor=zz",
+        "cursor=e",
+        "cursor=2f",
+        "cursor=%FF",
+        "limt=5",
+    ] {
+        let answer = app.get(&format!("/api/v1/events?{query}")).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::BAD_REQUEST, "invalid_query"),
+            "{query}: {answer:?}"
+        );
+        let message = answer.body["error"]["message"].as_str().unwrap_or("");
+        assert!(!message.is_empty(), "{query}: {answer:?}");
+    }
+    let fine = app.get("/api/v1/events?limit=1").await;
+    assert_eq!(fine.status, StatusCode::OK, "{fine:?}");
+    assert_eq!(fine.body["events"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        fine.body["next_cursor"],
+        json!(null),
+        "only `default` exists"
+    );
+}
