@@ -9,7 +9,10 @@ mod remote;
 use std::sync::Arc;
 
 pub use client::{LocalVacancyClient, VacancyClient};
-pub use remote::{IDEMPOTENCY_KEY_HEADER, RemoteConfig, RemoteVacancyClient, SERVICE_TOKEN_HEADER};
+pub use remote::{
+    ANSWER_SIZE_MAX, IDEMPOTENCY_KEY_HEADER, RemoteConfig, RemoteVacancyClient,
+    SERVICE_TOKEN_HEADER,
+};
 
 use crate::domain::{
     Error, EventId, IdempotencyKey, Quantity, Reservation, ReservationId, Reserved,

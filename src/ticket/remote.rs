@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::{Method, StatusCode};
 use async_trait::async_trait;
+use awc::error::PayloadError;
 use awc::http::Uri;
 use serde::de::DeserializeOwned;
 
@@ -344,11 +345,26 @@ impl RemoteVacancyClient {
         let mut response = sent
             .await
             .map_err(|e| Failure::Transport(self.send_error(e, base_url)))?;
-        let bytes = response.body().limit(ANSWER_SIZE_MAX).await.map_err(|e| {
-            Failure::Transport(Error::Unavailable(format!(
-                "reading vacancy's answer failed: {e}"
-            )))
-        })?;
+        let bytes = response
+            .body()
+            .limit(ANSWER_SIZE_MAX)
+            .await
+            .map_err(|error| match error {
+                // Vacancy did answer, with something this service will not read. That is this
+                // call's error and says nothing about the replica: asking again, here or on
+                // another replica, would get the same answer.
+                PayloadError::Overflow => Failure::Answer(Error::Unavailable(format!(
+                    "vacancy's answer is larger than the {ANSWER_SIZE_MAX} bytes this service \
+                     reads"
+                ))),
+                PayloadError::EncodingCorrupted => Failure::Answer(Error::Unavailable(format!(
+                    "vacancy's answer cannot be decoded: {error}"
+                ))),
+                // Cut off mid-answer: the connection failed, as good as no answer.
+                other => Failure::Transport(Error::Unavailable(format!(
+                    "reading vacancy's answer failed: {other}"
+                ))),
+            })?;
         check(response.status(), bytes).map_err(Failure::Answer)
     }
 

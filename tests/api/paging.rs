@@ -1,11 +1,16 @@
 //! The event list, page by page: every event exactly once whatever the deployment and however long
-//! the list.
+//! the list, and a ticket service that tells an answer it cannot take from a vacancy that is down.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
+use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures_util::future::join_all;
 use serde_json::json;
+use ticketd::ticket::ANSWER_SIZE_MAX;
 
 use crate::helpers::{Deployment, Launch, Options, TestApp};
 
@@ -159,4 +164,166 @@ pub async fn bad_page_requests_get_a_json_error(deployment: Deployment, launch: 
         json!(null),
         "only `default` exists"
     );
+}
+
+/// Two vacancy replicas, the first of which answers the event list with more than the ticket
+/// service reads. The call fails with 503 and says why; it is not tried again on the other
+/// replica, and the first keeps taking its turn: it is up, and said so. The same for an answer
+/// that is not the JSON expected.
+async fn an_answer_too_large_is_an_error_of_the_call_not_a_replica_down(launch: Launch) {
+    let replicas = [FakeVacancy::start(true), FakeVacancy::start(false)];
+    let urls = format!("{},{}", replicas[0].url(), replicas[1].url());
+    let app = TestApp::ticket_only(launch, urls, Options::default()).await;
+    let asked = |path: &str| replicas.each(path);
+
+    // The first call goes to the first replica.
+    let list = app.get("/api/v1/events").await;
+    assert_eq!(
+        (list.status, list.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{list:?}"
+    );
+    let message = list.body["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&format!("larger than the {ANSWER_SIZE_MAX} bytes")),
+        "{message}"
+    );
+    assert_eq!(asked("/api/v1/events"), [1, 0], "tried again elsewhere");
+
+    // Calls go on alternating: the first replica was not passed over.
+    for _ in 0..4 {
+        assert_eq!(app.available().await, 10);
+    }
+    assert_eq!(asked("/api/v1/events/default"), [2, 2]);
+
+    // The next call goes to the second replica, which sends what is not an event.
+    let garbled = app.get("/api/v1/events/garbled").await;
+    assert_eq!(
+        (garbled.status, garbled.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{garbled:?}"
+    );
+    assert_eq!(
+        asked("/api/v1/events/garbled"),
+        [0, 1],
+        "tried again elsewhere"
+    );
+    for _ in 0..4 {
+        assert_eq!(app.available().await, 10);
+    }
+    assert_eq!(asked("/api/v1/events/default"), [4, 4]);
+}
+
+mod an_answer_too_large_is_an_error_of_the_call_not_a_replica_down {
+    use crate::helpers::Launch;
+
+    #[actix_web::test]
+    async fn in_process() {
+        super::an_answer_too_large_is_an_error_of_the_call_not_a_replica_down(Launch::InProcess)
+            .await
+    }
+
+    #[actix_web::test]
+    async fn binary() {
+        super::an_answer_too_large_is_an_error_of_the_call_not_a_replica_down(Launch::Binary).await
+    }
+}
+
+/// A stand-in for a vacancy replica on 127.0.0.1: the event list is empty, or one byte over what
+/// the ticket service reads when `oversized`; `/api/v1/events/garbled` is JSON but no event, and
+/// `default` is a healthy event. Records the path of every request; stops when dropped.
+struct FakeVacancy {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeVacancy {
+    fn start(oversized: bool) -> Self {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let data = web::Data::from(Arc::clone(&asked));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::Data::new(Oversized(oversized)))
+                .default_service(web::to(fake_answer))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("a free port on 127.0.0.1");
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self {
+            addr,
+            handle,
+            asked,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FakeVacancy {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+trait Asked {
+    /// How many times each replica was asked for `path`.
+    fn each(&self, path: &str) -> Vec<usize>;
+}
+
+impl Asked for [FakeVacancy; 2] {
+    fn each(&self, path: &str) -> Vec<usize> {
+        self.iter()
+            .map(|fake| {
+                fake.asked
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| *p == path)
+                    .count()
+            })
+            .collect()
+    }
+}
+
+struct Oversized(bool);
+
+async fn fake_answer(
+    request: HttpRequest,
+    asked: web::Data<Mutex<Vec<String>>>,
+    oversized: web::Data<Oversized>,
+) -> HttpResponse {
+    asked.lock().unwrap().push(request.path().to_owned());
+    match request.path() {
+        "/" => HttpResponse::Ok().json(json!({
+            "service": "ticketd", "mode": "vacancy", "version": env!("CARGO_PKG_VERSION"),
+            "store_id": "fake-store",
+        })),
+        "/api/v1/events" if !oversized.0 => {
+            HttpResponse::Ok().json(json!({"events": [], "next_cursor": null}))
+        }
+        "/api/v1/events" => {
+            // Well-formed JSON, one byte longer than the limit.
+            let (head, tail) = (r#"{"events":[],"next_cursor":null,"padding":""#, r#""}"#);
+            let padding = "x".repeat(ANSWER_SIZE_MAX + 1 - head.len() - tail.len());
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(format!("{head}{padding}{tail}"))
+        }
+        "/api/v1/events/garbled" => HttpResponse::Ok().json(json!({"not": "an event"})),
+        "/api/v1/events/default" => HttpResponse::Ok().json(json!({
+            "id": "default", "name": "default", "capacity": 10, "available": 10, "held": 0,
+            "sold": 0,
+        })),
+        _ => HttpResponse::NotFound()
+            .json(json!({"error": {"code": "not_found", "message": "not here"}})),
+    }
 }
