@@ -114,6 +114,7 @@ pub struct EventsResponse {
     /// Pass as `cursor` to read the next page; `null` on the last page.
     // `default`: a vacancy that predates paging sends the whole list and no cursor.
     #[serde(default)]
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
