@@ -282,6 +282,75 @@ impl Event {
     }
 }
 
+/// How many events one page of the list holds: 1 to [`PageLimit::MAX`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageLimit(u32);
+
+impl PageLimit {
+    /// Events in a page when the caller does not say.
+    pub const DEFAULT: u32 = 100;
+    /// The most events in one page. It bounds the largest answer the API gives, which the ticket
+    /// service must be able to read from vacancy (see `ANSWER_SIZE_MAX` in `ticket::remote`).
+    pub const MAX: u32 = 1000;
+
+    /// Reads `limit` as a client wrote it.
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        raw.parse::<u32>()
+            .ok()
+            .filter(|limit| (1..=Self::MAX).contains(limit))
+            .map(Self)
+            .ok_or_else(|| {
+                Error::InvalidQuery(format!(
+                    "limit must be a whole number from 1 to {}, got '{raw}'",
+                    Self::MAX
+                ))
+            })
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for PageLimit {
+    fn default() -> Self {
+        Self(Self::DEFAULT)
+    }
+}
+
+/// Which page of the event list to read: at most `limit` events whose ids come after `after`, in
+/// id order (byte order). Paging by the last id seen, rather than by position, is what keeps a
+/// walk through the list stable while events are created: none is listed twice or skipped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageQuery {
+    /// The last id of the page before; `None` for the first page.
+    pub after: Option<EventId>,
+    pub limit: PageLimit,
+}
+
+/// One page of events, in id order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventsPage {
+    pub events: Vec<Event>,
+    /// Where the next page starts; `None` when this page is the last.
+    pub next_after: Option<EventId>,
+}
+
+impl EventsPage {
+    /// The page from the first `limit + 1` events after the cursor, in id order: the one past the
+    /// limit is not listed, it only tells that another page follows (so the last page never
+    /// points at an empty one).
+    pub fn from_lookahead(mut events: Vec<Event>, limit: PageLimit) -> Self {
+        let limit = limit.get() as usize;
+        let more = events.len() > limit;
+        events.truncate(limit);
+        let next_after = more
+            .then(|| events.last().map(|event| event.id.clone()))
+            .flatten();
+        Self { events, next_after }
+    }
+}
+
 /// Where an order (or hold) stands. Only `Held` and `Confirmed` count against stock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -363,6 +432,9 @@ pub enum Error {
     InvalidEvent(String),
     #[error("{0}")]
     InvalidIdempotencyKey(String),
+    /// The query string is not one the route takes (e.g. a page `limit` out of range).
+    #[error("{0}")]
+    InvalidQuery(String),
     /// The idempotency key was first used for a different request.
     #[error("{0}")]
     IdempotencyKeyReused(String),
@@ -410,6 +482,7 @@ impl Error {
             Error::InvalidReservationId(_) => "invalid_reservation_id",
             Error::InvalidEvent(_) => "invalid_event",
             Error::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            Error::InvalidQuery(_) => "invalid_query",
             Error::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Error::EventExists(_) => "event_exists",
             Error::UnknownOrder(_) => "unknown_order",
@@ -438,6 +511,7 @@ impl Error {
             "invalid_reservation_id" => Error::InvalidReservationId(message),
             "invalid_event" => Error::InvalidEvent(message),
             "invalid_idempotency_key" => Error::InvalidIdempotencyKey(message),
+            "invalid_query" => Error::InvalidQuery(message),
             "idempotency_key_reused" => Error::IdempotencyKeyReused(message),
             "event_exists" => Error::EventExists(message),
             "unknown_order" => Error::UnknownOrder(message),
@@ -494,6 +568,43 @@ mod tests {
     }
 
     #[test]
+    fn page_limits_are_one_to_the_maximum() {
+        assert_eq!(PageLimit::parse("1").unwrap().get(), 1);
+        assert_eq!(PageLimit::parse("1000").unwrap().get(), PageLimit::MAX);
+        assert_eq!(PageLimit::default().get(), PageLimit::DEFAULT);
+        for bad in [
+            "0",
+            "1001",
+            "-1",
+            "1.5",
+            "",
+            " 5",
+            "ten",
+            "99999999999999999999",
+        ] {
+            let error = PageLimit::parse(bad).unwrap_err();
+            assert_eq!(error.code(), "invalid_query", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_page_points_past_itself_only_when_more_follow() {
+        let event = |id: &str| Event {
+            id: EventId::parse(id).unwrap(),
+            name: "x".into(),
+            stock: Stock::new(1),
+        };
+        let limit = PageLimit::parse("2").unwrap();
+        let full = EventsPage::from_lookahead(vec![event("a"), event("b"), event("c")], limit);
+        assert_eq!(full.events, vec![event("a"), event("b")]);
+        assert_eq!(full.next_after, Some(EventId::parse("b").unwrap()));
+        let last = EventsPage::from_lookahead(vec![event("a"), event("b")], limit);
+        assert_eq!((last.events.len(), last.next_after), (2, None));
+        let empty = EventsPage::from_lookahead(Vec::new(), limit);
+        assert_eq!((empty.events.len(), empty.next_after), (0, None));
+    }
+
+    #[test]
     fn idempotency_keys_are_visible_ascii() {
         assert!(IdempotencyKey::parse("order-7f3a").is_ok());
         for bad in ["", "has space", &"k".repeat(256)] {
@@ -528,6 +639,7 @@ mod tests {
         let errors = [
             Error::InvalidQuantity("x".into()),
             Error::OverLimit("x".into()),
+            Error::InvalidQuery("x".into()),
             Error::UnknownEvent("x".into()),
             Error::ReservationConflict("x".into()),
             Error::EventExists("x".into()),

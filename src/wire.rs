@@ -8,7 +8,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
-use crate::domain::{Error, Event, EventId, Order, OrderStatus, ReservationId, Stock};
+use crate::domain::{
+    Error, Event, EventId, EventsPage, Order, OrderStatus, PageLimit, PageQuery, ReservationId,
+    Stock,
+};
 
 /// Reads a request body that must be a JSON object. (A derived `Deserialize` alone would also take
 /// `[5]` as `{"qty": 5}`, since serde lets structs come from arrays.)
@@ -104,9 +107,102 @@ pub struct EventResponse {
     pub sold: u64,
 }
 
+/// One page of events, in id order.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EventsResponse {
     pub events: Vec<EventResponse>,
+    /// Pass as `cursor` to read the next page; `null` on the last page.
+    // `default`: a vacancy that predates paging sends the whole list and no cursor.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// The query of `GET /api/v1/events`: `?limit=N&cursor=C`, both optional. Values are kept as
+/// text so a bad one gets the precise `invalid_query` answer; a parameter the route does not take
+/// is refused rather than ignored, so a misspelt `limit` cannot pass unnoticed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsParams {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+impl EventsParams {
+    pub fn into_query(self) -> Result<PageQuery, Error> {
+        Ok(PageQuery {
+            after: self.cursor.as_deref().map(parse_cursor).transpose()?,
+            limit: match self.limit.as_deref() {
+                Some(limit) => PageLimit::parse(limit)?,
+                None => PageLimit::default(),
+            },
+        })
+    }
+}
+
+/// The path and query that ask for `query`'s page, as the ticket service asks vacancy.
+pub fn events_path(query: &PageQuery) -> String {
+    let mut path = format!("/api/v1/events?limit={}", query.limit.get());
+    if let Some(after) = &query.after {
+        path.push_str("&cursor=");
+        path.push_str(&cursor(after));
+    }
+    path
+}
+
+/// The `cursor` that continues a list after `after`: the id, hex-encoded. Clients are told it is
+/// opaque, so what it holds can change without breaking them; hex keeps it URL-safe as it is.
+pub fn cursor(after: &EventId) -> String {
+    after.as_str().bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The event id a `cursor` continues after.
+pub fn parse_cursor(raw: &str) -> Result<EventId, Error> {
+    let invalid = || {
+        Error::InvalidQuery(format!(
+            "cursor '{raw}' is not one this service gave out; pass `next_cursor` from the \
+             previous page, or no cursor for the first page"
+        ))
+    };
+    // An id is ASCII, so its hex is too: byte offsets below are character boundaries.
+    if raw.is_empty() || !raw.len().is_multiple_of(2) || !raw.is_ascii() {
+        return Err(invalid());
+    }
+    let bytes = (0..raw.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&raw[at..at + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| invalid())?;
+    let id = String::from_utf8(bytes).map_err(|_| invalid())?;
+    EventId::parse(&id).map_err(|_| invalid())
+}
+
+impl From<&EventsPage> for EventsResponse {
+    fn from(page: &EventsPage) -> Self {
+        Self {
+            events: page.events.iter().map(EventResponse::from).collect(),
+            next_cursor: page.next_after.as_ref().map(cursor),
+        }
+    }
+}
+
+impl EventsResponse {
+    pub fn into_domain(self) -> Result<EventsPage, Error> {
+        let next_after = self
+            .next_cursor
+            .as_deref()
+            .map(parse_cursor)
+            .transpose()
+            .map_err(|e| Error::Unavailable(format!("vacancy sent an unreadable cursor: {e}")))?;
+        Ok(EventsPage {
+            events: self
+                .events
+                .into_iter()
+                .map(EventResponse::into_domain)
+                .collect::<Result<_, _>>()?,
+            next_after,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -231,6 +327,21 @@ mod tests {
         let text = timestamp(ms);
         assert!(text.ends_with('Z'), "{text}");
         assert_eq!(parse_timestamp(&text).unwrap(), ms);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_what_was_never_given_out() {
+        for id in ["default", "a", &"Z_-9".repeat(16)] {
+            let id = EventId::parse(id).unwrap();
+            assert_eq!(parse_cursor(&cursor(&id)).unwrap(), id);
+        }
+        // Empty, odd length, not hex, not an id ("/"), not UTF-8, non-ASCII (even in length, so
+        // it would split a character), too long an id.
+        let too_long = "61".repeat(EventId::LEN_MAX + 1);
+        for bad in ["", "6", "zz", "2f", "ff", "aéb", too_long.as_str()] {
+            let error = parse_cursor(bad).unwrap_err();
+            assert_eq!(error.code(), "invalid_query", "{bad:?}");
+        }
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl ResponseError for ApiError {
                 | Error::InvalidReservationId(_)
                 | Error::ReservationConflict(_)
                 | Error::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                Error::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+                Error::InvalidIdempotencyKey(_) | Error::InvalidQuery(_) => StatusCode::BAD_REQUEST,
                 Error::UnknownEvent(_) | Error::UnknownOrder(_) => StatusCode::NOT_FOUND,
                 Error::EventExists(_) | Error::WrongState(_) => StatusCode::CONFLICT,
                 Error::HoldExpired(_) => StatusCode::GONE,

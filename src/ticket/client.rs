@@ -3,7 +3,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Cancelled, Error, Event, EventId, IdempotencyKey, Order, Reservation, ReservationId, Reserved,
+    Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageQuery, Reservation,
+    ReservationId, Reserved,
 };
 use crate::vacancy::Inventory;
 
@@ -29,7 +30,8 @@ pub trait VacancyClient: Send + Sync {
     async fn order(&self, id: ReservationId) -> Result<Order, Error>;
     /// One event with its committed stock.
     async fn event(&self, id: &EventId) -> Result<Event, Error>;
-    async fn events(&self) -> Result<Vec<Event>, Error>;
+    /// One page of events, in id order.
+    async fn events(&self, query: PageQuery) -> Result<EventsPage, Error>;
     /// Admin: a new event.
     async fn create_event(&self, id: EventId, name: String, capacity: u64) -> Result<Event, Error>;
     /// Admin: more tickets for an event.
@@ -81,8 +83,8 @@ impl VacancyClient for LocalVacancyClient {
         self.inventory.event(id).await
     }
 
-    async fn events(&self) -> Result<Vec<Event>, Error> {
-        self.inventory.events().await
+    async fn events(&self, query: PageQuery) -> Result<EventsPage, Error> {
+        self.inventory.events(&query).await
     }
 
     async fn create_event(&self, id: EventId, name: String, capacity: u64) -> Result<Event, Error> {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 pub use client::{LocalVacancyClient, VacancyClient};
 pub use remote::{
-    CALL_ID_HEADER, IDEMPOTENCY_KEY_HEADER, RemoteConfig, RemoteVacancyClient, SERVICE_TOKEN_HEADER,
+    ANSWER_SIZE_MAX, CALL_ID_HEADER, IDEMPOTENCY_KEY_HEADER, RemoteConfig, RemoteVacancyClient,
+    SERVICE_TOKEN_HEADER,
 };
 
 use crate::domain::{

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::{Method, StatusCode};
 use async_trait::async_trait;
+use awc::error::PayloadError;
 use awc::http::Uri;
 use serde::de::DeserializeOwned;
 
@@ -14,7 +15,8 @@ use actix_web::web::Bytes;
 use serde_json::json;
 
 use crate::domain::{
-    Cancelled, Error, Event, EventId, IdempotencyKey, Order, Reservation, ReservationId, Reserved,
+    Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageLimit, PageQuery,
+    Reservation, ReservationId, Reserved,
 };
 use crate::telemetry::{self, REQUEST_ID_HEADER};
 use crate::wire;
@@ -94,8 +96,15 @@ enum Failure {
 /// How long a replica that could not be reached is passed over (unless every replica is).
 const REPLICA_COOLDOWN: Duration = Duration::from_secs(2);
 
-/// Largest answer body read from vacancy; ours are well under 1 KiB.
-const ANSWER_SIZE_MAX: usize = 64 * 1024;
+/// The most bytes one event takes in a list answer: the longest id, the longest name with every
+/// character escaped (`\u001f`: 6 bytes, more than any character takes in UTF-8), four counts of
+/// 20 digits (`u64::MAX`), and under 100 bytes of keys and punctuation.
+const EVENT_JSON_SIZE_MAX: usize = EventId::LEN_MAX + Event::NAME_LEN_MAX * 6 + 4 * 20 + 100;
+
+/// Largest answer body read from vacancy. The largest the API gives is a full page of events
+/// (`PageLimit::MAX` of the longest, plus the cursor: about 1.4 MB); this is twice that, so a
+/// modest new field cannot turn full pages into errors. Every other answer is under 2 KiB.
+pub const ANSWER_SIZE_MAX: usize = 2 * (PageLimit::MAX as usize * EVENT_JSON_SIZE_MAX + 1024);
 
 static NEXT_CLIENT_KEY: AtomicU64 = AtomicU64::new(0);
 
@@ -370,11 +379,26 @@ impl RemoteVacancyClient {
         let mut response = sent
             .await
             .map_err(|e| Failure::Transport(self.send_error(e, base_url)))?;
-        let bytes = response.body().limit(ANSWER_SIZE_MAX).await.map_err(|e| {
-            Failure::Transport(Error::Unavailable(format!(
-                "reading vacancy's answer failed: {e}"
-            )))
-        })?;
+        let bytes = response
+            .body()
+            .limit(ANSWER_SIZE_MAX)
+            .await
+            .map_err(|error| match error {
+                // Vacancy did answer, with something this service will not read. That is this
+                // call's error and says nothing about the replica: asking again, here or on
+                // another replica, would get the same answer.
+                PayloadError::Overflow => Failure::Answer(Error::Unavailable(format!(
+                    "vacancy's answer is larger than the {ANSWER_SIZE_MAX} bytes this service \
+                     reads"
+                ))),
+                PayloadError::EncodingCorrupted => Failure::Answer(Error::Unavailable(format!(
+                    "vacancy's answer cannot be decoded: {error}"
+                ))),
+                // Cut off mid-answer: the connection failed, as good as no answer.
+                other => Failure::Transport(Error::Unavailable(format!(
+                    "reading vacancy's answer failed: {other}"
+                ))),
+            })?;
         check(response.status(), bytes).map_err(Failure::Answer)
     }
 
@@ -487,22 +511,12 @@ impl VacancyClient for RemoteVacancyClient {
         decode::<wire::EventResponse>(&bytes)?.into_domain()
     }
 
-    async fn events(&self) -> Result<Vec<Event>, Error> {
+    async fn events(&self, query: PageQuery) -> Result<EventsPage, Error> {
+        let path = wire::events_path(&query);
         let bytes = self
-            .call(
-                Method::GET,
-                "/api/v1/events",
-                None,
-                Repeat::Plain,
-                Call::Idempotent,
-            )
+            .call(Method::GET, &path, None, Repeat::Plain, Call::Idempotent)
             .await?;
-        let answer: wire::EventsResponse = decode(&bytes)?;
-        answer
-            .events
-            .into_iter()
-            .map(wire::EventResponse::into_domain)
-            .collect()
+        decode::<wire::EventsResponse>(&bytes)?.into_domain()
     }
 
     async fn create_event(&self, id: EventId, name: String, capacity: u64) -> Result<Event, Error> {
@@ -557,6 +571,31 @@ mod tests {
         for bad in ["127.0.0.1:8001", "ftp://x", "http://", "not a url"] {
             assert!(RemoteVacancyClient::new(config(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_largest_page_fits_in_an_answer() {
+        // The longest id, and names whose every character JSON escapes the longest way.
+        let event = |n: usize| wire::EventResponse {
+            id: format!("{n:0>width$}", width = EventId::LEN_MAX),
+            name: "\u{1}".repeat(Event::NAME_LEN_MAX),
+            capacity: u64::MAX,
+            available: u64::MAX,
+            held: u64::MAX,
+            sold: u64::MAX,
+        };
+        let last_id = EventId::parse(&"z".repeat(EventId::LEN_MAX)).unwrap();
+        let page = wire::EventsResponse {
+            events: (0..PageLimit::MAX as usize).map(event).collect(),
+            next_cursor: Some(wire::cursor(&last_id)),
+        };
+        let size = serde_json::to_vec(&page).unwrap().len();
+        // The bound itself holds, before the margin.
+        assert!(size <= ANSWER_SIZE_MAX / 2, "{size} bytes");
+        assert!(
+            size > ANSWER_SIZE_MAX / 4,
+            "{size} bytes: the bound is far off"
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::domain::{
-    Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId,
+    Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order, OrderStatus, PageQuery,
+    ReservationId,
 };
 
 /// Everything one group commit writes.
@@ -70,8 +71,8 @@ pub struct Snapshot {
 #[async_trait::async_trait]
 pub trait SharedReads: Send + Sync {
     async fn event(&self, id: &EventId) -> Result<Option<Event>, Error>;
-    /// Every event, by id.
-    async fn events(&self) -> Result<Vec<Event>, Error>;
+    /// One page of events, in id order (byte order, as the other stores).
+    async fn events(&self, query: &PageQuery) -> Result<EventsPage, Error>;
     async fn order(&self, id: ReservationId) -> Result<Option<Order>, Error>;
 }
 

@@ -11,7 +11,8 @@ pub mod postgres;
 pub mod sqlite;
 mod writer;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -22,8 +23,8 @@ use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Cancelled, DEFAULT_EVENT, Error, Event, EventId, IdempotencyKey, Order, Reservation,
-    ReservationId, Reserved,
+    Cancelled, DEFAULT_EVENT, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageQuery,
+    Reservation, ReservationId, Reserved,
 };
 use ledger::{Ledger, SharedReads};
 use postgres::PostgresConfig;
@@ -138,7 +139,7 @@ impl Inventory {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         assert!(config.queue_size_max > 0 && config.batch_size_max > 0);
-        let events = Arc::new(RwLock::new(HashMap::new()));
+        let events = Arc::new(RwLock::new(BTreeMap::new()));
         let reads = ledger.shared_reads();
         let (commands, queue) = mpsc::sync_channel(config.queue_size_max);
         // The ledger is loaded on the writer's own thread, like every later use of it: a ledger
@@ -218,15 +219,23 @@ impl Inventory {
         event.ok_or_else(|| Error::UnknownEvent(format!("unknown event '{id}'")))
     }
 
-    /// Every event as last committed, by id.
-    pub async fn events(&self) -> Result<Vec<Event>, Error> {
+    /// One page of the events as last committed, in id order.
+    pub async fn events(&self, query: &PageQuery) -> Result<EventsPage, Error> {
         self.ensure_running()?;
         if let Some(reads) = &self.reads {
-            return reads.events().await;
+            return reads.events(query).await;
         }
-        let mut events: Vec<Event> = self.events.read().values().cloned().collect();
-        events.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(events)
+        let events = self.events.read();
+        let after = match &query.after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        let lookahead = events
+            .range((after, Bound::Unbounded))
+            .take(query.limit.get() as usize + 1)
+            .map(|(_, event)| event.clone())
+            .collect();
+        Ok(EventsPage::from_lookahead(lookahead, query.limit))
     }
 
     /// An inventory whose writer has stopped (it panicked on a broken invariant) can take no
@@ -359,10 +368,10 @@ impl Inventory {
 /// returns the live holds.
 fn load(
     ledger: &mut dyn Ledger,
-    events: &RwLock<HashMap<EventId, Event>>,
+    events: &RwLock<BTreeMap<EventId, Event>>,
     config: &InventoryConfig,
 ) -> Result<BTreeSet<(i64, ReservationId)>, Error> {
-    let mut loaded: HashMap<EventId, Event> = HashMap::new();
+    let mut loaded: BTreeMap<EventId, Event> = BTreeMap::new();
     for event in ledger.load()? {
         if !event.stock.is_consistent() {
             return Err(Error::Storage(format!(
@@ -771,12 +780,60 @@ mod tests {
             let grown = inventory.replenish(gala.clone(), 20).await.unwrap();
             assert_eq!((grown.stock.capacity, grown.stock.available), (120, 120));
         });
-        let ids: Vec<_> = run(inventory.events())
+        let ids: Vec<_> = run(inventory.events(&PageQuery::default()))
             .unwrap()
+            .events
             .into_iter()
             .map(|e| e.id)
             .collect();
         assert_eq!(ids, vec![EventId::default_event(), gala]);
+    }
+
+    #[test]
+    fn events_are_listed_in_pages_after_the_cursor() {
+        let inventory = inventory(5);
+        let id = |raw: &str| EventId::parse(raw).unwrap();
+        let limit = crate::domain::PageLimit::parse("2").unwrap();
+        let inventory = &inventory;
+        run(async {
+            for raw in ["b", "d", "c", "a"] {
+                inventory
+                    .create_event(id(raw), raw.into(), 1)
+                    .await
+                    .unwrap();
+            }
+            let page = |after: Option<&str>| {
+                let query = PageQuery {
+                    after: after.map(id),
+                    limit,
+                };
+                async move { inventory.events(&query).await.unwrap() }
+            };
+            let names = |page: &EventsPage| -> Vec<String> {
+                page.events.iter().map(|e| e.id.to_string()).collect()
+            };
+
+            let first = page(None).await;
+            assert_eq!(
+                (names(&first), first.next_after.clone()),
+                (vec!["a".into(), "b".into()], Some(id("b")))
+            );
+            let second = page(Some("b")).await;
+            assert_eq!(
+                (names(&second), second.next_after.clone()),
+                (vec!["c".into(), "d".into()], Some(id("d")))
+            );
+            // `default` sorts last; the page that holds it is the last one.
+            let last = page(Some("d")).await;
+            assert_eq!(
+                (names(&last), last.next_after),
+                (vec!["default".into()], None)
+            );
+            // A cursor need not name an event that exists: the list goes on after it.
+            let between = page(Some("bb")).await;
+            assert_eq!(names(&between), ["c", "d"]);
+            assert!(page(Some("zzz")).await.events.is_empty());
+        });
     }
 
     #[test]
@@ -947,8 +1004,11 @@ mod tests {
         async fn event(&self, _: &EventId) -> Result<Option<Event>, Error> {
             Ok(None)
         }
-        async fn events(&self) -> Result<Vec<Event>, Error> {
-            Ok(Vec::new())
+        async fn events(&self, _: &PageQuery) -> Result<EventsPage, Error> {
+            Ok(EventsPage {
+                events: Vec::new(),
+                next_after: None,
+            })
         }
         async fn order(&self, _: ReservationId) -> Result<Option<Order>, Error> {
             Ok(None)

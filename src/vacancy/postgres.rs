@@ -38,7 +38,8 @@ use uuid::Uuid;
 
 use super::ledger::{Batch, Ledger, Plan, SharedReads, Snapshot};
 use crate::domain::{
-    Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId, Stock,
+    Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order, OrderStatus, PageQuery,
+    ReservationId, Stock,
 };
 
 /// Schema changes, in order. Each runs once per database, in its own transaction, however many
@@ -345,6 +346,23 @@ async fn select_events(client: &Object) -> Result<Vec<Event>, Error> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY id");
     let rows = query(client, "reading events", &sql, &[]).await?;
     rows.iter().map(event_from).collect()
+}
+
+/// One page of events after `page.after`. Ids are compared as bytes (`COLLATE "C"`), as the
+/// embedded and memory stores order them, whatever the database's collation: a cursor then means
+/// the same on every store, and a list copied from one to the other pages alike.
+async fn select_events_page(client: &Object, page: &PageQuery) -> Result<EventsPage, Error> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE $1::TEXT IS NULL OR id COLLATE \"C\" > $1
+         ORDER BY id COLLATE \"C\" LIMIT $2"
+    );
+    let after = page.after.as_ref().map(EventId::as_str);
+    // One more than the page holds, to tell whether another page follows.
+    let lookahead = i64::from(page.limit.get()) + 1;
+    let rows = query(client, "reading events", &sql, &[&after, &lookahead]).await?;
+    let events = rows.iter().map(event_from).collect::<Result<_, _>>()?;
+    Ok(EventsPage::from_lookahead(events, page.limit))
 }
 
 async fn select_order(client: &Object, id: ReservationId) -> Result<Option<Order>, Error> {
@@ -1157,9 +1175,10 @@ impl SharedReads for PostgresReads {
             .await
     }
 
-    async fn events(&self) -> Result<Vec<Event>, Error> {
+    async fn events(&self, query: &PageQuery) -> Result<EventsPage, Error> {
+        let page = query.clone();
         self.db
-            .read(|client| async move { select_events(&client).await })
+            .read(move |client| async move { select_events_page(&client, &page).await })
             .await
     }
 

@@ -13,7 +13,7 @@
 //! It is a plain OS thread rather than a Tokio task because ledgers may block on disk I/O.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -28,8 +28,9 @@ use crate::domain::{
     ReservationId, Reserved, Stock,
 };
 
-/// Every event as last committed; written only by the writer, read by everyone.
-pub(crate) type Events = Arc<RwLock<HashMap<EventId, Event>>>;
+/// Every event as last committed; written only by the writer, read by everyone. Ordered by id so
+/// a page of the list is a range, not a sort of every event.
+pub(crate) type Events = Arc<RwLock<BTreeMap<EventId, Event>>>;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 

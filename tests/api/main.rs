@@ -8,6 +8,7 @@ mod faults;
 mod helpers;
 mod moving;
 mod openapi;
+mod paging;
 mod process;
 mod replicas;
 mod scenarios;
@@ -69,4 +70,6 @@ in_every_deployment!(
     ticketing::live_holds_survive_a_restart,
     ticketing::confirm_release_and_expiry_races_have_one_winner,
     ticketing::idempotency_keys_make_repeats_harmless,
+    paging::every_event_is_listed_once_across_pages,
+    paging::bad_page_requests_get_a_json_error,
 );

@@ -9,7 +9,7 @@ use crate::http::ApiError;
 use crate::http::auth::require_admin;
 use crate::ticket::VacancyClient;
 use crate::wire::{
-    AvailableResponse, CreateEventRequest, EventResponse, EventsResponse, QtyRequest,
+    AvailableResponse, CreateEventRequest, EventResponse, EventsParams, EventsResponse, QtyRequest,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -36,16 +36,27 @@ async fn available(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/events", tag = "events", responses(
-    (status = 200, description = "Every event", body = EventsResponse),
+/// One page of events, by id. Walk the list by passing each answer's `next_cursor` as `cursor`
+/// until it is `null`; events created meanwhile never make a walk list one twice or skip one.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(
+    ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
+        description = "Most events in the page: 1 to 1000, default 100"),
+    ("cursor" = Option<String>, Query,
+        description = "`next_cursor` of the previous page (opaque); absent for the first page")),
+    responses(
+    (status = 200, description = "A page of events in id order, and the cursor of the next page \
+        (`null` on the last)", body = EventsResponse),
+    (status = 400, description = "`limit` or `cursor` is not valid, or the query has another \
+        parameter (`invalid_query`)", body = crate::wire::ErrorResponse),
     (status = 503, description = "The inventory is unreachable", body = crate::wire::ErrorResponse)))]
 async fn list(
+    request: HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,
 ) -> Result<web::Json<EventsResponse>, ApiError> {
-    let events = vacancy.events().await?;
-    Ok(web::Json(EventsResponse {
-        events: events.iter().map(EventResponse::from).collect(),
-    }))
+    let params = web::Query::<EventsParams>::from_query(request.query_string())
+        .map_err(|e| Error::InvalidQuery(format!("the query is not as expected: {e}")))?;
+    let page = vacancy.events(params.into_inner().into_query()?).await?;
+    Ok(web::Json(EventsResponse::from(&page)))
 }
 
 #[utoipa::path(get, path = "/api/v1/events/{event}", tag = "events",
