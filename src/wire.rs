@@ -19,20 +19,59 @@ pub fn from_object<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Str
     serde_json::from_value(body).map_err(|e| format!("the body is not as expected: {e}"))
 }
 
-/// Body of `purchase`, `reserve`, `holds` and `stock`. Numbers are kept raw so a fractional,
-/// negative or missing one gets the precise `invalid_quantity` answer instead of a parse error.
+// Request bodies keep their numbers raw, so a fractional, negative or missing one gets the precise
+// `invalid_quantity` answer instead of a parse error. Each documents its bounds: the ones that
+// depend on settings (`max_per_order`, `hold_ttl_seconds_max`) and on the store (`CAPACITY_MAX`)
+// are filled in when the app's document is built (`http::openapi`).
+
+/// Body of `purchase`.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
-pub struct QtyRequest {
+pub struct PurchaseRequest {
     /// Tickets: a whole number from 1 to `max_per_order`.
     #[serde(default)]
-    #[schema(value_type = i64, example = 2)]
+    #[schema(value_type = i64, required = true, minimum = 1, example = 2)]
     pub qty: Option<Value>,
-    /// `holds` and `reserve`: how long to hold, in seconds (default 300).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<i64>, example = 300)]
+}
+
+/// Body of `holds`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct HoldRequest {
+    /// Tickets: a whole number from 1 to `max_per_order`.
+    #[serde(default)]
+    #[schema(value_type = i64, required = true, minimum = 1, example = 2)]
+    pub qty: Option<Value>,
+    /// How long to hold, in seconds, from 1 to `hold_ttl_seconds_max`; absent or null:
+    /// `hold_ttl_seconds_default`.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, example = 300)]
     pub ttl_seconds: Option<Value>,
-    /// `reserve` only: the caller's id for this reservation (a UUID); made up when absent.
+}
+
+/// Body of `stock`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct StockRequest {
+    /// Tickets to add: a whole number of at least 1. The event's capacity may not grow past the
+    /// store's limit (409 `capacity_exceeded`).
+    #[serde(default)]
+    #[schema(value_type = i64, required = true, minimum = 1, example = 100)]
+    pub qty: Option<Value>,
+}
+
+/// Body of `reserve`, the inventory's own operation.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ReserveRequest {
+    /// Tickets: a whole number from 1 to `max_per_order`.
+    #[serde(default)]
+    #[schema(value_type = i64, required = true, minimum = 1, example = 2)]
+    pub qty: Option<Value>,
+    /// Hold instead of selling, for this many seconds (1 to `hold_ttl_seconds_max`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, minimum = 1, example = 300)]
+    pub ttl_seconds: Option<Value>,
+    /// The caller's id for this reservation (a UUID); made up when absent. Asking again with the
+    /// same id gets the first answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = Uuid)]
     pub reservation_id: Option<String>,
 }
 
@@ -80,16 +119,20 @@ pub struct AvailableResponse {
     pub qty: u64,
 }
 
+/// Body of `POST /api/v1/events`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreateEventRequest {
-    /// 1 to 64 characters of `A-Z a-z 0-9 _ -`; made up when absent.
+    /// 1 to 64 characters of `A-Z a-z 0-9 _ -`; made up when absent or null.
     #[serde(default)]
+    #[schema(min_length = 1, example = "spring-gala")]
     pub id: Option<String>,
+    /// 1 to 200 characters, not all blank; the blanks around it are trimmed.
     #[serde(default)]
-    #[schema(example = "Spring Gala")]
+    #[schema(value_type = String, required = true, min_length = 1, example = "Spring Gala")]
     pub name: Option<String>,
+    /// Tickets on sale: a whole number from 0 to the store's limit.
     #[serde(default)]
-    #[schema(value_type = i64, example = 500)]
+    #[schema(value_type = i64, required = true, minimum = 0, example = 500)]
     pub capacity: Option<Value>,
 }
 
@@ -132,6 +175,41 @@ pub struct CancelResponse {
     pub cancelled: bool,
     pub message: String,
     pub order: OrderResponse,
+}
+
+/// `GET /`: what is running.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AboutResponse {
+    /// Always `ticketd`.
+    pub service: String,
+    /// `monolith`, `ticket` or `vacancy`.
+    #[schema(example = "monolith")]
+    pub mode: String,
+    pub version: String,
+    /// The store's id, when the inventory shares its store with other replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
+}
+
+/// `GET /health`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    /// Always `healthy`: the process answers.
+    #[schema(example = "healthy")]
+    pub status: String,
+    #[schema(example = "monolith")]
+    pub mode: String,
+}
+
+/// `GET /ready`: `ready`, or `unavailable` with the reason in `error`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReadyResponse {
+    #[schema(example = "ready")]
+    pub status: String,
+    #[schema(example = "monolith")]
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -235,8 +313,8 @@ mod tests {
 
     #[test]
     fn bodies_must_be_objects() {
-        assert!(from_object::<QtyRequest>(serde_json::json!([5])).is_err());
-        let body: QtyRequest = from_object(serde_json::json!({"qty": 5})).unwrap();
+        assert!(from_object::<PurchaseRequest>(serde_json::json!([5])).is_err());
+        let body: PurchaseRequest = from_object(serde_json::json!({"qty": 5})).unwrap();
         assert_eq!(body.qty, Some(serde_json::json!(5)));
     }
 }

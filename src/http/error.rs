@@ -66,7 +66,9 @@ impl ResponseError for ApiError {
                 | Error::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 Error::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
                 Error::UnknownEvent(_) | Error::UnknownOrder(_) => StatusCode::NOT_FOUND,
-                Error::EventExists(_) | Error::WrongState(_) => StatusCode::CONFLICT,
+                Error::EventExists(_) | Error::WrongState(_) | Error::CapacityExceeded(_) => {
+                    StatusCode::CONFLICT
+                }
                 Error::HoldExpired(_) => StatusCode::GONE,
                 Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 Error::Forbidden(_) => StatusCode::FORBIDDEN,

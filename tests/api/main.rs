@@ -68,4 +68,5 @@ in_every_deployment!(
     ticketing::live_holds_survive_a_restart,
     ticketing::confirm_release_and_expiry_races_have_one_winner,
     ticketing::idempotency_keys_make_repeats_harmless,
+    openapi::the_document_states_the_limits_it_enforces,
 );

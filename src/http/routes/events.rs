@@ -1,15 +1,16 @@
 //! Events and their stock: read by anyone, created and replenished by the admin. The same in every
 //! mode, through whichever `VacancyClient` the app has.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
 use super::{body, event_id, whole_number};
 use crate::domain::{Error, EventId};
 use crate::http::ApiError;
-use crate::http::auth::require_admin;
+use crate::http::auth::Admin;
 use crate::ticket::VacancyClient;
 use crate::wire::{
-    AvailableResponse, CreateEventRequest, EventResponse, EventsResponse, QtyRequest,
+    AvailableResponse, CreateEventRequest, ErrorResponse, EventResponse, EventsResponse,
+    StockRequest,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -26,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Seed-compatible: tickets available for the `default` event.
 #[utoipa::path(get, path = "/api/v1/available", tag = "events", responses(
     (status = 200, description = "Tickets available for the `default` event", body = AvailableResponse),
-    (status = 503, description = "The inventory is unreachable", body = crate::wire::ErrorResponse)))]
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn available(
     vacancy: web::Data<dyn VacancyClient>,
 ) -> Result<web::Json<AvailableResponse>, ApiError> {
@@ -38,7 +39,7 @@ async fn available(
 
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", responses(
     (status = 200, description = "Every event", body = EventsResponse),
-    (status = 503, description = "The inventory is unreachable", body = crate::wire::ErrorResponse)))]
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn list(
     vacancy: web::Data<dyn VacancyClient>,
 ) -> Result<web::Json<EventsResponse>, ApiError> {
@@ -49,9 +50,10 @@ async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/events/{event}", tag = "events",
-    params(("event" = String, Path, description = "Event id")), responses(
+    params(("event" = String, Path, description = "Event id", example = "default")), responses(
     (status = 200, description = "The event and its counts", body = EventResponse),
-    (status = 404, description = "No such event", body = crate::wire::ErrorResponse)))]
+    (status = 404, description = "No such event", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn read(
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
@@ -64,16 +66,18 @@ async fn read(
 #[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = CreateEventRequest,
     security(("admin" = [])), responses(
     (status = 201, description = "Created", body = EventResponse),
-    (status = 401, description = "Missing or wrong admin token", body = crate::wire::ErrorResponse),
-    (status = 403, description = "No admin token is configured", body = crate::wire::ErrorResponse),
-    (status = 409, description = "An event with this id exists", body = crate::wire::ErrorResponse),
-    (status = 422, description = "Invalid name, id or capacity", body = crate::wire::ErrorResponse)))]
+    (status = 400, description = "`invalid_body` or `invalid_content_type`", body = ErrorResponse),
+    (status = 401, description = "Missing or wrong admin token (checked before the body)", body = ErrorResponse),
+    (status = 403, description = "No admin token is configured (whatever the body)", body = ErrorResponse),
+    (status = 409, description = "An event with this id exists", body = ErrorResponse),
+    (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
+    (status = 422, description = "Invalid name, id or capacity", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn create(
-    request: HttpRequest,
+    _: Admin,
     vacancy: web::Data<dyn VacancyClient>,
     raw: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&request)?;
     let body: CreateEventRequest = body(raw)?;
     let id = match body.id.as_deref() {
         Some(id) => EventId::parse(id)?,
@@ -90,21 +94,26 @@ async fn create(
 }
 
 /// Admin: `{"qty"}` more tickets for the event (the seed's `add_stock`).
-#[utoipa::path(post, path = "/api/v1/events/{event}/stock", tag = "events", request_body = QtyRequest,
-    params(("event" = String, Path, description = "Event id")), security(("admin" = [])), responses(
+#[utoipa::path(post, path = "/api/v1/events/{event}/stock", tag = "events", request_body = StockRequest,
+    params(("event" = String, Path, description = "Event id", example = "default")),
+    security(("admin" = [])), responses(
     (status = 200, description = "The event with its new capacity", body = EventResponse),
-    (status = 401, description = "Missing or wrong admin token", body = crate::wire::ErrorResponse),
-    (status = 404, description = "No such event", body = crate::wire::ErrorResponse),
-    (status = 422, description = "qty is not a whole number of at least 1", body = crate::wire::ErrorResponse)))]
+    (status = 400, description = "`invalid_body` or `invalid_content_type`", body = ErrorResponse),
+    (status = 401, description = "Missing or wrong admin token (checked before the body)", body = ErrorResponse),
+    (status = 403, description = "No admin token is configured (whatever the body)", body = ErrorResponse),
+    (status = 404, description = "No such event", body = ErrorResponse),
+    (status = 409, description = "`capacity_exceeded`: the event would grow past the store's limit", body = ErrorResponse),
+    (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
+    (status = 422, description = "qty is not a whole number in range", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn replenish(
-    request: HttpRequest,
+    _: Admin,
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
     raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<EventResponse>, ApiError> {
-    require_admin(&request)?;
     let event = event_id(&path)?;
-    let body: QtyRequest = body(raw)?;
+    let body: StockRequest = body(raw)?;
     let qty = whole_number("qty", body.qty.as_ref())?;
     let qty = u64::try_from(qty)
         .ok()
