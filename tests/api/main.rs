@@ -68,5 +68,6 @@ in_every_deployment!(
     ticketing::live_holds_survive_a_restart,
     ticketing::confirm_release_and_expiry_races_have_one_winner,
     ticketing::idempotency_keys_make_repeats_harmless,
+    openapi::wrong_methods_get_405_with_allow,
     openapi::the_document_states_the_limits_it_enforces,
 );

@@ -106,6 +106,55 @@ async fn swagger_ui_is_served_offline() {
     assert!(script.body().limit(8 << 20).await.unwrap().len() > 100_000);
 }
 
+/// The methods `/openapi.json` documents for each path of the app.
+async fn documented_methods(app: &TestApp) -> Vec<(String, BTreeSet<String>)> {
+    let document = app.get("/openapi.json").await;
+    assert_eq!(document.status, StatusCode::OK);
+    document.body["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .map(|(path, methods)| {
+            let methods = methods.as_object().expect("operations").keys();
+            (path.clone(), methods.map(|m| m.to_uppercase()).collect())
+        })
+        .collect()
+}
+
+/// A method no path serves gets 405 with an `Allow` header naming exactly the documented methods
+/// (RFC 9110), so a client can tell what would have worked.
+pub async fn wrong_methods_get_405_with_allow(deployment: Deployment, launch: Launch) {
+    let app = TestApp::spawn(deployment, launch, Options::default()).await;
+    for (path, methods) in documented_methods(&app).await {
+        let concrete = path
+            .replace("{event}", "default")
+            .replace("{id}", &uuid::Uuid::now_v7().to_string());
+        let answer = app
+            .client()
+            .request(
+                actix_web::http::Method::TRACE,
+                format!("{}{concrete}", app.base),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "TRACE {path}"
+        );
+        let allow: BTreeSet<String> = answer
+            .headers()
+            .get("allow")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_else(|| panic!("TRACE {path}: 405 without Allow"))
+            .split(',')
+            .map(|method| method.trim().to_owned())
+            .collect();
+        assert_eq!(allow, methods, "TRACE {path}");
+    }
+}
+
 /// The request bounds in the document are the ones the server enforces, from its settings.
 pub async fn the_document_states_the_limits_it_enforces(deployment: Deployment, launch: Launch) {
     let options = Options {
