@@ -4,6 +4,7 @@
 //! one of them.
 
 mod durability;
+mod fuzz;
 mod helpers;
 mod moving;
 mod openapi;
