@@ -54,6 +54,8 @@ pub struct EventId(Arc<str>);
 
 impl EventId {
     pub const LEN_MAX: usize = 64;
+    /// The characters [`Self::parse`] takes, as a regular expression (with `LEN_MAX`).
+    pub const PATTERN: &str = "^[A-Za-z0-9_-]+$";
 
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let valid = !raw.is_empty()
@@ -119,6 +121,8 @@ const CALL_KEY_PREFIX: &str = "call ";
 
 impl IdempotencyKey {
     pub const LEN_MAX: usize = 255;
+    /// The characters [`Self::parse`] takes (visible ASCII), as a regular expression.
+    pub const PATTERN: &str = "^[!-~]+$";
 
     /// The key of one call the ticket service makes, the same on each retry of it.
     pub fn for_call(id: Uuid) -> Self {
@@ -269,16 +273,34 @@ pub struct Event {
 impl Event {
     pub const NAME_LEN_MAX: usize = 200;
 
-    /// Checks a name for a new event: 1 to 200 characters, not blank.
+    /// Checks a name for a new event: 1 to 200 characters, not all blank; the blanks around it
+    /// are trimmed. The limit counts the name as sent, so it is the one the API description gives.
     pub fn parse_name(raw: &str) -> Result<Arc<str>, Error> {
         let name = raw.trim();
-        if name.is_empty() || name.chars().count() > Self::NAME_LEN_MAX {
+        if name.is_empty() || raw.chars().count() > Self::NAME_LEN_MAX {
             return Err(Error::InvalidEvent(format!(
                 "name must be 1 to {} characters",
                 Self::NAME_LEN_MAX
             )));
         }
         Ok(name.into())
+    }
+
+    /// A regular expression matching the names [`Self::parse_name`] does not find blank: those with
+    /// a character that `str::trim` keeps. Spelled out, as regex dialects disagree on what `\s` is.
+    pub fn name_pattern() -> String {
+        let escape = |c: char| format!("\\u{:04x}", u32::from(c));
+        let class: String = BLANKS
+            .iter()
+            .map(|&(first, last)| {
+                if first == last {
+                    escape(first)
+                } else {
+                    format!("{}-{}", escape(first), escape(last))
+                }
+            })
+            .collect();
+        format!("[^{class}]")
     }
 }
 
@@ -350,6 +372,19 @@ impl EventsPage {
         Self { events, next_after }
     }
 }
+/// What `str::trim` takes for blanks (Unicode `White_Space`), as ranges.
+const BLANKS: [(char, char); 10] = [
+    ('\t', '\r'),
+    (' ', ' '),
+    ('\u{85}', '\u{85}'),
+    ('\u{a0}', '\u{a0}'),
+    ('\u{1680}', '\u{1680}'),
+    ('\u{2000}', '\u{200a}'),
+    ('\u{2028}', '\u{2029}'),
+    ('\u{202f}', '\u{202f}'),
+    ('\u{205f}', '\u{205f}'),
+    ('\u{3000}', '\u{3000}'),
+];
 
 /// Where an order (or hold) stands. Only `Held` and `Confirmed` count against stock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -448,6 +483,9 @@ pub enum Error {
     /// The order is not in a state that allows this (e.g. confirming a released hold).
     #[error("{0}")]
     WrongState(String),
+    /// Adding stock would take an event past the largest capacity a store keeps.
+    #[error("{0}")]
+    CapacityExceeded(String),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -488,6 +526,7 @@ impl Error {
             Error::UnknownOrder(_) => "unknown_order",
             Error::HoldExpired(_) => "hold_expired",
             Error::WrongState(_) => "wrong_state",
+            Error::CapacityExceeded(_) => "capacity_exceeded",
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::UnknownEvent(_) => "unknown_event",
@@ -517,6 +556,7 @@ impl Error {
             "unknown_order" => Error::UnknownOrder(message),
             "hold_expired" => Error::HoldExpired(message),
             "wrong_state" => Error::WrongState(message),
+            "capacity_exceeded" => Error::CapacityExceeded(message),
             // Vacancy refusing ticket's own credentials is a deployment fault, not the client's.
             "unauthorized" | "forbidden" => Error::Unavailable(format!(
                 "vacancy refused this service's credentials: {message}"
@@ -588,6 +628,16 @@ mod tests {
     }
 
     #[test]
+    fn event_names_are_trimmed_and_counted_as_sent() {
+        assert_eq!(&*Event::parse_name("  Gala ").unwrap(), "Gala");
+        let longest = "x".repeat(Event::NAME_LEN_MAX);
+        assert!(Event::parse_name(&longest).is_ok());
+        for bad in ["", " ", "\u{3000}\t", &format!(" {longest}")] {
+            assert!(Event::parse_name(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
     fn a_page_points_past_itself_only_when_more_follow() {
         let event = |id: &str| Event {
             id: EventId::parse(id).unwrap(),
@@ -602,6 +652,20 @@ mod tests {
         assert_eq!((last.events.len(), last.next_after), (2, None));
         let empty = EventsPage::from_lookahead(Vec::new(), limit);
         assert_eq!((empty.events.len(), empty.next_after), (0, None));
+    }
+
+    #[test]
+    fn the_name_pattern_names_exactly_the_blanks_trim_removes() {
+        let blank = |c: char| {
+            BLANKS
+                .iter()
+                .any(|&(first, last)| (first..=last).contains(&c))
+        };
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            assert_eq!(blank(c), c.is_whitespace(), "{c:?}");
+        }
+        let pattern = Event::name_pattern();
+        assert!(pattern.starts_with("[^\\u0009-\\u000d\\u0020"), "{pattern}");
     }
 
     #[test]
@@ -647,6 +711,7 @@ mod tests {
             Error::HoldExpired("x".into()),
             Error::IdempotencyKeyReused("x".into()),
             Error::WrongState("x".into()),
+            Error::CapacityExceeded("x".into()),
             Error::Overloaded,
             Error::Storage("x".into()),
             Error::Contention("x".into()),

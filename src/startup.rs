@@ -85,6 +85,8 @@ impl Application {
             tokens,
             metrics,
             body_limit_bytes: settings.body_limit_bytes,
+            max_per_order: settings.max_per_order,
+            hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
         };
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))

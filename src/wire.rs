@@ -22,20 +22,59 @@ pub fn from_object<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Str
     serde_json::from_value(body).map_err(|e| format!("the body is not as expected: {e}"))
 }
 
-/// Body of `purchase`, `reserve`, `holds` and `stock`. Numbers are kept raw so a fractional,
-/// negative or missing one gets the precise `invalid_quantity` answer instead of a parse error.
+// Request bodies keep their numbers raw, so a fractional, negative or missing one gets the precise
+// `invalid_quantity` answer instead of a parse error. Each documents its bounds: the ones that
+// depend on settings (`max_per_order`, `hold_ttl_seconds_max`) and on the store (`CAPACITY_MAX`)
+// are filled in when the app's document is built (`http::openapi`).
+
+/// Body of `purchase`.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
-pub struct QtyRequest {
+pub struct PurchaseRequest {
     /// Tickets: a whole number from 1 to `max_per_order`.
     #[serde(default)]
-    #[schema(value_type = i64, example = 2)]
+    #[schema(value_type = i64, required = true, minimum = 1, example = 2)]
     pub qty: Option<Value>,
-    /// `holds` and `reserve`: how long to hold, in seconds (default 300).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<i64>, example = 300)]
+}
+
+/// Body of `holds`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct HoldRequest {
+    /// Tickets: a whole number from 1 to `max_per_order`.
+    #[serde(default)]
+    #[schema(value_type = i64, required = true, minimum = 1, example = 2)]
+    pub qty: Option<Value>,
+    /// How long to hold, in seconds, from 1 to `hold_ttl_seconds_max`; absent or null:
+    /// `hold_ttl_seconds_default`.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, example = 300)]
     pub ttl_seconds: Option<Value>,
-    /// `reserve` only: the caller's id for this reservation (a UUID); made up when absent.
+}
+
+/// Body of `stock`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct StockRequest {
+    /// Tickets to add: a whole number of at least 1. The event's capacity may not grow past the
+    /// store's limit (409 `capacity_exceeded`).
+    #[serde(default)]
+    #[schema(value_type = i64, required = true, minimum = 1, example = 100)]
+    pub qty: Option<Value>,
+}
+
+/// Body of `reserve`, the inventory's own operation.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ReserveRequest {
+    /// Tickets: a whole number from 1 to `max_per_order`.
+    #[serde(default)]
+    #[schema(value_type = i64, required = true, minimum = 1, example = 2)]
+    pub qty: Option<Value>,
+    /// Hold instead of selling, for this many seconds (1 to `hold_ttl_seconds_max`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, minimum = 1, example = 300)]
+    pub ttl_seconds: Option<Value>,
+    /// The caller's id for this reservation (a UUID); made up when absent. Asking again with the
+    /// same id gets the first answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = Uuid)]
     pub reservation_id: Option<String>,
 }
 
@@ -83,16 +122,20 @@ pub struct AvailableResponse {
     pub qty: u64,
 }
 
+/// Body of `POST /api/v1/events`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreateEventRequest {
-    /// 1 to 64 characters of `A-Z a-z 0-9 _ -`; made up when absent.
+    /// 1 to 64 characters of `A-Z a-z 0-9 _ -`; made up when absent or null.
     #[serde(default)]
+    #[schema(min_length = 1, example = "spring-gala")]
     pub id: Option<String>,
+    /// 1 to 200 characters, not all blank; the blanks around it are trimmed.
     #[serde(default)]
-    #[schema(example = "Spring Gala")]
+    #[schema(value_type = String, required = true, min_length = 1, example = "Spring Gala")]
     pub name: Option<String>,
+    /// Tickets on sale: a whole number from 0 to the store's limit.
     #[serde(default)]
-    #[schema(value_type = i64, example = 500)]
+    #[schema(value_type = i64, required = true, minimum = 0, example = 500)]
     pub capacity: Option<Value>,
 }
 
@@ -150,31 +193,21 @@ pub fn events_path(query: &PageQuery) -> String {
     path
 }
 
-/// The `cursor` that continues a list after `after`: the id, hex-encoded. Clients are told it is
-/// opaque, so what it holds can change without breaking them; hex keeps it URL-safe as it is.
+/// The `cursor` that continues a list after `after`: that event's id. Any id is a valid cursor
+/// (the page is the events after it in id order, whether or not it names an event), so a client
+/// or a generated one can never hold a cursor the service would refuse.
 pub fn cursor(after: &EventId) -> String {
-    after.as_str().bytes().map(|b| format!("{b:02x}")).collect()
+    after.as_str().to_owned()
 }
 
 /// The event id a `cursor` continues after.
 pub fn parse_cursor(raw: &str) -> Result<EventId, Error> {
-    let invalid = || {
+    EventId::parse(raw).map_err(|_| {
         Error::InvalidQuery(format!(
-            "cursor '{raw}' is not one this service gave out; pass `next_cursor` from the \
-             previous page, or no cursor for the first page"
+            "cursor '{raw}' is not an event id; pass `next_cursor` from the previous page, or no \
+             cursor for the first page"
         ))
-    };
-    // An id is ASCII, so its hex is too: byte offsets below are character boundaries.
-    if raw.is_empty() || !raw.len().is_multiple_of(2) || !raw.is_ascii() {
-        return Err(invalid());
-    }
-    let bytes = (0..raw.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(&raw[at..at + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| invalid())?;
-    let id = String::from_utf8(bytes).map_err(|_| invalid())?;
-    EventId::parse(&id).map_err(|_| invalid())
+    })
 }
 
 impl From<&EventsPage> for EventsResponse {
@@ -228,6 +261,41 @@ pub struct CancelResponse {
     pub cancelled: bool,
     pub message: String,
     pub order: OrderResponse,
+}
+
+/// `GET /`: what is running.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AboutResponse {
+    /// Always `ticketd`.
+    pub service: String,
+    /// `monolith`, `ticket` or `vacancy`.
+    #[schema(example = "monolith")]
+    pub mode: String,
+    pub version: String,
+    /// The store's id, when the inventory shares its store with other replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
+}
+
+/// `GET /health`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    /// Always `healthy`: the process answers.
+    #[schema(example = "healthy")]
+    pub status: String,
+    #[schema(example = "monolith")]
+    pub mode: String,
+}
+
+/// `GET /ready`: `ready`, or `unavailable` with the reason in `error`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReadyResponse {
+    #[schema(example = "ready")]
+    pub status: String,
+    #[schema(example = "monolith")]
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -330,15 +398,13 @@ mod tests {
     }
 
     #[test]
-    fn cursors_round_trip_and_refuse_what_was_never_given_out() {
+    fn cursors_round_trip_and_refuse_what_is_no_event_id() {
         for id in ["default", "a", &"Z_-9".repeat(16)] {
             let id = EventId::parse(id).unwrap();
             assert_eq!(parse_cursor(&cursor(&id)).unwrap(), id);
         }
-        // Empty, odd length, not hex, not an id ("/"), not UTF-8, non-ASCII (even in length, so
-        // it would split a character), too long an id.
-        let too_long = "61".repeat(EventId::LEN_MAX + 1);
-        for bad in ["", "6", "zz", "2f", "ff", "aéb", too_long.as_str()] {
+        let too_long = "a".repeat(EventId::LEN_MAX + 1);
+        for bad in ["", "a/b", "a b", "é", too_long.as_str()] {
             let error = parse_cursor(bad).unwrap_err();
             assert_eq!(error.code(), "invalid_query", "{bad:?}");
         }
@@ -346,8 +412,8 @@ mod tests {
 
     #[test]
     fn bodies_must_be_objects() {
-        assert!(from_object::<QtyRequest>(serde_json::json!([5])).is_err());
-        let body: QtyRequest = from_object(serde_json::json!({"qty": 5})).unwrap();
+        assert!(from_object::<PurchaseRequest>(serde_json::json!([5])).is_err());
+        let body: PurchaseRequest = from_object(serde_json::json!({"qty": 5})).unwrap();
         assert_eq!(body.qty, Some(serde_json::json!(5)));
     }
 }

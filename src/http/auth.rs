@@ -2,14 +2,17 @@
 //! takes calls only from holders of the service token, when one is set. Tokens are compared in
 //! constant time and never logged.
 
-use actix_web::HttpRequest;
-use actix_web::ResponseError;
+use std::future::{Ready, ready};
+
 use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::Payload;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::Next;
 use actix_web::{Error as ActixError, web};
+use actix_web::{FromRequest, HttpRequest, ResponseError};
 
+use super::ApiError;
 use crate::config::Secret;
 use crate::domain::Error;
 use crate::ticket::SERVICE_TOKEN_HEADER;
@@ -19,6 +22,26 @@ pub struct Tokens {
     pub admin: Option<Secret>,
     /// Required from every caller of this app's `/api/` routes, when set.
     pub service: Option<Secret>,
+}
+
+/// Proof that the request carries the admin bearer token: an admin handler's first argument.
+///
+/// Actix extracts a handler's arguments in order and answers the first refusal, so a caller
+/// without the token learns only that (401, or 403 when no token is configured), never what was
+/// wrong with the body it sent.
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            require_admin(request)
+                .map(|()| Admin)
+                .map_err(ApiError::from),
+        )
+    }
 }
 
 /// Refuses the request unless it carries the admin bearer token.
@@ -65,7 +88,7 @@ pub async fn require_service_token(
             let error = Error::Unauthorized(format!(
                 "vacancy takes calls only with a valid {SERVICE_TOKEN_HEADER} header"
             ));
-            let response = super::ApiError::from(error).error_response();
+            let response = ApiError::from(error).error_response();
             return Ok(request.into_response(response).map_into_right_body());
         }
     }

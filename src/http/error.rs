@@ -66,7 +66,9 @@ impl ResponseError for ApiError {
                 | Error::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 Error::InvalidIdempotencyKey(_) | Error::InvalidQuery(_) => StatusCode::BAD_REQUEST,
                 Error::UnknownEvent(_) | Error::UnknownOrder(_) => StatusCode::NOT_FOUND,
-                Error::EventExists(_) | Error::WrongState(_) => StatusCode::CONFLICT,
+                Error::EventExists(_) | Error::WrongState(_) | Error::CapacityExceeded(_) => {
+                    StatusCode::CONFLICT
+                }
                 Error::HoldExpired(_) => StatusCode::GONE,
                 Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 Error::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -90,5 +92,102 @@ impl ResponseError for ApiError {
                 message: self.to_string(),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The codes a `code()` function can return: the string literals its arms give.
+    fn codes_in(source: &str) -> BTreeSet<String> {
+        let start = source
+            .find("pub fn code(&self)")
+            .expect("a code() function");
+        let body = &source[start..];
+        let body = &body[..body[1..].find("pub fn ").map_or(body.len(), |end| end + 1)];
+        body.split("=> \"")
+            .skip(1)
+            .filter_map(|arm| arm.split_once('"').map(|(code, _)| code.to_owned()))
+            .collect()
+    }
+
+    /// README.md's error table: (status, code) for every code listed on a status's row.
+    fn readme_table() -> BTreeSet<(u16, String)> {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split_once("| status | when | codes |")
+            .expect("README.md has the error table")
+            .1;
+        table
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .flat_map(|row| {
+                let columns: Vec<&str> = row.split('|').collect();
+                let status: u16 = columns[1].trim().parse().expect("a status");
+                let codes = columns[columns.len() - 2];
+                codes
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(move |code| (status, code.to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// An error answered with `code`, to learn its status.
+    fn error_with(code: &str) -> ApiError {
+        let message = String::new();
+        match code {
+            "invalid_body" => ApiError::InvalidBody(message),
+            "invalid_content_type" => ApiError::InvalidContentType(message),
+            "body_too_large" => ApiError::BodyTooLarge(0),
+            "not_found" => ApiError::Status(StatusCode::NOT_FOUND),
+            "method_not_allowed" => ApiError::Status(StatusCode::METHOD_NOT_ALLOWED),
+            "bad_request" => ApiError::Status(StatusCode::BAD_REQUEST),
+            "internal" => Error::Internal(message).into(),
+            // Rebuilt as something else when they come from vacancy: not this side's fault.
+            "unauthorized" => Error::Unauthorized(message).into(),
+            "forbidden" => Error::Forbidden(message).into(),
+            "timeout" => Error::Timeout(0).into(),
+            "unavailable" => Error::Unavailable(message).into(),
+            code => Error::from_code(code, message).into(),
+        }
+    }
+
+    /// Every code the server can send is in README.md's error table, on its status's row, and
+    /// the table lists nothing else.
+    #[test]
+    fn the_readme_error_table_lists_every_code_the_server_sends() {
+        let mut sent = codes_in(include_str!("../domain.rs"));
+        sent.extend(codes_in(include_str!("error.rs")));
+        assert!(
+            sent.len() >= 25,
+            "the source scan found too few codes: {sent:?}"
+        );
+        let table = readme_table();
+        let listed: BTreeSet<String> = table.iter().map(|(_, code)| code.clone()).collect();
+        let missing: Vec<_> = sent.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "codes missing from README.md: {missing:?}"
+        );
+        let stale: Vec<_> = listed.difference(&sent).collect();
+        assert!(
+            stale.is_empty(),
+            "README.md lists codes never sent: {stale:?}"
+        );
+        for (status, code) in &table {
+            let error = error_with(code);
+            assert_eq!(
+                (error.status_code().as_u16(), error.code()),
+                (*status, code.as_str()),
+                "README.md's row for {code}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, ResponseError};
 use tracing::Instrument;
@@ -44,9 +44,18 @@ pub async fn request_context(
 
     let mut response = if response.status().as_u16() >= 400 && !is_json(&response) {
         let status = response.status();
-        let (request, _) = response.into_parts();
-        ServiceResponse::new(request, ApiError::Status(status).error_response())
-            .map_into_right_body()
+        let (request, original) = response.into_parts();
+        let mut replacement = ApiError::Status(status).error_response();
+        // Only the body is replaced: what the original said in its other headers still holds,
+        // such as the `Allow` of a 405, which tells the client the methods that would work.
+        for (name, value) in original.headers() {
+            if !matches!(*name, CONTENT_TYPE | CONTENT_LENGTH) {
+                replacement
+                    .headers_mut()
+                    .append(name.clone(), value.clone());
+            }
+        }
+        ServiceResponse::new(request, replacement).map_into_right_body()
     } else {
         response.map_into_left_body()
     };

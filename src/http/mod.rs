@@ -35,6 +35,9 @@ pub struct Parts {
     /// The metrics registry `/metrics` renders; `None` when metrics are disabled.
     pub metrics: Option<PrometheusHandle>,
     pub body_limit_bytes: usize,
+    /// The limits the services enforce, for the API description to state.
+    pub max_per_order: u32,
+    pub hold_ttl_seconds_max: u32,
 }
 
 pub fn app(
@@ -49,6 +52,12 @@ pub fn app(
     >,
 > {
     let limit = parts.body_limit_bytes;
+    let document = openapi::document(&openapi::Served {
+        purchases: parts.tickets.is_some(),
+        reservations: parts.inventory.is_some(),
+        max_per_order: parts.max_per_order,
+        hold_ttl_seconds_max: parts.hold_ttl_seconds_max,
+    });
     let json = web::JsonConfig::default()
         .limit(limit)
         .error_handler(move |error, _| ApiError::from_json(error, limit).into());
@@ -77,7 +86,7 @@ pub fn app(
         .configure(routes::events::configure)
         .configure(routes::meta::configure)
         .configure(routes::orders::configure)
-        .configure(openapi::configure);
+        .configure(|cfg| openapi::configure(cfg, document));
     app.default_service(web::to(routes::meta::not_found))
         .wrap(actix_web::middleware::from_fn(auth::require_service_token))
         .wrap(actix_web::middleware::from_fn(middleware::request_context))

@@ -1,42 +1,73 @@
 //! The OpenAPI document, generated from the handlers' annotations, served at `/openapi.json`, with
 //! Swagger UI at `/docs` (its assets are compiled in, so the page works offline).
+//!
+//! Each app serves the document of what it serves: the operations of the route modules it mounts,
+//! with the bounds its settings enforce, so generated clients, gateways and fuzzers can trust it.
 
 use actix_web::web;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{Object, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::routes::{events, meta, orders, purchase, reserve};
+use crate::domain::{Event, EventId, IdempotencyKey};
+use crate::vacancy::CAPACITY_MAX;
 use crate::wire;
 
+/// What every mode serves.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "ticketd",
         description = "Sells a limited stock of tickets without overselling. The same API is served \
                        by `ticketd monolith` and by the `ticketd ticket` + `ticketd vacancy` pair; \
-                       `inventory` operations are served by the monolith and vacancy."
+                       `inventory` operations are served by the monolith and vacancy. Errors are \
+                       `{\"error\": {\"code\", \"message\"}}`; a wrong or missing `Content-Type` \
+                       is 400 `invalid_content_type`."
     ),
     paths(
         meta::root, meta::health, meta::ready, meta::metrics,
         events::available, events::list, events::read, events::create, events::replenish,
-        purchase::purchase_default, purchase::purchase, purchase::hold,
         orders::read, orders::confirm, orders::release, orders::cancel,
-        reserve::reserve_default, reserve::reserve,
     ),
     components(schemas(
-        wire::QtyRequest, wire::CreateEventRequest, wire::PurchaseResponse, wire::HoldResponse,
-        wire::ReserveResponse, wire::AvailableResponse, wire::EventResponse, wire::EventsResponse,
-        wire::OrderResponse, wire::CancelResponse, wire::ErrorResponse, wire::ErrorDetail,
+        wire::CreateEventRequest, wire::StockRequest, wire::AvailableResponse,
+        wire::EventResponse, wire::EventsResponse, wire::OrderResponse, wire::CancelResponse,
+        wire::AboutResponse, wire::HealthResponse, wire::ReadyResponse,
+        wire::ErrorResponse, wire::ErrorDetail,
     )),
     modifiers(&Security),
 )]
-pub struct ApiDoc;
+struct Common;
+
+/// Buying and holding: the monolith and the ticket service.
+#[derive(OpenApi)]
+#[openapi(
+    paths(purchase::purchase_default, purchase::purchase, purchase::hold),
+    components(schemas(
+        wire::PurchaseRequest,
+        wire::HoldRequest,
+        wire::PurchaseResponse,
+        wire::HoldResponse,
+    ))
+)]
+struct Purchases;
+
+/// The inventory's own operation: the monolith and vacancy.
+#[derive(OpenApi)]
+#[openapi(
+    paths(reserve::reserve_default, reserve::reserve),
+    components(schemas(wire::ReserveRequest, wire::ReserveResponse))
+)]
+struct Reservations;
 
 struct Security;
 
 impl Modify for Security {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+    fn modify(&self, openapi: &mut Document) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "admin",
@@ -49,7 +80,104 @@ impl Modify for Security {
     }
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
+/// The settings that decide what an app's document says.
+#[derive(Clone, Copy, Debug)]
+pub struct Served {
+    /// Purchases and holds are mounted.
+    pub purchases: bool,
+    /// The inventory's `reserve` is mounted.
+    pub reservations: bool,
+    pub max_per_order: u32,
+    pub hold_ttl_seconds_max: u32,
+}
+
+/// The document of an app serving `served`.
+pub fn document(served: &Served) -> Document {
+    let mut document = Common::openapi();
+    if served.purchases {
+        document.merge(Purchases::openapi());
+    }
+    if served.reservations {
+        document.merge(Reservations::openapi());
+    }
+    state_bounds(&mut document, served);
+    document
+}
+
+/// Writes into the document the bounds the server enforces, from the constants and settings that
+/// enforce them, so the two cannot drift apart.
+fn state_bounds(document: &mut Document, served: &Served) {
+    let schemas = &mut document
+        .components
+        .get_or_insert_with(Default::default)
+        .schemas;
+    let mut bound = |schema: &str, property: &str, change: &dyn Fn(&mut Object)| {
+        if let Some(RefOr::T(Schema::Object(object))) = schemas.get_mut(schema)
+            && let Some(RefOr::T(Schema::Object(field))) = object.properties.get_mut(property)
+        {
+            change(field);
+        }
+    };
+    for schema in ["PurchaseRequest", "HoldRequest", "ReserveRequest"] {
+        bound(schema, "qty", &|qty| {
+            qty.maximum = Some(served.max_per_order.into());
+        });
+        bound(schema, "ttl_seconds", &|ttl| {
+            ttl.maximum = Some(served.hold_ttl_seconds_max.into());
+        });
+    }
+    bound("StockRequest", "qty", &|qty| {
+        qty.maximum = Some(CAPACITY_MAX.into());
+    });
+    bound("CreateEventRequest", "capacity", &|capacity| {
+        capacity.maximum = Some(CAPACITY_MAX.into());
+    });
+    bound("CreateEventRequest", "id", &|id| {
+        id.pattern = Some(EventId::PATTERN.to_owned());
+        id.max_length = Some(EventId::LEN_MAX);
+    });
+    bound("CreateEventRequest", "name", &|name| {
+        name.pattern = Some(Event::name_pattern());
+        name.max_length = Some(Event::NAME_LEN_MAX);
+    });
+
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            bound_parameters(operation);
+        }
+    }
+}
+
+/// Event ids and idempotency keys in paths and headers, as [`EventId`] and [`IdempotencyKey`]
+/// parse them.
+fn bound_parameters(operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        let RefOr::T(parameter) = parameter else {
+            continue;
+        };
+        let (pattern, length_max) = match (&parameter.parameter_in, parameter.name.as_str()) {
+            (ParameterIn::Path, "event") => (EventId::PATTERN, EventId::LEN_MAX),
+            (ParameterIn::Header, "Idempotency-Key") => {
+                (IdempotencyKey::PATTERN, IdempotencyKey::LEN_MAX)
+            }
+            _ => continue,
+        };
+        let mut schema = Object::with_type(Type::String);
+        schema.pattern = Some(pattern.to_owned());
+        schema.min_length = Some(1);
+        schema.max_length = Some(length_max);
+        parameter.schema = Some(RefOr::T(Schema::Object(schema)));
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig, document: Document) {
+    cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document))
         .service(web::redirect("/docs", "/docs/"));
 }

@@ -332,8 +332,10 @@ impl Inventory {
 
     /// Adds `qty` tickets to an event's capacity and availability.
     pub async fn replenish(&self, event: EventId, qty: u64) -> Result<Event, Error> {
-        if qty == 0 {
-            return Err(Error::InvalidQuantity("qty must be at least 1".into()));
+        if qty == 0 || qty > CAPACITY_MAX {
+            return Err(Error::InvalidQuantity(format!(
+                "qty must be 1 to {CAPACITY_MAX}, got {qty}"
+            )));
         }
         self.ask(|reply| Command::Replenish { event, qty, reply })
             .await

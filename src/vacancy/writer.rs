@@ -821,7 +821,11 @@ impl Writer {
             n.checked_add(qty)
                 .filter(|n| *n <= super::CAPACITY_MAX)
                 .ok_or_else(|| {
-                    Error::InvalidQuantity(format!("capacity would exceed {}", super::CAPACITY_MAX))
+                    // Whether it fits depends on the event as it stands, not on the request alone.
+                    Error::CapacityExceeded(format!(
+                        "capacity would exceed {}",
+                        super::CAPACITY_MAX
+                    ))
                 })
         };
         event.stock.capacity = grown(event.stock.capacity)?;

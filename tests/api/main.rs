@@ -5,6 +5,7 @@
 
 mod durability;
 mod faults;
+mod fuzz;
 mod helpers;
 mod moving;
 mod openapi;
@@ -72,4 +73,6 @@ in_every_deployment!(
     ticketing::idempotency_keys_make_repeats_harmless,
     paging::every_event_is_listed_once_across_pages,
     paging::bad_page_requests_get_a_json_error,
+    openapi::wrong_methods_get_405_with_allow,
+    openapi::the_document_states_the_limits_it_enforces,
 );

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use actix_web::http::StatusCode;
+use serde_json::json;
 
 use crate::helpers::{Deployment, Launch, Options, TestApp};
 
@@ -103,4 +104,133 @@ async fn swagger_ui_is_served_offline() {
         .unwrap();
     assert_eq!(script.status(), StatusCode::OK);
     assert!(script.body().limit(8 << 20).await.unwrap().len() > 100_000);
+}
+
+/// The methods `/openapi.json` documents for each path of the app.
+async fn documented_methods(app: &TestApp) -> Vec<(String, BTreeSet<String>)> {
+    let document = app.get("/openapi.json").await;
+    assert_eq!(document.status, StatusCode::OK);
+    document.body["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .map(|(path, methods)| {
+            let methods = methods.as_object().expect("operations").keys();
+            (path.clone(), methods.map(|m| m.to_uppercase()).collect())
+        })
+        .collect()
+}
+
+/// A method no path serves gets 405 with an `Allow` header naming exactly the documented methods
+/// (RFC 9110), so a client can tell what would have worked.
+pub async fn wrong_methods_get_405_with_allow(deployment: Deployment, launch: Launch) {
+    let app = TestApp::spawn(deployment, launch, Options::default()).await;
+    for (path, methods) in documented_methods(&app).await {
+        let concrete = path
+            .replace("{event}", "default")
+            .replace("{id}", &uuid::Uuid::now_v7().to_string());
+        let answer = app
+            .client()
+            .request(
+                actix_web::http::Method::TRACE,
+                format!("{}{concrete}", app.base),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "TRACE {path}"
+        );
+        let allow: BTreeSet<String> = answer
+            .headers()
+            .get("allow")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_else(|| panic!("TRACE {path}: 405 without Allow"))
+            .split(',')
+            .map(|method| method.trim().to_owned())
+            .collect();
+        assert_eq!(allow, methods, "TRACE {path}");
+    }
+}
+
+/// The request bounds in the document are the ones the server enforces, from its settings.
+pub async fn the_document_states_the_limits_it_enforces(deployment: Deployment, launch: Launch) {
+    let options = Options {
+        max_per_order: 7,
+        ..Options::default()
+    };
+    let app = TestApp::spawn(deployment, launch, options).await;
+    let document = app.get("/openapi.json").await;
+    let schemas = &document.body["components"]["schemas"];
+    let qty = &schemas["PurchaseRequest"]["properties"]["qty"];
+    assert_eq!((&qty["minimum"], &qty["maximum"]), (&json!(1), &json!(7)));
+    assert_eq!(schemas["PurchaseRequest"]["required"], json!(["qty"]));
+    let ttl = &schemas["HoldRequest"]["properties"]["ttl_seconds"];
+    assert_eq!(
+        (&ttl["minimum"], &ttl["maximum"]),
+        (&json!(1), &json!(3600))
+    );
+    assert_eq!(
+        schemas["CreateEventRequest"]["required"],
+        json!(["name", "capacity"])
+    );
+
+    assert_eq!(app.purchase(json!(7)).await.status, StatusCode::OK);
+    let over = app.purchase(json!(8)).await;
+    assert_eq!(
+        (over.status, over.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "quantity_over_limit")
+    );
+    let held = |ttl_seconds: u64| {
+        app.post(
+            "/api/v1/events/default/holds",
+            json!({"qty": 1, "ttl_seconds": ttl_seconds}),
+        )
+    };
+    assert_eq!(held(3600).await.status, StatusCode::CREATED);
+    assert_eq!(held(3601).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Idempotency keys and event ids: pattern and length as the server parses them.
+    let hold = &document.body["paths"]["/api/v1/events/{event}/holds"]["post"]["parameters"];
+    let schema_of = |name: &str| {
+        hold.as_array()
+            .unwrap()
+            .iter()
+            .find(|parameter| parameter["name"] == name)
+            .map(|parameter| parameter["schema"].clone())
+            .unwrap_or_else(|| panic!("no {name} parameter"))
+    };
+    assert_eq!(
+        schema_of("Idempotency-Key"),
+        json!({"type": "string", "pattern": "^[!-~]+$", "minLength": 1, "maxLength": 255})
+    );
+    assert_eq!(
+        schema_of("event"),
+        json!({"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "minLength": 1, "maxLength": 64})
+    );
+    let longest_key = "k".repeat(255);
+    let keyed = app
+        .request(
+            "POST",
+            "/api/v1/purchase",
+            &[("idempotency-key", &longest_key)],
+            Some(json!({"qty": 1})),
+        )
+        .await;
+    assert_eq!(keyed.status, StatusCode::OK, "{keyed:?}");
+    let too_long_key = format!("{longest_key}k");
+    let too_long = app
+        .request(
+            "POST",
+            "/api/v1/purchase",
+            &[("idempotency-key", &too_long_key)],
+            Some(json!({"qty": 1})),
+        )
+        .await;
+    assert_eq!(
+        (too_long.status, too_long.code()),
+        (StatusCode::BAD_REQUEST, "invalid_idempotency_key")
+    );
 }

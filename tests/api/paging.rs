@@ -141,10 +141,10 @@ pub async fn bad_page_requests_get_a_json_error(deployment: Deployment, launch: 
         "limit=99999999999999999999999",
         "limit=1&limit=2",
         "cursor=",
-        "cursor=zz",
-        "cursor=e",
-        "cursor=2f",
+        "cursor=a%2Fb",
+        "cursor=a%20b",
         "cursor=%FF",
+        &format!("cursor={}", "a".repeat(65)),
         "limt=5",
     ] {
         let answer = app.get(&format!("/api/v1/events?{query}")).await;

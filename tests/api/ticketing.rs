@@ -51,6 +51,19 @@ pub async fn admins_manage_events(deployment: Deployment, launch: Launch) {
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    // The token is checked before the body: a caller without it learns nothing about the body.
+    for path in ["/api/v1/events", "/api/v1/events/default/stock"] {
+        let malformed = app
+            .post_raw(path, Some("application/json"), b"{\"qty\":".to_vec())
+            .await;
+        assert_eq!(
+            (malformed.status, malformed.code()),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{path}"
+        );
+        let not_json = app.post_raw(path, Some("text/plain"), b"x".to_vec()).await;
+        assert_eq!(not_json.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
 
     let created = app.admin("POST", "/api/v1/events", body.clone()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
@@ -127,6 +140,31 @@ pub async fn admins_manage_events(deployment: Deployment, launch: Launch) {
         )
         .await;
     assert_eq!(zero.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Past the largest capacity a store keeps: by itself a bad qty (422); added to what the
+    // event has, a conflict with its state (409), which a smaller qty would not have.
+    let too_many = app
+        .admin(
+            "POST",
+            "/api/v1/events/spring-gala/stock",
+            json!({"qty": 1_000_000_000_001_u64}),
+        )
+        .await;
+    assert_eq!(
+        (too_many.status, too_many.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_quantity")
+    );
+    let past_capacity = app
+        .admin(
+            "POST",
+            "/api/v1/events/spring-gala/stock",
+            json!({"qty": 1_000_000_000_000_u64}),
+        )
+        .await;
+    assert_eq!(
+        (past_capacity.status, past_capacity.code()),
+        (StatusCode::CONFLICT, "capacity_exceeded"),
+        "{past_capacity:?}"
+    );
     assert_eq!(app.counts("spring-gala").await, (126, 0, 4));
 
     let missing = app
@@ -161,6 +199,17 @@ pub async fn admin_calls_are_refused_without_a_configured_token(
             .unwrap()
             .contains("TICKETD_ADMIN_TOKEN")
     );
+    // Whatever the body.
+    for path in ["/api/v1/events", "/api/v1/events/default/stock"] {
+        let malformed = app
+            .post_raw(path, Some("application/json"), b"[".to_vec())
+            .await;
+        assert_eq!(
+            (malformed.status, malformed.code()),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{path}"
+        );
+    }
 }
 
 pub async fn holds_confirm_into_orders_that_cancel_once(deployment: Deployment, launch: Launch) {

@@ -6,10 +6,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{body, event_id, whole_number};
 use crate::domain::{Error, EventId};
 use crate::http::ApiError;
-use crate::http::auth::require_admin;
+use crate::http::auth::Admin;
 use crate::ticket::VacancyClient;
 use crate::wire::{
-    AvailableResponse, CreateEventRequest, EventResponse, EventsParams, EventsResponse, QtyRequest,
+    AvailableResponse, CreateEventRequest, ErrorResponse, EventResponse, EventsParams,
+    EventsResponse, StockRequest,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -26,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Seed-compatible: tickets available for the `default` event.
 #[utoipa::path(get, path = "/api/v1/available", tag = "events", responses(
     (status = 200, description = "Tickets available for the `default` event", body = AvailableResponse),
-    (status = 503, description = "The inventory is unreachable", body = crate::wire::ErrorResponse)))]
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn available(
     vacancy: web::Data<dyn VacancyClient>,
 ) -> Result<web::Json<AvailableResponse>, ApiError> {
@@ -41,14 +42,15 @@ async fn available(
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(
     ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
         description = "Most events in the page: 1 to 1000, default 100"),
-    ("cursor" = Option<String>, Query,
-        description = "`next_cursor` of the previous page (opaque); absent for the first page")),
+    ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$", max_length = 64,
+        description = "`next_cursor` of the previous page: the page holds the events whose ids \
+        come after it; absent for the first page")),
     responses(
     (status = 200, description = "A page of events in id order, and the cursor of the next page \
         (`null` on the last)", body = EventsResponse),
     (status = 400, description = "`limit` or `cursor` is not valid, or the query has another \
-        parameter (`invalid_query`)", body = crate::wire::ErrorResponse),
-    (status = 503, description = "The inventory is unreachable", body = crate::wire::ErrorResponse)))]
+        parameter (`invalid_query`)", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn list(
     request: HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,
@@ -60,9 +62,10 @@ async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/events/{event}", tag = "events",
-    params(("event" = String, Path, description = "Event id")), responses(
+    params(("event" = String, Path, description = "Event id", example = "default")), responses(
     (status = 200, description = "The event and its counts", body = EventResponse),
-    (status = 404, description = "No such event", body = crate::wire::ErrorResponse)))]
+    (status = 404, description = "No such event", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn read(
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
@@ -75,16 +78,18 @@ async fn read(
 #[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = CreateEventRequest,
     security(("admin" = [])), responses(
     (status = 201, description = "Created", body = EventResponse),
-    (status = 401, description = "Missing or wrong admin token", body = crate::wire::ErrorResponse),
-    (status = 403, description = "No admin token is configured", body = crate::wire::ErrorResponse),
-    (status = 409, description = "An event with this id exists", body = crate::wire::ErrorResponse),
-    (status = 422, description = "Invalid name, id or capacity", body = crate::wire::ErrorResponse)))]
+    (status = 400, description = "`invalid_body` or `invalid_content_type`", body = ErrorResponse),
+    (status = 401, description = "Missing or wrong admin token (checked before the body)", body = ErrorResponse),
+    (status = 403, description = "No admin token is configured (whatever the body)", body = ErrorResponse),
+    (status = 409, description = "An event with this id exists", body = ErrorResponse),
+    (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
+    (status = 422, description = "Invalid name, id or capacity", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn create(
-    request: HttpRequest,
+    _: Admin,
     vacancy: web::Data<dyn VacancyClient>,
     raw: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&request)?;
     let body: CreateEventRequest = body(raw)?;
     let id = match body.id.as_deref() {
         Some(id) => EventId::parse(id)?,
@@ -101,21 +106,26 @@ async fn create(
 }
 
 /// Admin: `{"qty"}` more tickets for the event (the seed's `add_stock`).
-#[utoipa::path(post, path = "/api/v1/events/{event}/stock", tag = "events", request_body = QtyRequest,
-    params(("event" = String, Path, description = "Event id")), security(("admin" = [])), responses(
+#[utoipa::path(post, path = "/api/v1/events/{event}/stock", tag = "events", request_body = StockRequest,
+    params(("event" = String, Path, description = "Event id", example = "default")),
+    security(("admin" = [])), responses(
     (status = 200, description = "The event with its new capacity", body = EventResponse),
-    (status = 401, description = "Missing or wrong admin token", body = crate::wire::ErrorResponse),
-    (status = 404, description = "No such event", body = crate::wire::ErrorResponse),
-    (status = 422, description = "qty is not a whole number of at least 1", body = crate::wire::ErrorResponse)))]
+    (status = 400, description = "`invalid_body` or `invalid_content_type`", body = ErrorResponse),
+    (status = 401, description = "Missing or wrong admin token (checked before the body)", body = ErrorResponse),
+    (status = 403, description = "No admin token is configured (whatever the body)", body = ErrorResponse),
+    (status = 404, description = "No such event", body = ErrorResponse),
+    (status = 409, description = "`capacity_exceeded`: the event would grow past the store's limit", body = ErrorResponse),
+    (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
+    (status = 422, description = "qty is not a whole number in range", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn replenish(
-    request: HttpRequest,
+    _: Admin,
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
     raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<EventResponse>, ApiError> {
-    require_admin(&request)?;
     let event = event_id(&path)?;
-    let body: QtyRequest = body(raw)?;
+    let body: StockRequest = body(raw)?;
     let qty = whole_number("qty", body.qty.as_ref())?;
     let qty = u64::try_from(qty)
         .ok()

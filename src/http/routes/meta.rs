@@ -3,13 +3,13 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::json;
 
 use crate::config::Mode;
 use crate::domain::EventId;
 use crate::http::ApiError;
 use crate::ticket::VacancyClient;
 use crate::vacancy::Inventory;
+use crate::wire::{AboutResponse, ErrorDetail, ErrorResponse, HealthResponse, ReadyResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(root)))
@@ -19,51 +19,62 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[utoipa::path(get, path = "/", tag = "service",
-    responses((status = 200, description = "What is running: service, mode, version; and \
-        `store_id` when the inventory shares its store with other replicas", body = Object)))]
-async fn root(mode: web::Data<Mode>, inventory: Option<web::Data<Inventory>>) -> HttpResponse {
-    let mut about = json!({
-        "service": "ticketd",
-        "mode": mode.as_str(),
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    if let Some(id) = inventory
-        .as_ref()
-        .and_then(|inventory| inventory.store_id())
-    {
-        about["store_id"] = id.into();
-    }
-    HttpResponse::Ok().json(about)
+    responses((status = 200, description = "What is running", body = AboutResponse)))]
+async fn root(
+    mode: web::Data<Mode>,
+    inventory: Option<web::Data<Inventory>>,
+) -> web::Json<AboutResponse> {
+    web::Json(AboutResponse {
+        service: "ticketd".into(),
+        mode: mode.as_str().into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        store_id: inventory
+            .as_ref()
+            .and_then(|inventory| inventory.store_id())
+            .map(str::to_owned),
+    })
 }
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "service",
-    responses((status = 200, description = "The process answers", body = Object)))]
-async fn health(mode: web::Data<Mode>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "healthy", "mode": mode.as_str()}))
+    responses((status = 200, description = "The process answers", body = HealthResponse)))]
+async fn health(mode: web::Data<Mode>) -> web::Json<HealthResponse> {
+    web::Json(HealthResponse {
+        status: "healthy".into(),
+        mode: mode.as_str().into(),
+    })
 }
 
 /// Readiness: stock can be read right now, locally or from vacancy.
 #[utoipa::path(get, path = "/ready", tag = "service", responses(
-    (status = 200, description = "Stock can be read (ticket: vacancy answers)", body = Object),
-    (status = 503, description = "Not ready; `error` says why", body = Object)))]
+    (status = 200, description = "Stock can be read (ticket: vacancy answers)", body = ReadyResponse),
+    (status = 503, description = "Not ready; `error` says why", body = ReadyResponse)))]
 async fn ready(mode: web::Data<Mode>, vacancy: web::Data<dyn VacancyClient>) -> HttpResponse {
     match vacancy.event(&EventId::default_event()).await {
-        Ok(_) => HttpResponse::Ok().json(json!({"status": "ready", "mode": mode.as_str()})),
+        Ok(_) => HttpResponse::Ok().json(ReadyResponse {
+            status: "ready".into(),
+            mode: mode.as_str().into(),
+            error: None,
+        }),
         Err(error) => {
             let error = ApiError::from(error);
-            HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(json!({
-                "status": "unavailable",
-                "mode": mode.as_str(),
-                "error": {"code": error.code(), "message": error.to_string()},
-            }))
+            HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(ReadyResponse {
+                status: "unavailable".into(),
+                mode: mode.as_str().into(),
+                error: Some(ErrorDetail {
+                    code: error.code().into(),
+                    message: error.to_string(),
+                }),
+            })
         }
     }
 }
 
 /// Prometheus text format: requests, reservations, stock per event, ledger and remote calls.
 #[utoipa::path(get, path = "/metrics", tag = "service",
-    responses((status = 200, description = "Metrics in Prometheus text format", body = String, content_type = "text/plain")))]
+    responses(
+    (status = 200, description = "Metrics in Prometheus text format", body = String, content_type = "text/plain"),
+    (status = 404, description = "Metrics are disabled (`metrics_enabled = false`)", body = ErrorResponse)))]
 async fn metrics(registry: web::Data<Option<PrometheusHandle>>) -> HttpResponse {
     match registry.as_ref() {
         Some(registry) => HttpResponse::Ok()

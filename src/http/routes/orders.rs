@@ -9,7 +9,7 @@ use super::idempotency_key;
 use crate::domain::{Error, ReservationId};
 use crate::http::ApiError;
 use crate::ticket::VacancyClient;
-use crate::wire::{CancelResponse, OrderResponse};
+use crate::wire::{CancelResponse, ErrorResponse, OrderResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/orders/{id}").route(web::get().to(read)))
@@ -24,9 +24,10 @@ fn order_id(raw: &str) -> Result<ReservationId, Error> {
 }
 
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
-    params(("id" = String, Path, description = "Order or hold id")), responses(
+    params(("id" = uuid::Uuid, Path, description = "Order or hold id")), responses(
     (status = 200, description = "The order or hold", body = OrderResponse),
-    (status = 404, description = "No such order", body = crate::wire::ErrorResponse)))]
+    (status = 404, description = "No such order", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn read(
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
@@ -36,13 +37,16 @@ async fn read(
 }
 
 #[utoipa::path(post, path = "/api/v1/holds/{id}/confirm", tag = "holds",
-    params(("id" = String, Path, description = "Hold id"),
+    params(("id" = uuid::Uuid, Path, description = "Hold id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first answer")),
     responses(
     (status = 200, description = "The hold is now a confirmed order (again: the same answer)", body = OrderResponse),
-    (status = 404, description = "No such hold", body = crate::wire::ErrorResponse),
-    (status = 409, description = "The hold was released or cancelled", body = crate::wire::ErrorResponse),
-    (status = 410, description = "The hold expired; its tickets went back on sale", body = crate::wire::ErrorResponse)))]
+    (status = 400, description = "`invalid_idempotency_key`", body = ErrorResponse),
+    (status = 404, description = "No such hold", body = ErrorResponse),
+    (status = 409, description = "The hold was released or cancelled", body = ErrorResponse),
+    (status = 410, description = "The hold expired; its tickets went back on sale", body = ErrorResponse),
+    (status = 422, description = "`idempotency_key_reused`: the key was used with another request", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn confirm(
     request: actix_web::HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,
@@ -54,10 +58,15 @@ async fn confirm(
 }
 
 #[utoipa::path(delete, path = "/api/v1/holds/{id}", tag = "holds",
-    params(("id" = String, Path, description = "Hold id")), responses(
+    params(("id" = uuid::Uuid, Path, description = "Hold id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first answer")),
+    responses(
     (status = 204, description = "Released (or already released or expired)"),
-    (status = 404, description = "No such hold", body = crate::wire::ErrorResponse),
-    (status = 409, description = "Already confirmed: cancel the order instead", body = crate::wire::ErrorResponse)))]
+    (status = 400, description = "`invalid_idempotency_key`", body = ErrorResponse),
+    (status = 404, description = "No such hold", body = ErrorResponse),
+    (status = 409, description = "Already confirmed: cancel the order instead", body = ErrorResponse),
+    (status = 422, description = "`idempotency_key_reused`: the key was used with another request", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn release(
     request: actix_web::HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,
@@ -69,10 +78,15 @@ async fn release(
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders",
-    params(("id" = String, Path, description = "Order id")), responses(
+    params(("id" = uuid::Uuid, Path, description = "Order id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first answer")),
+    responses(
     (status = 200, description = "Cancelled; `cancelled: false` when it already was (nothing changed)", body = CancelResponse),
-    (status = 404, description = "No such order", body = crate::wire::ErrorResponse),
-    (status = 409, description = "Not a confirmed order", body = crate::wire::ErrorResponse)))]
+    (status = 400, description = "`invalid_idempotency_key`", body = ErrorResponse),
+    (status = 404, description = "No such order", body = ErrorResponse),
+    (status = 409, description = "Not a confirmed order", body = ErrorResponse),
+    (status = 422, description = "`idempotency_key_reused`: the key was used with another request", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn cancel(
     request: actix_web::HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,

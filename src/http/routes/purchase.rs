@@ -6,7 +6,9 @@ use super::{body, event_id, idempotency_key, optional_whole_number, whole_number
 use crate::domain::EventId;
 use crate::http::ApiError;
 use crate::ticket::Tickets;
-use crate::wire::{self, HoldResponse, PurchaseResponse, QtyRequest};
+use crate::wire::{
+    self, ErrorResponse, HoldRequest, HoldResponse, PurchaseRequest, PurchaseResponse,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/purchase").route(web::post().to(purchase_default)))
@@ -14,14 +16,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/v1/events/{event}/holds").route(web::post().to(hold)));
 }
 
-#[utoipa::path(post, path = "/api/v1/purchase", tag = "purchases", request_body = QtyRequest,
+#[utoipa::path(post, path = "/api/v1/purchase", tag = "purchases", request_body = PurchaseRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first answer")),
     responses(
     (status = 200, description = "Bought, or `success: false` when stock is short", body = PurchaseResponse),
-    (status = 400, description = "Malformed body or wrong content type", body = crate::wire::ErrorResponse),
-    (status = 413, description = "Body too large", body = crate::wire::ErrorResponse),
-    (status = 422, description = "Invalid qty, or the key was used with another body", body = crate::wire::ErrorResponse),
-    (status = 503, description = "The inventory is unreachable or busy", body = crate::wire::ErrorResponse)))]
+    (status = 400, description = "`invalid_body`, `invalid_content_type` or `invalid_idempotency_key`", body = ErrorResponse),
+    (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
+    (status = 422, description = "Invalid qty, or the key was used with another request", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn purchase_default(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
@@ -30,13 +32,16 @@ async fn purchase_default(
     buy(&request, &tickets, EventId::default_event(), raw).await
 }
 
-#[utoipa::path(post, path = "/api/v1/events/{event}/purchase", tag = "purchases", request_body = QtyRequest,
-    params(("event" = String, Path, description = "Event id"),
+#[utoipa::path(post, path = "/api/v1/events/{event}/purchase", tag = "purchases", request_body = PurchaseRequest,
+    params(("event" = String, Path, description = "Event id", example = "default"),
         ("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first answer")),
     responses(
     (status = 200, description = "Bought, or `success: false` when stock is short", body = PurchaseResponse),
-    (status = 404, description = "No such event", body = crate::wire::ErrorResponse),
-    (status = 422, description = "Invalid qty, or the key was used with another body", body = crate::wire::ErrorResponse)))]
+    (status = 400, description = "`invalid_body`, `invalid_content_type` or `invalid_idempotency_key`", body = ErrorResponse),
+    (status = 404, description = "No such event", body = ErrorResponse),
+    (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
+    (status = 422, description = "Invalid qty, or the key was used with another request", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn purchase(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
@@ -53,7 +58,7 @@ async fn buy(
     raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
     let key = idempotency_key(request)?;
-    let body: QtyRequest = body(raw)?;
+    let body: PurchaseRequest = body(raw)?;
     let qty = whole_number("qty", body.qty.as_ref())?;
     let reserved = tickets.purchase(event, qty, key).await?;
     let message = match reserved.order {
@@ -69,14 +74,17 @@ async fn buy(
 }
 
 /// `{"qty", "ttl_seconds"?}` → 201 with the hold, or 200 `success: false` when stock is short.
-#[utoipa::path(post, path = "/api/v1/events/{event}/holds", tag = "holds", request_body = QtyRequest,
-    params(("event" = String, Path, description = "Event id"),
+#[utoipa::path(post, path = "/api/v1/events/{event}/holds", tag = "holds", request_body = HoldRequest,
+    params(("event" = String, Path, description = "Event id", example = "default"),
         ("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first hold")),
     responses(
     (status = 201, description = "Held until `expires_at`", body = HoldResponse),
     (status = 200, description = "`success: false`: not enough tickets", body = HoldResponse),
-    (status = 404, description = "No such event", body = crate::wire::ErrorResponse),
-    (status = 422, description = "Invalid qty or ttl_seconds", body = crate::wire::ErrorResponse)))]
+    (status = 400, description = "`invalid_body`, `invalid_content_type` or `invalid_idempotency_key`", body = ErrorResponse),
+    (status = 404, description = "No such event", body = ErrorResponse),
+    (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
+    (status = 422, description = "Invalid qty or ttl_seconds, or the key was used with another request", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn hold(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
@@ -85,7 +93,7 @@ async fn hold(
 ) -> Result<HttpResponse, ApiError> {
     let event = event_id(&path)?;
     let key = idempotency_key(&request)?;
-    let body: QtyRequest = body(raw)?;
+    let body: HoldRequest = body(raw)?;
     let qty = whole_number("qty", body.qty.as_ref())?;
     let ttl = optional_whole_number("ttl_seconds", body.ttl_seconds.as_ref())?;
     let reserved = tickets.hold(event, qty, ttl, key).await?;

@@ -7,17 +7,23 @@ use super::{body, event_id, idempotency_key, optional_whole_number, whole_number
 use crate::domain::{Error, EventId, Quantity, Reservation, ReservationId};
 use crate::http::ApiError;
 use crate::vacancy::Inventory;
-use crate::wire::{OrderResponse, QtyRequest, ReserveResponse};
+use crate::wire::{ErrorResponse, OrderResponse, ReserveRequest, ReserveResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/reserve").route(web::post().to(reserve_default)))
         .service(web::resource("/api/v1/events/{event}/reserve").route(web::post().to(reserve)));
 }
 
-#[utoipa::path(post, path = "/api/v1/reserve", tag = "inventory", request_body = QtyRequest,
+#[utoipa::path(post, path = "/api/v1/reserve", tag = "inventory", request_body = ReserveRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first answer")),
+    security((), ("service" = [])),
     responses(
-    (status = 200, description = "Reserved, or `success: false` when stock is short; a repeated `reservation_id` gets the first answer", body = ReserveResponse),
-    (status = 422, description = "Invalid qty, ttl or reservation id", body = crate::wire::ErrorResponse)))]
+    (status = 200, description = "Reserved or held, or `success: false` when stock is short; a repeated `reservation_id` gets the first answer", body = ReserveResponse),
+    (status = 400, description = "`invalid_body`, `invalid_content_type` or `invalid_idempotency_key`", body = ErrorResponse),
+    (status = 401, description = "Vacancy with a service token: `x-service-token` missing or wrong", body = ErrorResponse),
+    (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
+    (status = 422, description = "Invalid qty, ttl_seconds or reservation_id; or the id or key was used for another request", body = ErrorResponse),
+    (status = 503, description = "The inventory is busy or its store failed", body = ErrorResponse)))]
 async fn reserve_default(
     request: HttpRequest,
     inventory: web::Data<Inventory>,
@@ -26,11 +32,18 @@ async fn reserve_default(
     reserve_in(&request, &inventory, EventId::default_event(), raw).await
 }
 
-#[utoipa::path(post, path = "/api/v1/events/{event}/reserve", tag = "inventory", request_body = QtyRequest,
-    params(("event" = String, Path, description = "Event id")), security((), ("service" = [])), responses(
-    (status = 200, description = "Reserved or held, or `success: false` when stock is short", body = ReserveResponse),
-    (status = 404, description = "No such event", body = crate::wire::ErrorResponse),
-    (status = 422, description = "Invalid qty, ttl or reservation id", body = crate::wire::ErrorResponse)))]
+#[utoipa::path(post, path = "/api/v1/events/{event}/reserve", tag = "inventory", request_body = ReserveRequest,
+    params(("event" = String, Path, description = "Event id", example = "default"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeats with this key get the first answer")),
+    security((), ("service" = [])),
+    responses(
+    (status = 200, description = "Reserved or held, or `success: false` when stock is short; a repeated `reservation_id` gets the first answer", body = ReserveResponse),
+    (status = 400, description = "`invalid_body`, `invalid_content_type` or `invalid_idempotency_key`", body = ErrorResponse),
+    (status = 401, description = "Vacancy with a service token: `x-service-token` missing or wrong", body = ErrorResponse),
+    (status = 404, description = "No such event", body = ErrorResponse),
+    (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
+    (status = 422, description = "Invalid qty, ttl_seconds or reservation_id; or the id or key was used for another request", body = ErrorResponse),
+    (status = 503, description = "The inventory is busy or its store failed", body = ErrorResponse)))]
 async fn reserve(
     request: HttpRequest,
     inventory: web::Data<Inventory>,
@@ -46,7 +59,7 @@ async fn reserve_in(
     event: EventId,
     raw: web::Json<serde_json::Value>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
-    let body: QtyRequest = body(raw)?;
+    let body: ReserveRequest = body(raw)?;
     let qty = Quantity::parse(
         whole_number("qty", body.qty.as_ref())?,
         inventory.max_per_order(),
