@@ -61,10 +61,10 @@ async fn a_silent_vacancy_times_out_with_503(launch: Launch) {
         (answer.status, answer.code()),
         (StatusCode::SERVICE_UNAVAILABLE, "timeout")
     );
-    assert_eq!(
-        app.get("/ready").await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(answer.retry_after.as_deref(), Some("1"), "{answer:?}");
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.retry_after.as_deref(), Some("1"), "{ready:?}");
     drop(silent);
 }
 
@@ -74,11 +74,15 @@ async fn ticket_starts_without_vacancy(launch: Launch) {
     let ready = app.get("/ready").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body["error"]["code"], "unavailable");
+    // Every 503 tells the client when to try again, so retries back off instead of piling up.
+    assert_eq!(ready.retry_after.as_deref(), Some("1"), "{ready:?}");
     let answer = app.purchase(json!(1)).await;
     assert_eq!(
         (answer.status, answer.code()),
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
     );
+    assert_eq!(answer.retry_after.as_deref(), Some("1"), "{answer:?}");
+    assert_eq!(app.get("/health").await.retry_after, None);
 }
 
 /// The same script against a monolith and a split pair gives the same statuses and bodies

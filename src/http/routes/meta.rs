@@ -52,7 +52,7 @@ async fn ready(mode: web::Data<Mode>, vacancy: web::Data<dyn VacancyClient>) -> 
         Ok(_) => HttpResponse::Ok().json(json!({"status": "ready", "mode": mode.as_str()})),
         Err(error) => {
             let error = ApiError::from(error);
-            HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(json!({
+            crate::http::respond(StatusCode::SERVICE_UNAVAILABLE).json(json!({
                 "status": "unavailable",
                 "mode": mode.as_str(),
                 "error": {"code": error.code(), "message": error.to_string()},
