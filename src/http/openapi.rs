@@ -18,7 +18,7 @@ use crate::wire;
                        `inventory` operations are served by the monolith and vacancy."
     ),
     paths(
-        meta::root, meta::health, meta::ready, meta::metrics,
+        meta::root, meta::health, meta::health_api, meta::ready, meta::metrics,
         events::available, events::list, events::read, events::create, events::replenish,
         purchase::purchase_default, purchase::purchase, purchase::hold,
         orders::read, orders::confirm, orders::release, orders::cancel,

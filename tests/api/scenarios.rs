@@ -16,12 +16,16 @@ pub async fn describes_itself(deployment: Deployment, launch: Launch) {
     assert_eq!(root.body["mode"], app.public_mode());
     assert!(root.body["version"].is_string());
 
-    let health = app.get("/health").await;
-    assert_eq!(health.status, StatusCode::OK);
-    assert_eq!(
-        health.body,
-        json!({"status": "healthy", "mode": app.public_mode()})
-    );
+    // `/api/v1/health` is the seed's path for the same check, in both of its services.
+    for path in ["/health", "/api/v1/health"] {
+        let health = app.get(path).await;
+        assert_eq!(health.status, StatusCode::OK, "{path}: {health:?}");
+        assert_eq!(
+            health.body,
+            json!({"status": "healthy", "mode": app.public_mode()}),
+            "{path}"
+        );
+    }
 
     let ready = app.get("/ready").await;
     assert_eq!(ready.status, StatusCode::OK);

@@ -190,12 +190,15 @@ async fn vacancy_takes_calls_only_with_the_service_token(launch: Launch) {
         app.send(with_token, None).await.unwrap().status,
         StatusCode::OK
     );
-    // Health checks stay open, so orchestrators need no token.
-    let health = app
-        .send(app.client().get(format!("{vacancy}/health")), None)
-        .await
-        .unwrap();
-    assert_eq!(health.status, StatusCode::OK);
+    // Health checks stay open, so orchestrators need no token; the seed's path too.
+    for path in ["/health", "/api/v1/health"] {
+        let health = app
+            .send(app.client().get(format!("{vacancy}{path}")), None)
+            .await
+            .unwrap();
+        assert_eq!(health.status, StatusCode::OK, "{path}: {health:?}");
+        assert_eq!(health.body["mode"], "vacancy", "{path}");
+    }
 
     assert_eq!(app.purchase(json!(1)).await.body["success"], true);
 }

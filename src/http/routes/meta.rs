@@ -14,6 +14,7 @@ use crate::vacancy::Inventory;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(root)))
         .service(web::resource("/health").route(web::get().to(health)))
+        .service(web::resource("/api/v1/health").route(web::get().to(health_api)))
         .service(web::resource("/ready").route(web::get().to(ready)))
         .service(web::resource("/metrics").route(web::get().to(metrics)));
 }
@@ -41,6 +42,14 @@ async fn root(mode: web::Data<Mode>, inventory: Option<web::Data<Inventory>>) ->
     responses((status = 200, description = "The process answers", body = Object)))]
 async fn health(mode: web::Data<Mode>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "healthy", "mode": mode.as_str()}))
+}
+
+/// Liveness under the seed's path, which both of its services served: probes and scripts written
+/// for the seed keep working unchanged.
+#[utoipa::path(get, path = "/api/v1/health", tag = "service",
+    responses((status = 200, description = "The process answers (the same as `/health`)", body = Object)))]
+async fn health_api(mode: web::Data<Mode>) -> HttpResponse {
+    health(mode).await
 }
 
 /// Readiness: stock can be read right now, locally or from vacancy.
