@@ -4,7 +4,7 @@
 use actix_web::web;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::routes::{events, meta, orders, purchase, reserve};
 use crate::wire;
@@ -50,6 +50,14 @@ impl Modify for Security {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
-        .service(web::redirect("/docs", "/docs/"));
+    // Swagger UI sends the document to validator.swagger.io whenever the page is opened under a
+    // host name other than localhost: an outside call, from the operator's network, with our API
+    // description in it. The page must work offline and call nothing but ticketd.
+    let ui = Config::default().validator_url("none");
+    cfg.service(
+        SwaggerUi::new("/docs/{_:.*}")
+            .url("/openapi.json", ApiDoc::openapi())
+            .config(ui),
+    )
+    .service(web::redirect("/docs", "/docs/"));
 }
