@@ -338,3 +338,142 @@ pub async fn metrics_are_exported_in_prometheus_format(deployment: Deployment, l
         );
     }
 }
+
+/// A JSON object that names a key twice is refused on every route that takes a body, public and
+/// the inventory's own, at any depth: `{"qty":1,"qty":2}` must not sell 2 here while a gateway in
+/// front, reading the first `qty`, let through a purchase of 1.
+pub async fn duplicate_keys_are_refused_and_change_nothing(deployment: Deployment, launch: Launch) {
+    let app = TestApp::spawn(deployment, launch, Options::default()).await;
+    let created = app
+        .admin(
+            "POST",
+            "/api/v1/events",
+            json!({"id": "gala", "name": "Gala", "capacity": 50}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let before = (app.counts("default").await, app.counts("gala").await);
+    let events_before = app.get("/api/v1/events").await.body;
+
+    let bearer = format!("Bearer {}", crate::helpers::ADMIN_TOKEN);
+    let admin = [("authorization", bearer.as_str())];
+    // The inventory's own routes: the monolith serves them, vacancy does in the split deployment.
+    let (inventory, service) = match app.vacancy() {
+        Some(vacancy) => (vacancy.url(), crate::helpers::SERVICE_TOKEN),
+        None => (app.base.clone(), ""),
+    };
+    let inventory_headers = [("x-service-token", service)];
+    // (base, path, headers, body, the repeated key)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 11] = [
+        (
+            &app.base,
+            "/api/v1/purchase",
+            &[],
+            r#"{"qty":1,"qty":2}"#,
+            "qty",
+        ),
+        (
+            &app.base,
+            "/api/v1/events/gala/purchase",
+            &[],
+            r#"{"qty":2,"qty":1}"#,
+            "qty",
+        ),
+        (
+            &app.base,
+            "/api/v1/events/gala/holds",
+            &[],
+            r#"{"qty":1,"ttl_seconds":60,"ttl_seconds":600}"#,
+            "ttl_seconds",
+        ),
+        (
+            &app.base,
+            "/api/v1/purchase",
+            &[],
+            r#"{"qty":1,"x":{"y":1,"y":2}}"#,
+            "y",
+        ),
+        (
+            &app.base,
+            "/api/v1/purchase",
+            &[],
+            r#"{"qty":1,"x":[[{"z":1,"z":1}]]}"#,
+            "z",
+        ),
+        (
+            &app.base,
+            "/api/v1/events",
+            &admin,
+            r#"{"id":"dup","name":"Dup","capacity":5,"capacity":500}"#,
+            "capacity",
+        ),
+        (
+            &app.base,
+            "/api/v1/events/gala/stock",
+            &admin,
+            r#"{"qty":1,"qty":100}"#,
+            "qty",
+        ),
+        (
+            &inventory,
+            "/api/v1/reserve",
+            &inventory_headers,
+            r#"{"qty":1,"qty":3}"#,
+            "qty",
+        ),
+        (
+            &inventory,
+            "/api/v1/events/gala/reserve",
+            &inventory_headers,
+            r#"{"qty":1,"qty":3}"#,
+            "qty",
+        ),
+        (
+            &inventory,
+            "/api/v1/events/gala/reserve",
+            &inventory_headers,
+            r#"{"qty":1,"ttl_seconds":60,"ttl_seconds":null}"#,
+            "ttl_seconds",
+        ),
+        (
+            &inventory,
+            "/api/v1/events",
+            &[("x-service-token", service), admin[0]],
+            r#"{"id":"dup","id":"dup2","name":"Dup","capacity":5}"#,
+            "id",
+        ),
+    ];
+    for (base, path, headers, body, key) in cases {
+        let mut request = app
+            .client()
+            .post(format!("{base}{path}"))
+            .insert_header(("content-type", "application/json"));
+        for header in headers.iter().filter(|(_, value)| !value.is_empty()) {
+            request = request.insert_header(*header);
+        }
+        let answer = app
+            .send(request, Some((None, body.as_bytes().to_vec())))
+            .await
+            .unwrap();
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::BAD_REQUEST, "invalid_body"),
+            "{path} {body}: {answer:?}"
+        );
+        let message = answer.body["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains("duplicate") && message.contains(&format!("\"{key}\"")),
+            "{path} {body}: the message does not name the key: {message}"
+        );
+    }
+
+    assert_eq!(
+        (app.counts("default").await, app.counts("gala").await),
+        before,
+        "a refused request changed stock"
+    );
+    assert_eq!(app.get("/api/v1/events").await.body, events_before);
+    // The same bodies without the repeat are fine: it is the repeat that is refused.
+    assert_eq!(app.purchase(json!(2)).await.body["success"], true);
+}

@@ -9,7 +9,7 @@ use crate::http::ApiError;
 use crate::http::auth::require_admin;
 use crate::ticket::VacancyClient;
 use crate::wire::{
-    AvailableResponse, CreateEventRequest, EventResponse, EventsResponse, QtyRequest,
+    AvailableResponse, CreateEventRequest, EventResponse, EventsResponse, JsonObject, QtyRequest,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -71,7 +71,7 @@ async fn read(
 async fn create(
     request: HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&request)?;
     let body: CreateEventRequest = body(raw)?;
@@ -100,7 +100,7 @@ async fn replenish(
     request: HttpRequest,
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<EventResponse>, ApiError> {
     require_admin(&request)?;
     let event = event_id(&path)?;

@@ -6,7 +6,7 @@ use super::{body, event_id, idempotency_key, optional_whole_number, whole_number
 use crate::domain::EventId;
 use crate::http::ApiError;
 use crate::ticket::Tickets;
-use crate::wire::{self, HoldResponse, PurchaseResponse, QtyRequest};
+use crate::wire::{self, HoldResponse, JsonObject, PurchaseResponse, QtyRequest};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/purchase").route(web::post().to(purchase_default)))
@@ -25,7 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn purchase_default(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
     buy(&request, &tickets, EventId::default_event(), raw).await
 }
@@ -41,7 +41,7 @@ async fn purchase(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
     path: web::Path<String>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
     buy(&request, &tickets, event_id(&path)?, raw).await
 }
@@ -50,7 +50,7 @@ async fn buy(
     request: &HttpRequest,
     tickets: &Tickets,
     event: EventId,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
     let key = idempotency_key(request)?;
     let body: QtyRequest = body(raw)?;
@@ -81,7 +81,7 @@ async fn hold(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
     path: web::Path<String>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<HttpResponse, ApiError> {
     let event = event_id(&path)?;
     let key = idempotency_key(&request)?;

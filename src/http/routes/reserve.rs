@@ -7,7 +7,7 @@ use super::{body, event_id, idempotency_key, optional_whole_number, whole_number
 use crate::domain::{Error, EventId, Quantity, Reservation, ReservationId};
 use crate::http::ApiError;
 use crate::vacancy::Inventory;
-use crate::wire::{OrderResponse, QtyRequest, ReserveResponse};
+use crate::wire::{JsonObject, OrderResponse, QtyRequest, ReserveResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/reserve").route(web::post().to(reserve_default)))
@@ -21,7 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn reserve_default(
     request: HttpRequest,
     inventory: web::Data<Inventory>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
     reserve_in(&request, &inventory, EventId::default_event(), raw).await
 }
@@ -35,7 +35,7 @@ async fn reserve(
     request: HttpRequest,
     inventory: web::Data<Inventory>,
     path: web::Path<String>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
     reserve_in(&request, &inventory, event_id(&path)?, raw).await
 }
@@ -44,7 +44,7 @@ async fn reserve_in(
     request: &HttpRequest,
     inventory: &Inventory,
     event: EventId,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
     let body: QtyRequest = body(raw)?;
     let qty = Quantity::parse(
