@@ -165,7 +165,126 @@ in_process_and_binary!(
     both_deployments_answer_alike,
     vacancy_takes_calls_only_with_the_service_token,
     a_lost_answer_is_retried_without_selling_twice,
+    something_that_is_not_a_vacancy_is_named_as_such,
 );
+
+/// What a neighbour answers on every path: status, content type, body.
+type Answers = Vec<(&'static str, StatusCode, &'static str, &'static str)>;
+
+/// A small HTTP server on 127.0.0.1 that answers fixed bodies by path (404 elsewhere), standing in
+/// for whatever else a `vacancy_url` may point at. Stopped when dropped.
+struct Neighbour {
+    url: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Neighbour {
+    fn start(answers: Answers, otherwise: (StatusCode, &'static str, &'static str)) -> Self {
+        let answers = Arc::new(answers);
+        let server = actix_web::HttpServer::new(move || {
+            let answers = Arc::clone(&answers);
+            actix_web::App::new().default_service(actix_web::web::to(
+                move |request: actix_web::HttpRequest| {
+                    let (status, content_type, body) = answers
+                        .iter()
+                        .find(|(path, ..)| *path == request.path())
+                        .map_or(otherwise, |(_, status, content_type, body)| {
+                            (*status, *content_type, *body)
+                        });
+                    let response = actix_web::HttpResponse::build(status)
+                        .content_type(content_type)
+                        .body(body);
+                    async move { response }
+                },
+            ))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let url = format!("http://{}", server.addrs()[0]);
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self { url, handle }
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+/// Pointed at something that is not a ticketd vacancy (the seed's own Python vacancy, a web
+/// server answering 404 pages, a web page), the ticket service says exactly that, in `/ready`
+/// and in its 503s, instead of a bare "vacancy answered 404".
+async fn something_that_is_not_a_vacancy_is_named_as_such(launch: Launch) {
+    const JSON: &str = "application/json";
+    const HTML: &str = "text/html";
+    let not_found_page = "<html><body><h1>404 Not Found</h1></body></html>";
+    let neighbours = [
+        // The seed's vacancy service: JSON, but its own.
+        Neighbour::start(
+            vec![
+                (
+                    "/",
+                    StatusCode::OK,
+                    JSON,
+                    r#"{"message":"Vacancy Service","version":"1.0.0"}"#,
+                ),
+                ("/health", StatusCode::OK, JSON, r#"{"status":"healthy"}"#),
+                (
+                    "/api/v1/health",
+                    StatusCode::OK,
+                    JSON,
+                    r#"{"status":"healthy"}"#,
+                ),
+                ("/api/v1/available", StatusCode::OK, JSON, r#"{"qty":100}"#),
+            ],
+            (StatusCode::NOT_FOUND, JSON, r#"{"detail":"Not Found"}"#),
+        ),
+        // A web server with nothing of ours on it.
+        Neighbour::start(vec![], (StatusCode::NOT_FOUND, HTML, not_found_page)),
+        // A web page at /.
+        Neighbour::start(
+            vec![(
+                "/",
+                StatusCode::OK,
+                HTML,
+                "<html><body>Welcome</body></html>",
+            )],
+            (StatusCode::NOT_FOUND, HTML, not_found_page),
+        ),
+    ];
+    for neighbour in &neighbours {
+        let url = &neighbour.url;
+        let app = TestApp::ticket_only(launch, url.clone(), Options::default()).await;
+        let expected = format!("vacancy at {url} is not a ticketd vacancy: ");
+
+        let ready = app.get("/ready").await;
+        assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
+        let message = ready.body["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.starts_with(&expected),
+            "{url}: /ready says {message}"
+        );
+
+        for answer in [
+            app.purchase(json!(1)).await,
+            app.get("/api/v1/available").await,
+        ] {
+            assert_eq!(
+                (answer.status, answer.code()),
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                "{url}: {answer:?}"
+            );
+            assert_eq!(answer.retry_after.as_deref(), Some("1"), "{answer:?}");
+            let message = answer.body["error"]["message"].as_str().unwrap_or("");
+            assert!(message.starts_with(&expected), "{url}: {message}");
+        }
+    }
+}
 
 /// Vacancy with a service token refuses callers without it; the ticket service sends it.
 async fn vacancy_takes_calls_only_with_the_service_token(launch: Launch) {
