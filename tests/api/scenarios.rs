@@ -477,3 +477,107 @@ pub async fn duplicate_keys_are_refused_and_change_nothing(deployment: Deploymen
     // The same bodies without the repeat are fine: it is the repeat that is refused.
     assert_eq!(app.purchase(json!(2)).await.body["success"], true);
 }
+
+/// The largest quantity, capacity and hold a client can ask for are stored and read back intact
+/// by every store (PostgreSQL keeps a quantity in a 32-bit signed `INTEGER`, counts in `BIGINT`),
+/// and one more is refused with 422, changing nothing.
+pub async fn the_largest_requests_fit_every_store(deployment: Deployment, launch: Launch) {
+    const QTY_MAX: u64 = i32::MAX as u64;
+    const CAPACITY_MAX: u64 = 1_000_000_000_000;
+    const TTL_MAX: u64 = 3600;
+    let options = Options {
+        max_per_order: QTY_MAX as u32,
+        ..Options::default()
+    };
+    let app = TestApp::spawn(deployment, launch, options).await;
+    let create = |id: &str, capacity: u64| {
+        app.admin(
+            "POST",
+            "/api/v1/events",
+            json!({"id": id, "name": id, "capacity": capacity}),
+        )
+    };
+    let refused = create("too-big", CAPACITY_MAX + 1).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{refused:?}"
+    );
+    assert_eq!(
+        create("huge", CAPACITY_MAX).await.status,
+        StatusCode::CREATED
+    );
+
+    let bought = app
+        .post("/api/v1/events/huge/purchase", json!({"qty": QTY_MAX}))
+        .await;
+    assert_eq!(bought.body["success"], true, "{bought:?}");
+    let held = app
+        .post(
+            "/api/v1/events/huge/holds",
+            json!({"qty": QTY_MAX, "ttl_seconds": TTL_MAX}),
+        )
+        .await;
+    assert_eq!(held.status, StatusCode::CREATED, "{held:?}");
+    for order in [&bought.body["order_id"], &held.body["hold_id"]] {
+        let order = app
+            .get(&format!("/api/v1/orders/{}", order.as_str().unwrap()))
+            .await;
+        assert_eq!(order.body["qty"], QTY_MAX, "{order:?}");
+    }
+    let expected = (CAPACITY_MAX - 2 * QTY_MAX, QTY_MAX, QTY_MAX);
+    assert_eq!(app.counts("huge").await, expected);
+
+    type Case = (&'static str, &'static str, serde_json::Value, &'static str);
+    let over: [Case; 6] = [
+        (
+            "POST",
+            "/api/v1/events/huge/purchase",
+            json!({"qty": QTY_MAX + 1}),
+            "quantity_over_limit",
+        ),
+        (
+            "POST",
+            "/api/v1/events/huge/purchase",
+            json!({"qty": u64::MAX}),
+            "quantity_over_limit",
+        ),
+        (
+            "POST",
+            "/api/v1/events/huge/holds",
+            json!({"qty": 1, "ttl_seconds": TTL_MAX + 1}),
+            "invalid_quantity",
+        ),
+        (
+            "POST",
+            "/api/v1/events/huge/holds",
+            json!({"qty": 1, "ttl_seconds": 1e20}),
+            "invalid_quantity",
+        ),
+        (
+            "POST",
+            "/api/v1/events/huge/stock",
+            json!({"qty": 1}),
+            "invalid_quantity",
+        ),
+        (
+            "POST",
+            "/api/v1/events/huge/stock",
+            json!({"qty": u64::MAX}),
+            "invalid_quantity",
+        ),
+    ];
+    for (method, path, body, code) in over {
+        let answer = app.admin(method, path, body.clone()).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, code),
+            "{path} {body}: {answer:?}"
+        );
+    }
+    assert_eq!(
+        app.counts("huge").await,
+        expected,
+        "a refusal changed stock"
+    );
+}
