@@ -125,7 +125,7 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     workers: Option<usize>,
-    /// Most tickets in one purchase [default: 10].
+    /// Most tickets in one purchase, at most 2147483647 [default: 10].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_per_order: Option<u32>,
@@ -137,12 +137,13 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     hold_ttl_seconds_max: Option<u32>,
-    /// Bearer token for admin calls (at least 16 characters) [default: none, admin calls refused].
+    /// Bearer token for admin calls (16 to 1024 visible ASCII characters)
+    /// [default: none, admin calls refused].
     #[arg(long, value_name = "TOKEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_token: Option<String>,
-    /// Token between ticket and vacancy, sent as x-service-token (at least 16 characters)
-    /// [default: none, not checked].
+    /// Token between ticket and vacancy, sent as x-service-token (16 to 1024 visible ASCII
+    /// characters) [default: none, not checked].
     #[arg(long, value_name = "TOKEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     service_token: Option<String>,

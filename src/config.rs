@@ -5,12 +5,15 @@
 //! `[vacancy]` and `[ticket]` to one, so one file can describe a whole split deployment.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+use crate::domain::Quantity;
 
 /// Which parts run in this process; the subcommand chooses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -161,6 +164,13 @@ impl fmt::Debug for Secret {
 /// Largest `initial_stock`: far beyond any venue, and well inside every store's integer range.
 const INITIAL_STOCK_MAX: u64 = 1_000_000_000_000;
 
+const DAY_SECONDS: u64 = 86_400;
+const HOUR_MS: u64 = 3_600_000;
+
+/// Shortest and longest token; a token also has to be visible ASCII, as a header value it is.
+const TOKEN_LEN_MIN: usize = 16;
+const TOKEN_LEN_MAX: usize = 1024;
+
 /// A configuration that cannot be used; the message names the key and where its value came from.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -251,11 +261,11 @@ impl Settings {
         if self.host.trim().is_empty() {
             return fail("host", "must not be empty");
         }
-        if self.max_per_order == 0 {
-            return fail("max_per_order", "must be at least 1");
-        }
-        if self.hold_ttl_seconds_max == 0 {
-            return fail("hold_ttl_seconds_max", "must be at least 1");
+        for (key, value, range) in self.numbers() {
+            if !range.contains(&value) {
+                let (min, max) = range.into_inner();
+                return fail(key, &format!("must be {min} to {max}"));
+            }
         }
         if self.hold_ttl_seconds_default == 0
             || self.hold_ttl_seconds_default > self.hold_ttl_seconds_max
@@ -269,30 +279,20 @@ impl Settings {
             ("admin_token", &self.admin_token),
             ("service_token", &self.service_token),
         ] {
-            if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
-                return fail(key, "must be at least 16 characters");
+            // Never echo the value: it is a secret.
+            let fits = |token: &str| {
+                (TOKEN_LEN_MIN..=TOKEN_LEN_MAX).contains(&token.len())
+                    && token.bytes().all(|b| b.is_ascii_graphic())
+            };
+            if token.as_ref().is_some_and(|t| !fits(t.expose())) {
+                return fail(
+                    key,
+                    &format!(
+                        "must be {TOKEN_LEN_MIN} to {TOKEN_LEN_MAX} visible ASCII characters \
+                         (no spaces)"
+                    ),
+                );
             }
-        }
-        if self.initial_stock > INITIAL_STOCK_MAX {
-            return fail("initial_stock", "must be at most 1000000000000");
-        }
-        if self.body_limit_bytes < 256 {
-            return fail("body_limit_bytes", "must be at least 256");
-        }
-        if self.inventory_queue_size_max == 0 {
-            return fail("inventory_queue_size_max", "must be at least 1");
-        }
-        if self.inventory_batch_size_max == 0 {
-            return fail("inventory_batch_size_max", "must be at least 1");
-        }
-        if self.vacancy_timeout_ms == 0 {
-            return fail("vacancy_timeout_ms", "must be at least 1");
-        }
-        if self.vacancy_connections_max == 0 {
-            return fail("vacancy_connections_max", "must be at least 1");
-        }
-        if self.vacancy_attempts_max == 0 {
-            return fail("vacancy_attempts_max", "must be at least 1");
         }
         if self.vacancy_url.is_empty()
             || self
@@ -319,13 +319,82 @@ impl Settings {
                 "must look like postgres://user@host:port/database",
             );
         }
-        if self.database_connections_max < 2 {
-            return fail("database_connections_max", "must be at least 2");
-        }
-        if self.database_timeout_ms == 0 {
-            return fail("database_timeout_ms", "must be at least 1");
-        }
         Ok(())
+    }
+
+    /// Every numeric setting, its value and the range it must be in: what all stores (memory,
+    /// SQLite, PostgreSQL: quantities in `INTEGER`, counts and milliseconds in `BIGINT`) and the
+    /// code can hold, and far beyond any sensible use. A value outside stops start-up naming its
+    /// key, rather than wrapping in a store, overflowing a clock, or asking the machine for more
+    /// threads or memory than it has (the queue is allocated up front, one slot per request; each
+    /// worker is a thread).
+    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 15] {
+        // Lossless on every platform ticketd builds for.
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        [
+            ("workers", wide(self.workers), 0..=1024),
+            (
+                "shutdown_timeout_seconds",
+                self.shutdown_timeout_seconds,
+                0..=DAY_SECONDS,
+            ),
+            (
+                "body_limit_bytes",
+                wide(self.body_limit_bytes),
+                256..=16 << 20,
+            ),
+            (
+                "max_per_order",
+                u64::from(self.max_per_order),
+                1..=u64::from(Quantity::MAX),
+            ),
+            // A hold of a year is far beyond any payment window.
+            (
+                "hold_ttl_seconds_max",
+                u64::from(self.hold_ttl_seconds_max),
+                1..=365 * DAY_SECONDS,
+            ),
+            (
+                "idempotency_ttl_seconds",
+                self.idempotency_ttl_seconds,
+                0..=3650 * DAY_SECONDS,
+            ),
+            ("initial_stock", self.initial_stock, 0..=INITIAL_STOCK_MAX),
+            (
+                "inventory_queue_size_max",
+                wide(self.inventory_queue_size_max),
+                1..=1 << 20,
+            ),
+            (
+                "inventory_batch_size_max",
+                wide(self.inventory_batch_size_max),
+                1..=1 << 16,
+            ),
+            // The writer keeps one connection and reads share the rest.
+            (
+                "database_connections_max",
+                wide(self.database_connections_max),
+                2..=1024,
+            ),
+            ("database_timeout_ms", self.database_timeout_ms, 1..=HOUR_MS),
+            ("vacancy_timeout_ms", self.vacancy_timeout_ms, 1..=HOUR_MS),
+            // Each is a socket, and one address reaches vacancy from at most this many ports.
+            (
+                "vacancy_connections_max",
+                wide(self.vacancy_connections_max),
+                1..=65_535,
+            ),
+            (
+                "vacancy_keep_alive_seconds",
+                self.vacancy_keep_alive_seconds,
+                0..=DAY_SECONDS,
+            ),
+            (
+                "vacancy_attempts_max",
+                u64::from(self.vacancy_attempts_max),
+                1..=100,
+            ),
+        ]
     }
 
     pub fn vacancy_timeout(&self) -> Duration {
@@ -497,6 +566,105 @@ mod tests {
 
         let missing = dir.path().join("missing.toml");
         assert!(Settings::load(Mode::Monolith, Some(&missing), NoFlags {}).is_err());
+    }
+
+    /// Every number a setting takes is bounded to what every store and the code can hold: one
+    /// past the bound stops start-up naming the key, the bound itself is taken. `max_per_order`
+    /// was once taken up to u32::MAX while PostgreSQL keeps a quantity in 32 signed bits.
+    #[test]
+    fn every_number_is_bounded_to_what_stores_and_code_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bounds.toml");
+        let load = |key: &str, value: &str| {
+            std::fs::write(&file, format!("[default]\n{key} = {value}\n")).unwrap();
+            Settings::load(Mode::Monolith, Some(&file), NoFlags {})
+        };
+        // (key, the largest value taken, the smallest one refused); `i64::MAX` stands for "far
+        // too big" where the type itself is wider than TOML's integers.
+        let cases = [
+            ("workers", 1024, i64::MAX),
+            ("shutdown_timeout_seconds", 86_400, i64::MAX),
+            ("body_limit_bytes", 16 << 20, i64::MAX),
+            ("max_per_order", i64::from(i32::MAX), i64::from(u32::MAX)),
+            (
+                "max_per_order",
+                i64::from(i32::MAX),
+                i64::from(i32::MAX) + 1,
+            ),
+            ("hold_ttl_seconds_max", 31_536_000, i64::from(u32::MAX)),
+            ("idempotency_ttl_seconds", 315_360_000, i64::MAX),
+            ("initial_stock", 1_000_000_000_000, i64::MAX),
+            ("inventory_queue_size_max", 1 << 20, i64::MAX),
+            ("inventory_batch_size_max", 1 << 16, i64::MAX),
+            ("database_connections_max", 1024, i64::MAX),
+            ("database_timeout_ms", 3_600_000, i64::MAX),
+            ("vacancy_timeout_ms", 3_600_000, i64::MAX),
+            ("vacancy_connections_max", 65_535, i64::MAX),
+            ("vacancy_keep_alive_seconds", 86_400, i64::MAX),
+            ("vacancy_attempts_max", 100, i64::from(u32::MAX)),
+        ];
+        for (key, largest, refused) in cases {
+            let taken = load(key, &largest.to_string());
+            assert!(taken.is_ok(), "{key} = {largest}: {taken:?}");
+            for refused in [refused, largest + 1] {
+                let error = load(key, &refused.to_string()).unwrap_err().to_string();
+                assert!(error.contains(key), "{key} = {refused}: {error}");
+                assert_eq!(error.lines().count(), 1, "{error}");
+            }
+        }
+        // The numbers the type already bounds, for the record: the port fits a u16.
+        assert!(load("port", "65536").is_err());
+        let error = load("hold_ttl_seconds_default", "3601").unwrap_err();
+        assert!(
+            error.to_string().contains("hold_ttl_seconds_default"),
+            "{error}"
+        );
+
+        // A numeric setting added later gets a bound too, or this fails.
+        let defaults = Settings::defaults(Mode::Monolith);
+        let bounded: Vec<&str> = defaults.numbers().iter().map(|(key, ..)| *key).collect();
+        let Ok(serde_json::Value::Object(all)) = serde_json::to_value(&defaults) else {
+            panic!("settings serialise to an object");
+        };
+        for (key, value) in all {
+            // The port's type is its bound; the default hold is bounded by the longest one.
+            if value.is_number() && !["port", "hold_ttl_seconds_default"].contains(&key.as_str()) {
+                assert!(bounded.contains(&key.as_str()), "{key} has no bounds");
+            }
+        }
+        for (key, value, range) in defaults.numbers() {
+            assert!(
+                range.contains(&value),
+                "the default {key} = {value} is out of bounds"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_must_fit_a_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.toml");
+        for key in ["admin_token", "service_token"] {
+            for (value, ok) in [
+                ("a-long-enough-token-1234".to_owned(), true),
+                ("short".to_owned(), false),
+                ("a token with spaces in it".to_owned(), false),
+                ("a-long-enough-tökén-1234".to_owned(), false),
+                ("x".repeat(1024), true),
+                ("x".repeat(1025), false),
+            ] {
+                std::fs::write(&file, format!("[default]\n{key} = \"{value}\"\n")).unwrap();
+                let loaded = Settings::load(Mode::Vacancy, Some(&file), NoFlags {});
+                match loaded {
+                    Ok(_) => assert!(ok, "{key} = {value} was taken"),
+                    Err(error) => {
+                        assert!(!ok, "{key} = {value}: {error}");
+                        assert!(error.to_string().contains(key), "{error}");
+                        assert!(!error.to_string().contains(&value), "echoed: {error}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

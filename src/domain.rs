@@ -19,8 +19,13 @@ pub const DEFAULT_EVENT: &str = "default";
 pub struct Quantity(u32);
 
 impl Quantity {
-    /// Accepts `raw` when `1 <= raw <= max_per_order`.
+    /// The most tickets any one order can be for, whatever `max_per_order` says: every store must
+    /// hold it, and PostgreSQL keeps a quantity in a 32-bit signed `INTEGER`.
+    pub const MAX: u32 = i32::MAX as u32;
+
+    /// Accepts `raw` when `1 <= raw <= max_per_order` (and [`Self::MAX`]).
     pub fn parse(raw: i64, max_per_order: u32) -> Result<Self, Error> {
+        let max_per_order = max_per_order.min(Self::MAX);
         if raw < 1 {
             return Err(Error::InvalidQuantity(format!(
                 "qty must be a whole number of at least 1, got {raw}"
@@ -31,7 +36,7 @@ impl Quantity {
                 "qty {raw} is over the limit of {max_per_order} tickets per order"
             )));
         }
-        // `raw <= max_per_order <= u32::MAX`, so this cannot truncate.
+        // `raw <= max_per_order <= Quantity::MAX`, so this cannot truncate.
         Ok(Self(raw as u32))
     }
 
@@ -580,6 +585,16 @@ mod tests {
     fn quantity_accepts_one_to_the_limit() {
         assert_eq!(Quantity::parse(1, 10).unwrap().get(), 1);
         assert_eq!(Quantity::parse(10, 10).unwrap().get(), 10);
+    }
+
+    /// Whatever the configured limit, a quantity fits PostgreSQL's 32-bit signed `INTEGER`.
+    #[test]
+    fn quantity_fits_every_store_whatever_the_limit() {
+        let max = i64::from(i32::MAX);
+        assert_eq!(Quantity::parse(max, u32::MAX).unwrap().get(), Quantity::MAX);
+        let over = Quantity::parse(max + 1, u32::MAX).unwrap_err();
+        assert_eq!(over.code(), "quantity_over_limit");
+        assert!(over.to_string().contains(&max.to_string()), "{over}");
     }
 
     #[test]

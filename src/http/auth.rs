@@ -77,8 +77,11 @@ pub async fn require_service_token(
     let required = request
         .app_data::<web::Data<Tokens>>()
         .and_then(|tokens| tokens.service.clone());
+    // The seed's health path is under /api/ but, like /health, tells nothing and must stay open
+    // to orchestrators' probes, which carry no token.
     if let Some(token) = required
         && request.path().starts_with("/api/")
+        && request.path() != "/api/v1/health"
     {
         let offered = request
             .headers()

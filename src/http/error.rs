@@ -2,7 +2,8 @@
 
 use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::http::header::RETRY_AFTER;
+use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 
 use crate::domain::Error;
 use crate::wire::{ErrorDetail, ErrorResponse};
@@ -20,6 +21,22 @@ pub enum ApiError {
     /// An error status produced outside our handlers (no such route, wrong method...).
     #[error("{}", .0.canonical_reason().unwrap_or("error"))]
     Status(StatusCode),
+}
+
+/// Seconds a client is asked to wait before trying again after a 503. Every 503 is a passing
+/// condition (a full queue, vacancy or the database away for a moment, a lock held elsewhere), and
+/// clients that retry at once only deepen it; one second is long enough to let a queue drain and
+/// short enough that a buyer hardly notices.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// An answer with `status` and the headers that status always carries: `Retry-After` on 503, so
+/// every client backs off the same way whichever part of ticketd refused it.
+pub fn respond(status: StatusCode) -> HttpResponseBuilder {
+    let mut response = HttpResponse::build(status);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.insert_header((RETRY_AFTER, RETRY_AFTER_SECONDS));
+    }
+    response
 }
 
 impl ApiError {
@@ -86,7 +103,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorResponse {
+        respond(self.status_code()).json(ErrorResponse {
             error: ErrorDetail {
                 code: self.code().to_owned(),
                 message: self.to_string(),
@@ -189,5 +206,58 @@ mod tests {
                 "README.md's row for {code}"
             );
         }
+    }
+
+    /// Every 503, whatever refused the request, tells the client when to come back; no other
+    /// status does.
+    #[test]
+    fn every_503_carries_retry_after() {
+        let why = || "why".to_owned();
+        let errors = [
+            Error::InvalidQuantity(why()),
+            Error::OverLimit(why()),
+            Error::InvalidEventId(why()),
+            Error::InvalidReservationId(why()),
+            Error::InvalidEvent(why()),
+            Error::InvalidIdempotencyKey(why()),
+            Error::IdempotencyKeyReused(why()),
+            Error::EventExists(why()),
+            Error::UnknownOrder(why()),
+            Error::HoldExpired(why()),
+            Error::WrongState(why()),
+            Error::Unauthorized(why()),
+            Error::Forbidden(why()),
+            Error::UnknownEvent(why()),
+            Error::ReservationConflict(why()),
+            Error::Overloaded,
+            Error::Unavailable(why()),
+            Error::Timeout(5),
+            Error::Storage(why()),
+            Error::Contention(why()),
+            Error::Internal(why()),
+        ];
+        let mut unavailable = 0;
+        for error in errors.map(ApiError::from).into_iter().chain([
+            ApiError::Status(StatusCode::SERVICE_UNAVAILABLE),
+            ApiError::Status(StatusCode::NOT_FOUND),
+            ApiError::InvalidBody(why()),
+        ]) {
+            let response = error.error_response();
+            let retry_after = response.headers().get(RETRY_AFTER);
+            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                unavailable += 1;
+                assert_eq!(
+                    retry_after.and_then(|v| v.to_str().ok()),
+                    Some("1"),
+                    "{error:?}"
+                );
+            } else {
+                assert!(retry_after.is_none(), "{error:?}");
+            }
+        }
+        assert_eq!(
+            unavailable, 6,
+            "overloaded, unavailable, timeout, storage, contention, 503"
+        );
     }
 }

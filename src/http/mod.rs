@@ -15,7 +15,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, Error, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-pub use error::ApiError;
+pub use error::{ApiError, respond};
 
 use crate::config::Mode;
 use crate::ticket::{Tickets, VacancyClient};

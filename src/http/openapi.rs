@@ -10,7 +10,7 @@ use utoipa::openapi::schema::{Object, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::routes::{events, meta, orders, purchase, reserve};
 use crate::domain::{Event, EventId, IdempotencyKey};
@@ -29,7 +29,7 @@ use crate::wire;
                        is 400 `invalid_content_type`."
     ),
     paths(
-        meta::root, meta::health, meta::ready, meta::metrics,
+        meta::root, meta::health, meta::health_api, meta::ready, meta::metrics,
         events::available, events::list, events::read, events::create, events::replenish,
         orders::read, orders::confirm, orders::release, orders::cancel,
     ),
@@ -178,6 +178,14 @@ fn bound_parameters(operation: &mut Operation) {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, document: Document) {
-    cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document))
-        .service(web::redirect("/docs", "/docs/"));
+    // Swagger UI sends the document to validator.swagger.io whenever the page is opened under a
+    // host name other than localhost: an outside call, from the operator's network, with our API
+    // description in it. The page must work offline and call nothing but ticketd.
+    let ui = Config::default().validator_url("none");
+    cfg.service(
+        SwaggerUi::new("/docs/{_:.*}")
+            .url("/openapi.json", document)
+            .config(ui),
+    )
+    .service(web::redirect("/docs", "/docs/"));
 }

@@ -225,18 +225,38 @@ impl RemoteVacancyClient {
         })
     }
 
-    /// With several replicas: checks, once, that `replica` shares the store of the others.
+    /// Checks, before the first call to `replica`, that it is a ticketd vacancy (`GET /`), and
+    /// with several replicas that it shares the store of the others.
+    ///
+    /// Something else at the URL (the seed's own vacancy, a web server) would answer our calls
+    /// with 404s or JSON of its own, and the operator would see only "vacancy answered 404"; so
+    /// it is named for what it is. That is not remembered: the right service may start there
+    /// later, and the next call asks again.
     async fn vet(&self, replica: &Replica) -> Result<(), Failure> {
-        if self.replicas.len() == 1 || replica.vetted.load(Ordering::Relaxed) {
+        if replica.vetted.load(Ordering::Relaxed) {
             return Ok(());
         }
         if let Some(reason) = replica.refused.get() {
             return Err(Failure::Transport(Error::Unavailable(reason.clone())));
         }
-        let request = self.client().get(format!("{}/", replica.base_url));
-        let about = self.exchange(request, None, &replica.base_url).await?;
-        let about: serde_json::Value = decode(&about).map_err(Failure::Transport)?;
         let url = &replica.base_url;
+        let mut response = self
+            .client()
+            .get(format!("{url}/"))
+            .send()
+            .await
+            .map_err(|e| Failure::Transport(self.send_error(e, url)))?;
+        let bytes = response.body().limit(ANSWER_SIZE_MAX).await.map_err(|e| {
+            Failure::Transport(Error::Unavailable(format!(
+                "reading vacancy's answer failed: {e}"
+            )))
+        })?;
+        let about = identify(url, response.status(), &bytes)
+            .map_err(|reason| Failure::Transport(Error::Unavailable(reason)))?;
+        if self.replicas.len() == 1 {
+            replica.vetted.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
         let Some(id) = about["store_id"].as_str() else {
             return Err(self.refuse(
                 replica,
@@ -424,6 +444,34 @@ fn check(status: StatusCode, bytes: Bytes) -> Result<Bytes, Error> {
     }
 }
 
+/// What answers `GET /` at `url`, when it is a ticketd that serves the inventory's API (vacancy,
+/// or a monolith, which serves the same routes); otherwise why it is not, for the operator.
+fn identify(url: &str, status: StatusCode, bytes: &[u8]) -> Result<serde_json::Value, String> {
+    let not_ours = |why: String| format!("vacancy at {url} is not a ticketd vacancy: {why}");
+    if !status.is_success() {
+        return Err(not_ours(format!("GET / answered {status}")));
+    }
+    let Ok(about) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Err(not_ours(format!(
+            "GET / answered {status} with something other than JSON"
+        )));
+    };
+    match (about["service"].as_str(), about["mode"].as_str()) {
+        (Some("ticketd"), Some("vacancy" | "monolith")) => Ok(about),
+        (Some("ticketd"), Some(mode)) => Err(not_ours(format!(
+            "it is ticketd {mode}, which keeps no stock"
+        ))),
+        _ => {
+            // Enough of the answer to recognise what is there, not a whole page in every log line.
+            const SHOWN_CHARS_MAX: usize = 120;
+            let text = about.to_string();
+            let shown: String = text.chars().take(SHOWN_CHARS_MAX).collect();
+            let more = if shown.len() < text.len() { "…" } else { "" };
+            Err(not_ours(format!("GET / answered {shown}{more}")))
+        }
+    }
+}
+
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes)
         .map_err(|e| Error::Unavailable(format!("vacancy sent an answer that cannot be read: {e}")))
@@ -596,6 +644,46 @@ mod tests {
             size > ANSWER_SIZE_MAX / 4,
             "{size} bytes: the bound is far off"
         );
+    }
+
+    #[test]
+    fn only_a_ticketd_serving_the_inventory_passes_for_a_vacancy() {
+        let url = "http://127.0.0.1:8001";
+        let ours = br#"{"service":"ticketd","mode":"vacancy","version":"0.1.0"}"#;
+        assert!(identify(url, StatusCode::OK, ours).is_ok());
+        let monolith = br#"{"service":"ticketd","mode":"monolith","version":"0.1.0"}"#;
+        assert!(identify(url, StatusCode::OK, monolith).is_ok());
+
+        let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(500));
+        for (status, body, why) in [
+            (
+                StatusCode::NOT_FOUND,
+                &b"<html>404</html>"[..],
+                "GET / answered 404 Not Found",
+            ),
+            (
+                StatusCode::OK,
+                b"<html>hello</html>",
+                "something other than JSON",
+            ),
+            (
+                StatusCode::OK,
+                br#"{"message":"Vacancy Service"}"#,
+                "Vacancy Service",
+            ),
+            (
+                StatusCode::OK,
+                br#"{"service":"ticketd","mode":"ticket"}"#,
+                "ticketd ticket",
+            ),
+            (StatusCode::OK, long.as_bytes(), "xxx…"),
+        ] {
+            let reason = identify(url, status, body).unwrap_err();
+            let expected = format!("vacancy at {url} is not a ticketd vacancy: ");
+            assert!(reason.starts_with(&expected), "{reason}");
+            assert!(reason.contains(why), "{reason}");
+            assert!(reason.len() < 300, "{reason}");
+        }
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Answer {
     pub status: StatusCode,
     pub body: Value,
     pub request_id: Option<String>,
+    /// The `Retry-After` header, when the answer has one.
+    pub retry_after: Option<String>,
 }
 
 impl Answer {
@@ -639,10 +641,16 @@ impl TestApp {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         Ok(Answer {
             status: response.status(),
             body,
             request_id,
+            retry_after,
         })
     }
 

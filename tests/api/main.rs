@@ -59,6 +59,8 @@ in_every_deployment!(
     scenarios::purchase_flow,
     scenarios::selling_out_is_an_answer_not_an_error,
     scenarios::bad_input_gets_a_json_error_and_changes_nothing,
+    scenarios::duplicate_keys_are_refused_and_change_nothing,
+    scenarios::the_largest_requests_fit_every_store,
     scenarios::concurrent_buyers_never_oversell,
     scenarios::request_ids_are_returned,
     scenarios::metrics_are_exported_in_prometheus_format,

@@ -234,3 +234,61 @@ pub async fn the_document_states_the_limits_it_enforces(deployment: Deployment, 
         (StatusCode::BAD_REQUEST, "invalid_idempotency_key")
     );
 }
+
+/// Opening `/docs` makes no call beyond ticketd: the page loads only its own files, and Swagger UI
+/// is told not to send the document to its online validator (which it does by default whenever
+/// the page is opened under a host name other than localhost).
+#[actix_web::test]
+async fn the_docs_page_calls_nothing_outside_ticketd() {
+    let app = TestApp::spawn(Deployment::Monolith, Launch::InProcess, Options::default()).await;
+    let fetch = |path: String| {
+        let request = app.client().get(format!("{}/docs/{path}", app.base));
+        async move {
+            let mut response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "/docs/{path}");
+            let body = response.body().limit(8 << 20).await.unwrap();
+            String::from_utf8_lossy(&body).into_owned()
+        }
+    };
+    let page = fetch(String::new()).await;
+    let loaded: Vec<String> = ["src=\"", "href=\""]
+        .iter()
+        .flat_map(|attribute| page.split(attribute).skip(1))
+        .filter_map(|rest| rest.split_once('"').map(|(url, _)| url.to_owned()))
+        .collect();
+    assert!(
+        loaded
+            .iter()
+            .any(|url| url.ends_with("swagger-initializer.js")),
+        "the page loads no initializer: {page}"
+    );
+
+    // What decides where the page goes: the page itself, its initializer and its own stylesheet.
+    // (The vendored bundle holds Swagger UI's defaults, among them the validator's address; the
+    // initializer is where they are overridden.)
+    let mut texts = vec![("index.html".to_owned(), page.clone())];
+    for url in &loaded {
+        assert!(
+            !url.contains("//") && !url.contains(':'),
+            "/docs loads {url} from elsewhere"
+        );
+        let path = url.trim_start_matches("./").to_owned();
+        if path.contains("initializer") || path.ends_with("index.css") {
+            texts.push((path.clone(), fetch(path).await));
+        }
+    }
+    for (name, text) in &texts {
+        for outside in ["http://", "https://", "validator.swagger.io"] {
+            assert!(!text.contains(outside), "{name} names {outside}:\n{text}");
+        }
+    }
+    let initializer = &texts
+        .iter()
+        .find(|(name, _)| name.contains("initializer"))
+        .expect("the initializer was fetched")
+        .1;
+    assert!(
+        initializer.contains(r#""validatorUrl": "none""#),
+        "the online validator is not turned off:\n{initializer}"
+    );
+}

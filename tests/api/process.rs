@@ -30,8 +30,38 @@ async fn sigterm_stops_the_server_cleanly() {
 #[test]
 fn bad_configuration_stops_start_up_with_one_line() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 4] = [
+    let cases: [Case; 8] = [
         (&["monolith"], &[("TICKETD_PORT", "abc")], "TICKETD_PORT"),
+        // Bounds every store and the code can hold: PostgreSQL keeps a quantity in 32 signed
+        // bits, the queue is allocated up front. (These would start if let through: port 0.)
+        (
+            &[
+                "monolith",
+                "--port",
+                "0",
+                "--store",
+                "memory",
+                "--max-per-order",
+                "4294967295",
+            ],
+            &[],
+            "max_per_order",
+        ),
+        (
+            &["vacancy", "--port", "0", "--store", "memory"],
+            &[("TICKETD_INVENTORY_QUEUE_SIZE_MAX", "1000000000000")],
+            "inventory_queue_size_max",
+        ),
+        (
+            &["ticket", "--port", "0"],
+            &[("TICKETD_VACANCY_TIMEOUT_MS", "18446744073709551615")],
+            "vacancy_timeout_ms",
+        ),
+        (
+            &["ticket", "--port", "0"],
+            &[("TICKETD_SERVICE_TOKEN", "a token with spaces in it")],
+            "service_token",
+        ),
         (&["vacancy"], &[("TICKETD_STORE", "floppy")], "store"),
         (&["ticket", "--vacancy-url", "ftp://x"], &[], "vacancy_url"),
         (

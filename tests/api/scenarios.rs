@@ -16,12 +16,16 @@ pub async fn describes_itself(deployment: Deployment, launch: Launch) {
     assert_eq!(root.body["mode"], app.public_mode());
     assert!(root.body["version"].is_string());
 
-    let health = app.get("/health").await;
-    assert_eq!(health.status, StatusCode::OK);
-    assert_eq!(
-        health.body,
-        json!({"status": "healthy", "mode": app.public_mode()})
-    );
+    // `/api/v1/health` is the seed's path for the same check, in both of its services.
+    for path in ["/health", "/api/v1/health"] {
+        let health = app.get(path).await;
+        assert_eq!(health.status, StatusCode::OK, "{path}: {health:?}");
+        assert_eq!(
+            health.body,
+            json!({"status": "healthy", "mode": app.public_mode()}),
+            "{path}"
+        );
+    }
 
     let ready = app.get("/ready").await;
     assert_eq!(ready.status, StatusCode::OK);
@@ -333,4 +337,250 @@ pub async fn metrics_are_exported_in_prometheus_format(deployment: Deployment, l
             "{expected} missing from:\n{owner}"
         );
     }
+}
+
+/// A JSON object that names a key twice is refused on every route that takes a body, public and
+/// the inventory's own, at any depth: `{"qty":1,"qty":2}` must not sell 2 here while a gateway in
+/// front, reading the first `qty`, let through a purchase of 1.
+pub async fn duplicate_keys_are_refused_and_change_nothing(deployment: Deployment, launch: Launch) {
+    let app = TestApp::spawn(deployment, launch, Options::default()).await;
+    let created = app
+        .admin(
+            "POST",
+            "/api/v1/events",
+            json!({"id": "gala", "name": "Gala", "capacity": 50}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let before = (app.counts("default").await, app.counts("gala").await);
+    let events_before = app.get("/api/v1/events").await.body;
+
+    let bearer = format!("Bearer {}", crate::helpers::ADMIN_TOKEN);
+    let admin = [("authorization", bearer.as_str())];
+    // The inventory's own routes: the monolith serves them, vacancy does in the split deployment.
+    let (inventory, service) = match app.vacancy() {
+        Some(vacancy) => (vacancy.url(), crate::helpers::SERVICE_TOKEN),
+        None => (app.base.clone(), ""),
+    };
+    let inventory_headers = [("x-service-token", service)];
+    // (base, path, headers, body, the repeated key)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 11] = [
+        (
+            &app.base,
+            "/api/v1/purchase",
+            &[],
+            r#"{"qty":1,"qty":2}"#,
+            "qty",
+        ),
+        (
+            &app.base,
+            "/api/v1/events/gala/purchase",
+            &[],
+            r#"{"qty":2,"qty":1}"#,
+            "qty",
+        ),
+        (
+            &app.base,
+            "/api/v1/events/gala/holds",
+            &[],
+            r#"{"qty":1,"ttl_seconds":60,"ttl_seconds":600}"#,
+            "ttl_seconds",
+        ),
+        (
+            &app.base,
+            "/api/v1/purchase",
+            &[],
+            r#"{"qty":1,"x":{"y":1,"y":2}}"#,
+            "y",
+        ),
+        (
+            &app.base,
+            "/api/v1/purchase",
+            &[],
+            r#"{"qty":1,"x":[[{"z":1,"z":1}]]}"#,
+            "z",
+        ),
+        (
+            &app.base,
+            "/api/v1/events",
+            &admin,
+            r#"{"id":"dup","name":"Dup","capacity":5,"capacity":500}"#,
+            "capacity",
+        ),
+        (
+            &app.base,
+            "/api/v1/events/gala/stock",
+            &admin,
+            r#"{"qty":1,"qty":100}"#,
+            "qty",
+        ),
+        (
+            &inventory,
+            "/api/v1/reserve",
+            &inventory_headers,
+            r#"{"qty":1,"qty":3}"#,
+            "qty",
+        ),
+        (
+            &inventory,
+            "/api/v1/events/gala/reserve",
+            &inventory_headers,
+            r#"{"qty":1,"qty":3}"#,
+            "qty",
+        ),
+        (
+            &inventory,
+            "/api/v1/events/gala/reserve",
+            &inventory_headers,
+            r#"{"qty":1,"ttl_seconds":60,"ttl_seconds":null}"#,
+            "ttl_seconds",
+        ),
+        (
+            &inventory,
+            "/api/v1/events",
+            &[("x-service-token", service), admin[0]],
+            r#"{"id":"dup","id":"dup2","name":"Dup","capacity":5}"#,
+            "id",
+        ),
+    ];
+    for (base, path, headers, body, key) in cases {
+        let mut request = app
+            .client()
+            .post(format!("{base}{path}"))
+            .insert_header(("content-type", "application/json"));
+        for header in headers.iter().filter(|(_, value)| !value.is_empty()) {
+            request = request.insert_header(*header);
+        }
+        let answer = app
+            .send(request, Some((None, body.as_bytes().to_vec())))
+            .await
+            .unwrap();
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::BAD_REQUEST, "invalid_body"),
+            "{path} {body}: {answer:?}"
+        );
+        let message = answer.body["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains("duplicate") && message.contains(&format!("\"{key}\"")),
+            "{path} {body}: the message does not name the key: {message}"
+        );
+    }
+
+    assert_eq!(
+        (app.counts("default").await, app.counts("gala").await),
+        before,
+        "a refused request changed stock"
+    );
+    assert_eq!(app.get("/api/v1/events").await.body, events_before);
+    // The same bodies without the repeat are fine: it is the repeat that is refused.
+    assert_eq!(app.purchase(json!(2)).await.body["success"], true);
+}
+
+/// The largest quantity, capacity and hold a client can ask for are stored and read back intact
+/// by every store (PostgreSQL keeps a quantity in a 32-bit signed `INTEGER`, counts in `BIGINT`),
+/// and one more is refused with 422, changing nothing.
+pub async fn the_largest_requests_fit_every_store(deployment: Deployment, launch: Launch) {
+    const QTY_MAX: u64 = i32::MAX as u64;
+    const CAPACITY_MAX: u64 = 1_000_000_000_000;
+    const TTL_MAX: u64 = 3600;
+    let options = Options {
+        max_per_order: QTY_MAX as u32,
+        ..Options::default()
+    };
+    let app = TestApp::spawn(deployment, launch, options).await;
+    let create = |id: &str, capacity: u64| {
+        app.admin(
+            "POST",
+            "/api/v1/events",
+            json!({"id": id, "name": id, "capacity": capacity}),
+        )
+    };
+    let refused = create("too-big", CAPACITY_MAX + 1).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{refused:?}"
+    );
+    assert_eq!(
+        create("huge", CAPACITY_MAX).await.status,
+        StatusCode::CREATED
+    );
+
+    let bought = app
+        .post("/api/v1/events/huge/purchase", json!({"qty": QTY_MAX}))
+        .await;
+    assert_eq!(bought.body["success"], true, "{bought:?}");
+    let held = app
+        .post(
+            "/api/v1/events/huge/holds",
+            json!({"qty": QTY_MAX, "ttl_seconds": TTL_MAX}),
+        )
+        .await;
+    assert_eq!(held.status, StatusCode::CREATED, "{held:?}");
+    for order in [&bought.body["order_id"], &held.body["hold_id"]] {
+        let order = app
+            .get(&format!("/api/v1/orders/{}", order.as_str().unwrap()))
+            .await;
+        assert_eq!(order.body["qty"], QTY_MAX, "{order:?}");
+    }
+    let expected = (CAPACITY_MAX - 2 * QTY_MAX, QTY_MAX, QTY_MAX);
+    assert_eq!(app.counts("huge").await, expected);
+
+    type Case = (&'static str, &'static str, serde_json::Value, &'static str);
+    let over: [Case; 5] = [
+        (
+            "POST",
+            "/api/v1/events/huge/purchase",
+            json!({"qty": QTY_MAX + 1}),
+            "quantity_over_limit",
+        ),
+        (
+            "POST",
+            "/api/v1/events/huge/purchase",
+            json!({"qty": u64::MAX}),
+            "quantity_over_limit",
+        ),
+        (
+            "POST",
+            "/api/v1/events/huge/holds",
+            json!({"qty": 1, "ttl_seconds": TTL_MAX + 1}),
+            "invalid_quantity",
+        ),
+        (
+            "POST",
+            "/api/v1/events/huge/holds",
+            json!({"qty": 1, "ttl_seconds": 1e20}),
+            "invalid_quantity",
+        ),
+        (
+            "POST",
+            "/api/v1/events/huge/stock",
+            json!({"qty": u64::MAX}),
+            "invalid_quantity",
+        ),
+    ];
+    for (method, path, body, code) in over {
+        let answer = app.admin(method, path, body.clone()).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, code),
+            "{path} {body}: {answer:?}"
+        );
+    }
+    // One more ticket for an event at the limit: a well-formed request the event's state refuses.
+    let answer = app
+        .admin("POST", "/api/v1/events/huge/stock", json!({"qty": 1}))
+        .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::CONFLICT, "capacity_exceeded"),
+        "{answer:?}"
+    );
+    assert_eq!(
+        app.counts("huge").await,
+        expected,
+        "a refusal changed stock"
+    );
 }

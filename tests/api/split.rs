@@ -61,10 +61,10 @@ async fn a_silent_vacancy_times_out_with_503(launch: Launch) {
         (answer.status, answer.code()),
         (StatusCode::SERVICE_UNAVAILABLE, "timeout")
     );
-    assert_eq!(
-        app.get("/ready").await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(answer.retry_after.as_deref(), Some("1"), "{answer:?}");
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.retry_after.as_deref(), Some("1"), "{ready:?}");
     drop(silent);
 }
 
@@ -74,11 +74,15 @@ async fn ticket_starts_without_vacancy(launch: Launch) {
     let ready = app.get("/ready").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body["error"]["code"], "unavailable");
+    // Every 503 tells the client when to try again, so retries back off instead of piling up.
+    assert_eq!(ready.retry_after.as_deref(), Some("1"), "{ready:?}");
     let answer = app.purchase(json!(1)).await;
     assert_eq!(
         (answer.status, answer.code()),
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
     );
+    assert_eq!(answer.retry_after.as_deref(), Some("1"), "{answer:?}");
+    assert_eq!(app.get("/health").await.retry_after, None);
 }
 
 /// The same script against a monolith and a split pair gives the same statuses and bodies
@@ -162,7 +166,126 @@ in_process_and_binary!(
     vacancy_takes_calls_only_with_the_service_token,
     a_lost_answer_is_retried_without_selling_twice,
     a_lost_answer_to_a_change_is_retried_with_the_first_answer,
+    something_that_is_not_a_vacancy_is_named_as_such,
 );
+
+/// What a neighbour answers on every path: status, content type, body.
+type Answers = Vec<(&'static str, StatusCode, &'static str, &'static str)>;
+
+/// A small HTTP server on 127.0.0.1 that answers fixed bodies by path (404 elsewhere), standing in
+/// for whatever else a `vacancy_url` may point at. Stopped when dropped.
+struct Neighbour {
+    url: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Neighbour {
+    fn start(answers: Answers, otherwise: (StatusCode, &'static str, &'static str)) -> Self {
+        let answers = Arc::new(answers);
+        let server = actix_web::HttpServer::new(move || {
+            let answers = Arc::clone(&answers);
+            actix_web::App::new().default_service(actix_web::web::to(
+                move |request: actix_web::HttpRequest| {
+                    let (status, content_type, body) = answers
+                        .iter()
+                        .find(|(path, ..)| *path == request.path())
+                        .map_or(otherwise, |(_, status, content_type, body)| {
+                            (*status, *content_type, *body)
+                        });
+                    let response = actix_web::HttpResponse::build(status)
+                        .content_type(content_type)
+                        .body(body);
+                    async move { response }
+                },
+            ))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let url = format!("http://{}", server.addrs()[0]);
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Self { url, handle }
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+/// Pointed at something that is not a ticketd vacancy (the seed's own Python vacancy, a web
+/// server answering 404 pages, a web page), the ticket service says exactly that, in `/ready`
+/// and in its 503s, instead of a bare "vacancy answered 404".
+async fn something_that_is_not_a_vacancy_is_named_as_such(launch: Launch) {
+    const JSON: &str = "application/json";
+    const HTML: &str = "text/html";
+    let not_found_page = "<html><body><h1>404 Not Found</h1></body></html>";
+    let neighbours = [
+        // The seed's vacancy service: JSON, but its own.
+        Neighbour::start(
+            vec![
+                (
+                    "/",
+                    StatusCode::OK,
+                    JSON,
+                    r#"{"message":"Vacancy Service","version":"1.0.0"}"#,
+                ),
+                ("/health", StatusCode::OK, JSON, r#"{"status":"healthy"}"#),
+                (
+                    "/api/v1/health",
+                    StatusCode::OK,
+                    JSON,
+                    r#"{"status":"healthy"}"#,
+                ),
+                ("/api/v1/available", StatusCode::OK, JSON, r#"{"qty":100}"#),
+            ],
+            (StatusCode::NOT_FOUND, JSON, r#"{"detail":"Not Found"}"#),
+        ),
+        // A web server with nothing of ours on it.
+        Neighbour::start(vec![], (StatusCode::NOT_FOUND, HTML, not_found_page)),
+        // A web page at /.
+        Neighbour::start(
+            vec![(
+                "/",
+                StatusCode::OK,
+                HTML,
+                "<html><body>Welcome</body></html>",
+            )],
+            (StatusCode::NOT_FOUND, HTML, not_found_page),
+        ),
+    ];
+    for neighbour in &neighbours {
+        let url = &neighbour.url;
+        let app = TestApp::ticket_only(launch, url.clone(), Options::default()).await;
+        let expected = format!("vacancy at {url} is not a ticketd vacancy: ");
+
+        let ready = app.get("/ready").await;
+        assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
+        let message = ready.body["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.starts_with(&expected),
+            "{url}: /ready says {message}"
+        );
+
+        for answer in [
+            app.purchase(json!(1)).await,
+            app.get("/api/v1/available").await,
+        ] {
+            assert_eq!(
+                (answer.status, answer.code()),
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                "{url}: {answer:?}"
+            );
+            assert_eq!(answer.retry_after.as_deref(), Some("1"), "{answer:?}");
+            let message = answer.body["error"]["message"].as_str().unwrap_or("");
+            assert!(message.starts_with(&expected), "{url}: {message}");
+        }
+    }
+}
 
 /// Vacancy with a service token refuses callers without it; the ticket service sends it.
 async fn vacancy_takes_calls_only_with_the_service_token(launch: Launch) {
@@ -187,12 +310,15 @@ async fn vacancy_takes_calls_only_with_the_service_token(launch: Launch) {
         app.send(with_token, None).await.unwrap().status,
         StatusCode::OK
     );
-    // Health checks stay open, so orchestrators need no token.
-    let health = app
-        .send(app.client().get(format!("{vacancy}/health")), None)
-        .await
-        .unwrap();
-    assert_eq!(health.status, StatusCode::OK);
+    // Health checks stay open, so orchestrators need no token; the seed's path too.
+    for path in ["/health", "/api/v1/health"] {
+        let health = app
+            .send(app.client().get(format!("{vacancy}{path}")), None)
+            .await
+            .unwrap();
+        assert_eq!(health.status, StatusCode::OK, "{path}: {health:?}");
+        assert_eq!(health.body["mode"], "vacancy", "{path}");
+    }
 
     assert_eq!(app.purchase(json!(1)).await.body["success"], true);
 }

@@ -10,7 +10,7 @@ use crate::http::auth::Admin;
 use crate::ticket::VacancyClient;
 use crate::wire::{
     AvailableResponse, CreateEventRequest, ErrorResponse, EventResponse, EventsParams,
-    EventsResponse, StockRequest,
+    EventsResponse, JsonObject, StockRequest,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -88,7 +88,7 @@ async fn read(
 async fn create(
     _: Admin,
     vacancy: web::Data<dyn VacancyClient>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateEventRequest = body(raw)?;
     let id = match body.id.as_deref() {
@@ -122,7 +122,7 @@ async fn replenish(
     _: Admin,
     vacancy: web::Data<dyn VacancyClient>,
     path: web::Path<String>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<EventResponse>, ApiError> {
     let event = event_id(&path)?;
     let body: StockRequest = body(raw)?;

@@ -14,6 +14,7 @@ use crate::wire::{AboutResponse, ErrorDetail, ErrorResponse, HealthResponse, Rea
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(root)))
         .service(web::resource("/health").route(web::get().to(health)))
+        .service(web::resource("/api/v1/health").route(web::get().to(health_api)))
         .service(web::resource("/ready").route(web::get().to(ready)))
         .service(web::resource("/metrics").route(web::get().to(metrics)));
 }
@@ -45,6 +46,14 @@ async fn health(mode: web::Data<Mode>) -> web::Json<HealthResponse> {
     })
 }
 
+/// Liveness under the seed's path, which both of its services served: probes and scripts written
+/// for the seed keep working unchanged.
+#[utoipa::path(get, path = "/api/v1/health", tag = "service",
+    responses((status = 200, description = "The process answers (the same as `/health`)", body = HealthResponse)))]
+async fn health_api(mode: web::Data<Mode>) -> web::Json<HealthResponse> {
+    health(mode).await
+}
+
 /// Readiness: stock can be read right now, locally or from vacancy.
 #[utoipa::path(get, path = "/ready", tag = "service", responses(
     (status = 200, description = "Stock can be read (ticket: vacancy answers)", body = ReadyResponse),
@@ -58,7 +67,7 @@ async fn ready(mode: web::Data<Mode>, vacancy: web::Data<dyn VacancyClient>) -> 
         }),
         Err(error) => {
             let error = ApiError::from(error);
-            HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(ReadyResponse {
+            crate::http::respond(StatusCode::SERVICE_UNAVAILABLE).json(ReadyResponse {
                 status: "unavailable".into(),
                 mode: mode.as_str().into(),
                 error: Some(ErrorDetail {

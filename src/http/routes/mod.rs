@@ -12,9 +12,11 @@ use crate::config::Mode;
 use crate::domain::{Error, EventId, IdempotencyKey};
 use crate::http::ApiError;
 use crate::ticket::CALL_ID_HEADER;
+use crate::wire::JsonObject;
 
-/// A JSON object body as `T`.
-fn body<T: DeserializeOwned>(raw: web::Json<Value>) -> Result<T, ApiError> {
+/// A JSON object body as `T`. Taking `JsonObject` (not any `Value`) is what keeps a repeated key
+/// or a non-object out of every route.
+fn body<T: DeserializeOwned>(raw: web::Json<JsonObject>) -> Result<T, ApiError> {
     crate::wire::from_object(raw.into_inner()).map_err(ApiError::InvalidBody)
 }
 

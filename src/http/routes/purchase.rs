@@ -7,7 +7,7 @@ use crate::domain::EventId;
 use crate::http::ApiError;
 use crate::ticket::Tickets;
 use crate::wire::{
-    self, ErrorResponse, HoldRequest, HoldResponse, PurchaseRequest, PurchaseResponse,
+    self, ErrorResponse, HoldRequest, HoldResponse, JsonObject, PurchaseRequest, PurchaseResponse,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -27,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn purchase_default(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
     buy(&request, &tickets, EventId::default_event(), raw).await
 }
@@ -46,7 +46,7 @@ async fn purchase(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
     path: web::Path<String>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
     buy(&request, &tickets, event_id(&path)?, raw).await
 }
@@ -55,7 +55,7 @@ async fn buy(
     request: &HttpRequest,
     tickets: &Tickets,
     event: EventId,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
     let key = idempotency_key(request)?;
     let body: PurchaseRequest = body(raw)?;
@@ -89,7 +89,7 @@ async fn hold(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
     path: web::Path<String>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<HttpResponse, ApiError> {
     let event = event_id(&path)?;
     let key = idempotency_key(&request)?;

@@ -7,7 +7,7 @@ use super::{body, event_id, idempotency_key, optional_whole_number, whole_number
 use crate::domain::{Error, EventId, Quantity, Reservation, ReservationId};
 use crate::http::ApiError;
 use crate::vacancy::Inventory;
-use crate::wire::{ErrorResponse, OrderResponse, ReserveRequest, ReserveResponse};
+use crate::wire::{ErrorResponse, JsonObject, OrderResponse, ReserveRequest, ReserveResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/reserve").route(web::post().to(reserve_default)))
@@ -27,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn reserve_default(
     request: HttpRequest,
     inventory: web::Data<Inventory>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
     reserve_in(&request, &inventory, EventId::default_event(), raw).await
 }
@@ -48,7 +48,7 @@ async fn reserve(
     request: HttpRequest,
     inventory: web::Data<Inventory>,
     path: web::Path<String>,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
     reserve_in(&request, &inventory, event_id(&path)?, raw).await
 }
@@ -57,7 +57,7 @@ async fn reserve_in(
     request: &HttpRequest,
     inventory: &Inventory,
     event: EventId,
-    raw: web::Json<serde_json::Value>,
+    raw: web::Json<JsonObject>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
     let body: ReserveRequest = body(raw)?;
     let qty = Quantity::parse(
