@@ -8,7 +8,7 @@ use futures_util::future::{try_join, try_join3, try_join4};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::db::{execute, failed, query};
+use super::db::{Failure, execute, failed, query};
 use super::rows::{EVENT_COLUMNS, ORDER_COLUMNS, column, event_from, key_from, order_from, stored};
 use crate::domain::{
     Error, Event, EventId, IdempotencyKey, KeyRecord, Order, ReservationId, Stock,
@@ -25,7 +25,7 @@ pub(super) struct OpenBatch {
     pub(super) locked: Locked,
     /// A statement of the batch failed, so its transaction is aborted or gone: it must not
     /// commit, since its decisions may rest on a read that never happened.
-    pub(super) failed: Option<Error>,
+    pub(super) failed: Option<Failure>,
 }
 
 impl OpenBatch {

@@ -80,7 +80,7 @@ impl Db {
     pub(super) fn block_on<T>(
         &self,
         work: impl Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
+    ) -> Result<T, Failure> {
         self.runtime()?.block_on(within(self.timeout, work))
     }
 
@@ -95,8 +95,45 @@ impl Db {
         let task = self.runtime()?.spawn(within(self.timeout, async move {
             work(connect(&pool).await?).await
         }));
-        task.await
-            .map_err(|e| Error::Internal(format!("a database read failed: {e}")))?
+        let outcome = task
+            .await
+            .map_err(|e| Error::Internal(format!("a database read failed: {e}")))?;
+        Ok(outcome?)
+    }
+
+    /// What to do with the writer's `client` after a call on it failed with `failure`: keep it
+    /// for the next call if it is sound, or drop it, and the next call opens a new one. A
+    /// connection that got no answer in time or has closed is dropped; one that may be inside a
+    /// transaction (`transaction`) is rolled back first, or dropped if even that fails. Dropping
+    /// detaches the connection from the pool, so closing it ends any transaction on it.
+    pub(super) fn keep_after(
+        &self,
+        client: Object,
+        failure: &Failure,
+        transaction: bool,
+    ) -> Option<Object> {
+        let sound = match failure {
+            // A server that stopped answering would only time out again on this connection.
+            Failure::NoAnswer(_) => false,
+            Failure::Failed(_) => !client.is_closed(),
+        };
+        if !sound {
+            drop(Object::take(client));
+            return None;
+        }
+        if transaction {
+            let rollback = async {
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(failed("rolling back"))
+            };
+            if self.block_on(rollback).is_err() {
+                drop(Object::take(client));
+                return None;
+            }
+        }
+        Some(client)
     }
 }
 
@@ -110,23 +147,45 @@ impl Drop for Db {
     }
 }
 
+/// How a call on the database failed, as far as the connection it ran on is concerned.
+#[derive(Clone, Debug)]
+pub(super) enum Failure {
+    /// No answer within the time limit (the limit is kept for the message). Whatever the call
+    /// sent may still be running or queued on the server, so the connection is of no further use.
+    NoAnswer(Duration),
+    /// Any other failure, already what the rest of ticketd sees.
+    Failed(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Failed(error)
+    }
+}
+
+impl From<Failure> for Error {
+    /// A database that does not answer is `unavailable` (503), as it has always been answered;
+    /// [`Error::Timeout`] is the ticket service's wait for vacancy, with a code and message of
+    /// its own.
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::NoAnswer(limit) => Error::Unavailable(format!(
+                "the database did not answer within {} ms",
+                limit.as_millis()
+            )),
+            Failure::Failed(error) => error,
+        }
+    }
+}
+
 async fn within<T>(
     limit: Duration,
     work: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-        Err(Error::Unavailable(format!(
-            "{NO_ANSWER} within {} ms",
-            limit.as_millis()
-        )))
-    })
-}
-
-/// How a timed-out database call's error begins.
-const NO_ANSWER: &str = "the database did not answer";
-
-pub(super) fn timed_out(error: &Error) -> bool {
-    matches!(error, Error::Unavailable(text) if text.starts_with(NO_ANSWER))
+) -> Result<T, Failure> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(outcome) => Ok(outcome?),
+        Err(_) => Err(Failure::NoAnswer(limit)),
+    }
 }
 
 pub(super) async fn connect(pool: &Pool) -> Result<Object, Error> {
@@ -204,4 +263,112 @@ pub(super) async fn execute(
         .execute(&statement, params)
         .await
         .map_err(failed(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_with_no_answer_in_time_reaches_clients_as_unavailable_with_its_limit() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let limit = Duration::from_millis(20);
+        let never = std::future::pending::<Result<(), Error>>();
+        let failure = runtime.block_on(within(limit, never)).unwrap_err();
+        assert!(
+            matches!(failure, Failure::NoAnswer(l) if l == limit),
+            "{failure:?}"
+        );
+        let error = Error::from(failure);
+        assert_eq!(error.code(), "unavailable");
+        assert_eq!(
+            error.to_string(),
+            "the database did not answer within 20 ms"
+        );
+
+        // An answer that is an error within the limit stays that error.
+        let refused = async { Err::<(), _>(Error::Contention("collided".into())) };
+        let failure = runtime.block_on(within(limit, refused)).unwrap_err();
+        assert!(
+            matches!(&failure, Failure::Failed(Error::Contention(text)) if text == "collided"),
+            "{failure:?}"
+        );
+    }
+
+    /// Needs `TICKETD_TEST_DATABASE_URL`; without it the test is skipped with a line on stderr (and
+    /// fails when `CI` is set, so CI cannot skip it by accident).
+    #[test]
+    fn a_connection_that_got_no_answer_is_dropped_and_one_that_was_refused_is_kept() {
+        use std::io::Write;
+        let Ok(url) = std::env::var("TICKETD_TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "TICKETD_TEST_DATABASE_URL is not set, and CI must run the PostgreSQL tests"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED a_connection_that_got_no_answer_is_dropped_and_one_that_was_refused_is_kept: \
+                 set TICKETD_TEST_DATABASE_URL"
+            );
+            return;
+        };
+        let db = Db::open(&PostgresConfig {
+            url,
+            connections_max: 2,
+            timeout: Duration::from_millis(300),
+        })
+        .unwrap();
+        let backend = |client: &Object| -> i32 {
+            db.block_on(query(
+                client,
+                "naming the backend",
+                "SELECT pg_backend_pid()",
+                &[],
+            ))
+            .unwrap()[0]
+                .get(0)
+        };
+        let client = db.block_on(connect(&db.pool)).unwrap();
+        let first = backend(&client);
+
+        // Refused by the server: the connection is sound and kept.
+        let refused = db.block_on(query(&client, "dividing", "SELECT 1/0", &[]));
+        let failure = refused.unwrap_err();
+        assert!(
+            matches!(failure, Failure::Failed(Error::Storage(_))),
+            "{failure:?}"
+        );
+        let client = db.keep_after(client, &failure, false).expect("kept");
+        assert_eq!(backend(&client), first);
+
+        // Refused inside a transaction: rolled back, then kept, and usable outside it.
+        let begun = async {
+            client
+                .batch_execute("BEGIN")
+                .await
+                .map_err(failed("beginning"))
+        };
+        db.block_on(begun).unwrap();
+        let failure = db
+            .block_on(query(&client, "dividing", "SELECT 1/0", &[]))
+            .unwrap_err();
+        let client = db.keep_after(client, &failure, true).expect("kept");
+        assert_eq!(backend(&client), first);
+
+        // No answer in time: the connection leaves the pool, and the next call gets a new one.
+        let slow = db.block_on(query(&client, "sleeping", "SELECT pg_sleep(2)", &[]));
+        let failure = slow.unwrap_err();
+        assert!(matches!(failure, Failure::NoAnswer(_)), "{failure:?}");
+        assert!(db.keep_after(client, &failure, false).is_none());
+        assert_eq!(
+            db.pool.status().size,
+            0,
+            "the connection went back to the pool"
+        );
+        let client = db.block_on(connect(&db.pool)).unwrap();
+        assert_ne!(backend(&client), first);
+    }
 }

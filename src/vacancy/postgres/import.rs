@@ -50,11 +50,11 @@ fn import_within(
             if ids.len() == 5 { ", ..." } else { "" }
         )));
     }
-    fill(&mut |batch| db.block_on(apply(client, &batch, None)))?;
-    db.block_on(async {
+    fill(&mut |batch| Ok(db.block_on(apply(client, &batch, None))?))?;
+    Ok(db.block_on(async {
         client
             .batch_execute("COMMIT")
             .await
             .map_err(failed("committing the copy"))
-    })
+    })?)
 }

@@ -44,7 +44,7 @@ use uuid::Uuid;
 use super::ledger::{Batch, Ledger, Plan, SharedReads, Snapshot};
 use crate::domain::{Error, Event, IdempotencyKey, KeyRecord, Order, ReservationId};
 use batch::{Locked, OpenBatch, lock, write};
-use db::{Db, connect, execute, failed, query, timed_out};
+use db::{Db, Failure, connect, execute, query};
 use reads::{PostgresReads, select_events, select_key, select_order};
 use rows::{column, stored};
 use schema::{identify, migrate};
@@ -79,7 +79,7 @@ impl PostgresLedger {
     }
 
     /// The writer's connection for work outside a batch, opening one if needed.
-    fn connection(&mut self) -> Result<Object, Error> {
+    fn connection(&mut self) -> Result<Object, Failure> {
         match self.idle.take() {
             Some(client) if !client.is_closed() => Ok(client),
             _ => self.db.block_on(connect(&self.db.pool)),
@@ -102,9 +102,9 @@ impl PostgresLedger {
         let outcome = self.db.block_on(work(&client));
         match &outcome {
             Ok(_) => self.idle = Some(client),
-            Err(error) => self.keep_after(client, error, transaction),
+            Err(failure) => self.keep_after(client, failure, transaction),
         }
-        outcome
+        Ok(outcome?)
     }
 
     /// Runs `work` inside the open batch, on the batch's own connection; a failure fails the
@@ -116,42 +116,25 @@ impl PostgresLedger {
         let Some(batch) = self.batch.as_mut() else {
             return Err(Error::Internal("no batch is open".into()));
         };
-        if let Some(error) = &batch.failed {
-            return Err(error.clone());
+        if let Some(failure) = &batch.failed {
+            return Err(failure.clone().into());
         }
         let Some(client) = batch.client.as_ref() else {
             return Err(Error::Internal("the batch has ended".into()));
         };
         let outcome = self.db.block_on(work(client, &mut batch.locked));
-        if let Err(error) = &outcome {
-            batch.failed = Some(error.clone());
+        if let Err(failure) = &outcome {
+            batch.failed = Some(failure.clone());
         }
-        outcome
+        Ok(outcome?)
     }
 
-    /// Keeps `client` for the next call after `error`, if it is sound: a connection that timed
-    /// out or closed is dropped (the next call opens a new one), and one that may be inside a
-    /// transaction (`transaction`) is rolled back first, or dropped if even that fails. Dropping
-    /// detaches the connection from the pool, so closing it ends any transaction on it.
-    fn keep_after(&mut self, client: Object, error: &Error, transaction: bool) {
-        if timed_out(error) || client.is_closed() {
-            // A server that stopped answering would only time out again on this connection.
-            drop(Object::take(client));
-            return;
+    /// Keeps `client` for the next call if it is still sound after `failure` (see
+    /// [`Db::keep_after`]).
+    fn keep_after(&mut self, client: Object, failure: &Failure, transaction: bool) {
+        if let Some(client) = self.db.keep_after(client, failure, transaction) {
+            self.idle = Some(client);
         }
-        if transaction {
-            let rollback = async {
-                client
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(failed("rolling back"))
-            };
-            if self.db.block_on(rollback).is_err() {
-                drop(Object::take(client));
-                return;
-            }
-        }
-        self.idle = Some(client);
     }
 }
 
@@ -217,19 +200,19 @@ impl Ledger for PostgresLedger {
             return self.with_client(true, async |client| write(client, batch, None).await);
         };
         let written = match &open.failed {
-            Some(error) => Err(error.clone()),
+            Some(failure) => Err(failure.clone()),
             None => match open.client() {
                 Ok(client) => self.db.block_on(write(client, batch, Some(&open.locked))),
-                Err(error) => Err(error),
+                Err(error) => Err(Failure::from(error)),
             },
         };
         if let Some(client) = open.end() {
             match &written {
                 Ok(()) => self.idle = Some(client),
-                Err(error) => self.keep_after(client, error, true),
+                Err(failure) => self.keep_after(client, failure, true),
             }
         }
-        written
+        Ok(written?)
     }
 
     fn insert_event_if_absent(&mut self, event: &Event) -> Result<bool, Error> {
@@ -259,8 +242,8 @@ impl Ledger for PostgresLedger {
     fn begin(&mut self, plan: &Plan) -> Result<Snapshot, Error> {
         if let Some(abandoned) = self.batch.take().and_then(OpenBatch::end) {
             // Not committed: whatever it held ends with its transaction.
-            let error = Error::Internal("a batch was left open".into());
-            self.keep_after(abandoned, &error, true);
+            let failure = Failure::from(Error::Internal("a batch was left open".into()));
+            self.keep_after(abandoned, &failure, true);
         }
         let client = self.connection()?;
         match self.db.block_on(lock(&client, plan)) {
@@ -272,9 +255,9 @@ impl Ledger for PostgresLedger {
                 });
                 Ok(snapshot)
             }
-            Err(error) => {
-                self.keep_after(client, &error, true);
-                Err(error)
+            Err(failure) => {
+                self.keep_after(client, &failure, true);
+                Err(failure.into())
             }
         }
     }
