@@ -119,15 +119,12 @@ impl Application {
     }
 }
 
-/// Copies the embedded store in `data_dir` into the database at `database_url`.
+/// Copies the embedded store in `data_dir` into the database at `database_url` (see
+/// [`vacancy::copy`]).
 pub fn copy_to_postgres(settings: &Settings) -> anyhow::Result<Exported> {
-    let mut target = postgres_config(settings)?;
-    // One statement of a copy carries thousands of rows: give it longer than a request's limit.
-    target.timeout = target.timeout.max(COPY_TIMEOUT);
-    Ok(vacancy::copy_to_postgres(&settings.data_dir, &target)?)
+    let target = postgres_config(settings)?;
+    Ok(vacancy::copy::copy_to_postgres(&settings.data_dir, target)?)
 }
-
-const COPY_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn postgres_config(settings: &Settings) -> anyhow::Result<PostgresConfig> {
     let url = settings

@@ -4,6 +4,7 @@
 //! the committed state in memory and never wait for the writer; changes queue up for it and are
 //! answered once committed.
 
+pub mod copy;
 pub mod ledger;
 #[cfg(test)]
 mod model_test;
@@ -13,7 +14,6 @@ mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -27,33 +27,7 @@ use crate::domain::{
     Reservation, ReservationId, Reserved,
 };
 use ledger::{Ledger, SharedReads};
-use postgres::PostgresConfig;
-use sqlite::{Exported, SqliteLedger};
 use writer::{Command, Events, Writer};
-
-/// Copies the embedded store in `data_dir` into the empty database of `target`, in one
-/// transaction, after checking the store adds up. The store stays locked throughout, so no
-/// ticketd can sell from it meanwhile; once this returns, start the replicas on the database.
-pub fn copy_to_postgres(data_dir: &Path, target: &PostgresConfig) -> Result<Exported, Error> {
-    if !data_dir.join(sqlite::DATABASE_FILE).is_file() {
-        return Err(Error::Storage(format!(
-            "there is no embedded store in {}",
-            data_dir.display()
-        )));
-    }
-    let source = SqliteLedger::open(data_dir)?;
-    source.audit()?;
-    let mut exported = Exported::default();
-    postgres::import(target, |sink| {
-        exported = source.export(COPY_CHUNK, sink)?;
-        Ok(())
-    })?;
-    Ok(exported)
-}
-
-/// Rows per statement when copying a store: large enough to amortise the round trips, small
-/// enough that no statement approaches the database's time limit.
-const COPY_CHUNK: usize = 5_000;
 
 /// Largest capacity of one event: far beyond any venue, well inside every store's integer range.
 pub const CAPACITY_MAX: u64 = 1_000_000_000_000;

@@ -1,0 +1,424 @@
+//! One batch on the shared database: open its transaction and lock and read its rows, then write
+//! its decisions and commit, all on the one connection that holds its locks.
+
+use std::collections::{HashMap, HashSet};
+
+use deadpool_postgres::Object;
+use futures_util::future::{try_join, try_join3, try_join4};
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::db::{Failure, execute, failed, query};
+use super::rows::{EVENT_COLUMNS, ORDER_COLUMNS, column, event_from, key_from, order_from, stored};
+use crate::domain::{
+    Error, Event, EventId, IdempotencyKey, KeyRecord, Order, ReservationId, Stock,
+};
+use crate::vacancy::ledger::{Batch, Plan, Snapshot};
+
+/// A batch's transaction and the one connection it lives on. Its locks, and so every decision
+/// taken on what it read, are only good on this connection: if the connection goes, the batch
+/// fails. It is never finished on another connection, where its writes would run outside any
+/// transaction and overwrite what other replicas committed after the locks were lost.
+pub(super) struct OpenBatch {
+    /// `None` once handed back by [`OpenBatch::end`].
+    pub(super) client: Option<Object>,
+    pub(super) locked: Locked,
+    /// A statement of the batch failed, so its transaction is aborted or gone: it must not
+    /// commit, since its decisions may rest on a read that never happened.
+    pub(super) failed: Option<Failure>,
+}
+
+impl OpenBatch {
+    pub(super) fn client(&self) -> Result<&Object, Error> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| Error::Internal("the batch has ended".into()))
+    }
+
+    /// The connection, for the ledger to keep or put right once the batch is over.
+    pub(super) fn end(mut self) -> Option<Object> {
+        self.client.take()
+    }
+}
+
+impl Drop for OpenBatch {
+    /// A batch dropped without ending (the writer panicked mid-batch) must not hand its open
+    /// transaction, and the row locks it holds, back to the pool for a reader to run inside:
+    /// detached from the pool, the connection closes, and the server rolls the transaction back.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
+/// What the open batch has locked and read.
+#[derive(Default)]
+pub(super) struct Locked {
+    /// Every locked event, with its counts as read under the lock.
+    pub(super) events: HashMap<EventId, Stock>,
+    /// Orders found, as read in the batch's transaction.
+    pub(super) orders: HashMap<ReservationId, Order>,
+    /// Every order looked for, found or not.
+    pub(super) orders_read: HashSet<ReservationId>,
+    pub(super) keys: HashMap<IdempotencyKey, KeyRecord>,
+    pub(super) keys_read: HashSet<IdempotencyKey>,
+}
+
+impl Locked {
+    pub(super) fn read_order(&mut self, id: ReservationId, order: Option<Order>) {
+        self.orders_read.insert(id);
+        if let Some(order) = order {
+            self.orders.insert(id, order);
+        }
+    }
+}
+
+/// Opens the batch's transaction and locks and reads what `plan` touches.
+///
+/// Statements that do not depend on each other's answers are sent together (tokio-postgres
+/// pipelines the futures polled at once, and the server runs them in the order sent), so a batch
+/// of purchases takes one round trip here: BEGIN, lock the events, read the orders and keys.
+pub(super) async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Locked), Error> {
+    let changes: Vec<Uuid> = plan.changes.iter().map(ReservationId::as_uuid).collect();
+    let mut event_ids: Vec<String> = plan.events.iter().map(|id| id.as_str().into()).collect();
+    let mut due_holds = Vec::new();
+    let mut begun = false;
+
+    // First, only when the batch settles orders or sweeps holds: which events those touch.
+    if !changes.is_empty() || plan.sweep_max > 0 {
+        let changed = async {
+            if changes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sql = "SELECT DISTINCT event FROM orders WHERE id = ANY($1)";
+            query(client, "finding the events of orders", sql, &[&changes]).await
+        };
+        let limit = i64::try_from(plan.sweep_max).unwrap_or(i64::MAX);
+        let due = async {
+            if plan.sweep_max == 0 {
+                return Ok(Vec::new());
+            }
+            let sql = "SELECT expires_at_ms, id, event FROM orders
+                       WHERE status = 'held' AND expires_at_ms <= $1
+                       ORDER BY expires_at_ms LIMIT $2";
+            query(client, "finding due holds", sql, &[&plan.now_ms, &limit]).await
+        };
+        let ((), changed, due) = try_join3(begin(client), changed, due).await?;
+        begun = true;
+        for row in &changed {
+            event_ids.push(column(row, 0)?);
+        }
+        for row in &due {
+            due_holds.push((
+                column(row, 0)?,
+                ReservationId::from(column::<Uuid>(row, 1)?),
+            ));
+            event_ids.push(column(row, 2)?);
+        }
+    }
+    event_ids.sort_unstable();
+    event_ids.dedup();
+
+    // Then lock the events, and read orders and keys behind the locks.
+    let mut wanted: Vec<Uuid> = plan.orders.iter().map(ReservationId::as_uuid).collect();
+    wanted.extend(due_holds.iter().map(|(_, id)| id.as_uuid()));
+    let keys: Vec<&str> = plan.keys.iter().map(IdempotencyKey::as_str).collect();
+    let start = async {
+        if begun {
+            return Ok(());
+        }
+        begin(client).await
+    };
+    let lock_sql =
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+    let events = async { query(client, "locking events", &lock_sql, &[&event_ids]).await };
+    let orders_sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ANY($1)");
+    let orders = async {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        query(client, "reading orders", &orders_sql, &[&wanted]).await
+    };
+    let records = async {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = "SELECT key, fingerprint, order_id, remaining, changed, created_at_ms
+                   FROM idempotency_keys WHERE key = ANY($1)";
+        query(client, "reading idempotency keys", sql, &[&keys]).await
+    };
+    let ((), events, orders, records) = try_join4(start, events, orders, records).await?;
+
+    let events = events
+        .iter()
+        .map(event_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut locked = Locked {
+        events: events.iter().map(|e| (e.id.clone(), e.stock)).collect(),
+        ..Locked::default()
+    };
+    for row in &orders {
+        let order = order_from(row)?;
+        locked.orders.insert(order.id, order);
+    }
+    locked
+        .orders_read
+        .extend(wanted.into_iter().map(ReservationId::from));
+    for row in &records {
+        let record = key_from(row)?;
+        locked.keys.insert(record.key.clone(), record);
+    }
+    locked.keys_read.extend(plan.keys.iter().cloned());
+    let snapshot = Snapshot {
+        events,
+        due: due_holds,
+    };
+    Ok((snapshot, locked))
+}
+
+pub(super) async fn begin(client: &Object) -> Result<(), Error> {
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(failed("beginning a transaction"))
+}
+
+/// Writes `batch` and commits. Without `locked` (outside a batch) it opens its own transaction.
+/// The writes go out together in one round trip; COMMIT follows once their counts are checked.
+pub(super) async fn write(
+    client: &Object,
+    batch: &Batch,
+    locked: Option<&Locked>,
+) -> Result<(), Error> {
+    let start = async {
+        if locked.is_some() {
+            return Ok(());
+        }
+        begin(client).await
+    };
+    try_join(start, apply(client, batch, locked)).await?;
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(failed("committing"))
+}
+
+/// Sends the statements that store `batch` inside the open transaction, together, and checks
+/// their counts. Events and orders the batch read under its locks (`locked`) are updated, and
+/// only if they are still as read; everything else of the batch is new and is inserted, and only
+/// if no one else inserted it first. Either miss sends the batch back to be decided again: a
+/// second guard, behind the row locks, against deciding on state that is no longer there.
+pub(super) async fn apply(
+    client: &Object,
+    batch: &Batch,
+    locked: Option<&Locked>,
+) -> Result<(), Error> {
+    let was_event = |id: &EventId| locked.and_then(|locked| locked.events.get(id));
+    let (changed, created): (Vec<&Event>, Vec<&Event>) = batch
+        .events
+        .iter()
+        .partition(|event| was_event(&event.id).is_some());
+
+    let changed_ids: Vec<&str> = changed.iter().map(|e| e.id.as_str()).collect();
+    let [capacity, available, held, sold] = stock_columns(changed.iter().map(|e| &e.stock));
+    let [was_capacity, was_available, was_held, was_sold] =
+        stock_columns(changed.iter().filter_map(|e| was_event(&e.id)));
+    let update = async {
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let sql = "UPDATE events AS e
+                   SET capacity = u.capacity, available = u.available, held = u.held, sold = u.sold
+                   FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
+                               $6::int8[], $7::int8[], $8::int8[], $9::int8[])
+                        AS u (id, capacity, available, held, sold,
+                              was_capacity, was_available, was_held, was_sold)
+                   WHERE e.id = u.id
+                     AND e.capacity = u.was_capacity AND e.available = u.was_available
+                     AND e.held = u.was_held AND e.sold = u.was_sold";
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &changed_ids,
+            &capacity,
+            &available,
+            &held,
+            &sold,
+            &was_capacity,
+            &was_available,
+            &was_held,
+            &was_sold,
+        ];
+        execute(client, "updating events", sql, &params).await
+    };
+
+    let created_ids: Vec<&str> = created.iter().map(|e| e.id.as_str()).collect();
+    let names: Vec<&str> = created.iter().map(|e| &*e.name).collect();
+    let [new_capacity, new_available, new_held, new_sold] =
+        stock_columns(created.iter().map(|e| &e.stock));
+    let create = async {
+        if created.is_empty() {
+            return Ok(0);
+        }
+        // A plain insert: if another replica created the same event meanwhile, the duplicate key
+        // sends the batch back to be decided again, and then it sees that event.
+        let sql = "INSERT INTO events (id, name, capacity, available, held, sold)
+                   SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[],
+                                        $5::int8[], $6::int8[])";
+        let params: [&(dyn ToSql + Sync); 6] = [
+            &created_ids,
+            &names,
+            &new_capacity,
+            &new_available,
+            &new_held,
+            &new_sold,
+        ];
+        execute(client, "creating events", sql, &params).await
+    };
+
+    let was_order = |id: &ReservationId| locked.and_then(|locked| locked.orders.get(id));
+    let (moved, placed): (Vec<&Order>, Vec<&Order>) = batch
+        .orders
+        .iter()
+        .partition(|order| was_order(&order.id).is_some());
+
+    let order_ids: Vec<Uuid> = placed.iter().map(|o| o.id.as_uuid()).collect();
+    let order_events: Vec<&str> = placed.iter().map(|o| o.event.as_str()).collect();
+    let qty: Vec<i32> = placed.iter().map(|o| o.qty as i32).collect();
+    let status: Vec<&str> = placed.iter().map(|o| o.status.as_str()).collect();
+    let remaining: Vec<i64> = placed.iter().map(|o| stored(o.remaining)).collect();
+    let created_at: Vec<i64> = placed.iter().map(|o| o.created_at_ms).collect();
+    let updated_at: Vec<i64> = placed.iter().map(|o| o.updated_at_ms).collect();
+    let expires_at: Vec<Option<i64>> = placed.iter().map(|o| o.expires_at_ms).collect();
+    let insert_orders = async {
+        if placed.is_empty() {
+            return Ok(0);
+        }
+        // A new order never merges into an existing row: the same reservation id used on another
+        // replica at the same moment (perhaps for another event) is inserted there or here, once.
+        let sql = "INSERT INTO orders (id, event, qty, status, remaining, created_at_ms,
+                                       updated_at_ms, expires_at_ms)
+                   SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[],
+                                        $5::int8[], $6::int8[], $7::int8[], $8::int8[])
+                   ON CONFLICT (id) DO NOTHING";
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &order_ids,
+            &order_events,
+            &qty,
+            &status,
+            &remaining,
+            &created_at,
+            &updated_at,
+            &expires_at,
+        ];
+        execute(client, "writing orders", sql, &params).await
+    };
+
+    let moved_ids: Vec<Uuid> = moved.iter().map(|o| o.id.as_uuid()).collect();
+    let moved_status: Vec<&str> = moved.iter().map(|o| o.status.as_str()).collect();
+    let moved_at: Vec<i64> = moved.iter().map(|o| o.updated_at_ms).collect();
+    let was_status: Vec<&str> = moved
+        .iter()
+        .filter_map(|o| was_order(&o.id))
+        .map(|o| o.status.as_str())
+        .collect();
+    let update_orders = async {
+        if moved.is_empty() {
+            return Ok(0);
+        }
+        let sql = "UPDATE orders AS o SET status = u.status, updated_at_ms = u.updated_at_ms
+                   FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[])
+                        AS u (id, status, updated_at_ms, was_status)
+                   WHERE o.id = u.id AND o.status = u.was_status";
+        let params: [&(dyn ToSql + Sync); 4] = [&moved_ids, &moved_status, &moved_at, &was_status];
+        execute(client, "updating orders", sql, &params).await
+    };
+
+    let purge = async {
+        let Some(before) = batch.purge_keys_before_ms else {
+            return Ok(0);
+        };
+        let sql = "DELETE FROM idempotency_keys WHERE created_at_ms < $1";
+        execute(client, "forgetting lapsed keys", sql, &[&before]).await
+    };
+
+    let records = &batch.keys;
+    let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+    let prints: Vec<&str> = records.iter().map(|r| r.fingerprint.as_str()).collect();
+    let key_orders: Vec<Option<Uuid>> = records
+        .iter()
+        .map(|r| r.order_id.map(|id| id.as_uuid()))
+        .collect();
+    let key_remaining: Vec<i64> = records.iter().map(|r| stored(r.remaining)).collect();
+    let key_changed: Vec<bool> = records.iter().map(|r| r.changed).collect();
+    let key_created_at: Vec<i64> = records.iter().map(|r| r.created_at_ms).collect();
+    let remember = async {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        // Only a lapsed key may be replaced. A live one means another replica used the key at the
+        // same moment: the batch is decided again and then answers as that first use did.
+        let sql = "INSERT INTO idempotency_keys
+                       (key, fingerprint, order_id, remaining, changed, created_at_ms)
+                   SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::int8[],
+                                        $5::bool[], $6::int8[])
+                   ON CONFLICT (key) DO UPDATE
+                   SET fingerprint = EXCLUDED.fingerprint, order_id = EXCLUDED.order_id,
+                       remaining = EXCLUDED.remaining, changed = EXCLUDED.changed,
+                       created_at_ms = EXCLUDED.created_at_ms
+                   WHERE idempotency_keys.created_at_ms < $7";
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &keys,
+            &prints,
+            &key_orders,
+            &key_remaining,
+            &key_changed,
+            &key_created_at,
+            &batch.keys_lapsed_before_ms,
+        ];
+        execute(client, "writing idempotency keys", sql, &params).await
+    };
+
+    // New events first, on their own: the batch's orders may name them, and statements sent
+    // together can reach the server out of order while one of them is still being prepared.
+    create.await?;
+    let (updated, (placed_count, moved_count), (_, remembered)) = try_join3(
+        update,
+        try_join(insert_orders, update_orders),
+        try_join(purge, remember),
+    )
+    .await?;
+    if updated != changed.len() as u64 {
+        return Err(Error::Contention(format!(
+            "updated {updated} of {} locked events: one was no longer as read under its lock",
+            changed.len()
+        )));
+    }
+    if placed_count != placed.len() as u64 {
+        return Err(Error::Contention(
+            "a reservation id was used on another replica at the same moment".into(),
+        ));
+    }
+    if moved_count != moved.len() as u64 {
+        return Err(Error::Contention(format!(
+            "updated {moved_count} of {} orders: one was no longer as read under its lock",
+            moved.len()
+        )));
+    }
+    if remembered != records.len() as u64 {
+        return Err(Error::Contention(
+            "an idempotency key was used on another replica at the same moment".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Capacity, available, held and sold, each as a column for `UNNEST`.
+fn stock_columns<'a>(stocks: impl Iterator<Item = &'a Stock> + Clone) -> [Vec<i64>; 4] {
+    let column = |pick: fn(&Stock) -> u64| stocks.clone().map(|s| stored(pick(s))).collect();
+    [
+        column(|s| s.capacity),
+        column(|s| s.available),
+        column(|s| s.held),
+        column(|s| s.sold),
+    ]
+}

@@ -1,0 +1,374 @@
+//! The pool and the runtime its connections live on: connecting, the time limit on every call,
+//! and what a failed or stalled call means (for the batch, and for the connection it ran on).
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio::runtime::Runtime;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::domain::Error;
+
+/// How to reach the database.
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:port/database?options=...`; may carry a password.
+    pub url: String,
+    /// Most connections this process opens: the writer keeps one, reads share the rest.
+    pub connections_max: usize,
+    /// Longest wait for a connection or for one statement.
+    pub timeout: Duration,
+}
+
+/// The pool and the runtime its connections live on.
+pub(super) struct Db {
+    /// `None` only while dropping.
+    runtime: Option<Runtime>,
+    pub(super) pool: Pool,
+    timeout: Duration,
+}
+
+impl Db {
+    pub(super) fn open(config: &PostgresConfig) -> Result<Self, Error> {
+        let mut pg = tokio_postgres::Config::from_str(&config.url).map_err(|e| {
+            // The parser's message never repeats the URL, so no password reaches the log.
+            Error::Storage(format!("the database URL is not valid: {e}"))
+        })?;
+        pg.connect_timeout(config.timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name("ticketd");
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.connections_max.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(config.timeout))
+            .create_timeout(Some(config.timeout))
+            .recycle_timeout(Some(config.timeout))
+            .build()
+            .map_err(|e| Error::Storage(format!("cannot set up the database pool: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ticketd-db")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the database runtime: {e}")))?;
+        Ok(Self {
+            runtime: Some(runtime),
+            pool,
+            timeout: config.timeout,
+        })
+    }
+
+    fn runtime(&self) -> Result<&Runtime, Error> {
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| Error::Unavailable("the database connection is closing".into()))
+    }
+
+    /// Runs `work` from a thread outside any runtime (the writer), within the time limit.
+    pub(super) fn block_on<T>(
+        &self,
+        work: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Failure> {
+        self.runtime()?.block_on(within(self.timeout, work))
+    }
+
+    /// Runs `work` with a pooled connection on the database runtime, from any async context.
+    pub(super) async fn read<T, F, Fut>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, Error>> + Send,
+    {
+        let pool = self.pool.clone();
+        let task = self.runtime()?.spawn(within(self.timeout, async move {
+            work(connect(&pool).await?).await
+        }));
+        let outcome = task
+            .await
+            .map_err(|e| Error::Internal(format!("a database read failed: {e}")))?;
+        Ok(outcome?)
+    }
+
+    /// What to do with the writer's `client` after a call on it failed with `failure`: keep it
+    /// for the next call if it is sound, or drop it, and the next call opens a new one. A
+    /// connection that got no answer in time or has closed is dropped; one that may be inside a
+    /// transaction (`transaction`) is rolled back first, or dropped if even that fails. Dropping
+    /// detaches the connection from the pool, so closing it ends any transaction on it.
+    pub(super) fn keep_after(
+        &self,
+        client: Object,
+        failure: &Failure,
+        transaction: bool,
+    ) -> Option<Object> {
+        let sound = match failure {
+            // A server that stopped answering would only time out again on this connection.
+            Failure::NoAnswer(_) => false,
+            Failure::Failed(_) => !client.is_closed(),
+        };
+        if !sound {
+            drop(Object::take(client));
+            return None;
+        }
+        if transaction {
+            let rollback = async {
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(failed("rolling back"))
+            };
+            if self.block_on(rollback).is_err() {
+                drop(Object::take(client));
+                return None;
+            }
+        }
+        Some(client)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // The last handle may go inside another runtime (an HTTP worker), where a blocking
+        // shutdown is not allowed.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// How a call on the database failed, as far as the connection it ran on is concerned.
+#[derive(Clone, Debug)]
+pub(super) enum Failure {
+    /// No answer within the time limit (the limit is kept for the message). Whatever the call
+    /// sent may still be running or queued on the server, so the connection is of no further use.
+    NoAnswer(Duration),
+    /// Any other failure, already what the rest of ticketd sees.
+    Failed(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Failed(error)
+    }
+}
+
+impl From<Failure> for Error {
+    /// A database that does not answer is `unavailable` (503), as it has always been answered;
+    /// [`Error::Timeout`] is the ticket service's wait for vacancy, with a code and message of
+    /// its own.
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::NoAnswer(limit) => Error::Unavailable(format!(
+                "the database did not answer within {} ms",
+                limit.as_millis()
+            )),
+            Failure::Failed(error) => error,
+        }
+    }
+}
+
+async fn within<T>(
+    limit: Duration,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(outcome) => Ok(outcome?),
+        Err(_) => Err(Failure::NoAnswer(limit)),
+    }
+}
+
+pub(super) async fn connect(pool: &Pool) -> Result<Object, Error> {
+    pool.get().await.map_err(|e| {
+        let cause = match e {
+            deadpool_postgres::PoolError::Backend(e) => describe(&e),
+            other => other.to_string(),
+        };
+        Error::Unavailable(format!("the database is unreachable: {cause}"))
+    })
+}
+
+/// The error and its causes in one line (tokio-postgres keeps the server's message as a cause).
+fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
+/// What a failed statement means for the batch: collided with another replica (decide again),
+/// lost the database (unavailable), or refused by it (a storage failure).
+pub(super) fn failed(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
+    move |error| {
+        let text = format!("{what}: {}", describe(&error));
+        match error.code() {
+            Some(code)
+                if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *code == SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == SqlState::UNIQUE_VIOLATION =>
+            {
+                Error::Contention(text)
+            }
+            // The server is going away or is not the primary (shutting down, restarting, a
+            // standby, a session ended by an operator): the database is unavailable for now,
+            // not broken.
+            Some(code)
+                if code.code().starts_with("08")
+                    || code.code().starts_with("57P")
+                    || *code == SqlState::READ_ONLY_SQL_TRANSACTION =>
+            {
+                Error::Unavailable(format!("the database is unavailable: {text}"))
+            }
+            Some(_) => Error::Storage(text),
+            None => Error::Unavailable(format!("the database is unreachable: {text}")),
+        }
+    }
+}
+
+pub(super) async fn query(
+    client: &Object,
+    what: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, Error> {
+    let statement = client.prepare_cached(sql).await.map_err(failed(what))?;
+    client.query(&statement, params).await.map_err(failed(what))
+}
+
+pub(super) async fn execute(
+    client: &Object,
+    what: &'static str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, Error> {
+    let statement = client.prepare_cached(sql).await.map_err(failed(what))?;
+    client
+        .execute(&statement, params)
+        .await
+        .map_err(failed(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_with_no_answer_in_time_reaches_clients_as_unavailable_with_its_limit() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let limit = Duration::from_millis(20);
+        let never = std::future::pending::<Result<(), Error>>();
+        let failure = runtime.block_on(within(limit, never)).unwrap_err();
+        assert!(
+            matches!(failure, Failure::NoAnswer(l) if l == limit),
+            "{failure:?}"
+        );
+        let error = Error::from(failure);
+        assert_eq!(error.code(), "unavailable");
+        assert_eq!(
+            error.to_string(),
+            "the database did not answer within 20 ms"
+        );
+
+        // An answer that is an error within the limit stays that error.
+        let refused = async { Err::<(), _>(Error::Contention("collided".into())) };
+        let failure = runtime.block_on(within(limit, refused)).unwrap_err();
+        assert!(
+            matches!(&failure, Failure::Failed(Error::Contention(text)) if text == "collided"),
+            "{failure:?}"
+        );
+    }
+
+    /// Needs `TICKETD_TEST_DATABASE_URL`; without it the test is skipped with a line on stderr (and
+    /// fails when `CI` is set, so CI cannot skip it by accident).
+    #[test]
+    fn a_connection_that_got_no_answer_is_dropped_and_one_that_was_refused_is_kept() {
+        use std::io::Write;
+        let Ok(url) = std::env::var("TICKETD_TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "TICKETD_TEST_DATABASE_URL is not set, and CI must run the PostgreSQL tests"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED a_connection_that_got_no_answer_is_dropped_and_one_that_was_refused_is_kept: \
+                 set TICKETD_TEST_DATABASE_URL"
+            );
+            return;
+        };
+        let db = Db::open(&PostgresConfig {
+            url,
+            connections_max: 2,
+            timeout: Duration::from_millis(300),
+        })
+        .unwrap();
+        let backend = |client: &Object| -> i32 {
+            db.block_on(query(
+                client,
+                "naming the backend",
+                "SELECT pg_backend_pid()",
+                &[],
+            ))
+            .unwrap()[0]
+                .get(0)
+        };
+        let client = db.block_on(connect(&db.pool)).unwrap();
+        let first = backend(&client);
+
+        // Refused by the server: the connection is sound and kept.
+        let refused = db.block_on(query(&client, "dividing", "SELECT 1/0", &[]));
+        let failure = refused.unwrap_err();
+        assert!(
+            matches!(failure, Failure::Failed(Error::Storage(_))),
+            "{failure:?}"
+        );
+        let client = db.keep_after(client, &failure, false).expect("kept");
+        assert_eq!(backend(&client), first);
+
+        // Refused inside a transaction: rolled back, then kept, and usable outside it.
+        let begun = async {
+            client
+                .batch_execute("BEGIN")
+                .await
+                .map_err(failed("beginning"))
+        };
+        db.block_on(begun).unwrap();
+        let failure = db
+            .block_on(query(&client, "dividing", "SELECT 1/0", &[]))
+            .unwrap_err();
+        let client = db.keep_after(client, &failure, true).expect("kept");
+        assert_eq!(backend(&client), first);
+
+        // No answer in time: the connection leaves the pool, and the next call gets a new one.
+        let slow = db.block_on(query(&client, "sleeping", "SELECT pg_sleep(2)", &[]));
+        let failure = slow.unwrap_err();
+        assert!(matches!(failure, Failure::NoAnswer(_)), "{failure:?}");
+        assert!(db.keep_after(client, &failure, false).is_none());
+        assert_eq!(
+            db.pool.status().size,
+            0,
+            "the connection went back to the pool"
+        );
+        let client = db.block_on(connect(&db.pool)).unwrap();
+        assert_ne!(backend(&client), first);
+    }
+}

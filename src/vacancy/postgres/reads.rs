@@ -1,0 +1,86 @@
+//! Reads outside any batch: the HTTP side's, and the writer's between batches.
+
+use std::sync::Arc;
+
+use deadpool_postgres::Object;
+
+use super::db::{Db, query};
+use super::rows::{EVENT_COLUMNS, ORDER_COLUMNS, event_from, key_from, order_from};
+use crate::domain::{
+    Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order, PageQuery, ReservationId,
+};
+use crate::vacancy::ledger::SharedReads;
+
+pub(super) async fn select_events(client: &Object) -> Result<Vec<Event>, Error> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY id");
+    let rows = query(client, "reading events", &sql, &[]).await?;
+    rows.iter().map(event_from).collect()
+}
+
+/// One page of events after `page.after`. Ids are compared as bytes (`COLLATE "C"`), as the
+/// embedded and memory stores order them, whatever the database's collation: a cursor then means
+/// the same on every store, and a list copied from one to the other pages alike.
+async fn select_events_page(client: &Object, page: &PageQuery) -> Result<EventsPage, Error> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE $1::TEXT IS NULL OR id COLLATE \"C\" > $1
+         ORDER BY id COLLATE \"C\" LIMIT $2"
+    );
+    let after = page.after.as_ref().map(EventId::as_str);
+    // One more than the page holds, to tell whether another page follows.
+    let lookahead = i64::from(page.limit.get()) + 1;
+    let rows = query(client, "reading events", &sql, &[&after, &lookahead]).await?;
+    let events = rows.iter().map(event_from).collect::<Result<_, _>>()?;
+    Ok(EventsPage::from_lookahead(events, page.limit))
+}
+
+pub(super) async fn select_order(
+    client: &Object,
+    id: ReservationId,
+) -> Result<Option<Order>, Error> {
+    let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+    let rows = query(client, "reading an order", &sql, &[&id.as_uuid()]).await?;
+    rows.first().map(order_from).transpose()
+}
+
+pub(super) async fn select_key(
+    client: &Object,
+    key: &IdempotencyKey,
+) -> Result<Option<KeyRecord>, Error> {
+    let sql = "SELECT key, fingerprint, order_id, remaining, changed, created_at_ms
+               FROM idempotency_keys WHERE key = $1";
+    let rows = query(client, "reading an idempotency key", sql, &[&key.as_str()]).await?;
+    rows.first().map(key_from).transpose()
+}
+
+/// Reads for the HTTP side, on pooled connections, outside any batch.
+pub(super) struct PostgresReads {
+    pub(super) db: Arc<Db>,
+}
+
+#[async_trait::async_trait]
+impl SharedReads for PostgresReads {
+    async fn event(&self, id: &EventId) -> Result<Option<Event>, Error> {
+        let id = id.clone();
+        self.db
+            .read(move |client| async move {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1");
+                let rows = query(&client, "reading an event", &sql, &[&id.as_str()]).await?;
+                rows.first().map(event_from).transpose()
+            })
+            .await
+    }
+
+    async fn events(&self, query: &PageQuery) -> Result<EventsPage, Error> {
+        let page = query.clone();
+        self.db
+            .read(move |client| async move { select_events_page(&client, &page).await })
+            .await
+    }
+
+    async fn order(&self, id: ReservationId) -> Result<Option<Order>, Error> {
+        self.db
+            .read(move |client| async move { select_order(&client, id).await })
+            .await
+    }
+}

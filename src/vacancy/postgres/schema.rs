@@ -1,0 +1,158 @@
+//! The schema's migrations, and the identity of the store.
+
+use deadpool_postgres::Object;
+use uuid::Uuid;
+
+use super::db::{execute, failed, query};
+use super::rows::column;
+use crate::domain::Error;
+
+/// Schema changes, in order. Each runs once per database, in its own transaction, however many
+/// replicas start at once. Never edit one that has shipped: add the next.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "events, orders and idempotency keys",
+    "
+CREATE TABLE events (
+    id        TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
+    capacity  BIGINT NOT NULL CHECK (capacity >= 0),
+    available BIGINT NOT NULL CHECK (available >= 0),
+    held      BIGINT NOT NULL CHECK (held >= 0),
+    sold      BIGINT NOT NULL CHECK (sold >= 0),
+    CHECK (available + held + sold = capacity)
+);
+
+CREATE TABLE orders (
+    id            UUID PRIMARY KEY,
+    event         TEXT NOT NULL REFERENCES events (id),
+    qty           INTEGER NOT NULL CHECK (qty > 0),
+    status        TEXT NOT NULL
+                  CHECK (status IN ('held', 'confirmed', 'cancelled', 'released', 'expired')),
+    remaining     BIGINT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT
+);
+
+CREATE INDEX orders_live_holds ON orders (expires_at_ms) WHERE status = 'held';
+
+CREATE TABLE idempotency_keys (
+    key           TEXT PRIMARY KEY,
+    fingerprint   TEXT NOT NULL,
+    order_id      UUID,
+    remaining     BIGINT NOT NULL,
+    changed       BOOLEAN NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
+
+-- One row: the identity replicas compare to be sure they share this store.
+CREATE TABLE ticketd_store (
+    only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+    id       UUID NOT NULL
+);
+",
+)];
+
+/// Applies the migrations this database lacks. Replicas starting together all try: the one that
+/// inserts a migration's row first applies it, the others wait on that row and then skip it.
+pub(super) async fn migrate(client: &Object) -> Result<(), Error> {
+    // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide in the catalogue; the loser
+    // simply tries again and finds the table.
+    let mut attempts = 0;
+    loop {
+        let created = client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS ticketd_migrations (
+                    version     INTEGER PRIMARY KEY,
+                    description TEXT NOT NULL,
+                    applied_at  TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP
+                )",
+            )
+            .await
+            .map_err(failed("creating the migrations table"));
+        match created {
+            Err(Error::Contention(_)) if attempts < 5 => attempts += 1,
+            other => break other?,
+        }
+    }
+    let newest = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
+    let rows = query(
+        client,
+        "reading the schema version",
+        "SELECT COALESCE(MAX(version), 0) FROM ticketd_migrations",
+        &[],
+    )
+    .await?;
+    let applied: i32 = rows
+        .first()
+        .map(|row| column(row, 0))
+        .transpose()?
+        .unwrap_or(0);
+    if applied > newest {
+        return Err(Error::Storage(format!(
+            "the database has schema version {applied}, newer than this ticketd knows ({newest})"
+        )));
+    }
+    for (version, description, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > applied) {
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(failed("starting a migration"))?;
+        let claimed = execute(
+            client,
+            "claiming a migration",
+            "INSERT INTO ticketd_migrations (version, description) VALUES ($1, $2)",
+            &[version, description],
+        )
+        .await;
+        let outcome = match claimed {
+            // Another replica applied it while we waited on its row.
+            Err(Error::Contention(_)) => Ok(false),
+            Err(error) => Err(error),
+            Ok(_) => client
+                .batch_execute(sql)
+                .await
+                .map(|()| true)
+                .map_err(failed("applying a migration")),
+        };
+        match outcome {
+            Ok(true) => {
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(failed("committing a migration"))?;
+                tracing::info!(version, description, "database schema migrated");
+            }
+            Ok(false) => client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(failed("ending a migration"))?,
+            Err(error) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(error);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The store's identity: made by whichever replica asks first, read by all.
+pub(super) async fn identify(client: &Object) -> Result<Uuid, Error> {
+    let offered = Uuid::now_v7();
+    let sql = "INSERT INTO ticketd_store (id) VALUES ($1) ON CONFLICT (only_row) DO NOTHING";
+    execute(client, "naming the store", sql, &[&offered]).await?;
+    let rows = query(
+        client,
+        "reading the store's name",
+        "SELECT id FROM ticketd_store",
+        &[],
+    )
+    .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| Error::Storage("the store has no identity row".into()))?;
+    column(row, 0)
+}
