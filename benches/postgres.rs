@@ -124,7 +124,7 @@ fn open_replica(url: &str) -> Inventory {
         initial_stock: STOCK,
         ..InventoryConfig::default()
     };
-    Inventory::open(Box::new(ledger), config).expect("the inventory opens")
+    Inventory::open_shared(Box::new(ledger), config).expect("the inventory opens")
 }
 
 /// Purchases per second through `replicas` inventories sharing one schema.

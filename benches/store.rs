@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ticketd::domain::EventId;
-use ticketd::vacancy::ledger::{Ledger, MemoryLedger};
+use ticketd::vacancy::ledger::{Ledger, LocalLedger, MemoryLedger};
 use ticketd::vacancy::sqlite::SqliteLedger;
 use ticketd::vacancy::{Inventory, InventoryConfig};
 
@@ -160,7 +160,7 @@ fn recovery(orders: u64, rounds: u64) -> (f64, Vec<f64>) {
 /// Reservations per second through `Inventory`, with `CLIENTS` requests always in flight.
 fn inventory_rate(store: Store, duration: Duration) -> f64 {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let ledger: Box<dyn Ledger> = match store {
+    let ledger: Box<dyn LocalLedger> = match store {
         Store::Memory => Box::new(MemoryLedger::new()),
         Store::Embedded => Box::new(SqliteLedger::open(dir.path()).expect("the store opens")),
     };

@@ -164,8 +164,9 @@ impl IdempotencyKey {
     }
 }
 
-/// What the inventory remembers of a request made with an idempotency key: enough to give a
-/// repeat the first answer, and to recognise the same key used for a different request.
+/// What the inventory remembers of a request made with an idempotency key, as every store keeps
+/// it: one flat row, whatever the request. The inventory reads it as a typed record, one case per
+/// kind of request (`vacancy::idempotency`), which alone writes and reads these columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRecord {
     pub key: IdempotencyKey,
@@ -173,9 +174,10 @@ pub struct KeyRecord {
     pub fingerprint: String,
     /// The order the first request made or acted on; `None` when it was refused (sold out).
     pub order_id: Option<ReservationId>,
-    /// The first answer's `remaining` (reservations).
+    /// The first answer's `remaining` (reservations; 0 otherwise).
     pub remaining: u64,
-    /// Whether the first request changed the order (cancellations).
+    /// Whether the first request changed the order (cancellations; true for confirmations and
+    /// releases, false for reservations).
     pub changed: bool,
     pub created_at_ms: i64,
 }
@@ -212,16 +214,6 @@ pub struct Reservation {
     pub hold_ttl_seconds: Option<u32>,
     /// The client's idempotency key, if it sent one.
     pub key: Option<IdempotencyKey>,
-}
-
-impl Reservation {
-    /// What makes two reservations the same request, for idempotency keys.
-    pub fn fingerprint(&self) -> String {
-        let ttl = self
-            .hold_ttl_seconds
-            .map_or_else(|| "-".to_owned(), |ttl| ttl.to_string());
-        format!("reserve:{}:{}:{ttl}", self.event, self.qty)
-    }
 }
 
 /// What the inventory answered to a [`Reservation`]. Running out of stock is an answer, not an error.

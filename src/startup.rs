@@ -15,7 +15,7 @@ use crate::http::{self, Parts};
 use crate::ticket::{
     LocalVacancyClient, RemoteConfig, RemoteVacancyClient, TicketRules, Tickets, VacancyClient,
 };
-use crate::vacancy::ledger::{Ledger, MemoryLedger};
+use crate::vacancy::ledger::MemoryLedger;
 use crate::vacancy::postgres::{PostgresConfig, PostgresLedger};
 use crate::vacancy::sqlite::{Exported, SqliteLedger};
 use crate::vacancy::{self, Inventory, InventoryConfig};
@@ -139,11 +139,6 @@ fn postgres_config(settings: &Settings) -> anyhow::Result<PostgresConfig> {
 }
 
 fn open_inventory(settings: &Settings) -> anyhow::Result<Inventory> {
-    let ledger: Box<dyn Ledger> = match settings.store {
-        StoreKind::Memory => Box::new(MemoryLedger::new()),
-        StoreKind::Embedded => Box::new(SqliteLedger::open(&settings.data_dir)?),
-        StoreKind::Postgres => Box::new(PostgresLedger::open(&postgres_config(settings)?)?),
-    };
     let config = InventoryConfig {
         initial_stock: settings.initial_stock,
         max_per_order: settings.max_per_order,
@@ -152,7 +147,18 @@ fn open_inventory(settings: &Settings) -> anyhow::Result<Inventory> {
         queue_size_max: settings.inventory_queue_size_max,
         batch_size_max: settings.inventory_batch_size_max,
     };
-    Ok(Inventory::open(ledger, config)?)
+    // The kind of store is chosen here, once: a shared one is a different type all the way down.
+    let inventory = match settings.store {
+        StoreKind::Memory => Inventory::open(Box::new(MemoryLedger::new()), config),
+        StoreKind::Embedded => {
+            Inventory::open(Box::new(SqliteLedger::open(&settings.data_dir)?), config)
+        }
+        StoreKind::Postgres => {
+            let ledger = PostgresLedger::open(&postgres_config(settings)?)?;
+            Inventory::open_shared(Box::new(ledger), config)
+        }
+    };
+    Ok(inventory?)
 }
 
 fn is_loopback(host: &str) -> bool {

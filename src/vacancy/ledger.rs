@@ -1,13 +1,17 @@
 //! Where committed events and orders live.
 //!
-//! A [`Ledger`] only stores: it never decides. The inventory's writer decides every request against
-//! its in-memory state and hands the ledger one [`Batch`] per group commit, so each backend has a
-//! single, simple job: make a whole batch durable, or none of it.
+//! A [`Ledger`] only stores: it never decides. The inventory's writer reads what a batch names,
+//! decides every request against that, and hands the ledger one [`Batch`] per group commit, so
+//! each backend has a single, simple job: make a whole batch durable, or none of it.
 //!
-//! A *shared* ledger (one database under several vacancy replicas) adds one step: before the writer
-//! decides a batch, [`Ledger::begin`] opens a transaction, locks the rows the batch will touch and
-//! hands back their committed state, which replaces the writer's memory for that batch. Decisions
-//! stay in one place and stay the same; only their starting point comes from the database.
+//! Two kinds of store, two types, chosen once at start-up:
+//! - a [`LocalLedger`] belongs to one process: nothing changes it but this process's writer, so
+//!   the writer's memory of its events is the truth and reads are served from that memory;
+//! - a [`SharedLedger`] sits under several vacancy replicas. Before the writer decides a batch,
+//!   [`SharedLedger::begin`] opens a transaction, locks the rows the batch will touch and hands
+//!   back their committed state, which replaces the writer's memory for that batch; reads go to
+//!   the database. Decisions stay in one place and stay the same; only their starting point
+//!   comes from the database.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -92,7 +96,7 @@ pub trait Ledger: Send + 'static {
     fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error>;
 
     /// Stores `batch`: on `Ok` all of it is committed, on `Err` none of it is. After
-    /// [`Self::begin`], this ends the batch's transaction even when `batch` is empty.
+    /// [`SharedLedger::begin`], this ends the batch's transaction even when `batch` is empty.
     fn commit(&mut self, batch: &Batch) -> Result<(), Error>;
 
     /// Creates `event` unless an event with its id exists; `false` if one did. Replicas starting
@@ -107,25 +111,24 @@ pub trait Ledger: Send + 'static {
         })?;
         Ok(true)
     }
+}
 
-    /// What identifies the shared store (the same for every replica on it); `None` for a store
-    /// of one process. Known once [`Self::load`] has run.
-    fn store_id(&self) -> Option<String> {
-        None
-    }
+/// A store of one process: only this process's writer changes it.
+pub trait LocalLedger: Ledger {}
 
-    /// `Some` for a ledger that other processes change too: the writer then calls
-    /// [`Self::begin`] before every batch, and reads go to the database.
-    fn shared_reads(&self) -> Option<Arc<dyn SharedReads>> {
-        None
-    }
+/// A store other processes change too: the writer calls [`Self::begin`] before every batch, and
+/// reads go to the database.
+pub trait SharedLedger: Ledger {
+    /// What identifies the shared store (the same for every replica on it). Known once
+    /// [`Ledger::load`] has run.
+    fn store_id(&self) -> Option<String>;
 
-    /// Shared ledgers only: opens the batch's transaction, locks what `plan` touches (events in id
-    /// order, so replicas never deadlock) and returns its committed state. On `Err` nothing is
-    /// held.
-    fn begin(&mut self, _plan: &Plan) -> Result<Snapshot, Error> {
-        Err(Error::Internal("this ledger is not shared".into()))
-    }
+    /// Reads served from the database rather than one replica's memory.
+    fn shared_reads(&self) -> Arc<dyn SharedReads>;
+
+    /// Opens the batch's transaction, locks what `plan` touches (events in id order, so replicas
+    /// never deadlock) and returns its committed state. On `Err` nothing is held.
+    fn begin(&mut self, plan: &Plan) -> Result<Snapshot, Error>;
 }
 
 /// Keeps everything in process memory: for tests and throwaway demos. A restart forgets it all,
@@ -143,6 +146,8 @@ impl MemoryLedger {
         Self::default()
     }
 }
+
+impl LocalLedger for MemoryLedger {}
 
 impl Ledger for MemoryLedger {
     fn load(&mut self) -> Result<Vec<Event>, Error> {

@@ -1,18 +1,26 @@
 //! The inventory: the only place stock changes.
 //!
 //! [`Inventory`] is a cheap handle in front of one writer thread (see [`writer`]). Reads come from
-//! the committed state in memory and never wait for the writer; changes queue up for it and are
-//! answered once committed.
+//! the committed state (in memory for a store of this process, from the database for a shared
+//! one) and never wait for the writer; changes queue up for it and are answered once committed.
+//!
+//! Where to look: the decisions are in `rules.rs`, how a retry avoids selling twice in
+//! `idempotency.rs`, how a hold expires in `expiry.rs`, the loop that reads, decides, commits and
+//! answers in `writer.rs`, and what differs between a local and a shared store in `store.rs`.
 
 pub mod copy;
+mod expiry;
+mod idempotency;
 pub mod ledger;
 #[cfg(test)]
 mod model_test;
 pub mod postgres;
+mod rules;
 pub mod sqlite;
+mod store;
 mod writer;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -23,11 +31,12 @@ use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Cancelled, DEFAULT_EVENT, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageQuery,
-    Reservation, ReservationId, Reserved,
+    Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageQuery, Reservation,
+    ReservationId, Reserved,
 };
-use ledger::{Ledger, SharedReads};
-use writer::{Command, Events, Writer};
+use ledger::{LocalLedger, SharedLedger, SharedReads};
+use store::{Local, Shared};
+use writer::{Call, Command, Events, NewEvent, OrderChange, Replenishment, Writer};
 
 /// Largest capacity of one event: far beyond any venue, well inside every store's integer range.
 pub const CAPACITY_MAX: u64 = 1_000_000_000_000;
@@ -91,64 +100,82 @@ impl Default for InventoryConfig {
 pub struct Inventory {
     /// `None` only while dropping, so the writer sees the channel close before we join it.
     commands: Option<SyncSender<Command>>,
-    /// Committed events as this process last wrote them; authoritative unless the ledger is shared.
-    events: Events,
-    /// Reads from the database, when the ledger is shared with other replicas.
-    reads: Option<Arc<dyn SharedReads>>,
+    reads: Reads,
     /// The shared store's identity; `None` for a store of this process alone.
     store_id: Option<String>,
     config: InventoryConfig,
     writer: Option<JoinHandle<()>>,
 }
 
+/// Where reads are served from, fixed by the kind of store when the inventory opens.
+enum Reads {
+    /// A store of this process alone: events from the writer's committed memory, orders from the
+    /// writer (they live in the store only).
+    Local(Events),
+    /// A shared store: from the database, since other replicas change it too.
+    Shared(Arc<dyn SharedReads>),
+}
+
 impl Inventory {
-    /// Loads `ledger`, creates the `default` event if the store is new, and starts the writer.
-    pub fn open(ledger: Box<dyn Ledger>, config: InventoryConfig) -> Result<Self, Error> {
+    /// Loads a store of this process, creates the `default` event if the store is new, and
+    /// starts the writer.
+    pub fn open(ledger: Box<dyn LocalLedger>, config: InventoryConfig) -> Result<Self, Error> {
         Self::open_with_clock(ledger, config, Arc::new(SystemClock))
     }
 
     pub fn open_with_clock(
-        ledger: Box<dyn Ledger>,
+        ledger: Box<dyn LocalLedger>,
+        config: InventoryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        let events = Arc::new(RwLock::new(BTreeMap::new()));
+        let reads = Reads::Local(Arc::clone(&events));
+        Self::start(Local(ledger), events, reads, config, clock)
+    }
+
+    /// As [`Self::open`], on a store other replicas share.
+    pub fn open_shared(
+        ledger: Box<dyn SharedLedger>,
+        config: InventoryConfig,
+    ) -> Result<Self, Error> {
+        Self::open_shared_with_clock(ledger, config, Arc::new(SystemClock))
+    }
+
+    pub fn open_shared_with_clock(
+        ledger: Box<dyn SharedLedger>,
+        config: InventoryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        let events = Arc::new(RwLock::new(BTreeMap::new()));
+        let reads = Reads::Shared(ledger.shared_reads());
+        let store = Shared {
+            ledger,
+            // A new writer sweeps first.
+            sweep_due: clock.monotonic(),
+        };
+        Self::start(store, events, reads, config, clock)
+    }
+
+    fn start<S: store::Store>(
+        store: S,
+        events: Events,
+        reads: Reads,
         config: InventoryConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         assert!(config.queue_size_max > 0 && config.batch_size_max > 0);
-        let events = Arc::new(RwLock::new(BTreeMap::new()));
-        let reads = ledger.shared_reads();
         let (commands, queue) = mpsc::sync_channel(config.queue_size_max);
-        // The ledger is loaded on the writer's own thread, like every later use of it: a ledger
-        // may block, and the caller may be an async runtime's thread.
         let (opened, open) = mpsc::sync_channel(1);
         let writer = {
-            let (events, config) = (Arc::clone(&events), config.clone());
-            let key_ttl_ms = i64::try_from(config.idempotency_ttl_seconds.saturating_mul(1000))
-                .unwrap_or(i64::MAX);
+            let config = config.clone();
             std::thread::Builder::new()
                 .name("inventory-writer".into())
-                .spawn(move || {
-                    let mut ledger = ledger;
-                    let holds = match load(ledger.as_mut(), &events, &config) {
-                        Ok(holds) => holds,
-                        Err(error) => return drop(opened.send(Err(error))),
-                    };
-                    // Everything periodic is due at once: a new writer sweeps and purges first.
-                    let now = clock.monotonic();
-                    let writer = Writer {
-                        shared: ledger.shared_reads().is_some(),
-                        ledger,
-                        events,
-                        holds,
-                        batch_size_max: config.batch_size_max,
-                        clock,
-                        expiry_paused_until: now,
-                        expiry_retry: std::time::Duration::ZERO,
-                        key_ttl_ms,
-                        keys_purge_due: now,
-                        sweep_due: now,
-                        failing: false,
-                    };
-                    let _ = opened.send(Ok(writer.ledger.store_id()));
-                    writer.run(queue)
+                .spawn(move || match Writer::open(store, events, &config, clock) {
+                    Ok(writer) => {
+                        let _ = opened.send(Ok(writer.store_id()));
+                        writer.run(queue)
+                    }
+                    Err(error) => drop(opened.send(Err(error))),
                 })
                 .map_err(|e| Error::Internal(format!("cannot start the inventory writer: {e}")))?
         };
@@ -166,7 +193,6 @@ impl Inventory {
         };
         Ok(Self {
             commands: Some(commands),
-            events,
             reads,
             store_id,
             config,
@@ -187,8 +213,8 @@ impl Inventory {
     pub async fn event(&self, id: &EventId) -> Result<Event, Error> {
         self.ensure_running()?;
         let event = match &self.reads {
-            Some(reads) => reads.event(id).await?,
-            None => self.events.read().get(id).cloned(),
+            Reads::Shared(reads) => reads.event(id).await?,
+            Reads::Local(events) => events.read().get(id).cloned(),
         };
         event.ok_or_else(|| Error::UnknownEvent(format!("unknown event '{id}'")))
     }
@@ -196,10 +222,10 @@ impl Inventory {
     /// One page of the events as last committed, in id order.
     pub async fn events(&self, query: &PageQuery) -> Result<EventsPage, Error> {
         self.ensure_running()?;
-        if let Some(reads) = &self.reads {
-            return reads.events(query).await;
-        }
-        let events = self.events.read();
+        let events = match &self.reads {
+            Reads::Shared(reads) => return reads.events(query).await,
+            Reads::Local(events) => events.read(),
+        };
         let after = match &query.after {
             Some(after) => Bound::Excluded(after),
             None => Bound::Unbounded,
@@ -240,8 +266,7 @@ impl Inventory {
                 self.config.hold_ttl_seconds_max
             )));
         }
-        self.ask(|reply| Command::Reserve { reservation, reply })
-            .await
+        self.ask(Command::Reserve, reservation).await
     }
 
     /// Turns a live hold into a sale; a hold past its time is `HoldExpired`.
@@ -250,7 +275,7 @@ impl Inventory {
         id: ReservationId,
         key: Option<IdempotencyKey>,
     ) -> Result<Order, Error> {
-        self.ask(|reply| Command::Confirm { id, key, reply }).await
+        self.ask(Command::Confirm, OrderChange { id, key }).await
     }
 
     /// Gives a hold's tickets back; releasing twice changes nothing.
@@ -259,7 +284,7 @@ impl Inventory {
         id: ReservationId,
         key: Option<IdempotencyKey>,
     ) -> Result<Order, Error> {
-        self.ask(|reply| Command::Release { id, key, reply }).await
+        self.ask(Command::Release, OrderChange { id, key }).await
     }
 
     /// Returns a confirmed order's tickets to stock, exactly once.
@@ -268,13 +293,14 @@ impl Inventory {
         id: ReservationId,
         key: Option<IdempotencyKey>,
     ) -> Result<Cancelled, Error> {
-        self.ask(|reply| Command::Cancel { id, key, reply }).await
+        self.ask(Command::Cancel, OrderChange { id, key }).await
     }
 
     /// One order or hold, as committed.
     pub async fn order(&self, id: ReservationId) -> Result<Order, Error> {
-        let Some(reads) = &self.reads else {
-            return self.ask(|reply| Command::Find { id, reply }).await;
+        let reads = match &self.reads {
+            Reads::Shared(reads) => reads,
+            Reads::Local(_) => return self.ask(Command::Find, id).await,
         };
         self.ensure_running()?;
         reads
@@ -295,13 +321,8 @@ impl Inventory {
             )));
         }
         let name = Event::parse_name(&name)?;
-        self.ask(|reply| Command::CreateEvent {
-            id,
-            name,
-            capacity,
-            reply,
-        })
-        .await
+        let new = NewEvent { id, name, capacity };
+        self.ask(Command::CreateEvent, new).await
     }
 
     /// Adds `qty` tickets to an event's capacity and availability.
@@ -311,16 +332,13 @@ impl Inventory {
                 "qty must be 1 to {CAPACITY_MAX}, got {qty}"
             )));
         }
-        self.ask(|reply| Command::Replenish { event, qty, reply })
+        self.ask(Command::Replenish, Replenishment { event, qty })
             .await
     }
 
-    async fn ask<T>(
-        &self,
-        command: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
-    ) -> Result<T, Error> {
+    async fn ask<R, T>(&self, command: fn(Call<R, T>) -> Command, request: R) -> Result<T, Error> {
         let (reply, answer) = oneshot::channel();
-        self.send(command(reply))?;
+        self.send(command(Call { request, reply }))?;
         answer
             .await
             .map_err(|_| Error::Internal("the inventory writer stopped before answering".into()))?
@@ -340,46 +358,6 @@ impl Inventory {
     }
 }
 
-/// Reads the committed events into `events`, creates the `default` event if the store is new, and
-/// returns the live holds.
-fn load(
-    ledger: &mut dyn Ledger,
-    events: &RwLock<BTreeMap<EventId, Event>>,
-    config: &InventoryConfig,
-) -> Result<BTreeSet<(i64, ReservationId)>, Error> {
-    let mut loaded: BTreeMap<EventId, Event> = BTreeMap::new();
-    for event in ledger.load()? {
-        if !event.stock.is_consistent() {
-            return Err(Error::Storage(format!(
-                "stored stock of '{}' does not add up: {:?}",
-                event.id, event.stock
-            )));
-        }
-        loaded.insert(event.id.clone(), event);
-    }
-    let default = EventId::default_event();
-    match loaded.get(&default) {
-        None => {
-            let event = Event {
-                id: default.clone(),
-                name: DEFAULT_EVENT.into(),
-                stock: crate::domain::Stock::new(config.initial_stock),
-            };
-            ledger.insert_event_if_absent(&event)?;
-            loaded.insert(default, event);
-        }
-        Some(event) if event.stock.capacity != config.initial_stock => tracing::warn!(
-            stored_capacity = event.stock.capacity,
-            available = event.stock.available,
-            initial_stock = config.initial_stock,
-            "the store already exists: keeping its stock and ignoring initial_stock"
-        ),
-        Some(_) => {}
-    }
-    *events.write() = loaded;
-    Ok(ledger.live_holds()?.into_iter().collect())
-}
-
 impl Drop for Inventory {
     fn drop(&mut self) {
         // Closing the queue lets the writer finish what is queued and stop; waiting for it means a
@@ -397,7 +375,7 @@ impl Drop for Inventory {
 mod tests {
     use super::*;
     use crate::domain::{Quantity, ReservationId};
-    use ledger::{Batch, MemoryLedger};
+    use ledger::{Batch, Ledger, MemoryLedger};
 
     fn inventory(initial_stock: u64) -> Inventory {
         let config = InventoryConfig {
@@ -528,13 +506,15 @@ mod tests {
         before_commit: F,
     }
 
-    fn hooked<F: FnMut(usize) + Send + 'static>(before_commit: F) -> Box<dyn Ledger> {
+    fn hooked<F: FnMut(usize) + Send + 'static>(before_commit: F) -> Box<dyn LocalLedger> {
         Box::new(HookedLedger {
             inner: MemoryLedger::new(),
             commits: 0,
             before_commit,
         })
     }
+
+    impl<F: FnMut(usize) + Send + 'static> LocalLedger for HookedLedger<F> {}
 
     impl<F: FnMut(usize) + Send + 'static> Ledger for HookedLedger<F> {
         fn load(&mut self) -> Result<Vec<Event>, Error> {
@@ -857,6 +837,8 @@ mod tests {
         lookups: Arc<std::sync::atomic::AtomicUsize>,
     }
 
+    impl LocalLedger for FlakyLookups {}
+
     impl Ledger for FlakyLookups {
         fn load(&mut self) -> Result<Vec<Event>, Error> {
             self.inner.load()
@@ -890,8 +872,8 @@ mod tests {
     #[test]
     fn a_failing_hold_lookup_is_retried_with_growing_waits() {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-        let first_ms = writer::EXPIRY_RETRY_FIRST.as_millis() as u64;
-        let max_ms = writer::EXPIRY_RETRY_MAX.as_millis() as u64;
+        let first_ms = expiry::EXPIRY_RETRY_FIRST.as_millis() as u64;
+        let max_ms = expiry::EXPIRY_RETRY_MAX.as_millis() as u64;
         let clock = Arc::new(ManualClock::new(1_000_000));
         let (failing, lookups) = (
             Arc::new(AtomicBool::new(false)),
@@ -1010,8 +992,14 @@ mod tests {
         fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
             self.inner.commit(batch)
         }
-        fn shared_reads(&self) -> Option<Arc<dyn SharedReads>> {
-            Some(Arc::new(NoSharedReads))
+    }
+
+    impl SharedLedger for SweptLedger {
+        fn store_id(&self) -> Option<String> {
+            None
+        }
+        fn shared_reads(&self) -> Arc<dyn SharedReads> {
+            Arc::new(NoSharedReads)
         }
         fn begin(&mut self, plan: &ledger::Plan) -> Result<ledger::Snapshot, Error> {
             if plan.sweep_max > 0 {
@@ -1030,16 +1018,19 @@ mod tests {
     #[test]
     fn sweeps_keep_their_schedule_when_the_wall_clock_steps_back() {
         use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-        let interval_ms = writer::SWEEP_INTERVAL.as_millis() as u64;
+        let interval_ms = expiry::SWEEP_INTERVAL.as_millis() as u64;
         let clock = Arc::new(ManualClock::new(10_000_000));
         let sweeps = Arc::new(AtomicUsize::new(0));
         let ledger = SweptLedger {
             inner: MemoryLedger::new(),
             sweeps: Arc::clone(&sweeps),
         };
-        let inventory =
-            Inventory::open_with_clock(Box::new(ledger), InventoryConfig::default(), clock.clone())
-                .unwrap();
+        let inventory = Inventory::open_shared_with_clock(
+            Box::new(ledger),
+            InventoryConfig::default(),
+            clock.clone(),
+        )
+        .unwrap();
         let request = || run(inventory.replenish(EventId::default_event(), 1)).unwrap();
         // A new writer sweeps at once (on waking, or with the first batch).
         request();

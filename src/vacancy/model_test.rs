@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use proptest::prelude::*;
 
-use super::ledger::Ledger;
 use super::postgres::{PostgresConfig, PostgresLedger};
 use super::sqlite::SqliteLedger;
 use super::{Clock, Inventory, InventoryConfig};
@@ -237,21 +236,23 @@ impl Store {
                     initial_stock: 10,
                     ..InventoryConfig::default()
                 };
-                let ledger: Box<dyn Ledger> = match self {
+                let clock = Arc::clone(clock) as Arc<dyn Clock>;
+                match self {
                     Store::Sqlite(dir) => {
-                        Box::new(SqliteLedger::open(dir.path()).expect("the store opens"))
+                        let ledger = SqliteLedger::open(dir.path()).expect("the store opens");
+                        Inventory::open_with_clock(Box::new(ledger), config, clock)
                     }
-                    Store::Postgres { url } => Box::new(
-                        PostgresLedger::open(&PostgresConfig {
+                    Store::Postgres { url } => {
+                        let ledger = PostgresLedger::open(&PostgresConfig {
                             url: url.clone(),
                             connections_max: 2,
                             timeout: std::time::Duration::from_secs(10),
                         })
-                        .expect("the store opens"),
-                    ),
-                };
-                Inventory::open_with_clock(ledger, config, Arc::clone(clock) as Arc<dyn Clock>)
-                    .expect("the inventory opens")
+                        .expect("the store opens");
+                        Inventory::open_shared_with_clock(Box::new(ledger), config, clock)
+                    }
+                }
+                .expect("the inventory opens")
             })
             .collect()
     }

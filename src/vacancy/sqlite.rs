@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::ledger::{Batch, Ledger};
+use super::ledger::{Batch, Ledger, LocalLedger};
 use crate::domain::{
     Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId, Stock,
 };
@@ -197,6 +197,8 @@ fn lock(data_dir: &Path) -> Result<File, Error> {
         ))),
     }
 }
+
+impl LocalLedger for SqliteLedger {}
 
 impl Ledger for SqliteLedger {
     fn load(&mut self) -> Result<Vec<Event>, Error> {

@@ -1,19 +1,23 @@
 //! The single writer of an inventory: group commit.
 //!
 //! Requests queue up in a bounded channel. The writer takes every request that is waiting (up to
-//! `batch_size_max`), decides each one in arrival order against the committed state plus what this
-//! batch already decided, makes the whole batch durable with one [`Ledger::commit`], and only then
-//! publishes the new state and answers. So an answer always means "committed", readers only ever see
-//! committed state, and the cost of a durable commit is shared by everyone who arrived meanwhile.
+//! `batch_size_max`) and, for the whole batch at once:
 //!
-//! Holds expire here too: the writer keeps live holds ordered by deadline and wakes up for the
-//! next one, so an expiry is just one more decision in the same order as every other. A confirm,
-//! a release and an expiry of the same hold can therefore never both win.
+//! 1. **reads** what the batch names: a shared store first locks the batch's events and hands
+//!    back their committed state; then every idempotency key, and every order the requests, those
+//!    keys and the holds due name, is looked up (keys first, since a keyed repeat names its order
+//!    through its key);
+//! 2. **decides** each request in arrival order, in memory, by the rules of [`super::rules`];
+//! 3. **commits** the decisions with one [`super::ledger::Ledger::commit`];
+//! 4. **publishes** the new state, and only then **answers**.
+//!
+//! So an answer always means "committed", readers only ever see committed state, and the cost of
+//! a durable commit is shared by everyone who arrived meanwhile. On a shared store a batch that
+//! collided with another replica is read and decided again.
 //!
 //! It is a plain OS thread rather than a Tokio task because ledgers may block on disk I/O.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -21,183 +25,302 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
-use super::Clock;
-use super::ledger::{Batch, Ledger, Plan};
+use super::expiry::Holds;
+use super::idempotency::KeyUse;
+use super::ledger::{Batch, Plan};
+use super::rules::{Changes, Read, Rules};
+use super::store::Store;
+use super::{Clock, InventoryConfig};
 use crate::domain::{
-    Cancelled, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, Reservation,
+    Cancelled, DEFAULT_EVENT, Error, Event, EventId, IdempotencyKey, Order, Reservation,
     ReservationId, Reserved, Stock,
 };
 
-/// Every event as last committed; written only by the writer, read by everyone. Ordered by id so
-/// a page of the list is a range, not a sort of every event.
+/// Events as the writer last committed or locked them, ordered by id so a page of the list is a
+/// range, not a sort of every event. Written only by the writer. On a local store this is every
+/// event, and reads are served from it; on a shared store it holds only the events the last batch
+/// locked, with their counts as that batch left them, and reads go to the database instead.
 pub(crate) type Events = Arc<RwLock<BTreeMap<EventId, Event>>>;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
+/// One request to the writer, and where its answer goes.
+pub(crate) struct Call<R, T> {
+    pub request: R,
+    pub reply: Reply<T>,
+}
+
+impl<R, T> Call<R, T> {
+    fn answer(self, answer: Result<T, Error>) {
+        // The caller may have given up waiting (a client timeout); what was committed stays.
+        let _ = self.reply.send(answer);
+    }
+
+    fn fail(self, error: &Error) {
+        self.answer(Err(error.clone()));
+    }
+}
+
+/// A change to an existing order, perhaps under an idempotency key.
+pub(crate) struct OrderChange {
+    pub id: ReservationId,
+    pub key: Option<IdempotencyKey>,
+}
+
+impl OrderChange {
+    fn plan(&self, plan: &mut Plan) {
+        plan.changes.push(self.id);
+        plan.orders.push(self.id);
+        plan.keys.extend(self.key.clone());
+    }
+}
+
+pub(crate) struct NewEvent {
+    pub id: EventId,
+    pub name: Arc<str>,
+    pub capacity: u64,
+}
+
+pub(crate) struct Replenishment {
+    pub event: EventId,
+    pub qty: u64,
+}
+
 pub(crate) enum Command {
-    Reserve {
-        reservation: Reservation,
-        reply: Reply<Reserved>,
-    },
-    Confirm {
-        id: ReservationId,
-        key: Option<IdempotencyKey>,
-        reply: Reply<Order>,
-    },
-    Release {
-        id: ReservationId,
-        key: Option<IdempotencyKey>,
-        reply: Reply<Order>,
-    },
-    Cancel {
-        id: ReservationId,
-        key: Option<IdempotencyKey>,
-        reply: Reply<Cancelled>,
-    },
-    Find {
-        id: ReservationId,
-        reply: Reply<Order>,
-    },
-    CreateEvent {
-        id: EventId,
-        name: Arc<str>,
-        capacity: u64,
-        reply: Reply<Event>,
-    },
-    Replenish {
-        event: EventId,
-        qty: u64,
-        reply: Reply<Event>,
-    },
+    Reserve(Call<Reservation, Reserved>),
+    Confirm(Call<OrderChange, Order>),
+    Release(Call<OrderChange, Order>),
+    Cancel(Call<OrderChange, Cancelled>),
+    Find(Call<ReservationId, Order>),
+    CreateEvent(Call<NewEvent, Event>),
+    Replenish(Call<Replenishment, Event>),
 }
 
-/// How long expiry waits after a try that failed (a due hold could not be looked up or the batch
-/// did not commit); each further failure doubles the wait, up to [`EXPIRY_RETRY_MAX`]. Requests
-/// are answered meanwhile, and the first try that works ends the waiting.
-pub(crate) const EXPIRY_RETRY_FIRST: Duration = Duration::from_millis(100);
-pub(crate) const EXPIRY_RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// How often lapsed idempotency keys are deleted (with a batch that commits anyway).
-const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// How often a writer on a shared ledger looks for due holds when it has none of its own.
-pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How many times a batch is decided when replicas sharing a database keep colliding on it.
-const CONTENTION_ATTEMPTS: u32 = 4;
-
-pub(crate) struct Writer {
-    pub ledger: Box<dyn Ledger>,
-    pub events: Events,
-    /// Live holds, `(expires_at_ms, id)`, soonest first: committed state, like `events`.
-    pub holds: BTreeSet<(i64, ReservationId)>,
-    pub batch_size_max: usize,
-    /// Wall-clock time decides and is stored (deadlines, `*_at_ms`); the monotonic side alone
-    /// schedules the writer's own chores, so a wall clock stepped back cannot stall them.
-    pub clock: Arc<dyn Clock>,
-    /// No expiry is tried before this (monotonic) time, after a try that failed.
-    pub expiry_paused_until: Instant,
-    /// The wait after the last failed expiry; zero while expiry works.
-    pub expiry_retry: Duration,
-    /// How long an idempotency key is remembered.
-    pub key_ttl_ms: i64,
-    /// When lapsed keys are next deleted (monotonic).
-    pub keys_purge_due: Instant,
-    /// The ledger is shared with other replicas: every batch begins by locking and reading it.
-    pub shared: bool,
-    /// When a shared ledger is next looked at for due holds (monotonic).
-    pub sweep_due: Instant,
-    /// The last batch failed to commit (for logging an outage once).
-    pub failing: bool,
-}
-
-/// One batch's time: `now_ms` on the wall clock, for decisions and what is stored; `now` on the
-/// monotonic clock, for scheduling.
-#[derive(Clone, Copy)]
-struct Time {
-    now_ms: i64,
-    now: Instant,
-}
-
-/// What one batch has decided but not yet committed.
-#[derive(Default)]
-struct Pending {
-    events: HashMap<EventId, Event>,
-    orders: HashMap<ReservationId, Order>,
-    /// Orders in the order they were first changed, so the commit is deterministic.
-    order_ids: Vec<ReservationId>,
-    holds_added: Vec<(i64, ReservationId)>,
-    holds_removed: Vec<(i64, ReservationId)>,
-    keys: HashMap<IdempotencyKey, KeyRecord>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.orders.is_empty() && self.keys.is_empty()
-    }
-
-    fn put_order(&mut self, order: Order) {
-        if let Entry::Vacant(entry) = self.orders.entry(order.id) {
-            self.order_ids.push(order.id);
-            entry.insert(order);
-        } else {
-            self.orders.insert(order.id, order);
-        }
-    }
-}
-
-/// A decided answer, kept until the batch's fate is known.
-enum Answer {
-    Reserved(Result<Reserved, Error>),
-    Order(Result<Order, Error>),
-    Cancelled(Result<Cancelled, Error>),
-    Event(Result<Event, Error>),
-}
-
-fn send<T>(reply: Reply<T>, answer: Result<T, Error>) {
-    // The caller may have given up waiting (a client timeout); what was committed stays.
-    let _ = reply.send(answer);
+/// A command with its answer, decided but not yet committed. Each answer has the type its call
+/// expects, so no answer of the wrong kind can reach a caller.
+enum Decided {
+    Reserve(Call<Reservation, Reserved>, Result<Reserved, Error>),
+    Confirm(Call<OrderChange, Order>, Result<Order, Error>),
+    Release(Call<OrderChange, Order>, Result<Order, Error>),
+    Cancel(Call<OrderChange, Cancelled>, Result<Cancelled, Error>),
+    Find(Call<ReservationId, Order>, Result<Order, Error>),
+    CreateEvent(Call<NewEvent, Event>, Result<Event, Error>),
+    Replenish(Call<Replenishment, Event>, Result<Event, Error>),
 }
 
 impl Command {
-    /// Answers with the decision, now that it is committed.
-    fn answer(self, answer: Answer) {
-        match (self, answer) {
-            (Command::Reserve { reply, .. }, Answer::Reserved(answer)) => send(reply, answer),
-            (
-                Command::Confirm { reply, .. }
-                | Command::Release { reply, .. }
-                | Command::Find { reply, .. },
-                Answer::Order(answer),
-            ) => send(reply, answer),
-            (Command::Cancel { reply, .. }, Answer::Cancelled(answer)) => send(reply, answer),
-            (
-                Command::CreateEvent { reply, .. } | Command::Replenish { reply, .. },
-                Answer::Event(answer),
-            ) => send(reply, answer),
-            (command, _) => command.fail(&Error::Internal(
-                "the inventory decided an answer of the wrong kind".into(),
-            )),
+    /// The idempotency key the request carries, if any.
+    fn key(&self) -> Option<&IdempotencyKey> {
+        match self {
+            Command::Reserve(call) => call.request.key.as_ref(),
+            Command::Confirm(call) | Command::Release(call) => call.request.key.as_ref(),
+            Command::Cancel(call) => call.request.key.as_ref(),
+            Command::Find(_) | Command::CreateEvent(_) | Command::Replenish(_) => None,
+        }
+    }
+
+    /// The order the request names, if any.
+    fn order(&self) -> Option<ReservationId> {
+        match self {
+            Command::Reserve(call) => Some(call.request.id),
+            Command::Confirm(call) | Command::Release(call) => Some(call.request.id),
+            Command::Cancel(call) => Some(call.request.id),
+            Command::Find(call) => Some(call.request),
+            Command::CreateEvent(_) | Command::Replenish(_) => None,
+        }
+    }
+
+    /// Adds what the request touches to a shared store's plan.
+    pub(super) fn plan(&self, plan: &mut Plan) {
+        match self {
+            Command::Reserve(call) => {
+                plan.events.push(call.request.event.clone());
+                plan.orders.push(call.request.id);
+                plan.keys.extend(call.request.key.clone());
+            }
+            Command::Confirm(call) | Command::Release(call) => call.request.plan(plan),
+            Command::Cancel(call) => call.request.plan(plan),
+            Command::Find(call) => plan.orders.push(call.request),
+            Command::CreateEvent(call) => plan.events.push(call.request.id.clone()),
+            Command::Replenish(call) => plan.events.push(call.request.event.clone()),
+        }
+    }
+
+    fn decide(self, rules: &mut Rules) -> Decided {
+        match self {
+            Command::Reserve(call) => {
+                let answer = rules.reserve(&call.request);
+                Decided::Reserve(call, answer)
+            }
+            Command::Confirm(call) => {
+                let answer = rules.confirm(call.request.id, call.request.key.as_ref());
+                Decided::Confirm(call, answer)
+            }
+            Command::Release(call) => {
+                let answer = rules.release(call.request.id, call.request.key.as_ref());
+                Decided::Release(call, answer)
+            }
+            Command::Cancel(call) => {
+                let answer = rules.cancel(call.request.id, call.request.key.as_ref());
+                Decided::Cancel(call, answer)
+            }
+            Command::Find(call) => {
+                let answer = rules.find(call.request);
+                Decided::Find(call, answer)
+            }
+            Command::CreateEvent(call) => {
+                let NewEvent { id, name, capacity } = &call.request;
+                let answer = rules.create_event(id, name, *capacity);
+                Decided::CreateEvent(call, answer)
+            }
+            Command::Replenish(call) => {
+                let answer = rules.replenish(&call.request.event, call.request.qty);
+                Decided::Replenish(call, answer)
+            }
         }
     }
 
     /// Answers with `error`: nothing of the batch was stored.
     fn fail(self, error: &Error) {
-        let error = error.clone();
         match self {
-            Command::Reserve { reply, .. } => send(reply, Err(error)),
-            Command::Confirm { reply, .. }
-            | Command::Release { reply, .. }
-            | Command::Find { reply, .. } => send(reply, Err(error)),
-            Command::Cancel { reply, .. } => send(reply, Err(error)),
-            Command::CreateEvent { reply, .. } | Command::Replenish { reply, .. } => {
-                send(reply, Err(error))
-            }
+            Command::Reserve(call) => call.fail(error),
+            Command::Confirm(call) | Command::Release(call) => call.fail(error),
+            Command::Cancel(call) => call.fail(error),
+            Command::Find(call) => call.fail(error),
+            Command::CreateEvent(call) => call.fail(error),
+            Command::Replenish(call) => call.fail(error),
         }
     }
 }
 
-impl Writer {
+impl Decided {
+    /// Answers with the decision, now that it is committed.
+    fn answer(self) {
+        match self {
+            Decided::Reserve(call, answer) => call.answer(answer),
+            Decided::Confirm(call, answer) | Decided::Release(call, answer) => call.answer(answer),
+            Decided::Cancel(call, answer) => call.answer(answer),
+            Decided::Find(call, answer) => call.answer(answer),
+            Decided::CreateEvent(call, answer) => call.answer(answer),
+            Decided::Replenish(call, answer) => call.answer(answer),
+        }
+    }
+
+    /// The command again, its decision dropped: to be decided anew.
+    fn undo(self) -> Command {
+        match self {
+            Decided::Reserve(call, _) => Command::Reserve(call),
+            Decided::Confirm(call, _) => Command::Confirm(call),
+            Decided::Release(call, _) => Command::Release(call),
+            Decided::Cancel(call, _) => Command::Cancel(call),
+            Decided::Find(call, _) => Command::Find(call),
+            Decided::CreateEvent(call, _) => Command::CreateEvent(call),
+            Decided::Replenish(call, _) => Command::Replenish(call),
+        }
+    }
+}
+
+/// How often lapsed idempotency keys are deleted (with a batch that commits anyway).
+const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How many times a batch is decided when replicas sharing a database keep colliding on it.
+const CONTENTION_ATTEMPTS: u32 = 4;
+
+/// One batch's time: `now_ms` on the wall clock, for decisions and what is stored; `now` on the
+/// monotonic clock, for scheduling.
+#[derive(Clone, Copy)]
+pub(crate) struct Time {
+    pub now_ms: i64,
+    pub now: Instant,
+}
+
+pub(crate) struct Writer<S> {
+    store: S,
+    events: Events,
+    /// Live holds, as committed, like `events`.
+    holds: Holds,
+    batch_size_max: usize,
+    /// Wall-clock time decides and is stored (deadlines, `*_at_ms`); the monotonic side alone
+    /// schedules the writer's own chores, so a wall clock stepped back cannot stall them.
+    clock: Arc<dyn Clock>,
+    /// How long an idempotency key is remembered.
+    key_ttl_ms: i64,
+    /// When lapsed keys are next deleted (monotonic).
+    keys_purge_due: Instant,
+    /// The last batch failed to commit (for logging an outage once).
+    failing: bool,
+    /// What the batch being decided read; kept between batches to reuse its room.
+    read: Read,
+    /// Holds due in the batch being decided.
+    due: Vec<(i64, ReservationId)>,
+    decided: Vec<Decided>,
+}
+
+impl<S: Store> Writer<S> {
+    /// Reads the committed events into `events`, creates the `default` event if the store is new,
+    /// and learns the live holds. Runs on the writer's own thread, like every later use of the
+    /// store: a ledger may block, and whoever opens the inventory may be an async runtime's thread.
+    pub fn open(
+        mut store: S,
+        events: Events,
+        config: &InventoryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        let ledger = store.ledger();
+        let mut loaded: BTreeMap<EventId, Event> = BTreeMap::new();
+        for event in ledger.load()? {
+            if !event.stock.is_consistent() {
+                return Err(Error::Storage(format!(
+                    "stored stock of '{}' does not add up: {:?}",
+                    event.id, event.stock
+                )));
+            }
+            loaded.insert(event.id.clone(), event);
+        }
+        let default = EventId::default_event();
+        match loaded.get(&default) {
+            None => {
+                let event = Event {
+                    id: default.clone(),
+                    name: DEFAULT_EVENT.into(),
+                    stock: Stock::new(config.initial_stock),
+                };
+                ledger.insert_event_if_absent(&event)?;
+                loaded.insert(default, event);
+            }
+            Some(event) if event.stock.capacity != config.initial_stock => tracing::warn!(
+                stored_capacity = event.stock.capacity,
+                available = event.stock.available,
+                initial_stock = config.initial_stock,
+                "the store already exists: keeping its stock and ignoring initial_stock"
+            ),
+            Some(_) => {}
+        }
+        *events.write() = loaded;
+        let live = ledger.live_holds()?;
+        // Everything periodic is due at once: a new writer sweeps and purges first.
+        let now = clock.monotonic();
+        let key_ttl_ms =
+            i64::try_from(config.idempotency_ttl_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+        Ok(Self {
+            store,
+            events,
+            holds: Holds::new(live, now),
+            batch_size_max: config.batch_size_max,
+            clock,
+            key_ttl_ms,
+            keys_purge_due: now,
+            failing: false,
+            read: Read::default(),
+            due: Vec::new(),
+            decided: Vec::with_capacity(config.batch_size_max),
+        })
+    }
+
+    pub fn store_id(&self) -> Option<String> {
+        self.store.store_id()
+    }
+
     pub fn run(mut self, commands: Receiver<Command>) {
         let mut batch = Vec::with_capacity(self.batch_size_max);
         loop {
@@ -226,32 +349,19 @@ impl Writer {
     }
 
     /// When the writer must wake with no request (monotonic): when the next hold is due, or a
-    /// shared ledger is next swept, but not while expiry waits after a failure.
+    /// shared store is next swept, but not while expiry waits after a failure.
     fn next_wake(&self) -> Option<Instant> {
         let now = self.clock.monotonic();
         // A hold's deadline is wall-clock time, as stored and as told to the client.
-        let hold = self.holds.first().map(|(deadline_ms, _)| {
+        let hold = self.holds.next_deadline_ms().map(|deadline_ms| {
             let wait_ms = deadline_ms.saturating_sub(self.clock.now_ms()).max(0);
             now + Duration::from_millis(wait_ms as u64)
         });
-        // A shared ledger also has holds made by other replicas: look for them now and then.
-        let sweep = self.shared.then_some(self.sweep_due);
-        let next = match (hold, sweep) {
+        let next = match (hold, self.store.next_sweep()) {
             (Some(hold), Some(sweep)) => hold.min(sweep),
             (next, None) | (None, next) => next?,
         };
-        Some(next.max(self.expiry_paused_until))
-    }
-
-    /// Notes how a try at expiry went: once one works, expiry runs with every batch again; after
-    /// a failure it waits, twice as long as the time before, up to `EXPIRY_RETRY_MAX`.
-    fn expiry_tried(&mut self, worked: bool, now: Instant) {
-        if worked {
-            self.expiry_retry = Duration::ZERO;
-            return;
-        }
-        self.expiry_retry = (self.expiry_retry * 2).clamp(EXPIRY_RETRY_FIRST, EXPIRY_RETRY_MAX);
-        self.expiry_paused_until = now + self.expiry_retry;
+        Some(next.max(self.holds.paused_until()))
     }
 
     fn process(&mut self, batch: &mut Vec<Command>) {
@@ -262,17 +372,17 @@ impl Writer {
                 now_ms: self.clock.now_ms(),
                 now: self.clock.monotonic(),
             };
-            let expiring = time.now >= self.expiry_paused_until;
+            let expiring = self.holds.may_try(time.now);
             match self.decide_and_commit(batch, time, expiring) {
-                Ok((answers, expired)) => {
+                Ok(expired) => {
                     if std::mem::take(&mut self.failing) {
                         tracing::info!("the store accepts batches again");
                     }
                     if expiring {
-                        self.expiry_tried(expired, time.now);
+                        self.holds.tried(expired, time.now);
                     }
-                    for (command, answer) in batch.drain(..).zip(answers) {
-                        command.answer(answer);
+                    for decided in self.decided.drain(..) {
+                        decided.answer();
                     }
                     return;
                 }
@@ -280,6 +390,7 @@ impl Writer {
                 Err(Error::Contention(reason)) if attempt < CONTENTION_ATTEMPTS => {
                     metrics::counter!("ticketd_ledger_contention_retries_total").increment(1);
                     tracing::debug!(%reason, attempt, "batch met contention; deciding again");
+                    batch.extend(self.decided.drain(..).map(Decided::undo));
                     attempt += 1;
                 }
                 Err(error) => {
@@ -293,9 +404,10 @@ impl Writer {
                         self.failing = true;
                     }
                     if expiring {
-                        self.expiry_tried(false, time.now);
+                        self.holds.tried(false, time.now);
                     }
-                    for command in batch.drain(..) {
+                    let undecided = self.decided.drain(..).map(Decided::undo);
+                    for command in batch.drain(..).chain(undecided) {
                         command.fail(&error);
                     }
                     return;
@@ -304,130 +416,102 @@ impl Writer {
         }
     }
 
-    /// Decides every request of `batch` in order and commits the decisions as one; with
-    /// `expiring`, expires the due holds first. Also says whether every due hold was settled.
+    /// Reads what `batch` names, decides every request of it in order into `self.decided`, and
+    /// commits the decisions as one; with `expiring`, expires the due holds first. Says whether
+    /// every due hold was settled.
     fn decide_and_commit(
         &mut self,
-        batch: &[Command],
+        batch: &mut Vec<Command>,
         time: Time,
         expiring: bool,
-    ) -> Result<(Vec<Answer>, bool), Error> {
-        let now = time.now_ms;
-        if self.shared {
-            self.begin(batch, time)?;
+    ) -> Result<bool, Error> {
+        let sweep_max = self.batch_size_max;
+        self.store
+            .begin(batch, &self.events, &mut self.holds, time, sweep_max)?;
+        self.due.clear();
+        if expiring {
+            self.holds.due(time.now_ms, &mut self.due);
         }
-        let mut pending = Pending::default();
-        let expired = !expiring || self.expire_due(&mut pending, now);
-        let answers = batch
-            .iter()
-            .map(|command| self.decide(&mut pending, command, now))
-            .collect();
-        self.commit(pending, time)?;
-        Ok((answers, expired))
-    }
+        self.read_named(batch);
 
-    fn decide(&mut self, pending: &mut Pending, command: &Command, now: i64) -> Answer {
-        match command {
-            Command::Reserve { reservation, .. } => {
-                Answer::Reserved(self.reserve(pending, reservation, now))
-            }
-            Command::Confirm { id, key, .. } => {
-                let confirm = Self::confirm_hold;
-                let key = key.clone();
-                Answer::Order(self.act_on_order(pending, *id, key, now, "confirm", confirm))
-            }
-            Command::Release { id, key, .. } => {
-                let release = Self::release_hold;
-                let key = key.clone();
-                Answer::Order(self.act_on_order(pending, *id, key, now, "release", release))
-            }
-            Command::Cancel { id, key, .. } => {
-                Answer::Cancelled(self.cancel(pending, *id, key.clone(), now))
-            }
-            Command::Find { id, .. } => Answer::Order(self.find(pending, *id)),
-            Command::CreateEvent {
-                id, name, capacity, ..
-            } => Answer::Event(self.create_event(pending, id.clone(), name.clone(), *capacity)),
-            Command::Replenish { event, qty, .. } => {
-                Answer::Event(self.replenish(pending, event, *qty))
-            }
-        }
-    }
-
-    /// Shared ledgers: opens the batch's transaction and takes what it locked as the state to
-    /// decide on, in place of this replica's memory.
-    fn begin(&mut self, batch: &[Command], time: Time) -> Result<(), Error> {
-        let now = time.now_ms;
-        // Holds made by other replicas are found by looking: when one of ours is due, and now
-        // and then anyway.
-        let sweep = self
-            .holds
-            .first()
-            .is_some_and(|(deadline, _)| *deadline <= now)
-            || time.now >= self.sweep_due;
-        let mut plan = Plan {
-            now_ms: now,
-            sweep_max: if sweep { self.batch_size_max } else { 0 },
-            ..Plan::default()
+        let mut changes = Changes::default();
+        let events = self.events.read();
+        let mut rules = Rules {
+            committed: &events,
+            read: &self.read,
+            changes: &mut changes,
+            now_ms: time.now_ms,
+            key_ttl_ms: self.key_ttl_ms,
         };
-        for command in batch {
-            match command {
-                Command::Reserve { reservation, .. } => {
-                    plan.events.push(reservation.event.clone());
-                    plan.orders.push(reservation.id);
-                    plan.keys.extend(reservation.key.clone());
-                }
-                Command::Confirm { id, key, .. }
-                | Command::Release { id, key, .. }
-                | Command::Cancel { id, key, .. } => {
-                    plan.changes.push(*id);
-                    plan.orders.push(*id);
-                    plan.keys.extend(key.clone());
-                }
-                Command::Find { id, .. } => plan.orders.push(*id),
-                Command::CreateEvent { id, .. } => plan.events.push(id.clone()),
-                Command::Replenish { event, .. } => plan.events.push(event.clone()),
-            }
-        }
-        let snapshot = self.ledger.begin(&plan)?;
-        let mut events = self.events.write();
-        events.clear();
-        events.extend(snapshot.events.into_iter().map(|e| (e.id.clone(), e)));
+        let failed = rules.expire_due(&self.due);
+        self.decided
+            .extend(batch.drain(..).map(|command| command.decide(&mut rules)));
         drop(events);
-        if sweep {
-            // Due holds are swept only as the database lists them, with their events locked; a
-            // due hold made here that another replica settled first is simply forgotten.
-            self.holds.retain(|(deadline, _)| *deadline > now);
-            self.holds.extend(snapshot.due);
-            self.sweep_due = time.now + SWEEP_INTERVAL;
+        for (id, error) in &failed {
+            tracing::error!(%id, %error, "cannot expire hold; trying again later");
         }
-        Ok(())
+        if changes.accepted > 0 {
+            metrics::counter!("ticketd_reservations_total", "outcome" => "accepted")
+                .increment(changes.accepted);
+        }
+        if changes.refused > 0 {
+            metrics::counter!("ticketd_reservations_total", "outcome" => "refused")
+                .increment(changes.refused);
+        }
+        self.commit(changes, time)?;
+        Ok(failed.is_empty())
     }
 
-    fn commit(&mut self, mut pending: Pending, time: Time) -> Result<(), Error> {
+    /// Looks up every idempotency key and order the batch and the due holds name, each once.
+    fn read_named(&mut self, batch: &[Command]) {
+        let read = &mut self.read;
+        let ledger = self.store.ledger();
+        read.clear();
+        // Keys first: a keyed repeat names its order through its key.
+        for key in batch.iter().filter_map(Command::key) {
+            if !read.keys.contains_key(key) {
+                let found = ledger
+                    .find_key(key)
+                    .and_then(|record| record.as_ref().map(KeyUse::decode).transpose());
+                read.keys.insert(key.clone(), found);
+            }
+        }
+        let named_by_keys = read.keys.values().filter_map(|used| match used {
+            Ok(Some(used)) => used.first.order(),
+            Ok(None) | Err(_) => None,
+        });
+        let named: Vec<ReservationId> = named_by_keys.collect();
+        let orders = self.due.iter().map(|(_, id)| *id);
+        let orders = orders.chain(batch.iter().filter_map(Command::order));
+        for id in orders.chain(named) {
+            read.orders
+                .entry(id)
+                .or_insert_with(|| ledger.find_order(id));
+        }
+    }
+
+    fn commit(&mut self, mut changes: Changes, time: Time) -> Result<(), Error> {
         let now = time.now_ms;
-        let orders = pending
+        let orders = changes
             .order_ids
             .iter()
-            .filter_map(|id| pending.orders.remove(id))
+            .filter_map(|id| changes.orders.remove(id))
             .collect();
         // Lapsed idempotency keys go with a batch that commits anyway, at most once a minute.
-        let purge = (!pending.is_empty() && time.now >= self.keys_purge_due)
+        let purge = (!changes.is_empty() && time.now >= self.keys_purge_due)
             .then(|| now.saturating_sub(self.key_ttl_ms));
         let batch = Batch {
-            events: pending.events.into_values().collect(),
+            events: changes.events.into_values().collect(),
             orders,
-            keys: pending.keys.into_values().collect(),
+            keys: changes
+                .keys
+                .iter()
+                .map(|(key, used)| used.encode(key))
+                .collect(),
             purge_keys_before_ms: purge,
             keys_lapsed_before_ms: now.saturating_sub(self.key_ttl_ms),
         };
-        // A shared ledger's transaction is open and must end, even with nothing to write.
-        if !batch.is_empty() || self.shared {
-            let started = std::time::Instant::now();
-            self.ledger.commit(&batch)?;
-            metrics::histogram!("ticketd_ledger_commit_seconds")
-                .record(started.elapsed().as_secs_f64());
-        }
+        self.store.commit(&batch)?;
         if purge.is_some() {
             self.keys_purge_due = time.now + KEY_PURGE_INTERVAL;
         }
@@ -446,420 +530,8 @@ impl Writer {
             events.insert(event.id.clone(), event);
         }
         drop(events);
-        for hold in pending.holds_removed {
-            self.holds.remove(&hold);
-        }
-        self.holds.extend(pending.holds_added);
+        self.holds
+            .committed(changes.holds_added, changes.holds_removed);
         Ok(())
     }
-
-    /// The event as this batch sees it: changed by the batch, or as committed.
-    fn event(&self, pending: &Pending, id: &EventId) -> Result<Event, Error> {
-        if let Some(event) = pending.events.get(id) {
-            return Ok(event.clone());
-        }
-        self.events
-            .read()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::UnknownEvent(format!("unknown event '{id}'")))
-    }
-
-    fn put_event(pending: &mut Pending, event: Event) {
-        assert!(
-            event.stock.is_consistent(),
-            "stock of {} broke: {:?}",
-            event.id,
-            event.stock
-        );
-        pending.events.insert(event.id.clone(), event);
-    }
-
-    /// The order as this batch sees it, if there is one.
-    fn order(&mut self, pending: &Pending, id: ReservationId) -> Result<Option<Order>, Error> {
-        match pending.orders.get(&id) {
-            Some(order) => Ok(Some(order.clone())),
-            None => self.ledger.find_order(id),
-        }
-    }
-
-    fn existing_order(&mut self, pending: &Pending, id: ReservationId) -> Result<Order, Error> {
-        self.order(pending, id)?
-            .ok_or_else(|| Error::UnknownOrder(format!("unknown order or hold '{id}'")))
-    }
-
-    fn reserve(
-        &mut self,
-        pending: &mut Pending,
-        reservation: &Reservation,
-        now: i64,
-    ) -> Result<Reserved, Error> {
-        let mut event = self.event(pending, &reservation.event)?;
-        let key = reservation.key.as_ref();
-        let fingerprint = reservation.fingerprint();
-        if let Some(first) = self.first_use(pending, key, &fingerprint, now)? {
-            // A repeat of a keyed request: the first answer, whatever happened since.
-            let order = first
-                .order_id
-                .map(|id| self.existing_order(pending, id))
-                .transpose()?;
-            return Ok(Reserved {
-                order,
-                remaining: first.remaining,
-            });
-        }
-        if let Some(earlier) = self.order(pending, reservation.id)? {
-            // A retry of a reservation already made: answer as before, change nothing.
-            let same = earlier.event == reservation.event
-                && earlier.qty == reservation.qty.get()
-                && earlier.expires_at_ms.is_some() == reservation.hold_ttl_seconds.is_some();
-            if !same {
-                return Err(Error::ReservationConflict(format!(
-                    "reservation {} was already made for {} tickets of '{}'",
-                    reservation.id, earlier.qty, earlier.event
-                )));
-            }
-            return Ok(Reserved {
-                remaining: earlier.remaining,
-                order: Some(earlier),
-            });
-        }
-
-        let qty = u64::from(reservation.qty.get());
-        if event.stock.available < qty {
-            metrics::counter!("ticketd_reservations_total", "outcome" => "refused").increment(1);
-            // A keyed refusal is remembered too: its repeat must not buy what came back since.
-            remember(
-                pending,
-                key,
-                fingerprint,
-                None,
-                event.stock.available,
-                false,
-                now,
-            );
-            return Ok(Reserved {
-                order: None,
-                remaining: event.stock.available,
-            });
-        }
-        event.stock.available -= qty;
-        let (status, expires_at_ms) = match reservation.hold_ttl_seconds {
-            Some(ttl) => {
-                event.stock.held += qty;
-                (OrderStatus::Held, Some(now + i64::from(ttl) * 1000))
-            }
-            None => {
-                event.stock.sold += qty;
-                (OrderStatus::Confirmed, None)
-            }
-        };
-        let order = Order {
-            id: reservation.id,
-            event: reservation.event.clone(),
-            qty: reservation.qty.get(),
-            status,
-            remaining: event.stock.available,
-            created_at_ms: now,
-            updated_at_ms: now,
-            expires_at_ms,
-        };
-        if let Some(deadline) = expires_at_ms {
-            pending.holds_added.push((deadline, order.id));
-        }
-        metrics::counter!("ticketd_reservations_total", "outcome" => "accepted").increment(1);
-        let remaining = event.stock.available;
-        Self::put_event(pending, event);
-        pending.put_order(order.clone());
-        remember(
-            pending,
-            key,
-            fingerprint,
-            Some(order.id),
-            remaining,
-            false,
-            now,
-        );
-        Ok(Reserved {
-            order: Some(order),
-            remaining,
-        })
-    }
-
-    /// Moves `order` to `status`, moving its tickets between the event's counts to match.
-    fn transition(
-        &mut self,
-        pending: &mut Pending,
-        mut order: Order,
-        status: OrderStatus,
-        now: i64,
-    ) -> Result<Order, Error> {
-        let mut event = self.event(pending, &order.event)?;
-        let qty = u64::from(order.qty);
-        let stock = &mut event.stock;
-        match order.status {
-            OrderStatus::Held => stock.held -= qty,
-            OrderStatus::Confirmed => stock.sold -= qty,
-            _ => stock.available -= qty,
-        }
-        match status {
-            OrderStatus::Held => stock.held += qty,
-            OrderStatus::Confirmed => stock.sold += qty,
-            _ => stock.available += qty,
-        }
-        if order.status == OrderStatus::Held
-            && let Some(deadline) = order.expires_at_ms
-        {
-            pending.holds_removed.push((deadline, order.id));
-        }
-        order.status = status;
-        order.updated_at_ms = now;
-        Self::put_event(pending, event);
-        pending.put_order(order.clone());
-        Ok(order)
-    }
-
-    /// Expires every hold due by `now`; `false` if one of them could not be looked up (it stays
-    /// due, for the next try).
-    fn expire_due(&mut self, pending: &mut Pending, now: i64) -> bool {
-        let due: Vec<(i64, ReservationId)> = self
-            .holds
-            .iter()
-            .take_while(|(deadline, _)| *deadline <= now)
-            .copied()
-            .collect();
-        let mut settled = true;
-        for (deadline, id) in due {
-            let expired = self.existing_order(pending, id).and_then(|order| {
-                if order.status == OrderStatus::Held {
-                    self.transition(pending, order, OrderStatus::Expired, now)
-                        .map(drop)
-                } else {
-                    // Settled meanwhile by another replica sharing the ledger.
-                    pending.holds_removed.push((deadline, id));
-                    Ok(())
-                }
-            });
-            if let Err(error) = expired {
-                tracing::error!(%id, %error, "cannot expire hold; trying again later");
-                settled = false;
-            }
-        }
-        settled
-    }
-
-    /// Runs `act` on order `id`, unless `key` shows this same request was made before: then the
-    /// order is answered as it stands, and nothing changes.
-    fn act_on_order(
-        &mut self,
-        pending: &mut Pending,
-        id: ReservationId,
-        key: Option<IdempotencyKey>,
-        now: i64,
-        verb: &str,
-        act: fn(&mut Self, &mut Pending, ReservationId, i64) -> Result<Order, Error>,
-    ) -> Result<Order, Error> {
-        let fingerprint = format!("{verb}:{id}");
-        if self
-            .first_use(pending, key.as_ref(), &fingerprint, now)?
-            .is_some()
-        {
-            return self.existing_order(pending, id);
-        }
-        let order = act(self, pending, id, now)?;
-        remember(pending, key.as_ref(), fingerprint, Some(id), 0, true, now);
-        Ok(order)
-    }
-
-    fn confirm_hold(
-        &mut self,
-        pending: &mut Pending,
-        id: ReservationId,
-        now: i64,
-    ) -> Result<Order, Error> {
-        let order = self.existing_order(pending, id)?;
-        match (order.status, order.expires_at_ms) {
-            (OrderStatus::Held, Some(deadline)) if deadline <= now => {
-                self.transition(pending, order, OrderStatus::Expired, now)?;
-                Err(expired(id))
-            }
-            (OrderStatus::Held, _) => self.transition(pending, order, OrderStatus::Confirmed, now),
-            // Confirming a confirmed hold again answers as the first time.
-            (OrderStatus::Confirmed, Some(_)) => Ok(order),
-            (OrderStatus::Expired, _) => Err(expired(id)),
-            (OrderStatus::Confirmed, None) => Err(Error::WrongState(format!(
-                "order {id} was bought directly; there is no hold to confirm"
-            ))),
-            (status, _) => Err(Error::WrongState(format!(
-                "hold {id} is {}; it cannot be confirmed",
-                status.as_str()
-            ))),
-        }
-    }
-
-    fn release_hold(
-        &mut self,
-        pending: &mut Pending,
-        id: ReservationId,
-        now: i64,
-    ) -> Result<Order, Error> {
-        let order = self.existing_order(pending, id)?;
-        match order.status {
-            OrderStatus::Held => self.transition(pending, order, OrderStatus::Released, now),
-            // Already back in stock: releasing again changes nothing.
-            OrderStatus::Released | OrderStatus::Expired => Ok(order),
-            status => Err(Error::WrongState(format!(
-                "{id} is {}; cancel the order instead",
-                status.as_str()
-            ))),
-        }
-    }
-
-    fn cancel(
-        &mut self,
-        pending: &mut Pending,
-        id: ReservationId,
-        key: Option<IdempotencyKey>,
-        now: i64,
-    ) -> Result<Cancelled, Error> {
-        let fingerprint = format!("cancel:{id}");
-        if let Some(first) = self.first_use(pending, key.as_ref(), &fingerprint, now)? {
-            return Ok(Cancelled {
-                order: self.existing_order(pending, id)?,
-                changed: first.changed,
-            });
-        }
-        let cancelled = self.cancel_order(pending, id, now)?;
-        remember(
-            pending,
-            key.as_ref(),
-            fingerprint,
-            Some(id),
-            0,
-            cancelled.changed,
-            now,
-        );
-        Ok(cancelled)
-    }
-
-    fn cancel_order(
-        &mut self,
-        pending: &mut Pending,
-        id: ReservationId,
-        now: i64,
-    ) -> Result<Cancelled, Error> {
-        let order = self.existing_order(pending, id)?;
-        match order.status {
-            OrderStatus::Confirmed => Ok(Cancelled {
-                order: self.transition(pending, order, OrderStatus::Cancelled, now)?,
-                changed: true,
-            }),
-            OrderStatus::Cancelled => Ok(Cancelled {
-                order,
-                changed: false,
-            }),
-            status => Err(Error::WrongState(format!(
-                "{id} is {}; only confirmed orders can be cancelled (release a hold with DELETE)",
-                status.as_str()
-            ))),
-        }
-    }
-
-    /// The first use of `key`, when it was used within its time to live: for this same request
-    /// (`fingerprint`) that is the answer to repeat; for another one the key cannot be reused.
-    fn first_use(
-        &mut self,
-        pending: &Pending,
-        key: Option<&IdempotencyKey>,
-        fingerprint: &str,
-        now: i64,
-    ) -> Result<Option<KeyRecord>, Error> {
-        let Some(key) = key else {
-            return Ok(None);
-        };
-        let record = match pending.keys.get(key) {
-            Some(record) => Some(record.clone()),
-            None => self.ledger.find_key(key)?,
-        };
-        match record.filter(|record| now - record.created_at_ms < self.key_ttl_ms) {
-            Some(record) if record.fingerprint != fingerprint => {
-                Err(Error::IdempotencyKeyReused(format!(
-                    "Idempotency-Key '{}' was already used for a different request",
-                    key.as_str()
-                )))
-            }
-            live => Ok(live),
-        }
-    }
-
-    fn find(&mut self, pending: &Pending, id: ReservationId) -> Result<Order, Error> {
-        self.existing_order(pending, id)
-    }
-
-    fn create_event(
-        &mut self,
-        pending: &mut Pending,
-        id: EventId,
-        name: Arc<str>,
-        capacity: u64,
-    ) -> Result<Event, Error> {
-        if self.event(pending, &id).is_ok() {
-            return Err(Error::EventExists(format!("event '{id}' already exists")));
-        }
-        let event = Event {
-            id,
-            name,
-            stock: Stock::new(capacity),
-        };
-        Self::put_event(pending, event.clone());
-        Ok(event)
-    }
-
-    fn replenish(&mut self, pending: &mut Pending, id: &EventId, qty: u64) -> Result<Event, Error> {
-        let mut event = self.event(pending, id)?;
-        let grown = |n: u64| {
-            n.checked_add(qty)
-                .filter(|n| *n <= super::CAPACITY_MAX)
-                .ok_or_else(|| {
-                    // Whether it fits depends on the event as it stands, not on the request alone.
-                    Error::CapacityExceeded(format!(
-                        "capacity would exceed {}",
-                        super::CAPACITY_MAX
-                    ))
-                })
-        };
-        event.stock.capacity = grown(event.stock.capacity)?;
-        event.stock.available = grown(event.stock.available)?;
-        Self::put_event(pending, event.clone());
-        Ok(event)
-    }
-}
-
-/// Notes the first use of `key` (if any) so a repeat gets the same answer.
-fn remember(
-    pending: &mut Pending,
-    key: Option<&IdempotencyKey>,
-    fingerprint: String,
-    order_id: Option<ReservationId>,
-    remaining: u64,
-    changed: bool,
-    now: i64,
-) {
-    if let Some(key) = key {
-        let record = KeyRecord {
-            key: key.clone(),
-            fingerprint,
-            order_id,
-            remaining,
-            changed,
-            created_at_ms: now,
-        };
-        pending.keys.insert(key.clone(), record);
-    }
-}
-
-fn expired(id: ReservationId) -> Error {
-    Error::HoldExpired(format!(
-        "hold {id} expired before it was confirmed; its tickets went back on sale"
-    ))
 }

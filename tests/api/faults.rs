@@ -17,7 +17,7 @@ use ticketd::config::{Mode, StoreKind};
 use ticketd::domain::{
     Error, Event, EventId, Order, OrderStatus, Quantity, Reservation, ReservationId, Stock,
 };
-use ticketd::vacancy::ledger::{Batch, Ledger, Plan, Snapshot};
+use ticketd::vacancy::ledger::{Batch, Ledger, Plan, SharedLedger, Snapshot};
 use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
 use ticketd::vacancy::{Inventory, InventoryConfig};
 
@@ -240,7 +240,7 @@ fn inventory(database: &TestDatabase, name: &str) -> Inventory {
         initial_stock: 0,
         ..InventoryConfig::default()
     };
-    Inventory::open(Box::new(ledger), config).unwrap()
+    Inventory::open_shared(Box::new(ledger), config).unwrap()
 }
 
 /// The way it was found: one reservation id sent to two replicas for two events at the same

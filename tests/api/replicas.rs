@@ -95,7 +95,7 @@ fn replica(database: &TestDatabase, clock: &Arc<TestClock>) -> Inventory {
         initial_stock: 1000,
         ..InventoryConfig::default()
     };
-    Inventory::open_with_clock(
+    Inventory::open_shared_with_clock(
         Box::new(ledger),
         config,
         Arc::clone(clock) as Arc<dyn Clock>,
@@ -347,7 +347,11 @@ async fn replicas_starting_together_migrate_once() {
                     connections_max: 2,
                     timeout: Duration::from_secs(10),
                 })?;
-                Inventory::open_with_clock(Box::new(ledger), InventoryConfig::default(), clock)
+                Inventory::open_shared_with_clock(
+                    Box::new(ledger),
+                    InventoryConfig::default(),
+                    clock,
+                )
             })
         })
         .collect();
@@ -378,7 +382,8 @@ async fn replicas_starting_together_migrate_once() {
             connections_max: 2,
             timeout: Duration::from_secs(10),
         })?;
-        Inventory::open_with_clock(Box::new(ledger), InventoryConfig::default(), clock).map(drop)
+        Inventory::open_shared_with_clock(Box::new(ledger), InventoryConfig::default(), clock)
+            .map(drop)
     })
     .join()
     .unwrap()

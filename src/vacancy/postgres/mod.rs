@@ -1,7 +1,7 @@
 //! The shared ledger: one PostgreSQL(-compatible) database under any number of vacancy replicas.
 //!
 //! Each replica keeps its single writer and group commit; what changes is where a batch starts.
-//! [`Ledger::begin`] opens a transaction, locks every event the batch may change with
+//! [`SharedLedger::begin`] opens a transaction, locks every event the batch may change with
 //! `SELECT … FOR UPDATE` in id order (so two replicas never wait on each other in a circle), and
 //! reads those events and the orders and idempotency keys the batch names. The writer then decides
 //! exactly as it does on the embedded store, and [`Ledger::commit`] writes the decisions and
@@ -41,7 +41,7 @@ use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::ledger::{Batch, Ledger, Plan, SharedReads, Snapshot};
+use super::ledger::{Batch, Ledger, Plan, SharedLedger, SharedReads, Snapshot};
 use crate::domain::{Error, Event, IdempotencyKey, KeyRecord, Order, ReservationId};
 use batch::{Locked, OpenBatch, lock, write};
 use db::{Db, Failure, connect, execute, query};
@@ -57,7 +57,7 @@ pub struct PostgresLedger {
     db: Arc<Db>,
     /// The writer's connection between batches, kept while it is sound.
     idle: Option<Object>,
-    /// The batch between [`Ledger::begin`] and [`Ledger::commit`].
+    /// The batch between [`SharedLedger::begin`] and [`Ledger::commit`].
     batch: Option<OpenBatch>,
     /// The schema is known to be up to date.
     migrated: bool,
@@ -228,15 +228,17 @@ impl Ledger for PostgresLedger {
         })?;
         Ok(inserted == 1)
     }
+}
 
+impl SharedLedger for PostgresLedger {
     fn store_id(&self) -> Option<String> {
         self.store_id.clone()
     }
 
-    fn shared_reads(&self) -> Option<Arc<dyn SharedReads>> {
-        Some(Arc::new(PostgresReads {
+    fn shared_reads(&self) -> Arc<dyn SharedReads> {
+        Arc::new(PostgresReads {
             db: Arc::clone(&self.db),
-        }))
+        })
     }
 
     fn begin(&mut self, plan: &Plan) -> Result<Snapshot, Error> {

@@ -1,0 +1,647 @@
+//! The rulebook, as tables: given this state and this request, this answer and these changes.
+//! No thread, channel or store: each case builds the state a batch would have read, and decides.
+
+use super::*;
+use crate::domain::{OrderStatus::*, Quantity};
+
+const NOW_MS: i64 = 1_000_000;
+const KEY_TTL_MS: i64 = 10_000;
+const CAPACITY: u64 = 10;
+const QTY: u32 = 2;
+
+fn gala() -> EventId {
+    EventId::parse("gala").unwrap()
+}
+
+fn id(n: u128) -> ReservationId {
+    ReservationId::from(uuid::Uuid::from_u128(n))
+}
+
+fn key() -> IdempotencyKey {
+    IdempotencyKey::parse("checkout-7").unwrap()
+}
+
+/// Order 1: `QTY` tickets of `gala`, in `status`; `expires_at_ms` says whether it began as a hold.
+fn order(status: OrderStatus, expires_at_ms: Option<i64>) -> Order {
+    Order {
+        id: id(1),
+        event: gala(),
+        qty: QTY,
+        status,
+        remaining: 5,
+        created_at_ms: NOW_MS - 5_000,
+        updated_at_ms: NOW_MS - 5_000,
+        expires_at_ms,
+    }
+}
+
+/// What a batch read before deciding, and the answers it gives.
+struct World {
+    committed: BTreeMap<EventId, Event>,
+    read: Read,
+}
+
+impl World {
+    /// `gala` with `available` tickets of `CAPACITY` left, the rest sold; nothing else read.
+    fn with_available(available: u64) -> Self {
+        let stock = Stock {
+            capacity: CAPACITY,
+            available,
+            held: 0,
+            sold: CAPACITY - available,
+        };
+        let event = Event {
+            id: gala(),
+            name: "Gala".into(),
+            stock,
+        };
+        let mut read = Read::default();
+        for n in 1..=3 {
+            read.orders.insert(id(n), Ok(None));
+        }
+        read.keys.insert(key(), Ok(None));
+        Self {
+            committed: BTreeMap::from([(gala(), event)]),
+            read,
+        }
+    }
+
+    /// `gala` with `order` stored, its tickets counted where its status says.
+    fn with_order(order: Order) -> Self {
+        let mut world = Self::with_available(CAPACITY);
+        let stock = &mut world.committed.get_mut(&gala()).unwrap().stock;
+        stock.available -= u64::from(order.qty);
+        *bucket(stock, order.status) += u64::from(order.qty);
+        world.read.orders.insert(order.id, Ok(Some(order)));
+        world
+    }
+
+    fn with_key(mut self, first: FirstUse, created_at_ms: i64) -> Self {
+        let used = KeyUse {
+            first,
+            created_at_ms,
+        };
+        self.read.keys.insert(key(), Ok(Some(used)));
+        self
+    }
+
+    fn decide<T>(&self, rule: impl FnOnce(&mut Rules) -> T) -> (T, Changes) {
+        let mut changes = Changes::default();
+        let answer = rule(&mut Rules {
+            committed: &self.committed,
+            read: &self.read,
+            changes: &mut changes,
+            now_ms: NOW_MS,
+            key_ttl_ms: KEY_TTL_MS,
+        });
+        (answer, changes)
+    }
+}
+
+/// `(available, held, sold)` of `gala` once `changes` are applied; `None` if they leave it alone.
+fn counts(changes: &Changes) -> Option<(u64, u64, u64)> {
+    let stock = changes.events.get(&gala())?.stock;
+    assert!(stock.is_consistent(), "{stock:?}");
+    Some((stock.available, stock.held, stock.sold))
+}
+
+fn reservation(n: u128, qty: i64, hold_ttl_seconds: Option<u32>) -> Reservation {
+    Reservation {
+        id: id(n),
+        event: gala(),
+        qty: Quantity::parse(qty, 100).unwrap(),
+        hold_ttl_seconds,
+        key: None,
+    }
+}
+
+fn keyed(reservation: Reservation) -> Reservation {
+    Reservation {
+        key: Some(key()),
+        ..reservation
+    }
+}
+
+fn first_reservation(order: Option<ReservationId>, remaining: u64) -> FirstUse {
+    FirstUse::Reserve {
+        asked: Asked {
+            event: gala(),
+            qty: QTY,
+            hold_ttl_seconds: None,
+        },
+        order,
+        remaining,
+    }
+}
+
+fn code<T: std::fmt::Debug>(answer: &Result<T, Error>) -> &'static str {
+    match answer {
+        Ok(_) => "ok",
+        Err(error) => error.code(),
+    }
+}
+
+#[test]
+fn reserve() {
+    let lapsed_ms = NOW_MS - KEY_TTL_MS;
+    let live_ms = lapsed_ms + 1;
+    // (case, state, request, answer: code and (order made, remaining), new counts, key kept)
+    type Case = (
+        &'static str,
+        World,
+        Reservation,
+        &'static str,
+        Option<(Option<ReservationId>, u64)>,
+        Option<(u64, u64, u64)>,
+        Option<FirstUse>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "a purchase with stock to spare is sold",
+            World::with_available(5),
+            reservation(2, 2, None),
+            "ok",
+            Some((Some(id(2)), 3)),
+            Some((3, 0, 7)),
+            None,
+        ),
+        (
+            "a hold with stock to spare is held",
+            World::with_available(5),
+            reservation(2, 2, Some(60)),
+            "ok",
+            Some((Some(id(2)), 3)),
+            Some((3, 2, 5)),
+            None,
+        ),
+        (
+            "the last tickets are sold",
+            World::with_available(2),
+            reservation(2, 2, None),
+            "ok",
+            Some((Some(id(2)), 0)),
+            Some((0, 0, 10)),
+            None,
+        ),
+        (
+            "short of stock is refused, and changes nothing",
+            World::with_available(1),
+            reservation(2, 2, None),
+            "ok",
+            Some((None, 1)),
+            None,
+            None,
+        ),
+        (
+            "a keyed refusal is remembered, so its repeat never buys what came back",
+            World::with_available(1),
+            keyed(reservation(2, 2, None)),
+            "ok",
+            Some((None, 1)),
+            None,
+            Some(first_reservation(None, 1)),
+        ),
+        (
+            "a keyed sale is remembered",
+            World::with_available(5),
+            keyed(reservation(2, 2, None)),
+            "ok",
+            Some((Some(id(2)), 3)),
+            Some((3, 0, 7)),
+            Some(first_reservation(Some(id(2)), 3)),
+        ),
+        (
+            "a retry of a sale (same id) answers as the first time, changes nothing",
+            World::with_order(order(Confirmed, None)),
+            reservation(1, 2, None),
+            "ok",
+            Some((Some(id(1)), 5)),
+            None,
+            None,
+        ),
+        (
+            "a retry of a hold answers as the first time, even once confirmed",
+            World::with_order(order(Confirmed, Some(NOW_MS + 1))),
+            reservation(1, 2, Some(60)),
+            "ok",
+            Some((Some(id(1)), 5)),
+            None,
+            None,
+        ),
+        (
+            "the same id for another quantity is a conflict",
+            World::with_order(order(Confirmed, None)),
+            reservation(1, 3, None),
+            "reservation_conflict",
+            None,
+            None,
+            None,
+        ),
+        (
+            "the same id for a hold instead of a purchase is a conflict",
+            World::with_order(order(Confirmed, None)),
+            reservation(1, 2, Some(60)),
+            "reservation_conflict",
+            None,
+            None,
+            None,
+        ),
+        (
+            "a keyed repeat gets the first sale, whatever its new id",
+            World::with_order(order(Confirmed, None))
+                .with_key(first_reservation(Some(id(1)), 5), live_ms),
+            keyed(reservation(3, 2, None)),
+            "ok",
+            Some((Some(id(1)), 5)),
+            None,
+            None,
+        ),
+        (
+            "a keyed repeat of a refusal is refused again, though stock came back",
+            World::with_available(5).with_key(first_reservation(None, 1), live_ms),
+            keyed(reservation(3, 2, None)),
+            "ok",
+            Some((None, 1)),
+            None,
+            None,
+        ),
+        (
+            "a key first used for another quantity cannot be reused",
+            World::with_available(5).with_key(first_reservation(None, 1), live_ms),
+            keyed(reservation(3, 1, None)),
+            "idempotency_key_reused",
+            None,
+            None,
+            None,
+        ),
+        (
+            "a key first used for a cancellation cannot be reused for a purchase",
+            World::with_available(5).with_key(
+                FirstUse::Cancel {
+                    order: id(1),
+                    changed: true,
+                },
+                live_ms,
+            ),
+            keyed(reservation(3, 2, None)),
+            "idempotency_key_reused",
+            None,
+            None,
+            None,
+        ),
+        (
+            "a lapsed key is free: the request is decided anew and remembered again",
+            World::with_available(5).with_key(first_reservation(None, 1), lapsed_ms),
+            keyed(reservation(2, 2, None)),
+            "ok",
+            Some((Some(id(2)), 3)),
+            Some((3, 0, 7)),
+            Some(first_reservation(Some(id(2)), 3)),
+        ),
+        (
+            "an unknown event is refused",
+            World::with_available(5),
+            Reservation {
+                event: EventId::parse("nope").unwrap(),
+                ..reservation(2, 2, None)
+            },
+            "unknown_event",
+            None,
+            None,
+            None,
+        ),
+    ];
+    for (case, world, request, want_code, want_answer, want_counts, want_key) in cases {
+        let (answer, changes) = world.decide(|rules| rules.reserve(&request));
+        assert_eq!(code(&answer), want_code, "{case}: {answer:?}");
+        if let (Ok(reserved), Some((order, remaining))) = (&answer, want_answer) {
+            let made = reserved.order.as_ref().map(|order| order.id);
+            assert_eq!((made, reserved.remaining), (order, remaining), "{case}");
+        }
+        assert_eq!(counts(&changes), want_counts, "{case}: counts");
+        let kept = changes.keys.get(&key()).map(|used| used.first.clone());
+        assert_eq!(kept, want_key, "{case}: key");
+        if let Some(used) = changes.keys.get(&key()) {
+            assert_eq!(used.created_at_ms, NOW_MS, "{case}");
+        }
+        let made_new = want_counts.is_some();
+        assert_eq!(
+            changes.orders.len(),
+            usize::from(made_new),
+            "{case}: orders"
+        );
+        assert_eq!(changes.accepted, u64::from(made_new), "{case}: accepted");
+    }
+}
+
+#[test]
+fn a_hold_carries_its_deadline_and_is_scheduled() {
+    let world = World::with_available(5);
+    let (answer, changes) = world.decide(|rules| rules.reserve(&reservation(2, 2, Some(60))));
+    let hold = answer.unwrap().order.unwrap();
+    assert_eq!(
+        (hold.status, hold.expires_at_ms),
+        (Held, Some(NOW_MS + 60_000))
+    );
+    assert_eq!(changes.holds_added, [(NOW_MS + 60_000, id(2))]);
+}
+
+/// Every standing an order can be in, for the tables of confirm, release and cancel.
+fn standings() -> Vec<(&'static str, Order)> {
+    vec![
+        ("a live hold", order(Held, Some(NOW_MS + 1))),
+        ("a hold past its deadline", order(Held, Some(NOW_MS))),
+        ("a confirmed hold", order(Confirmed, Some(NOW_MS - 1))),
+        ("a direct purchase", order(Confirmed, None)),
+        ("a cancelled purchase", order(Cancelled, None)),
+        ("a released hold", order(Released, Some(NOW_MS + 1))),
+        ("an expired hold", order(Expired, Some(NOW_MS - 1))),
+    ]
+}
+
+/// An answer's code, the order's status it answers, and the event's counts after it.
+type Outcome = (&'static str, Option<OrderStatus>, Option<(u64, u64, u64)>);
+
+/// Runs `rule` on order 1 in every standing and checks: the answer's code and the order's
+/// status after it, and the event's counts after it (`None`: unchanged).
+fn table<T: std::fmt::Debug>(
+    rule: impl Fn(&mut Rules) -> Result<T, Error>,
+    status_of: impl Fn(&T) -> OrderStatus,
+    want: [Outcome; 7],
+) {
+    for ((case, order), (want_code, want_status, want_counts)) in standings().into_iter().zip(want)
+    {
+        let world = World::with_order(order);
+        let (answer, changes) = world.decide(&rule);
+        assert_eq!(code(&answer), want_code, "{case}: {answer:?}");
+        let status = answer.as_ref().ok().map(&status_of);
+        assert_eq!(status, want_status, "{case}");
+        assert_eq!(counts(&changes), want_counts, "{case}: counts");
+        // A change of status is stored; and a hold that stops being held leaves the schedule.
+        let stored = changes.orders.get(&id(1)).map(|order| order.status);
+        let was_held = world.read.orders[&id(1)]
+            .as_ref()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .status;
+        if let Some(status) = stored {
+            assert_ne!(status, was_held, "{case}");
+        }
+        let unscheduled = !changes.holds_removed.is_empty();
+        assert_eq!(
+            unscheduled,
+            was_held == Held && stored.is_some(),
+            "{case}: schedule"
+        );
+    }
+    let unknown = World::with_available(CAPACITY);
+    let (answer, changes) = unknown.decide(&rule);
+    assert_eq!(code(&answer), "unknown_order");
+    assert!(changes.is_empty());
+}
+
+#[test]
+fn confirm_in_every_standing() {
+    table(
+        |rules| rules.confirm(id(1), None),
+        |order| order.status,
+        [
+            ("ok", Some(Confirmed), Some((8, 0, 2))),
+            // The hold lapses on the spot: the refusal is committed with its tickets' return.
+            ("hold_expired", None, Some((10, 0, 0))),
+            ("ok", Some(Confirmed), None),
+            ("wrong_state", None, None),
+            ("wrong_state", None, None),
+            ("wrong_state", None, None),
+            ("hold_expired", None, None),
+        ],
+    );
+}
+
+#[test]
+fn release_in_every_standing() {
+    table(
+        |rules| rules.release(id(1), None),
+        |order| order.status,
+        [
+            ("ok", Some(Released), Some((10, 0, 0))),
+            // Releasing is giving up: a deadline past or not, the tickets return.
+            ("ok", Some(Released), Some((10, 0, 0))),
+            ("wrong_state", None, None),
+            ("wrong_state", None, None),
+            ("wrong_state", None, None),
+            ("ok", Some(Released), None),
+            ("ok", Some(Expired), None),
+        ],
+    );
+}
+
+#[test]
+fn cancel_in_every_standing() {
+    table(
+        |rules| rules.cancel(id(1), None),
+        |cancelled| {
+            // Only the cancellation that returned the tickets says it changed the order.
+            assert_eq!(cancelled.changed, cancelled.order.updated_at_ms == NOW_MS);
+            cancelled.order.status
+        },
+        [
+            ("wrong_state", None, None),
+            ("wrong_state", None, None),
+            ("ok", Some(Cancelled), Some((10, 0, 0))),
+            ("ok", Some(Cancelled), Some((10, 0, 0))),
+            ("ok", Some(Cancelled), None),
+            ("wrong_state", None, None),
+            ("wrong_state", None, None),
+        ],
+    );
+}
+
+#[test]
+fn keyed_changes_to_an_order_answer_repeats_as_it_stands() {
+    let live_ms = NOW_MS - 1;
+    // First use: remembered with what it answered.
+    let world = World::with_order(order(Confirmed, None));
+    let (answer, changes) = world.decide(|rules| rules.cancel(id(1), Some(&key())));
+    assert!(answer.unwrap().changed);
+    let first = FirstUse::Cancel {
+        order: id(1),
+        changed: true,
+    };
+    assert_eq!(changes.keys[&key()].first, first);
+
+    // Its repeat, once committed: the first answer's `changed`, and nothing changes again.
+    let world = World::with_order(order(Cancelled, None)).with_key(first.clone(), live_ms);
+    let (answer, changes) = world.decide(|rules| rules.cancel(id(1), Some(&key())));
+    let repeat = answer.unwrap();
+    assert_eq!((repeat.order.status, repeat.changed), (Cancelled, true));
+    assert!(changes.is_empty());
+
+    // A confirm and a release answer the order as it stands now, and change nothing.
+    for first in [FirstUse::Confirm(id(1)), FirstUse::Release(id(1))] {
+        let rule = |rules: &mut Rules, id| match first {
+            FirstUse::Confirm(_) => rules.confirm(id, Some(&key())),
+            _ => rules.release(id, Some(&key())),
+        };
+        let world = World::with_order(order(Cancelled, None)).with_key(first.clone(), live_ms);
+        let (answer, changes) = world.decide(|rules| rule(rules, id(1)));
+        assert_eq!(answer.unwrap().status, Cancelled, "{first:?}");
+        assert!(changes.is_empty(), "{first:?}");
+        // The same key for another order's change is refused.
+        let (answer, _) = world.decide(|rules| rule(rules, id(2)));
+        assert_eq!(code(&answer), "idempotency_key_reused", "{first:?}");
+    }
+
+    // A refused change is not remembered: the key stays free.
+    let world = World::with_order(order(Confirmed, None));
+    let (answer, changes) = world.decide(|rules| rules.release(id(1), Some(&key())));
+    assert_eq!(code(&answer), "wrong_state");
+    assert!(changes.keys.is_empty());
+}
+
+#[test]
+fn expiry_returns_held_tickets_once_and_forgets_settled_holds() {
+    // (case, order behind the due hold, expired, new counts)
+    let cases = [
+        (
+            "a hold still held expires",
+            order(Held, Some(NOW_MS)),
+            Some((10, 0, 0)),
+        ),
+        (
+            "a hold confirmed meanwhile is left alone",
+            order(Confirmed, Some(NOW_MS)),
+            None,
+        ),
+        (
+            "a hold released meanwhile is left alone",
+            order(Released, Some(NOW_MS)),
+            None,
+        ),
+        (
+            "a hold expired by another replica is left alone",
+            order(Expired, Some(NOW_MS)),
+            None,
+        ),
+    ];
+    for (case, order, want_counts) in cases {
+        let world = World::with_order(order);
+        let due = [(NOW_MS, id(1))];
+        let (failed, changes) = world.decide(|rules| rules.expire_due(&due));
+        assert!(failed.is_empty(), "{case}");
+        assert_eq!(counts(&changes), want_counts, "{case}");
+        let expired = changes.orders.get(&id(1)).map(|order| order.status);
+        assert_eq!(expired, want_counts.map(|_| Expired), "{case}");
+        // Either way the hold leaves the schedule.
+        assert_eq!(changes.holds_removed, due, "{case}");
+    }
+
+    // A due hold that cannot be looked up stays due, and says why.
+    let mut world = World::with_order(order(Held, Some(NOW_MS)));
+    let gone = Error::Storage("the disk is gone".into());
+    world.read.orders.insert(id(1), Err(gone.clone()));
+    let (failed, changes) = world.decide(|rules| rules.expire_due(&[(NOW_MS, id(1))]));
+    assert_eq!(failed, [(id(1), gone)]);
+    assert!(changes.is_empty() && changes.holds_removed.is_empty());
+}
+
+#[test]
+fn decisions_in_one_batch_see_each_other() {
+    let world = World::with_available(5);
+    let ((held, confirmed, again), changes) = world.decide(|rules| {
+        let held = rules.reserve(&reservation(2, 2, Some(60)));
+        let confirmed = rules.confirm(id(2), None);
+        let again = rules.reserve(&reservation(2, 2, Some(60)));
+        (held, confirmed, again)
+    });
+    assert_eq!(held.unwrap().remaining, 3);
+    assert_eq!(confirmed.unwrap().status, Confirmed);
+    // The retry sees the order as the batch left it.
+    assert_eq!(again.unwrap().order.unwrap().status, Confirmed);
+    assert_eq!(counts(&changes), Some((3, 0, 7)));
+    assert_eq!(changes.order_ids, [id(2)]);
+}
+
+#[test]
+fn create_and_replenish() {
+    let other = EventId::parse("matinee").unwrap();
+    let name: Arc<str> = "Matinee".into();
+    let world = World::with_available(5);
+
+    let (created, changes) = world.decide(|rules| rules.create_event(&other, &name, 7));
+    assert_eq!(created.unwrap().stock, Stock::new(7));
+    assert_eq!(changes.events[&other].stock, Stock::new(7));
+
+    // (case, event, qty or capacity, answer, stock after)
+    let cases = [
+        (
+            "an existing id is refused",
+            "create",
+            gala(),
+            1,
+            "event_exists",
+            None,
+        ),
+        (
+            "an id created earlier in the batch is refused",
+            "create twice",
+            other.clone(),
+            1,
+            "event_exists",
+            None,
+        ),
+        (
+            "stock is added to capacity and availability",
+            "replenish",
+            gala(),
+            3,
+            "ok",
+            Some((8, 0, 5)),
+        ),
+        (
+            "up to the largest capacity",
+            "replenish",
+            gala(),
+            CAPACITY_MAX - CAPACITY,
+            "ok",
+            Some((CAPACITY_MAX - 5, 0, 5)),
+        ),
+        (
+            "and never beyond it",
+            "replenish",
+            gala(),
+            CAPACITY_MAX - CAPACITY + 1,
+            "capacity_exceeded",
+            None,
+        ),
+        (
+            "an unknown event is refused",
+            "replenish",
+            other.clone(),
+            1,
+            "unknown_event",
+            None,
+        ),
+    ];
+    for (case, act, event, n, want_code, want_counts) in cases {
+        let (answer, changes) = world.decide(|rules| match act {
+            "create" => rules.create_event(&event, &name, n),
+            "create twice" => {
+                rules.create_event(&event, &name, n).unwrap();
+                rules.create_event(&event, &name, n)
+            }
+            _ => rules.replenish(&event, n),
+        });
+        assert_eq!(code(&answer), want_code, "{case}: {answer:?}");
+        assert_eq!(counts(&changes), want_counts, "{case}");
+    }
+}
+
+#[test]
+fn a_request_whose_state_was_not_read_fails_alone() {
+    let world = World::with_available(5);
+    let (answer, changes) = world.decide(|rules| rules.confirm(id(9), None));
+    assert_eq!(code(&answer), "internal");
+    assert!(changes.is_empty());
+}
