@@ -19,6 +19,9 @@
 //! Environment: `BENCH_ROUNDS` (default 3), `BENCH_SECONDS` per measurement (default 5),
 //! `BENCH_CONNECTIONS` (default 64), `BENCH_SWEEP=1` adds a concurrency sweep
 //! (1, 16, 64, 256, 1024 connections) of the durable monolith and the split pair.
+//! `BENCH_BASELINE_TICKETD=PATH` adds the memory and durable monoliths and the split pair of
+//! another `ticketd` build (say, the last release) to the same alternating rounds, so a change is
+//! measured against what it replaces side by side, on the same machine at the same moments.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -49,16 +52,23 @@ fn main() {
     let work = tempfile::tempdir().expect("a temporary directory");
     let scripts = Scripts::write(work.path());
 
-    let targets = [
+    let mut targets = vec![
         Target::Ceiling,
         Target::MonolithMemory,
         Target::MonolithDurable,
         Target::MonolithNoMetrics,
         Target::Split,
     ];
+    if baseline().is_some() {
+        targets.extend([
+            Target::BaselineMemory,
+            Target::BaselineDurable,
+            Target::BaselineSplit,
+        ]);
+    }
     let mut runs: BTreeMap<(Target, Endpoint), Vec<Run>> = BTreeMap::new();
     for round in 0..rounds {
-        for target in targets {
+        for &target in &targets {
             for endpoint in [Endpoint::Purchase, Endpoint::Available] {
                 let purchase_only = matches!(target, Target::Ceiling | Target::MonolithNoMetrics);
                 if purchase_only && endpoint == Endpoint::Available {
@@ -201,6 +211,10 @@ enum Target {
     /// The durable monolith selling 10,000 events at random instead of one.
     MonolithManyEvents,
     Split,
+    /// The same three of the `BENCH_BASELINE_TICKETD` build.
+    BaselineMemory,
+    BaselineDurable,
+    BaselineSplit,
 }
 
 impl Target {
@@ -212,8 +226,30 @@ impl Target {
             Target::MonolithNoMetrics => "… metrics off",
             Target::MonolithManyEvents => "… 10,000 events",
             Target::Split => "split, durable",
+            Target::BaselineMemory => "baseline: monolith, memory",
+            Target::BaselineDurable => "baseline: monolith, durable",
+            Target::BaselineSplit => "baseline: split, durable",
         }
     }
+
+    /// The executable to run and the target it is measured as.
+    fn binary(self) -> (String, Target) {
+        let this = env!("CARGO_BIN_EXE_ticketd").to_owned();
+        let other = || baseline().expect("BENCH_BASELINE_TICKETD is set");
+        match self {
+            Target::BaselineMemory => (other(), Target::MonolithMemory),
+            Target::BaselineDurable => (other(), Target::MonolithDurable),
+            Target::BaselineSplit => (other(), Target::Split),
+            target => (this, target),
+        }
+    }
+}
+
+/// Another build of `ticketd` to measure side by side with this one.
+fn baseline() -> Option<String> {
+    std::env::var("BENCH_BASELINE_TICKETD")
+        .ok()
+        .filter(|path| !path.is_empty())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -375,7 +411,8 @@ impl Drop for Servers {
 }
 
 fn start(target: Target, data: &Path) -> Servers {
-    let ticketd = env!("CARGO_BIN_EXE_ticketd");
+    let (ticketd, target) = target.binary();
+    let ticketd = ticketd.as_str();
     match target {
         Target::Ceiling => {
             let port = free_port();
@@ -447,6 +484,9 @@ fn start(target: Target, data: &Path) -> Servers {
                 children: vec![vacancy, ticket],
                 public,
             }
+        }
+        Target::BaselineMemory | Target::BaselineDurable | Target::BaselineSplit => {
+            unreachable!("Target::binary names what a baseline target runs as")
         }
     }
 }
