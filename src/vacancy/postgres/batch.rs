@@ -283,7 +283,19 @@ pub(super) async fn apply(
 
     let order_ids: Vec<Uuid> = placed.iter().map(|o| o.id.as_uuid()).collect();
     let order_events: Vec<&str> = placed.iter().map(|o| o.event.as_str()).collect();
-    let qty: Vec<i32> = placed.iter().map(|o| o.qty as i32).collect();
+    // `Quantity` keeps new orders inside `INTEGER`; an order copied from an older embedded store
+    // might not be, and must be refused rather than wrapped.
+    let qty = placed
+        .iter()
+        .map(|o| {
+            i32::try_from(o.qty).map_err(|_| {
+                Error::Storage(format!(
+                    "order {} is for {} tickets, more than fit",
+                    o.id, o.qty
+                ))
+            })
+        })
+        .collect::<Result<Vec<i32>, Error>>()?;
     let status: Vec<&str> = placed.iter().map(|o| o.status.as_str()).collect();
     let remaining: Vec<i64> = placed.iter().map(|o| stored(o.remaining)).collect();
     let created_at: Vec<i64> = placed.iter().map(|o| o.created_at_ms).collect();
