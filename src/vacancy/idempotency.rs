@@ -209,6 +209,12 @@ impl KeyUse {
     }
 }
 
+/// Keys created before this time have lapsed at `now_ms`: the one boundary that the rules, the
+/// purge and every store's "replace only a lapsed key" share, to the millisecond.
+pub(crate) fn lapsed_before_ms(now_ms: i64, key_ttl_ms: i64) -> i64 {
+    now_ms.saturating_sub(key_ttl_ms).saturating_add(1)
+}
+
 /// The first use of `key`, if it was used within its time to live (`key_ttl_ms` before
 /// `now_ms`): for this same `request` that is the answer to repeat; for another request the key
 /// cannot be reused. A key used longer ago than that is free: `None`.
@@ -219,7 +225,7 @@ pub(crate) fn first_use<'a>(
     now_ms: i64,
     key_ttl_ms: i64,
 ) -> Result<Option<&'a FirstUse>, Error> {
-    let live = remembered.filter(|used| now_ms - used.created_at_ms < key_ttl_ms);
+    let live = remembered.filter(|used| used.created_at_ms >= lapsed_before_ms(now_ms, key_ttl_ms));
     match live {
         Some(used) if !used.first.is_for(request) => Err(Error::IdempotencyKeyReused(format!(
             "Idempotency-Key '{}' was already used for a different request",

@@ -26,7 +26,7 @@ use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use super::expiry::Holds;
-use super::idempotency::KeyUse;
+use super::idempotency::{self, KeyUse};
 use super::ledger::{Batch, Plan};
 use super::rules::{Changes, Read, Rules};
 use super::store::Store;
@@ -499,7 +499,7 @@ impl<S: Store> Writer<S> {
             .collect();
         // Lapsed idempotency keys go with a batch that commits anyway, at most once a minute.
         let purge = (!changes.is_empty() && time.now >= self.keys_purge_due)
-            .then(|| now.saturating_sub(self.key_ttl_ms));
+            .then(|| idempotency::lapsed_before_ms(now, self.key_ttl_ms));
         let batch = Batch {
             events: changes.events.into_values().collect(),
             orders,
@@ -509,7 +509,7 @@ impl<S: Store> Writer<S> {
                 .map(|(key, used)| used.encode(key))
                 .collect(),
             purge_keys_before_ms: purge,
-            keys_lapsed_before_ms: now.saturating_sub(self.key_ttl_ms),
+            keys_lapsed_before_ms: idempotency::lapsed_before_ms(now, self.key_ttl_ms),
         };
         self.store.commit(&batch)?;
         if purge.is_some() {

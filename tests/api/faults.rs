@@ -4,8 +4,8 @@
 //! `TICKETD_TEST_DATABASE_URL` and works in a schema of its own.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -15,15 +15,17 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use ticketd::config::{Mode, StoreKind};
 use ticketd::domain::{
-    Error, Event, EventId, Order, OrderStatus, Quantity, Reservation, ReservationId, Stock,
+    Error, Event, EventId, IdempotencyKey, Order, OrderStatus, Quantity, Reservation,
+    ReservationId, Stock,
 };
 use ticketd::vacancy::ledger::{Batch, Ledger, Plan, SharedLedger, Snapshot};
 use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
-use ticketd::vacancy::{Inventory, InventoryConfig};
+use ticketd::vacancy::{Clock, Inventory, InventoryConfig};
 
 use crate::helpers::{
     Launch, Options, Server, TestDatabase, postgres_available, settings, start_server,
 };
+use crate::replicas::TestClock;
 
 /// Upper bound on waiting for the database to notice a terminated backend.
 const GONE_TRIES: u32 = 500;
@@ -577,4 +579,53 @@ fn a_batch_that_creates_an_event_and_sells_from_it_commits() {
         runtime.block_on(stored(&database, &new)),
         ("8,0,2".to_owned(), "2".to_owned())
     );
+}
+
+/// Found reading the key rules beside the PostgreSQL write: the rules take a key as lapsed once
+/// `idempotency_ttl_seconds` have passed to the millisecond, but the database replaced a stored
+/// key only a millisecond later. A key reused exactly at its lapse was refused by the database,
+/// decided again at the same moment, refused again, and answered 503.
+#[actix_web::test]
+async fn a_key_reused_the_moment_it_lapses_is_a_new_use() {
+    if !postgres_available("a_key_reused_the_moment_it_lapses_is_a_new_use") {
+        return;
+    }
+    let database = TestDatabase::create().await;
+    let ledger = PostgresLedger::open(&PostgresConfig {
+        url: database.url.clone(),
+        connections_max: 2,
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let config = InventoryConfig {
+        initial_stock: 100,
+        ..InventoryConfig::default()
+    };
+    let ttl_ms = i64::try_from(config.idempotency_ttl_seconds).unwrap() * 1000;
+    let clock = Arc::new(TestClock(AtomicI64::new(1_000_000)));
+    let inventory = Inventory::open_shared_with_clock(
+        Box::new(ledger),
+        config,
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    )
+    .unwrap();
+    let keyed = |qty: i64| Reservation {
+        id: ReservationId::generate(),
+        event: EventId::default_event(),
+        qty: Quantity::parse(qty, 10).unwrap(),
+        hold_ttl_seconds: None,
+        key: Some(IdempotencyKey::parse("checkout-7f3a").unwrap()),
+    };
+    let first = inventory.reserve(keyed(1)).await.unwrap();
+    assert!(first.order.is_some());
+
+    clock.0.fetch_add(ttl_ms, Ordering::SeqCst);
+    let again = inventory.reserve(keyed(2)).await;
+    let again = again.expect("the lapsed key is free again");
+    assert_eq!(
+        again.order.map(|order| order.qty),
+        Some(2),
+        "a new purchase"
+    );
+    assert_eq!(stored(&database, &EventId::default_event()).await.1, "3");
 }

@@ -69,7 +69,7 @@ async fn two_vacancy_processes_sell_one_event_without_overselling() {
 }
 
 /// A clock both in-process replicas read, moved by hand.
-struct TestClock(AtomicI64);
+pub struct TestClock(pub AtomicI64);
 
 impl Clock for TestClock {
     fn now_ms(&self) -> i64 {
