@@ -447,9 +447,13 @@ pub struct Cancelled {
     pub changed: bool,
 }
 
-/// Everything that can go wrong in ticketd, by cause. The HTTP layer maps each variant to a status
-/// code in one place, and the remote client maps the codes back, so both deployments answer alike.
-/// Variants with text carry the whole message, so it crosses the network unchanged.
+/// Everything that can go wrong in the domain: in the inventory and in selling from it, by cause.
+///
+/// What a client is told of each (status, public code and message) is decided in one place, by
+/// the HTTP layer (`http::error`), which answers an internal one such as [`Error::Contention`]
+/// as something a client can act on. Errors of HTTP alone (a body that is not JSON, a missing
+/// token) are the HTTP layer's own. Variants with text carry the whole message, so it crosses the
+/// network unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -484,10 +488,6 @@ pub enum Error {
     #[error("{0}")]
     CapacityExceeded(String),
     #[error("{0}")]
-    Unauthorized(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
     UnknownEvent(String),
     #[error("{0}")]
     ReservationConflict(String),
@@ -499,8 +499,9 @@ pub enum Error {
     Timeout(u64),
     #[error("{0}")]
     Storage(String),
-    /// Replicas sharing a database changed the same rows at once, and deciding again did not
-    /// settle it: nothing of the request was stored.
+    /// Replicas sharing a database changed the same rows at once: the writer's signal to decide
+    /// the batch again. Once its tries are spent, nothing of the request was stored. The text
+    /// says which rows, for the log; it is never sent to a client.
     #[error("{0}")]
     Contention(String),
     #[error("{0}")]
@@ -508,7 +509,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable, machine-readable name of this error, as sent in `{"error": {"code": ...}}`.
+    /// The error's stable name, for logs and tests: the public code of every error a client may
+    /// see as it is (`http::error` holds the two together), an internal name otherwise.
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidQuantity(_) => "invalid_quantity",
@@ -524,8 +526,6 @@ impl Error {
             Error::HoldExpired(_) => "hold_expired",
             Error::WrongState(_) => "wrong_state",
             Error::CapacityExceeded(_) => "capacity_exceeded",
-            Error::Unauthorized(_) => "unauthorized",
-            Error::Forbidden(_) => "forbidden",
             Error::UnknownEvent(_) => "unknown_event",
             Error::ReservationConflict(_) => "reservation_conflict",
             Error::Overloaded => "overloaded",
@@ -534,37 +534,6 @@ impl Error {
             Error::Storage(_) => "storage_failure",
             Error::Contention(_) => "contention",
             Error::Internal(_) => "internal",
-        }
-    }
-
-    /// Rebuilds an error that crossed the network as `code` and `message`, so the ticket service
-    /// answers a remote failure exactly as the monolith answers the local one.
-    pub fn from_code(code: &str, message: String) -> Self {
-        match code {
-            "invalid_quantity" => Error::InvalidQuantity(message),
-            "quantity_over_limit" => Error::OverLimit(message),
-            "invalid_event_id" => Error::InvalidEventId(message),
-            "invalid_reservation_id" => Error::InvalidReservationId(message),
-            "invalid_event" => Error::InvalidEvent(message),
-            "invalid_idempotency_key" => Error::InvalidIdempotencyKey(message),
-            "invalid_query" => Error::InvalidQuery(message),
-            "idempotency_key_reused" => Error::IdempotencyKeyReused(message),
-            "event_exists" => Error::EventExists(message),
-            "unknown_order" => Error::UnknownOrder(message),
-            "hold_expired" => Error::HoldExpired(message),
-            "wrong_state" => Error::WrongState(message),
-            "capacity_exceeded" => Error::CapacityExceeded(message),
-            // Vacancy refusing ticket's own credentials is a deployment fault, not the client's.
-            "unauthorized" | "forbidden" => Error::Unavailable(format!(
-                "vacancy refused this service's credentials: {message}"
-            )),
-            "unknown_event" => Error::UnknownEvent(message),
-            "reservation_conflict" => Error::ReservationConflict(message),
-            "overloaded" => Error::Overloaded,
-            "storage_failure" => Error::Storage(message),
-            "contention" => Error::Contention(message),
-            "timeout" => Error::Unavailable(message),
-            _ => Error::Unavailable(format!("{code}: {message}")),
         }
     }
 }
@@ -703,29 +672,5 @@ mod tests {
         let id = ReservationId::generate();
         assert_eq!(id.to_string().parse::<ReservationId>().unwrap(), id);
         assert!("not-a-uuid".parse::<ReservationId>().is_err());
-    }
-
-    #[test]
-    fn error_codes_survive_the_network() {
-        let errors = [
-            Error::InvalidQuantity("x".into()),
-            Error::OverLimit("x".into()),
-            Error::InvalidQuery("x".into()),
-            Error::UnknownEvent("x".into()),
-            Error::ReservationConflict("x".into()),
-            Error::EventExists("x".into()),
-            Error::UnknownOrder("x".into()),
-            Error::HoldExpired("x".into()),
-            Error::IdempotencyKeyReused("x".into()),
-            Error::WrongState("x".into()),
-            Error::CapacityExceeded("x".into()),
-            Error::Overloaded,
-            Error::Storage("x".into()),
-            Error::Contention("x".into()),
-        ];
-        for error in errors {
-            let back = Error::from_code(error.code(), error.to_string());
-            assert_eq!(back.code(), error.code());
-        }
     }
 }

@@ -439,7 +439,7 @@ fn check(status: StatusCode, bytes: Bytes) -> Result<Bytes, Error> {
         return Ok(bytes);
     }
     match serde_json::from_slice::<wire::ErrorResponse>(&bytes) {
-        Ok(answer) => Err(Error::from_code(&answer.error.code, answer.error.message)),
+        Ok(answer) => Err(answer.error.into_domain()),
         Err(_) => Err(Error::Unavailable(format!("vacancy answered {status}"))),
     }
 }
@@ -694,5 +694,14 @@ mod tests {
 
         let error = check(StatusCode::BAD_GATEWAY, Bytes::from_static(b"<html>")).unwrap_err();
         assert_eq!(error.code(), "unavailable");
+    }
+
+    /// A vacancy from before `contention` became internal may still send it. The ticket service
+    /// must not pass it on as it came: to its clients vacancy was unavailable for a moment.
+    #[test]
+    fn a_contention_code_from_vacancy_is_read_as_unavailable() {
+        let body = br#"{"error":{"code":"contention","message":"updated 0 of 1 locked events"}}"#;
+        let error = check(StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(body)).unwrap_err();
+        assert_eq!(error.code(), "unavailable", "{error:?}");
     }
 }
