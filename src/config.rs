@@ -14,6 +14,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Quantity;
+use crate::ticket::{RemoteConfig, TicketRules};
+use crate::vacancy::InventoryConfig;
+use crate::vacancy::postgres::PostgresConfig;
 
 /// Which parts run in this process; the subcommand chooses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -403,6 +406,64 @@ impl Settings {
 
     pub fn database_timeout(&self) -> Duration {
         Duration::from_millis(self.database_timeout_ms)
+    }
+}
+
+// What each part is given: the one place that turns `Settings` into the parts' own configs, so
+// a setting is read in one place and each default is written once (in `Settings::defaults`).
+
+impl From<&Settings> for InventoryConfig {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            initial_stock: settings.initial_stock,
+            max_per_order: settings.max_per_order,
+            hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
+            idempotency_ttl_seconds: settings.idempotency_ttl_seconds,
+            queue_size_max: settings.inventory_queue_size_max,
+            batch_size_max: settings.inventory_batch_size_max,
+        }
+    }
+}
+
+impl From<&Settings> for RemoteConfig {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            urls: settings.vacancy_url.clone(),
+            timeout: settings.vacancy_timeout(),
+            connections_max: settings.vacancy_connections_max,
+            keep_alive: Duration::from_secs(settings.vacancy_keep_alive_seconds),
+            attempts_max: settings.vacancy_attempts_max,
+            service_token: settings
+                .service_token
+                .as_ref()
+                .map(|t| t.expose().to_owned()),
+            admin_token: settings.admin_token.as_ref().map(|t| t.expose().to_owned()),
+        }
+    }
+}
+
+impl From<&Settings> for TicketRules {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            max_per_order: settings.max_per_order,
+            hold_ttl_seconds_default: settings.hold_ttl_seconds_default,
+            hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
+        }
+    }
+}
+
+impl TryFrom<&Settings> for PostgresConfig {
+    type Error = ConfigError;
+
+    fn try_from(settings: &Settings) -> Result<Self, ConfigError> {
+        let url = settings.database_url.as_ref().ok_or_else(|| {
+            ConfigError("no database_url: give --database-url or set TICKETD_DATABASE_URL".into())
+        })?;
+        Ok(Self {
+            url: url.expose().to_owned(),
+            connections_max: settings.database_connections_max,
+            timeout: settings.database_timeout(),
+        })
     }
 }
 

@@ -30,6 +30,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
+use crate::config::{Mode, Settings};
 use crate::domain::{
     Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageQuery, Reservation,
     ReservationId, Reserved,
@@ -84,16 +85,10 @@ pub struct InventoryConfig {
     pub batch_size_max: usize,
 }
 
+/// The built-in settings' inventory, for tests and benches; the defaults live in `Settings`.
 impl Default for InventoryConfig {
     fn default() -> Self {
-        Self {
-            initial_stock: 1000,
-            max_per_order: 10,
-            hold_ttl_seconds_max: 3600,
-            idempotency_ttl_seconds: 86_400,
-            queue_size_max: 16_384,
-            batch_size_max: 1024,
-        }
+        Self::from(&Settings::defaults(Mode::Monolith))
     }
 }
 
