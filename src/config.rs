@@ -433,11 +433,8 @@ impl From<&Settings> for RemoteConfig {
             connections_max: settings.vacancy_connections_max,
             keep_alive: Duration::from_secs(settings.vacancy_keep_alive_seconds),
             attempts_max: settings.vacancy_attempts_max,
-            service_token: settings
-                .service_token
-                .as_ref()
-                .map(|t| t.expose().to_owned()),
-            admin_token: settings.admin_token.as_ref().map(|t| t.expose().to_owned()),
+            service_token: settings.service_token.clone(),
+            admin_token: settings.admin_token.clone(),
         }
     }
 }
@@ -460,7 +457,7 @@ impl TryFrom<&Settings> for PostgresConfig {
             ConfigError("no database_url: give --database-url or set TICKETD_DATABASE_URL".into())
         })?;
         Ok(Self {
-            url: url.expose().to_owned(),
+            url: url.clone(),
             connections_max: settings.database_connections_max,
             timeout: settings.database_timeout(),
         })
@@ -767,5 +764,23 @@ mod tests {
         let settings = Settings::load(Mode::Vacancy, Some(&file), NoFlags {}).unwrap();
         assert_eq!(settings.database_url.as_ref().unwrap().expose(), url);
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    /// The parts' configs keep their secrets wrapped: printing one (a `{:?}` in a log line, a
+    /// panic message) shows neither token nor the database password.
+    #[test]
+    fn the_parts_configs_never_print_their_secrets() {
+        let mut settings = Settings::defaults(Mode::Ticket);
+        settings.service_token = Some(Secret::new("service-token-correct-horse"));
+        settings.admin_token = Some(Secret::new("admin-token-battery-staple"));
+        settings.database_url = Some(Secret::new("postgres://ticketd:hunter2-secret@db/ticketd"));
+        let remote = format!("{:?}", RemoteConfig::from(&settings));
+        assert!(remote.contains("connections_max"), "{remote}");
+        for secret in ["correct-horse", "battery-staple"] {
+            assert!(!remote.contains(secret), "{remote}");
+        }
+        let postgres = format!("{:?}", PostgresConfig::try_from(&settings).unwrap());
+        assert!(postgres.contains("connections_max"), "{postgres}");
+        assert!(!postgres.contains("hunter2"), "{postgres}");
     }
 }

@@ -14,6 +14,7 @@ use super::VacancyClient;
 use actix_web::web::Bytes;
 use serde_json::json;
 
+use crate::config::Secret;
 use crate::domain::{
     Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageLimit, PageQuery,
     Reservation, ReservationId, Reserved,
@@ -40,9 +41,9 @@ pub struct RemoteConfig {
     /// replenishing events are tried once.
     pub attempts_max: u32,
     /// Sent as `x-service-token` on every call, when vacancy requires one.
-    pub service_token: Option<String>,
+    pub service_token: Option<Secret>,
     /// Sent as the bearer token on admin calls; the same admin token vacancy checks.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
 }
 
 /// Header carrying a client's idempotency key, from the client and on to vacancy.
@@ -346,10 +347,10 @@ impl RemoteVacancyClient {
                 }
             }
             if let Some(token) = &self.config.service_token {
-                request = request.insert_header((SERVICE_TOKEN_HEADER, token.as_str()));
+                request = request.insert_header((SERVICE_TOKEN_HEADER, token.expose()));
             }
             if let (Call::AdminOnce, Some(token)) = (kind, &self.config.admin_token) {
-                request = request.bearer_auth(token);
+                request = request.bearer_auth(token.expose());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let last = attempt >= attempts_max;

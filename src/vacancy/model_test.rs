@@ -244,7 +244,7 @@ impl Store {
                     }
                     Store::Postgres { url } => {
                         let ledger = PostgresLedger::open(&PostgresConfig {
-                            url: url.clone(),
+                            url: crate::config::Secret::new(url.clone()),
                             connections_max: 2,
                             timeout: std::time::Duration::from_secs(10),
                         })

@@ -16,7 +16,7 @@ use crate::helpers::{
     Deployment, Launch, Options, SERVICE_TOKEN, TestApp, TestDatabase, postgres_available,
     settings, start_server,
 };
-use ticketd::config::{Mode, StoreKind};
+use ticketd::config::{Mode, Secret, StoreKind};
 use ticketd::domain::{EventId, Quantity, Reservation, ReservationId};
 use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
 use ticketd::vacancy::{Clock, Inventory, InventoryConfig};
@@ -86,7 +86,7 @@ impl Clock for TestClock {
 
 fn replica(database: &TestDatabase, clock: &Arc<TestClock>) -> Inventory {
     let ledger = PostgresLedger::open(&PostgresConfig {
-        url: database.url.clone(),
+        url: Secret::new(database.url.clone()),
         connections_max: 4,
         timeout: Duration::from_secs(10),
     })
@@ -343,7 +343,7 @@ async fn replicas_starting_together_migrate_once() {
             let (url, clock) = (url.clone(), Arc::clone(&clock));
             std::thread::spawn(move || {
                 let ledger = PostgresLedger::open(&PostgresConfig {
-                    url,
+                    url: Secret::new(url),
                     connections_max: 2,
                     timeout: Duration::from_secs(10),
                 })?;
@@ -378,7 +378,7 @@ async fn replicas_starting_together_migrate_once() {
     let url = database.url.clone();
     let refused = std::thread::spawn(move || {
         let ledger = PostgresLedger::open(&PostgresConfig {
-            url,
+            url: Secret::new(url),
             connections_max: 2,
             timeout: Duration::from_secs(10),
         })?;
