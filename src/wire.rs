@@ -16,6 +16,26 @@ use crate::domain::{
     Stock,
 };
 
+/// What `GET /` names as the service, and what the ticket service looks for there in vacancy.
+pub const SERVICE_NAME: &str = "ticketd";
+
+// The headers ticketd reads and sends besides the standard ones, named once for every side.
+
+/// A client's idempotency key, from the client and on to vacancy.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// The service token, from ticket to vacancy.
+pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
+
+/// In place of a client's idempotency key, the id ticket gives one change it passes on to
+/// vacancy: the same on every try of that call, so vacancy answers a retry with the first try's
+/// answer rather than deciding afresh (a cancel that cancelled must not come back as "already
+/// cancelled; nothing changed").
+pub const CALL_ID_HEADER: &str = "x-call-id";
+
+/// The request id, accepted from clients, returned to them and passed on to vacancy.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
 /// A request body: one JSON object in which no object, at any depth, names a key twice. Every
 /// route that takes a body reads it as this, so the rule holds for all of them.
 ///

@@ -15,7 +15,7 @@ use actix_web::{FromRequest, HttpRequest, ResponseError};
 use super::ApiError;
 use crate::config::Secret;
 use crate::domain::Error;
-use crate::ticket::SERVICE_TOKEN_HEADER;
+use crate::wire::SERVICE_TOKEN_HEADER;
 
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {

@@ -9,10 +9,7 @@ mod remote;
 use std::sync::Arc;
 
 pub use client::{LocalVacancyClient, VacancyClient};
-pub use remote::{
-    ANSWER_SIZE_MAX, CALL_ID_HEADER, IDEMPOTENCY_KEY_HEADER, RemoteConfig, RemoteVacancyClient,
-    SERVICE_TOKEN_HEADER,
-};
+pub use remote::{ANSWER_SIZE_MAX, RemoteConfig, RemoteVacancyClient};
 
 use crate::domain::{
     Error, EventId, IdempotencyKey, Quantity, Reservation, ReservationId, Reserved,

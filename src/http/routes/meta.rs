@@ -9,7 +9,7 @@ use crate::domain::EventId;
 use crate::http::ApiError;
 use crate::ticket::VacancyClient;
 use crate::vacancy::Inventory;
-use crate::wire::{AboutResponse, ErrorResponse, HealthResponse, ReadyResponse};
+use crate::wire::{self, AboutResponse, ErrorResponse, HealthResponse, ReadyResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(root)))
@@ -26,7 +26,7 @@ async fn root(
     inventory: Option<web::Data<Inventory>>,
 ) -> web::Json<AboutResponse> {
     web::Json(AboutResponse {
-        service: "ticketd".into(),
+        service: wire::SERVICE_NAME.into(),
         mode: mode.as_str().into(),
         version: env!("CARGO_PKG_VERSION").into(),
         store_id: inventory
