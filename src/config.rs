@@ -13,10 +13,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Quantity;
-use crate::ticket::{RemoteConfig, TicketRules};
-use crate::vacancy::InventoryConfig;
+use crate::domain::{HoldTtl, OrderLimits, Quantity};
+use crate::ticket::RemoteConfig;
 use crate::vacancy::postgres::PostgresConfig;
+use crate::vacancy::{CAPACITY_MAX, InventoryConfig};
 
 /// Which parts run in this process; the subcommand chooses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -163,9 +163,6 @@ impl fmt::Debug for Secret {
         f.write_str("***")
     }
 }
-
-/// Largest `initial_stock`: far beyond any venue, and well inside every store's integer range.
-const INITIAL_STOCK_MAX: u64 = 1_000_000_000_000;
 
 const DAY_SECONDS: u64 = 86_400;
 const HOUR_MS: u64 = 3_600_000;
@@ -362,7 +359,8 @@ impl Settings {
                 self.idempotency_ttl_seconds,
                 0..=3650 * DAY_SECONDS,
             ),
-            ("initial_stock", self.initial_stock, 0..=INITIAL_STOCK_MAX),
+            // The `default` event is an event like any other.
+            ("initial_stock", self.initial_stock, 0..=CAPACITY_MAX),
             (
                 "inventory_queue_size_max",
                 wide(self.inventory_queue_size_max),
@@ -416,8 +414,6 @@ impl From<&Settings> for InventoryConfig {
     fn from(settings: &Settings) -> Self {
         Self {
             initial_stock: settings.initial_stock,
-            max_per_order: settings.max_per_order,
-            hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
             idempotency_ttl_seconds: settings.idempotency_ttl_seconds,
             queue_size_max: settings.inventory_queue_size_max,
             batch_size_max: settings.inventory_batch_size_max,
@@ -439,11 +435,14 @@ impl From<&Settings> for RemoteConfig {
     }
 }
 
-impl From<&Settings> for TicketRules {
+impl From<&Settings> for OrderLimits {
     fn from(settings: &Settings) -> Self {
         Self {
             max_per_order: settings.max_per_order,
-            hold_ttl_seconds_default: settings.hold_ttl_seconds_default,
+            hold_ttl_default: HoldTtl::within(
+                settings.hold_ttl_seconds_default,
+                settings.hold_ttl_seconds_max,
+            ),
             hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
         }
     }

@@ -51,6 +51,55 @@ impl fmt::Display for Quantity {
     }
 }
 
+/// How long a hold lasts, in seconds: at least 1, at most the longest hold the settings allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HoldTtl(u32);
+
+impl HoldTtl {
+    /// Accepts `raw` seconds when `1 <= raw <= max_seconds`.
+    pub fn parse(raw: i64, max_seconds: u32) -> Result<Self, Error> {
+        u32::try_from(raw)
+            .ok()
+            .filter(|seconds| (1..=max_seconds).contains(seconds))
+            .map(Self)
+            .ok_or_else(|| {
+                Error::InvalidHoldTtl(format!("ttl_seconds must be 1 to {max_seconds}, got {raw}"))
+            })
+    }
+
+    /// `seconds` brought within 1 to `max_seconds`: for a length the settings give, not a client.
+    pub fn within(seconds: u32, max_seconds: u32) -> Self {
+        Self(seconds.min(max_seconds).max(1))
+    }
+
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
+}
+
+/// What one request may ask for, as the settings say. A request's quantity and hold length are
+/// parsed against these once, where the request comes in; past that point they are valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderLimits {
+    pub max_per_order: u32,
+    /// A hold's length when the request gives none.
+    pub hold_ttl_default: HoldTtl,
+    pub hold_ttl_seconds_max: u32,
+}
+
+impl OrderLimits {
+    pub fn quantity(&self, raw: i64) -> Result<Quantity, Error> {
+        Quantity::parse(raw, self.max_per_order)
+    }
+
+    /// A hold's length: `raw` seconds, or the default when the request gives none.
+    pub fn hold_ttl(&self, raw: Option<i64>) -> Result<HoldTtl, Error> {
+        raw.map_or(Ok(self.hold_ttl_default), |raw| {
+            HoldTtl::parse(raw, self.hold_ttl_seconds_max)
+        })
+    }
+}
+
 /// Names an event: 1 to 64 characters of `A-Z a-z 0-9 _ -`, so it is safe in a URL path and a log.
 /// Shared, not copied: the inventory clones ids on every decision, and a clone is a refcount.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -211,7 +260,7 @@ pub struct Reservation {
     pub id: ReservationId,
     pub event: EventId,
     pub qty: Quantity,
-    pub hold_ttl_seconds: Option<u32>,
+    pub hold_ttl_seconds: Option<HoldTtl>,
     /// The client's idempotency key, if it sent one.
     pub key: Option<IdempotencyKey>,
 }
@@ -460,6 +509,9 @@ pub enum Error {
     InvalidQuantity(String),
     #[error("{0}")]
     OverLimit(String),
+    /// A hold's length out of range. Clients have always been told `invalid_quantity` for it.
+    #[error("{0}")]
+    InvalidHoldTtl(String),
     #[error("{0}")]
     InvalidEventId(String),
     #[error("{0}")]
@@ -515,6 +567,7 @@ impl Error {
         match self {
             Error::InvalidQuantity(_) => "invalid_quantity",
             Error::OverLimit(_) => "quantity_over_limit",
+            Error::InvalidHoldTtl(_) => "invalid_hold_ttl",
             Error::InvalidEventId(_) => "invalid_event_id",
             Error::InvalidReservationId(_) => "invalid_reservation_id",
             Error::InvalidEvent(_) => "invalid_event",
@@ -573,6 +626,21 @@ mod tests {
             "quantity_over_limit"
         );
         assert!(Quantity::parse(i64::MAX, u32::MAX).is_err());
+    }
+
+    #[test]
+    fn hold_lengths_are_one_second_to_the_limit() {
+        assert_eq!(HoldTtl::parse(1, 60).unwrap().seconds(), 1);
+        assert_eq!(HoldTtl::parse(60, 60).unwrap().seconds(), 60);
+        for bad in [0, -1, 61, i64::from(u32::MAX) + 1, i64::MAX] {
+            let error = HoldTtl::parse(bad, 60).unwrap_err();
+            assert!(
+                matches!(error, Error::InvalidHoldTtl(_)),
+                "{bad}: {error:?}"
+            );
+        }
+        assert_eq!(HoldTtl::within(300, 60).seconds(), 60);
+        assert_eq!(HoldTtl::within(0, 60).seconds(), 1);
     }
 
     #[test]

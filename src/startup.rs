@@ -9,10 +9,11 @@ use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 
 use crate::config::{Mode, Settings, StoreKind};
+use crate::domain::OrderLimits;
 use crate::http::auth::Tokens;
 use crate::http::{self, Parts};
 use crate::ticket::{
-    LocalVacancyClient, RemoteConfig, RemoteVacancyClient, TicketRules, Tickets, VacancyClient,
+    LocalVacancyClient, RemoteConfig, RemoteVacancyClient, Tickets, VacancyClient,
 };
 use crate::vacancy::ledger::MemoryLedger;
 use crate::vacancy::postgres::{PostgresConfig, PostgresLedger};
@@ -42,9 +43,7 @@ impl Application {
             Some(inventory) => Arc::new(LocalVacancyClient::new(Arc::clone(inventory))),
             None => Arc::new(RemoteVacancyClient::new(RemoteConfig::from(settings))?),
         };
-        let rules = TicketRules::from(settings);
-        let tickets =
-            (mode != Mode::Vacancy).then(|| Arc::new(Tickets::new(Arc::clone(&vacancy), rules)));
+        let tickets = (mode != Mode::Vacancy).then(|| Arc::new(Tickets::new(Arc::clone(&vacancy))));
         // Only vacancy checks the service token: it is what stands between vacancy and callers
         // other than the ticket service.
         let tokens = Tokens {
@@ -69,8 +68,7 @@ impl Application {
             tokens,
             metrics,
             body_limit_bytes: settings.body_limit_bytes,
-            max_per_order: settings.max_per_order,
-            hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
+            limits: OrderLimits::from(settings),
         };
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))

@@ -73,6 +73,10 @@ impl ApiError {
                     (Status::UNPROCESSABLE_ENTITY, Code::InvalidQuantity, Own)
                 }
                 Error::OverLimit(_) => (Status::UNPROCESSABLE_ENTITY, Code::QuantityOverLimit, Own),
+                // Its own type inside; the API has always named it a bad quantity.
+                Error::InvalidHoldTtl(_) => {
+                    (Status::UNPROCESSABLE_ENTITY, Code::InvalidQuantity, Own)
+                }
                 Error::InvalidEventId(_) => {
                     (Status::UNPROCESSABLE_ENTITY, Code::InvalidEventId, Own)
                 }
@@ -244,11 +248,12 @@ mod tests {
     }
 
     /// One error of every domain kind.
-    fn every_domain_error() -> [Error; 21] {
+    fn every_domain_error() -> [Error; 22] {
         let why = || "why".to_owned();
         [
             Error::InvalidQuantity(why()),
             Error::OverLimit(why()),
+            Error::InvalidHoldTtl(why()),
             Error::InvalidEventId(why()),
             Error::InvalidReservationId(why()),
             Error::InvalidEvent(why()),
@@ -312,6 +317,8 @@ mod tests {
             let sent = ApiError::from(error).code();
             if name == "contention" {
                 assert_eq!(sent, ErrorCode::Unavailable);
+            } else if name == "invalid_hold_ttl" {
+                assert_eq!(sent, ErrorCode::InvalidQuantity);
             } else {
                 assert_eq!(sent.as_str(), name);
             }

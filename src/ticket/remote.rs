@@ -491,7 +491,7 @@ impl VacancyClient for RemoteVacancyClient {
         let path = format!("/api/v1/events/{}/reserve", reservation.event);
         let body = encode(&wire::ReserveRequest {
             qty: Some(reservation.qty.get().into()),
-            ttl_seconds: reservation.hold_ttl_seconds.map(Into::into),
+            ttl_seconds: reservation.hold_ttl_seconds.map(|ttl| ttl.seconds().into()),
             reservation_id: Some(reservation.id.to_string()),
         })?;
         let bytes = self

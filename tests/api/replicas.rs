@@ -17,7 +17,7 @@ use crate::helpers::{
     settings, start_server,
 };
 use ticketd::config::{Mode, Secret, StoreKind};
-use ticketd::domain::{EventId, Quantity, Reservation, ReservationId};
+use ticketd::domain::{EventId, HoldTtl, Quantity, Reservation, ReservationId};
 use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
 use ticketd::vacancy::{Clock, Inventory, InventoryConfig};
 
@@ -108,7 +108,7 @@ fn reservation(event: &EventId, qty: i64, ttl: Option<u32>) -> Reservation {
         id: ReservationId::generate(),
         event: event.clone(),
         qty: Quantity::parse(qty, 10).unwrap(),
-        hold_ttl_seconds: ttl,
+        hold_ttl_seconds: ttl.map(|ttl| HoldTtl::parse(ttl.into(), u32::MAX).unwrap()),
         key: None,
     }
 }
