@@ -12,7 +12,7 @@ use std::sync::Arc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 use ticketd::domain::{Event, EventId, Quantity, Reservation, ReservationId, Stock};
-use ticketd::ticket::{LocalVacancyClient, TicketRules, Tickets};
+use ticketd::ticket::{LocalVacancyClient, Tickets};
 use ticketd::vacancy::ledger::{Batch, Ledger, MemoryLedger};
 use ticketd::vacancy::sqlite::SqliteLedger;
 use ticketd::vacancy::{Inventory, InventoryConfig};
@@ -49,15 +49,8 @@ fn reservation() -> Reservation {
 fn purchase(c: &mut Criterion) {
     let runtime = runtime();
     let inventory = inventory();
-    let rules = TicketRules {
-        max_per_order: 10,
-        hold_ttl_seconds_default: 300,
-        hold_ttl_seconds_max: 3600,
-    };
-    let tickets = Tickets::new(
-        Arc::new(LocalVacancyClient::new(Arc::clone(&inventory))),
-        rules,
-    );
+    let tickets = Tickets::new(Arc::new(LocalVacancyClient::new(Arc::clone(&inventory))));
+    let one = Quantity::parse(1, 10).expect("a quantity");
     let mut group = c.benchmark_group("purchase");
     group.bench_function("inventory directly", |b| {
         b.iter(|| {
@@ -69,7 +62,7 @@ fn purchase(c: &mut Criterion) {
     group.bench_function("tickets via LocalVacancyClient", |b| {
         b.iter(|| {
             runtime
-                .block_on(tickets.purchase(EventId::default_event(), 1, None))
+                .block_on(tickets.purchase(EventId::default_event(), one, None))
                 .expect("bought")
         })
     });

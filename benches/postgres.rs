@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ticketd::config::Secret;
 use ticketd::domain::{EventId, ReservationId};
 use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
 use ticketd::vacancy::{Inventory, InventoryConfig};
@@ -115,7 +116,7 @@ async fn sql(url: &str, statements: &str) -> Result<(), tokio_postgres::Error> {
 
 fn open_replica(url: &str) -> Inventory {
     let ledger = PostgresLedger::open(&PostgresConfig {
-        url: url.into(),
+        url: Secret::new(url),
         connections_max: 4,
         timeout: Duration::from_secs(10),
     })

@@ -13,7 +13,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Quantity;
+use crate::domain::{HoldTtl, OrderLimits, Quantity};
+use crate::ticket::RemoteConfig;
+use crate::vacancy::postgres::PostgresConfig;
+use crate::vacancy::{CAPACITY_MAX, InventoryConfig};
 
 /// Which parts run in this process; the subcommand chooses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -160,9 +163,6 @@ impl fmt::Debug for Secret {
         f.write_str("***")
     }
 }
-
-/// Largest `initial_stock`: far beyond any venue, and well inside every store's integer range.
-const INITIAL_STOCK_MAX: u64 = 1_000_000_000_000;
 
 const DAY_SECONDS: u64 = 86_400;
 const HOUR_MS: u64 = 3_600_000;
@@ -359,7 +359,8 @@ impl Settings {
                 self.idempotency_ttl_seconds,
                 0..=3650 * DAY_SECONDS,
             ),
-            ("initial_stock", self.initial_stock, 0..=INITIAL_STOCK_MAX),
+            // The `default` event is an event like any other.
+            ("initial_stock", self.initial_stock, 0..=CAPACITY_MAX),
             (
                 "inventory_queue_size_max",
                 wide(self.inventory_queue_size_max),
@@ -403,6 +404,62 @@ impl Settings {
 
     pub fn database_timeout(&self) -> Duration {
         Duration::from_millis(self.database_timeout_ms)
+    }
+}
+
+// What each part is given: the one place that turns `Settings` into the parts' own configs, so
+// a setting is read in one place and each default is written once (in `Settings::defaults`).
+
+impl From<&Settings> for InventoryConfig {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            initial_stock: settings.initial_stock,
+            idempotency_ttl_seconds: settings.idempotency_ttl_seconds,
+            queue_size_max: settings.inventory_queue_size_max,
+            batch_size_max: settings.inventory_batch_size_max,
+        }
+    }
+}
+
+impl From<&Settings> for RemoteConfig {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            urls: settings.vacancy_url.clone(),
+            timeout: settings.vacancy_timeout(),
+            connections_max: settings.vacancy_connections_max,
+            keep_alive: Duration::from_secs(settings.vacancy_keep_alive_seconds),
+            attempts_max: settings.vacancy_attempts_max,
+            service_token: settings.service_token.clone(),
+            admin_token: settings.admin_token.clone(),
+        }
+    }
+}
+
+impl From<&Settings> for OrderLimits {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            max_per_order: settings.max_per_order,
+            hold_ttl_default: HoldTtl::within(
+                settings.hold_ttl_seconds_default,
+                settings.hold_ttl_seconds_max,
+            ),
+            hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
+        }
+    }
+}
+
+impl TryFrom<&Settings> for PostgresConfig {
+    type Error = ConfigError;
+
+    fn try_from(settings: &Settings) -> Result<Self, ConfigError> {
+        let url = settings.database_url.as_ref().ok_or_else(|| {
+            ConfigError("no database_url: give --database-url or set TICKETD_DATABASE_URL".into())
+        })?;
+        Ok(Self {
+            url: url.clone(),
+            connections_max: settings.database_connections_max,
+            timeout: settings.database_timeout(),
+        })
     }
 }
 
@@ -706,5 +763,23 @@ mod tests {
         let settings = Settings::load(Mode::Vacancy, Some(&file), NoFlags {}).unwrap();
         assert_eq!(settings.database_url.as_ref().unwrap().expose(), url);
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    /// The parts' configs keep their secrets wrapped: printing one (a `{:?}` in a log line, a
+    /// panic message) shows neither token nor the database password.
+    #[test]
+    fn the_parts_configs_never_print_their_secrets() {
+        let mut settings = Settings::defaults(Mode::Ticket);
+        settings.service_token = Some(Secret::new("service-token-correct-horse"));
+        settings.admin_token = Some(Secret::new("admin-token-battery-staple"));
+        settings.database_url = Some(Secret::new("postgres://ticketd:hunter2-secret@db/ticketd"));
+        let remote = format!("{:?}", RemoteConfig::from(&settings));
+        assert!(remote.contains("connections_max"), "{remote}");
+        for secret in ["correct-horse", "battery-staple"] {
+            assert!(!remote.contains(secret), "{remote}");
+        }
+        let postgres = format!("{:?}", PostgresConfig::try_from(&settings).unwrap());
+        assert!(postgres.contains("connections_max"), "{postgres}");
+        assert!(!postgres.contains("hunter2"), "{postgres}");
     }
 }

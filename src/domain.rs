@@ -51,6 +51,55 @@ impl fmt::Display for Quantity {
     }
 }
 
+/// How long a hold lasts, in seconds: at least 1, at most the longest hold the settings allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HoldTtl(u32);
+
+impl HoldTtl {
+    /// Accepts `raw` seconds when `1 <= raw <= max_seconds`.
+    pub fn parse(raw: i64, max_seconds: u32) -> Result<Self, Error> {
+        u32::try_from(raw)
+            .ok()
+            .filter(|seconds| (1..=max_seconds).contains(seconds))
+            .map(Self)
+            .ok_or_else(|| {
+                Error::InvalidHoldTtl(format!("ttl_seconds must be 1 to {max_seconds}, got {raw}"))
+            })
+    }
+
+    /// `seconds` brought within 1 to `max_seconds`: for a length the settings give, not a client.
+    pub fn within(seconds: u32, max_seconds: u32) -> Self {
+        Self(seconds.min(max_seconds).max(1))
+    }
+
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
+}
+
+/// What one request may ask for, as the settings say. A request's quantity and hold length are
+/// parsed against these once, where the request comes in; past that point they are valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderLimits {
+    pub max_per_order: u32,
+    /// A hold's length when the request gives none.
+    pub hold_ttl_default: HoldTtl,
+    pub hold_ttl_seconds_max: u32,
+}
+
+impl OrderLimits {
+    pub fn quantity(&self, raw: i64) -> Result<Quantity, Error> {
+        Quantity::parse(raw, self.max_per_order)
+    }
+
+    /// A hold's length: `raw` seconds, or the default when the request gives none.
+    pub fn hold_ttl(&self, raw: Option<i64>) -> Result<HoldTtl, Error> {
+        raw.map_or(Ok(self.hold_ttl_default), |raw| {
+            HoldTtl::parse(raw, self.hold_ttl_seconds_max)
+        })
+    }
+}
+
 /// Names an event: 1 to 64 characters of `A-Z a-z 0-9 _ -`, so it is safe in a URL path and a log.
 /// Shared, not copied: the inventory clones ids on every decision, and a clone is a refcount.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -211,7 +260,7 @@ pub struct Reservation {
     pub id: ReservationId,
     pub event: EventId,
     pub qty: Quantity,
-    pub hold_ttl_seconds: Option<u32>,
+    pub hold_ttl_seconds: Option<HoldTtl>,
     /// The client's idempotency key, if it sent one.
     pub key: Option<IdempotencyKey>,
 }
@@ -447,15 +496,22 @@ pub struct Cancelled {
     pub changed: bool,
 }
 
-/// Everything that can go wrong in ticketd, by cause. The HTTP layer maps each variant to a status
-/// code in one place, and the remote client maps the codes back, so both deployments answer alike.
-/// Variants with text carry the whole message, so it crosses the network unchanged.
+/// Everything that can go wrong in the domain: in the inventory and in selling from it, by cause.
+///
+/// What a client is told of each (status, public code and message) is decided in one place, by
+/// the HTTP layer (`http::error`), which answers an internal one such as [`Error::Contention`]
+/// as something a client can act on. Errors of HTTP alone (a body that is not JSON, a missing
+/// token) are the HTTP layer's own. Variants with text carry the whole message, so it crosses the
+/// network unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     InvalidQuantity(String),
     #[error("{0}")]
     OverLimit(String),
+    /// A hold's length out of range. Clients have always been told `invalid_quantity` for it.
+    #[error("{0}")]
+    InvalidHoldTtl(String),
     #[error("{0}")]
     InvalidEventId(String),
     #[error("{0}")]
@@ -484,10 +540,6 @@ pub enum Error {
     #[error("{0}")]
     CapacityExceeded(String),
     #[error("{0}")]
-    Unauthorized(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
     UnknownEvent(String),
     #[error("{0}")]
     ReservationConflict(String),
@@ -499,8 +551,9 @@ pub enum Error {
     Timeout(u64),
     #[error("{0}")]
     Storage(String),
-    /// Replicas sharing a database changed the same rows at once, and deciding again did not
-    /// settle it: nothing of the request was stored.
+    /// Replicas sharing a database changed the same rows at once: the writer's signal to decide
+    /// the batch again. Once its tries are spent, nothing of the request was stored. The text
+    /// says which rows, for the log; it is never sent to a client.
     #[error("{0}")]
     Contention(String),
     #[error("{0}")]
@@ -508,11 +561,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable, machine-readable name of this error, as sent in `{"error": {"code": ...}}`.
+    /// The error's stable name, for logs and tests: the public code of every error a client may
+    /// see as it is (`http::error` holds the two together), an internal name otherwise.
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidQuantity(_) => "invalid_quantity",
             Error::OverLimit(_) => "quantity_over_limit",
+            Error::InvalidHoldTtl(_) => "invalid_hold_ttl",
             Error::InvalidEventId(_) => "invalid_event_id",
             Error::InvalidReservationId(_) => "invalid_reservation_id",
             Error::InvalidEvent(_) => "invalid_event",
@@ -524,8 +579,6 @@ impl Error {
             Error::HoldExpired(_) => "hold_expired",
             Error::WrongState(_) => "wrong_state",
             Error::CapacityExceeded(_) => "capacity_exceeded",
-            Error::Unauthorized(_) => "unauthorized",
-            Error::Forbidden(_) => "forbidden",
             Error::UnknownEvent(_) => "unknown_event",
             Error::ReservationConflict(_) => "reservation_conflict",
             Error::Overloaded => "overloaded",
@@ -534,37 +587,6 @@ impl Error {
             Error::Storage(_) => "storage_failure",
             Error::Contention(_) => "contention",
             Error::Internal(_) => "internal",
-        }
-    }
-
-    /// Rebuilds an error that crossed the network as `code` and `message`, so the ticket service
-    /// answers a remote failure exactly as the monolith answers the local one.
-    pub fn from_code(code: &str, message: String) -> Self {
-        match code {
-            "invalid_quantity" => Error::InvalidQuantity(message),
-            "quantity_over_limit" => Error::OverLimit(message),
-            "invalid_event_id" => Error::InvalidEventId(message),
-            "invalid_reservation_id" => Error::InvalidReservationId(message),
-            "invalid_event" => Error::InvalidEvent(message),
-            "invalid_idempotency_key" => Error::InvalidIdempotencyKey(message),
-            "invalid_query" => Error::InvalidQuery(message),
-            "idempotency_key_reused" => Error::IdempotencyKeyReused(message),
-            "event_exists" => Error::EventExists(message),
-            "unknown_order" => Error::UnknownOrder(message),
-            "hold_expired" => Error::HoldExpired(message),
-            "wrong_state" => Error::WrongState(message),
-            "capacity_exceeded" => Error::CapacityExceeded(message),
-            // Vacancy refusing ticket's own credentials is a deployment fault, not the client's.
-            "unauthorized" | "forbidden" => Error::Unavailable(format!(
-                "vacancy refused this service's credentials: {message}"
-            )),
-            "unknown_event" => Error::UnknownEvent(message),
-            "reservation_conflict" => Error::ReservationConflict(message),
-            "overloaded" => Error::Overloaded,
-            "storage_failure" => Error::Storage(message),
-            "contention" => Error::Contention(message),
-            "timeout" => Error::Unavailable(message),
-            _ => Error::Unavailable(format!("{code}: {message}")),
         }
     }
 }
@@ -604,6 +626,21 @@ mod tests {
             "quantity_over_limit"
         );
         assert!(Quantity::parse(i64::MAX, u32::MAX).is_err());
+    }
+
+    #[test]
+    fn hold_lengths_are_one_second_to_the_limit() {
+        assert_eq!(HoldTtl::parse(1, 60).unwrap().seconds(), 1);
+        assert_eq!(HoldTtl::parse(60, 60).unwrap().seconds(), 60);
+        for bad in [0, -1, 61, i64::from(u32::MAX) + 1, i64::MAX] {
+            let error = HoldTtl::parse(bad, 60).unwrap_err();
+            assert!(
+                matches!(error, Error::InvalidHoldTtl(_)),
+                "{bad}: {error:?}"
+            );
+        }
+        assert_eq!(HoldTtl::within(300, 60).seconds(), 60);
+        assert_eq!(HoldTtl::within(0, 60).seconds(), 1);
     }
 
     #[test]
@@ -703,29 +740,5 @@ mod tests {
         let id = ReservationId::generate();
         assert_eq!(id.to_string().parse::<ReservationId>().unwrap(), id);
         assert!("not-a-uuid".parse::<ReservationId>().is_err());
-    }
-
-    #[test]
-    fn error_codes_survive_the_network() {
-        let errors = [
-            Error::InvalidQuantity("x".into()),
-            Error::OverLimit("x".into()),
-            Error::InvalidQuery("x".into()),
-            Error::UnknownEvent("x".into()),
-            Error::ReservationConflict("x".into()),
-            Error::EventExists("x".into()),
-            Error::UnknownOrder("x".into()),
-            Error::HoldExpired("x".into()),
-            Error::IdempotencyKeyReused("x".into()),
-            Error::WrongState("x".into()),
-            Error::CapacityExceeded("x".into()),
-            Error::Overloaded,
-            Error::Storage("x".into()),
-            Error::Contention("x".into()),
-        ];
-        for error in errors {
-            let back = Error::from_code(error.code(), error.to_string());
-            assert_eq!(back.code(), error.code());
-        }
     }
 }

@@ -3,17 +3,17 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::HttpServer;
 use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 
 use crate::config::{Mode, Settings, StoreKind};
+use crate::domain::OrderLimits;
 use crate::http::auth::Tokens;
 use crate::http::{self, Parts};
 use crate::ticket::{
-    LocalVacancyClient, RemoteConfig, RemoteVacancyClient, TicketRules, Tickets, VacancyClient,
+    LocalVacancyClient, RemoteConfig, RemoteVacancyClient, Tickets, VacancyClient,
 };
 use crate::vacancy::ledger::MemoryLedger;
 use crate::vacancy::postgres::{PostgresConfig, PostgresLedger};
@@ -41,26 +41,9 @@ impl Application {
         };
         let vacancy: Arc<dyn VacancyClient> = match &inventory {
             Some(inventory) => Arc::new(LocalVacancyClient::new(Arc::clone(inventory))),
-            None => Arc::new(RemoteVacancyClient::new(RemoteConfig {
-                urls: settings.vacancy_url.clone(),
-                timeout: settings.vacancy_timeout(),
-                connections_max: settings.vacancy_connections_max,
-                keep_alive: Duration::from_secs(settings.vacancy_keep_alive_seconds),
-                attempts_max: settings.vacancy_attempts_max,
-                service_token: settings
-                    .service_token
-                    .as_ref()
-                    .map(|t| t.expose().to_owned()),
-                admin_token: settings.admin_token.as_ref().map(|t| t.expose().to_owned()),
-            })?),
+            None => Arc::new(RemoteVacancyClient::new(RemoteConfig::from(settings))?),
         };
-        let rules = TicketRules {
-            max_per_order: settings.max_per_order,
-            hold_ttl_seconds_default: settings.hold_ttl_seconds_default,
-            hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
-        };
-        let tickets =
-            (mode != Mode::Vacancy).then(|| Arc::new(Tickets::new(Arc::clone(&vacancy), rules)));
+        let tickets = (mode != Mode::Vacancy).then(|| Arc::new(Tickets::new(Arc::clone(&vacancy))));
         // Only vacancy checks the service token: it is what stands between vacancy and callers
         // other than the ticket service.
         let tokens = Tokens {
@@ -85,8 +68,7 @@ impl Application {
             tokens,
             metrics,
             body_limit_bytes: settings.body_limit_bytes,
-            max_per_order: settings.max_per_order,
-            hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
+            limits: OrderLimits::from(settings),
         };
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
@@ -122,31 +104,12 @@ impl Application {
 /// Copies the embedded store in `data_dir` into the database at `database_url` (see
 /// [`vacancy::copy`]).
 pub fn copy_to_postgres(settings: &Settings) -> anyhow::Result<Exported> {
-    let target = postgres_config(settings)?;
+    let target = PostgresConfig::try_from(settings)?;
     Ok(vacancy::copy::copy_to_postgres(&settings.data_dir, target)?)
 }
 
-fn postgres_config(settings: &Settings) -> anyhow::Result<PostgresConfig> {
-    let url = settings
-        .database_url
-        .as_ref()
-        .context("no database_url: give --database-url or set TICKETD_DATABASE_URL")?;
-    Ok(PostgresConfig {
-        url: url.expose().to_owned(),
-        connections_max: settings.database_connections_max,
-        timeout: settings.database_timeout(),
-    })
-}
-
 fn open_inventory(settings: &Settings) -> anyhow::Result<Inventory> {
-    let config = InventoryConfig {
-        initial_stock: settings.initial_stock,
-        max_per_order: settings.max_per_order,
-        hold_ttl_seconds_max: settings.hold_ttl_seconds_max,
-        idempotency_ttl_seconds: settings.idempotency_ttl_seconds,
-        queue_size_max: settings.inventory_queue_size_max,
-        batch_size_max: settings.inventory_batch_size_max,
-    };
+    let config = InventoryConfig::from(settings);
     // The kind of store is chosen here, once: a shared one is a different type all the way down.
     let inventory = match settings.store {
         StoreKind::Memory => Inventory::open(Box::new(MemoryLedger::new()), config),
@@ -154,7 +117,7 @@ fn open_inventory(settings: &Settings) -> anyhow::Result<Inventory> {
             Inventory::open(Box::new(SqliteLedger::open(&settings.data_dir)?), config)
         }
         StoreKind::Postgres => {
-            let ledger = PostgresLedger::open(&postgres_config(settings)?)?;
+            let ledger = PostgresLedger::open(&PostgresConfig::try_from(settings)?)?;
             Inventory::open_shared(Box::new(ledger), config)
         }
     };

@@ -9,9 +9,6 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Header carrying the request id, accepted from clients, returned to them and passed to vacancy.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
 tokio::task_local! {
     /// The id of the request the current task is serving; set by the HTTP layer.
     static REQUEST_ID: String;

@@ -15,7 +15,7 @@ use actix_web::{FromRequest, HttpRequest, ResponseError};
 use super::ApiError;
 use crate::config::Secret;
 use crate::domain::Error;
-use crate::ticket::SERVICE_TOKEN_HEADER;
+use crate::wire::SERVICE_TOKEN_HEADER;
 
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
@@ -36,21 +36,17 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            require_admin(request)
-                .map(|()| Admin)
-                .map_err(ApiError::from),
-        )
+        ready(require_admin(request).map(|()| Admin))
     }
 }
 
 /// Refuses the request unless it carries the admin bearer token.
-pub fn require_admin(request: &HttpRequest) -> Result<(), Error> {
+pub fn require_admin(request: &HttpRequest) -> Result<(), ApiError> {
     let tokens = request
         .app_data::<web::Data<Tokens>>()
         .ok_or_else(|| Error::Internal("no tokens configured in the app".into()))?;
     let Some(admin) = &tokens.admin else {
-        return Err(Error::Forbidden(
+        return Err(ApiError::Forbidden(
             "admin calls are disabled: start ticketd with --admin-token or TICKETD_ADMIN_TOKEN"
                 .into(),
         ));
@@ -61,11 +57,13 @@ pub fn require_admin(request: &HttpRequest) -> Result<(), Error> {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     match offered {
-        None => Err(Error::Unauthorized(
+        None => Err(ApiError::Unauthorized(
             "admin calls need an Authorization: Bearer <admin token> header".into(),
         )),
         Some(token) if admin.matches(token.trim()) => Ok(()),
-        Some(_) => Err(Error::Unauthorized("the admin token is not valid".into())),
+        Some(_) => Err(ApiError::Unauthorized(
+            "the admin token is not valid".into(),
+        )),
     }
 }
 
@@ -88,10 +86,10 @@ pub async fn require_service_token(
             .get(SERVICE_TOKEN_HEADER)
             .and_then(|value| value.to_str().ok());
         if !offered.is_some_and(|offered| token.matches(offered)) {
-            let error = Error::Unauthorized(format!(
+            let error = ApiError::Unauthorized(format!(
                 "vacancy takes calls only with a valid {SERVICE_TOKEN_HEADER} header"
             ));
-            let response = ApiError::from(error).error_response();
+            let response = error.error_response();
             return Ok(request.into_response(response).map_into_right_body());
         }
     }

@@ -6,8 +6,9 @@ use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 
 use crate::domain::Error;
-use crate::wire::{ErrorDetail, ErrorResponse};
+use crate::wire::{ErrorCode, ErrorDetail, ErrorResponse};
 
+/// Why a request failed, as the HTTP layer answers it: a domain error, or one of HTTP alone.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
@@ -18,6 +19,12 @@ pub enum ApiError {
     InvalidContentType(String),
     #[error("the request body is larger than the limit of {0} bytes")]
     BodyTooLarge(usize),
+    /// No token, or not the right one (admin calls; vacancy's service token).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// An admin call while no admin token is configured.
+    #[error("{0}")]
+    Forbidden(String),
     /// An error status produced outside our handlers (no such route, wrong method...).
     #[error("{}", .0.canonical_reason().unwrap_or("error"))]
     Status(StatusCode),
@@ -29,6 +36,11 @@ pub enum ApiError {
 /// short enough that a buyer hardly notices.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
+/// What a client is told in place of [`Error::Contention`]'s own text, which names rows and
+/// statements: the writer has already decided the batch again as often as it may.
+const CONTENTION_MESSAGE: &str = "the store was busy with other changes to the same tickets and \
+                                  nothing was changed; try again";
+
 /// An answer with `status` and the headers that status always carries: `Retry-After` on 503, so
 /// every client backs off the same way whichever part of ticketd refused it.
 pub fn respond(status: StatusCode) -> HttpResponseBuilder {
@@ -39,17 +51,103 @@ pub fn respond(status: StatusCode) -> HttpResponseBuilder {
     response
 }
 
+/// What the `message` of an answer says.
+enum Message {
+    /// The error's own text: written for the client.
+    Own,
+    /// A text of its own in place of one about ticketd's insides.
+    Public(&'static str),
+}
+
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    /// The status, public code and message of this error: the one place that decides what a
+    /// client is told. No arm is a catch-all, so a new error does not compile until it is given
+    /// an answer here, and nothing internal reaches a client by default.
+    fn answer(&self) -> (StatusCode, ErrorCode, Message) {
+        use ErrorCode as Code;
+        use Message::Own;
+        use StatusCode as Status;
         match self {
-            ApiError::Domain(error) => error.code(),
-            ApiError::InvalidBody(_) => "invalid_body",
-            ApiError::InvalidContentType(_) => "invalid_content_type",
-            ApiError::BodyTooLarge(_) => "body_too_large",
-            ApiError::Status(StatusCode::NOT_FOUND) => "not_found",
-            ApiError::Status(StatusCode::METHOD_NOT_ALLOWED) => "method_not_allowed",
-            ApiError::Status(status) if status.is_server_error() => "internal",
-            ApiError::Status(_) => "bad_request",
+            ApiError::Domain(error) => match error {
+                Error::InvalidQuantity(_) => {
+                    (Status::UNPROCESSABLE_ENTITY, Code::InvalidQuantity, Own)
+                }
+                Error::OverLimit(_) => (Status::UNPROCESSABLE_ENTITY, Code::QuantityOverLimit, Own),
+                // Its own type inside; the API has always named it a bad quantity.
+                Error::InvalidHoldTtl(_) => {
+                    (Status::UNPROCESSABLE_ENTITY, Code::InvalidQuantity, Own)
+                }
+                Error::InvalidEventId(_) => {
+                    (Status::UNPROCESSABLE_ENTITY, Code::InvalidEventId, Own)
+                }
+                Error::InvalidEvent(_) => (Status::UNPROCESSABLE_ENTITY, Code::InvalidEvent, Own),
+                Error::InvalidReservationId(_) => (
+                    Status::UNPROCESSABLE_ENTITY,
+                    Code::InvalidReservationId,
+                    Own,
+                ),
+                Error::ReservationConflict(_) => {
+                    (Status::UNPROCESSABLE_ENTITY, Code::ReservationConflict, Own)
+                }
+                Error::IdempotencyKeyReused(_) => (
+                    Status::UNPROCESSABLE_ENTITY,
+                    Code::IdempotencyKeyReused,
+                    Own,
+                ),
+                Error::InvalidIdempotencyKey(_) => {
+                    (Status::BAD_REQUEST, Code::InvalidIdempotencyKey, Own)
+                }
+                Error::InvalidQuery(_) => (Status::BAD_REQUEST, Code::InvalidQuery, Own),
+                Error::UnknownEvent(_) => (Status::NOT_FOUND, Code::UnknownEvent, Own),
+                Error::UnknownOrder(_) => (Status::NOT_FOUND, Code::UnknownOrder, Own),
+                Error::EventExists(_) => (Status::CONFLICT, Code::EventExists, Own),
+                Error::WrongState(_) => (Status::CONFLICT, Code::WrongState, Own),
+                Error::CapacityExceeded(_) => (Status::CONFLICT, Code::CapacityExceeded, Own),
+                Error::HoldExpired(_) => (Status::GONE, Code::HoldExpired, Own),
+                Error::Overloaded => (Status::SERVICE_UNAVAILABLE, Code::Overloaded, Own),
+                Error::Unavailable(_) => (Status::SERVICE_UNAVAILABLE, Code::Unavailable, Own),
+                Error::Timeout(_) => (Status::SERVICE_UNAVAILABLE, Code::Timeout, Own),
+                Error::Storage(_) => (Status::SERVICE_UNAVAILABLE, Code::StorageFailure, Own),
+                // The writer's signal to decide again; here its tries are spent. To a client the
+                // store was simply unavailable for a moment.
+                Error::Contention(_) => (
+                    Status::SERVICE_UNAVAILABLE,
+                    Code::Unavailable,
+                    Message::Public(CONTENTION_MESSAGE),
+                ),
+                Error::Internal(_) => (Status::INTERNAL_SERVER_ERROR, Code::Internal, Own),
+            },
+            ApiError::InvalidBody(_) => (Status::BAD_REQUEST, Code::InvalidBody, Own),
+            ApiError::InvalidContentType(_) => (Status::BAD_REQUEST, Code::InvalidContentType, Own),
+            ApiError::BodyTooLarge(_) => (Status::PAYLOAD_TOO_LARGE, Code::BodyTooLarge, Own),
+            ApiError::Unauthorized(_) => (Status::UNAUTHORIZED, Code::Unauthorized, Own),
+            ApiError::Forbidden(_) => (Status::FORBIDDEN, Code::Forbidden, Own),
+            ApiError::Status(status) => {
+                let code = match *status {
+                    Status::NOT_FOUND => Code::NotFound,
+                    Status::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
+                    status if status.is_server_error() => Code::Internal,
+                    _ => Code::BadRequest,
+                };
+                (*status, code, Own)
+            }
+        }
+    }
+
+    /// The public code of this error.
+    pub fn code(&self) -> ErrorCode {
+        self.answer().1
+    }
+
+    /// What the client reads of this error: its code and message.
+    pub fn detail(&self) -> ErrorDetail {
+        let (_, code, message) = self.answer();
+        ErrorDetail {
+            code: code.as_str().to_owned(),
+            message: match message {
+                Message::Own => self.to_string(),
+                Message::Public(text) => text.to_owned(),
+            },
         }
     }
 
@@ -72,42 +170,12 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::Domain(error) => match error {
-                Error::InvalidQuantity(_)
-                | Error::OverLimit(_)
-                | Error::InvalidEventId(_)
-                | Error::InvalidEvent(_)
-                | Error::InvalidReservationId(_)
-                | Error::ReservationConflict(_)
-                | Error::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                Error::InvalidIdempotencyKey(_) | Error::InvalidQuery(_) => StatusCode::BAD_REQUEST,
-                Error::UnknownEvent(_) | Error::UnknownOrder(_) => StatusCode::NOT_FOUND,
-                Error::EventExists(_) | Error::WrongState(_) | Error::CapacityExceeded(_) => {
-                    StatusCode::CONFLICT
-                }
-                Error::HoldExpired(_) => StatusCode::GONE,
-                Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-                Error::Forbidden(_) => StatusCode::FORBIDDEN,
-                Error::Overloaded
-                | Error::Unavailable(_)
-                | Error::Timeout(_)
-                | Error::Storage(_)
-                | Error::Contention(_) => StatusCode::SERVICE_UNAVAILABLE,
-                Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            ApiError::InvalidBody(_) | ApiError::InvalidContentType(_) => StatusCode::BAD_REQUEST,
-            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Status(status) => *status,
-        }
+        self.answer().0
     }
 
     fn error_response(&self) -> HttpResponse {
         respond(self.status_code()).json(ErrorResponse {
-            error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.to_string(),
-            },
+            error: self.detail(),
         })
     }
 }
@@ -118,11 +186,9 @@ mod tests {
 
     use super::*;
 
-    /// The codes a `code()` function can return: the string literals its arms give.
-    fn codes_in(source: &str) -> BTreeSet<String> {
-        let start = source
-            .find("pub fn code(&self)")
-            .expect("a code() function");
+    /// The codes a function returns: the string literals its arms give.
+    fn codes_in(source: &str, function: &str) -> BTreeSet<String> {
+        let start = source.find(function).expect("the function");
         let body = &source[start..];
         let body = &body[..body[1..].find("pub fn ").map_or(body.len(), |end| end + 1)];
         body.split("=> \"")
@@ -166,22 +232,57 @@ mod tests {
             "not_found" => ApiError::Status(StatusCode::NOT_FOUND),
             "method_not_allowed" => ApiError::Status(StatusCode::METHOD_NOT_ALLOWED),
             "bad_request" => ApiError::Status(StatusCode::BAD_REQUEST),
+            "unauthorized" => ApiError::Unauthorized(message),
+            "forbidden" => ApiError::Forbidden(message),
             "internal" => Error::Internal(message).into(),
-            // Rebuilt as something else when they come from vacancy: not this side's fault.
-            "unauthorized" => Error::Unauthorized(message).into(),
-            "forbidden" => Error::Forbidden(message).into(),
+            // Read as something else when they come from vacancy: not this side's fault.
             "timeout" => Error::Timeout(0).into(),
             "unavailable" => Error::Unavailable(message).into(),
-            code => Error::from_code(code, message).into(),
+            code => ErrorDetail {
+                code: code.to_owned(),
+                message,
+            }
+            .into_domain()
+            .into(),
         }
+    }
+
+    /// One error of every domain kind.
+    fn every_domain_error() -> [Error; 22] {
+        let why = || "why".to_owned();
+        [
+            Error::InvalidQuantity(why()),
+            Error::OverLimit(why()),
+            Error::InvalidHoldTtl(why()),
+            Error::InvalidEventId(why()),
+            Error::InvalidReservationId(why()),
+            Error::InvalidEvent(why()),
+            Error::InvalidIdempotencyKey(why()),
+            Error::InvalidQuery(why()),
+            Error::IdempotencyKeyReused(why()),
+            Error::EventExists(why()),
+            Error::UnknownOrder(why()),
+            Error::HoldExpired(why()),
+            Error::WrongState(why()),
+            Error::CapacityExceeded(why()),
+            Error::UnknownEvent(why()),
+            Error::ReservationConflict(why()),
+            Error::Overloaded,
+            Error::Unavailable(why()),
+            Error::Timeout(5),
+            Error::Storage(why()),
+            Error::Contention(why()),
+            Error::Internal(why()),
+        ]
     }
 
     /// Every code the server can send is in README.md's error table, on its status's row, and
     /// the table lists nothing else.
     #[test]
     fn the_readme_error_table_lists_every_code_the_server_sends() {
-        let mut sent = codes_in(include_str!("../domain.rs"));
-        sent.extend(codes_in(include_str!("error.rs")));
+        let sent = codes_in(include_str!("../wire.rs"), "pub fn as_str(self)");
+        let all: BTreeSet<String> = ErrorCode::ALL.iter().map(|c| c.to_string()).collect();
+        assert_eq!(sent, all, "ErrorCode::ALL must list every code");
         assert!(
             sent.len() >= 25,
             "the source scan found too few codes: {sent:?}"
@@ -201,10 +302,55 @@ mod tests {
         for (status, code) in &table {
             let error = error_with(code);
             assert_eq!(
-                (error.status_code().as_u16(), error.code()),
+                (error.status_code().as_u16(), error.code().as_str()),
                 (*status, code.as_str()),
                 "README.md's row for {code}"
             );
+        }
+    }
+
+    /// A domain error a client may see is sent under its own name; only internal ones are not.
+    #[test]
+    fn domain_errors_keep_their_names_unless_internal() {
+        for error in every_domain_error() {
+            let name = error.code();
+            let sent = ApiError::from(error).code();
+            if name == "contention" {
+                assert_eq!(sent, ErrorCode::Unavailable);
+            } else if name == "invalid_hold_ttl" {
+                assert_eq!(sent, ErrorCode::InvalidQuantity);
+            } else {
+                assert_eq!(sent.as_str(), name);
+            }
+        }
+    }
+
+    /// The ticket service answers an error of vacancy's as the monolith answers it. Only what
+    /// is no fault of the client's request to the ticket service (vacancy refusing its
+    /// credentials, running out of its own time, failing in itself) is vacancy being
+    /// unavailable to it.
+    #[test]
+    fn errors_from_vacancy_are_answered_as_the_monolith_answers_them() {
+        let over_the_hop = |local: &ApiError| {
+            let remote = ApiError::from(local.detail().into_domain());
+            (remote.status_code(), remote.code())
+        };
+        for error in every_domain_error().map(ApiError::from) {
+            let local = (error.status_code(), error.code());
+            let expected = match local.1 {
+                ErrorCode::Timeout | ErrorCode::Internal => {
+                    (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+                }
+                _ => local,
+            };
+            assert_eq!(over_the_hop(&error), expected, "{error:?}");
+        }
+        for refused in [
+            ApiError::Unauthorized("no".into()),
+            ApiError::Forbidden("no".into()),
+        ] {
+            let answer = (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable);
+            assert_eq!(over_the_hop(&refused), answer, "{refused:?}");
         }
     }
 
@@ -213,31 +359,10 @@ mod tests {
     #[test]
     fn every_503_carries_retry_after() {
         let why = || "why".to_owned();
-        let errors = [
-            Error::InvalidQuantity(why()),
-            Error::OverLimit(why()),
-            Error::InvalidEventId(why()),
-            Error::InvalidReservationId(why()),
-            Error::InvalidEvent(why()),
-            Error::InvalidIdempotencyKey(why()),
-            Error::IdempotencyKeyReused(why()),
-            Error::EventExists(why()),
-            Error::UnknownOrder(why()),
-            Error::HoldExpired(why()),
-            Error::WrongState(why()),
-            Error::Unauthorized(why()),
-            Error::Forbidden(why()),
-            Error::UnknownEvent(why()),
-            Error::ReservationConflict(why()),
-            Error::Overloaded,
-            Error::Unavailable(why()),
-            Error::Timeout(5),
-            Error::Storage(why()),
-            Error::Contention(why()),
-            Error::Internal(why()),
-        ];
         let mut unavailable = 0;
-        for error in errors.map(ApiError::from).into_iter().chain([
+        for error in every_domain_error().map(ApiError::from).into_iter().chain([
+            ApiError::Unauthorized(why()),
+            ApiError::Forbidden(why()),
             ApiError::Status(StatusCode::SERVICE_UNAVAILABLE),
             ApiError::Status(StatusCode::NOT_FOUND),
             ApiError::InvalidBody(why()),
@@ -258,6 +383,32 @@ mod tests {
         assert_eq!(
             unavailable, 6,
             "overloaded, unavailable, timeout, storage, contention, 503"
+        );
+    }
+
+    /// Replicas kept changing the same rows until the writer's tries were spent. That is the
+    /// inventory's own retry signal: the client is told the store was unavailable for a moment
+    /// (503 `unavailable`, with `Retry-After`), never `contention` or which rows collided.
+    #[test]
+    fn contention_reaches_clients_as_unavailable() {
+        let internal = "updated 0 of 1 locked events: one was no longer as read under its lock";
+        let response = ApiError::from(Error::Contention(internal.into())).error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let retry_after = response.headers().get(RETRY_AFTER).cloned();
+        assert_eq!(
+            retry_after.as_ref().and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        let body = actix_web::rt::System::new()
+            .block_on(actix_web::body::to_bytes(response.into_body()))
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(!message.contains("locked"), "{message}");
+        assert!(
+            message.contains("busy") && message.contains("try again"),
+            "{message}"
         );
     }
 }

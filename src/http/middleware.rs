@@ -10,7 +10,8 @@ use actix_web::{Error, ResponseError};
 use tracing::Instrument;
 
 use super::error::ApiError;
-use crate::telemetry::{self, REQUEST_ID_HEADER};
+use crate::telemetry;
+use crate::wire::REQUEST_ID_HEADER;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 

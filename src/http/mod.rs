@@ -18,6 +18,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 pub use error::{ApiError, respond};
 
 use crate::config::Mode;
+use crate::domain::OrderLimits;
 use crate::ticket::{Tickets, VacancyClient};
 use crate::vacancy::Inventory;
 
@@ -35,9 +36,8 @@ pub struct Parts {
     /// The metrics registry `/metrics` renders; `None` when metrics are disabled.
     pub metrics: Option<PrometheusHandle>,
     pub body_limit_bytes: usize,
-    /// The limits the services enforce, for the API description to state.
-    pub max_per_order: u32,
-    pub hold_ttl_seconds_max: u32,
+    /// What one request may ask for: enforced by the routes, stated by the API description.
+    pub limits: OrderLimits,
 }
 
 pub fn app(
@@ -55,8 +55,8 @@ pub fn app(
     let document = openapi::document(&openapi::Served {
         purchases: parts.tickets.is_some(),
         reservations: parts.inventory.is_some(),
-        max_per_order: parts.max_per_order,
-        hold_ttl_seconds_max: parts.hold_ttl_seconds_max,
+        max_per_order: parts.limits.max_per_order,
+        hold_ttl_seconds_max: parts.limits.hold_ttl_seconds_max,
     });
     let json = web::JsonConfig::default()
         .limit(limit)
@@ -69,6 +69,7 @@ pub fn app(
         .app_data(json)
         .app_data(web::PayloadConfig::new(limit))
         .app_data(web::Data::new(parts.mode))
+        .app_data(web::Data::new(parts.limits))
         .app_data(web::Data::from(parts.vacancy))
         .app_data(web::Data::new(parts.tokens))
         .app_data(web::Data::new(parts.metrics));

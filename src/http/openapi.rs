@@ -75,7 +75,7 @@ impl Modify for Security {
         );
         components.add_security_scheme(
             "service",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-service-token"))),
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(wire::SERVICE_TOKEN_HEADER))),
         );
     }
 }
@@ -164,7 +164,10 @@ fn bound_parameters(operation: &mut Operation) {
         };
         let (pattern, length_max) = match (&parameter.parameter_in, parameter.name.as_str()) {
             (ParameterIn::Path, "event") => (EventId::PATTERN, EventId::LEN_MAX),
-            (ParameterIn::Header, "Idempotency-Key") => {
+            // Header names are case-insensitive; the document spells this one as clients do.
+            (ParameterIn::Header, name)
+                if name.eq_ignore_ascii_case(wire::IDEMPOTENCY_KEY_HEADER) =>
+            {
                 (IdempotencyKey::PATTERN, IdempotencyKey::LEN_MAX)
             }
             _ => continue,

@@ -9,31 +9,21 @@ mod remote;
 use std::sync::Arc;
 
 pub use client::{LocalVacancyClient, VacancyClient};
-pub use remote::{
-    ANSWER_SIZE_MAX, CALL_ID_HEADER, IDEMPOTENCY_KEY_HEADER, RemoteConfig, RemoteVacancyClient,
-    SERVICE_TOKEN_HEADER,
-};
+pub use remote::{ANSWER_SIZE_MAX, RemoteConfig, RemoteVacancyClient};
 
 use crate::domain::{
-    Error, EventId, IdempotencyKey, Quantity, Reservation, ReservationId, Reserved,
+    Error, EventId, HoldTtl, IdempotencyKey, Quantity, Reservation, ReservationId, Reserved,
 };
 
-/// Rules the ticket service applies before asking the inventory.
-#[derive(Clone, Debug)]
-pub struct TicketRules {
-    pub max_per_order: u32,
-    pub hold_ttl_seconds_default: u32,
-    pub hold_ttl_seconds_max: u32,
-}
-
+/// Purchases and holds: each picks its order id before asking the inventory. Quantities and hold
+/// lengths come parsed, against the settings' limits, from where the request came in.
 pub struct Tickets {
     vacancy: Arc<dyn VacancyClient>,
-    rules: TicketRules,
 }
 
 impl Tickets {
-    pub fn new(vacancy: Arc<dyn VacancyClient>, rules: TicketRules) -> Self {
-        Self { vacancy, rules }
+    pub fn new(vacancy: Arc<dyn VacancyClient>) -> Self {
+        Self { vacancy }
     }
 
     /// Buys `qty` tickets of `event`. The order id is chosen here, before asking the inventory, so
@@ -42,41 +32,31 @@ impl Tickets {
     pub async fn purchase(
         &self,
         event: EventId,
-        qty: i64,
+        qty: Quantity,
         key: Option<IdempotencyKey>,
     ) -> Result<Reserved, Error> {
         let reservation = Reservation {
             id: ReservationId::generate(),
             event,
-            qty: Quantity::parse(qty, self.rules.max_per_order)?,
+            qty,
             hold_ttl_seconds: None,
             key,
         };
         self.vacancy.reserve(reservation).await
     }
 
-    /// Sets `qty` tickets of `event` aside for `ttl_seconds` (the configured default when absent).
+    /// Sets `qty` tickets of `event` aside for `ttl`.
     pub async fn hold(
         &self,
         event: EventId,
-        qty: i64,
-        ttl_seconds: Option<i64>,
+        qty: Quantity,
+        ttl: HoldTtl,
         key: Option<IdempotencyKey>,
     ) -> Result<Reserved, Error> {
-        let max = self.rules.hold_ttl_seconds_max;
-        let ttl = match ttl_seconds {
-            None => self.rules.hold_ttl_seconds_default.min(max),
-            Some(ttl) if (1..=i64::from(max)).contains(&ttl) => ttl as u32,
-            Some(ttl) => {
-                return Err(Error::InvalidQuantity(format!(
-                    "ttl_seconds must be 1 to {max}, got {ttl}"
-                )));
-            }
-        };
         let reservation = Reservation {
             id: ReservationId::generate(),
             event,
-            qty: Quantity::parse(qty, self.rules.max_per_order)?,
+            qty,
             hold_ttl_seconds: Some(ttl),
             key,
         };

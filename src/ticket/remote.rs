@@ -4,22 +4,25 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use actix_web::http::header::CONTENT_TYPE;
 use actix_web::http::{Method, StatusCode};
+use actix_web::web::Bytes;
 use async_trait::async_trait;
 use awc::error::PayloadError;
 use awc::http::Uri;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::VacancyClient;
-use actix_web::web::Bytes;
-use serde_json::json;
-
+use crate::config::{Mode, Secret};
 use crate::domain::{
     Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageLimit, PageQuery,
     Reservation, ReservationId, Reserved,
 };
-use crate::telemetry::{self, REQUEST_ID_HEADER};
-use crate::wire;
+use crate::telemetry;
+use crate::wire::{
+    self, CALL_ID_HEADER, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, SERVICE_TOKEN_HEADER,
+};
 
 /// How the ticket service reaches a vacancy service.
 #[derive(Clone, Debug)]
@@ -40,22 +43,10 @@ pub struct RemoteConfig {
     /// replenishing events are tried once.
     pub attempts_max: u32,
     /// Sent as `x-service-token` on every call, when vacancy requires one.
-    pub service_token: Option<String>,
+    pub service_token: Option<Secret>,
     /// Sent as the bearer token on admin calls; the same admin token vacancy checks.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
 }
-
-/// Header carrying a client's idempotency key, from the client and on to vacancy.
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
-
-/// Header carrying the service token from ticket to vacancy.
-pub const SERVICE_TOKEN_HEADER: &str = "x-service-token";
-
-/// Header carrying, in place of a client's idempotency key, the id ticket gives one change it
-/// passes on to vacancy: the same on every try of that call, so vacancy answers a retry with the
-/// first try's answer rather than deciding afresh (a cancel that cancelled must not come back as
-/// "already cancelled; nothing changed").
-pub const CALL_ID_HEADER: &str = "x-call-id";
 
 /// What lets vacancy recognise a repeat of a call.
 #[derive(Clone, Copy)]
@@ -257,7 +248,7 @@ impl RemoteVacancyClient {
             replica.vetted.store(true, Ordering::Relaxed);
             return Ok(());
         }
-        let Some(id) = about["store_id"].as_str() else {
+        let Some(id) = about.store_id.as_deref() else {
             return Err(self.refuse(
                 replica,
                 format!(
@@ -295,14 +286,14 @@ impl RemoteVacancyClient {
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        body: Option<Bytes>,
         repeat: Repeat<'_>,
         kind: Call,
     ) -> Result<Bytes, Error> {
         let started = Instant::now();
         let deadline = started + self.config.timeout;
         let outcome = self
-            .attempts(method, path, body, repeat, kind, deadline)
+            .attempts(method, path, body.as_ref(), repeat, kind, deadline)
             .await;
         let result = if outcome.is_ok() { "ok" } else { "error" };
         metrics::counter!("ticketd_vacancy_calls_total", "outcome" => result).increment(1);
@@ -315,7 +306,7 @@ impl RemoteVacancyClient {
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        body: Option<&Bytes>,
         repeat: Repeat<'_>,
         kind: Call,
         deadline: Instant,
@@ -346,10 +337,10 @@ impl RemoteVacancyClient {
                 }
             }
             if let Some(token) = &self.config.service_token {
-                request = request.insert_header((SERVICE_TOKEN_HEADER, token.as_str()));
+                request = request.insert_header((SERVICE_TOKEN_HEADER, token.expose()));
             }
             if let (Call::AdminOnce, Some(token)) = (kind, &self.config.admin_token) {
-                request = request.bearer_auth(token);
+                request = request.bearer_auth(token.expose());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let last = attempt >= attempts_max;
@@ -389,11 +380,14 @@ impl RemoteVacancyClient {
     async fn exchange(
         &self,
         request: awc::ClientRequest,
-        body: Option<&serde_json::Value>,
+        body: Option<&Bytes>,
         base_url: &str,
     ) -> Result<Bytes, Failure> {
+        // A clone of `Bytes` shares the body: every try sends the one serialised at first.
         let sent = match body {
-            Some(body) => request.send_json(body),
+            Some(body) => request
+                .insert_header((CONTENT_TYPE, "application/json"))
+                .send_body(body.clone()),
             None => request.send(),
         };
         let mut response = sent
@@ -439,14 +433,14 @@ fn check(status: StatusCode, bytes: Bytes) -> Result<Bytes, Error> {
         return Ok(bytes);
     }
     match serde_json::from_slice::<wire::ErrorResponse>(&bytes) {
-        Ok(answer) => Err(Error::from_code(&answer.error.code, answer.error.message)),
+        Ok(answer) => Err(answer.error.into_domain()),
         Err(_) => Err(Error::Unavailable(format!("vacancy answered {status}"))),
     }
 }
 
 /// What answers `GET /` at `url`, when it is a ticketd that serves the inventory's API (vacancy,
 /// or a monolith, which serves the same routes); otherwise why it is not, for the operator.
-fn identify(url: &str, status: StatusCode, bytes: &[u8]) -> Result<serde_json::Value, String> {
+fn identify(url: &str, status: StatusCode, bytes: &[u8]) -> Result<wire::AboutResponse, String> {
     let not_ours = |why: String| format!("vacancy at {url} is not a ticketd vacancy: {why}");
     if !status.is_success() {
         return Err(not_ours(format!("GET / answered {status}")));
@@ -456,10 +450,17 @@ fn identify(url: &str, status: StatusCode, bytes: &[u8]) -> Result<serde_json::V
             "GET / answered {status} with something other than JSON"
         )));
     };
-    match (about["service"].as_str(), about["mode"].as_str()) {
-        (Some("ticketd"), Some("vacancy" | "monolith")) => Ok(about),
-        (Some("ticketd"), Some(mode)) => Err(not_ours(format!(
-            "it is ticketd {mode}, which keeps no stock"
+    let keeps_stock = |mode: &str| {
+        [Mode::Vacancy, Mode::Monolith]
+            .iter()
+            .any(|m| m.as_str() == mode)
+    };
+    match wire::AboutResponse::deserialize(&about) {
+        Ok(ours) if ours.service == wire::SERVICE_NAME && keeps_stock(&ours.mode) => Ok(ours),
+        Ok(ours) if ours.service == wire::SERVICE_NAME => Err(not_ours(format!(
+            "it is {} {}, which keeps no stock",
+            wire::SERVICE_NAME,
+            ours.mode
         ))),
         _ => {
             // Enough of the answer to recognise what is there, not a whole page in every log line.
@@ -472,6 +473,13 @@ fn identify(url: &str, status: StatusCode, bytes: &[u8]) -> Result<serde_json::V
     }
 }
 
+/// A request body as sent: the request types the routes read, so the two cannot drift apart.
+fn encode<T: Serialize>(body: &T) -> Result<Bytes, Error> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| Error::Internal(format!("cannot write a request to vacancy: {e}")))
+}
+
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes)
         .map_err(|e| Error::Unavailable(format!("vacancy sent an answer that cannot be read: {e}")))
@@ -481,16 +489,16 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 impl VacancyClient for RemoteVacancyClient {
     async fn reserve(&self, reservation: Reservation) -> Result<Reserved, Error> {
         let path = format!("/api/v1/events/{}/reserve", reservation.event);
-        let body = json!({
-            "qty": reservation.qty.get(),
-            "reservation_id": reservation.id,
-            "ttl_seconds": reservation.hold_ttl_seconds,
-        });
+        let body = encode(&wire::ReserveRequest {
+            qty: Some(reservation.qty.get().into()),
+            ttl_seconds: reservation.hold_ttl_seconds.map(|ttl| ttl.seconds().into()),
+            reservation_id: Some(reservation.id.to_string()),
+        })?;
         let bytes = self
             .call(
                 Method::POST,
                 &path,
-                Some(&body),
+                Some(body),
                 reservation.key.as_ref().map_or(Repeat::Plain, Repeat::Key),
                 Call::Idempotent,
             )
@@ -568,12 +576,16 @@ impl VacancyClient for RemoteVacancyClient {
     }
 
     async fn create_event(&self, id: EventId, name: String, capacity: u64) -> Result<Event, Error> {
-        let body = json!({"id": id, "name": name, "capacity": capacity});
+        let body = encode(&wire::CreateEventRequest {
+            id: Some(id.as_str().to_owned()),
+            name: Some(name),
+            capacity: Some(capacity.into()),
+        })?;
         let bytes = self
             .call(
                 Method::POST,
                 "/api/v1/events",
-                Some(&body),
+                Some(body),
                 Repeat::Plain,
                 Call::AdminOnce,
             )
@@ -583,12 +595,14 @@ impl VacancyClient for RemoteVacancyClient {
 
     async fn replenish(&self, id: EventId, qty: u64) -> Result<Event, Error> {
         let path = format!("/api/v1/events/{id}/stock");
-        let body = json!({ "qty": qty });
+        let body = encode(&wire::StockRequest {
+            qty: Some(qty.into()),
+        })?;
         let bytes = self
             .call(
                 Method::POST,
                 &path,
-                Some(&body),
+                Some(body),
                 Repeat::Plain,
                 Call::AdminOnce,
             )
@@ -673,7 +687,7 @@ mod tests {
             ),
             (
                 StatusCode::OK,
-                br#"{"service":"ticketd","mode":"ticket"}"#,
+                br#"{"service":"ticketd","mode":"ticket","version":"0.1.0"}"#,
                 "ticketd ticket",
             ),
             (StatusCode::OK, long.as_bytes(), "xxx…"),
@@ -694,5 +708,14 @@ mod tests {
 
         let error = check(StatusCode::BAD_GATEWAY, Bytes::from_static(b"<html>")).unwrap_err();
         assert_eq!(error.code(), "unavailable");
+    }
+
+    /// A vacancy from before `contention` became internal may still send it. The ticket service
+    /// must not pass it on as it came: to its clients vacancy was unavailable for a moment.
+    #[test]
+    fn a_contention_code_from_vacancy_is_read_as_unavailable() {
+        let body = br#"{"error":{"code":"contention","message":"updated 0 of 1 locked events"}}"#;
+        let error = check(StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(body)).unwrap_err();
+        assert_eq!(error.code(), "unavailable", "{error:?}");
     }
 }

@@ -20,7 +20,7 @@
 //! record ever written.
 
 use crate::domain::{
-    Error, EventId, IdempotencyKey, KeyRecord, Order, Reservation, ReservationId, Reserved,
+    Error, EventId, HoldTtl, IdempotencyKey, KeyRecord, Order, Reservation, ReservationId, Reserved,
 };
 
 /// A reservation as far as telling two of them apart goes: a repeat must ask for the same
@@ -38,7 +38,7 @@ impl Asked {
         Self {
             event: reservation.event.clone(),
             qty: reservation.qty.get(),
-            hold_ttl_seconds: reservation.hold_ttl_seconds,
+            hold_ttl_seconds: reservation.hold_ttl_seconds.map(HoldTtl::seconds),
         }
     }
 }

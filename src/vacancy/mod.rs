@@ -30,6 +30,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
+use crate::config::{Mode, Settings};
 use crate::domain::{
     Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageQuery, Reservation,
     ReservationId, Reserved,
@@ -72,10 +73,6 @@ impl Clock for SystemClock {
 pub struct InventoryConfig {
     /// Capacity of the `default` event when the store is new. Ignored for an existing store.
     pub initial_stock: u64,
-    /// Most tickets one reservation may take.
-    pub max_per_order: u32,
-    /// Longest hold a reservation may ask for.
-    pub hold_ttl_seconds_max: u32,
     /// How long an idempotency key is remembered.
     pub idempotency_ttl_seconds: u64,
     /// Most requests waiting for the writer; one more is refused as `overloaded`.
@@ -84,16 +81,10 @@ pub struct InventoryConfig {
     pub batch_size_max: usize,
 }
 
+/// The built-in settings' inventory, for tests and benches; the defaults live in `Settings`.
 impl Default for InventoryConfig {
     fn default() -> Self {
-        Self {
-            initial_stock: 1000,
-            max_per_order: 10,
-            hold_ttl_seconds_max: 3600,
-            idempotency_ttl_seconds: 86_400,
-            queue_size_max: 16_384,
-            batch_size_max: 1024,
-        }
+        Self::from(&Settings::defaults(Mode::Monolith))
     }
 }
 
@@ -103,7 +94,6 @@ pub struct Inventory {
     reads: Reads,
     /// The shared store's identity; `None` for a store of this process alone.
     store_id: Option<String>,
-    config: InventoryConfig,
     writer: Option<JoinHandle<()>>,
 }
 
@@ -195,7 +185,6 @@ impl Inventory {
             commands: Some(commands),
             reads,
             store_id,
-            config,
             writer: Some(writer),
         })
     }
@@ -203,10 +192,6 @@ impl Inventory {
     /// What identifies the store this inventory shares with other replicas, if it shares one.
     pub fn store_id(&self) -> Option<&str> {
         self.store_id.as_deref()
-    }
-
-    pub fn max_per_order(&self) -> u32 {
-        self.config.max_per_order
     }
 
     /// One event as last committed.
@@ -251,21 +236,9 @@ impl Inventory {
 
     /// Sells or holds `reservation.qty` tickets if that many are available; answers once
     /// committed. A reservation id seen before returns the first answer and changes nothing.
+    /// Its quantity and hold length were checked against the per-order limits where the request
+    /// came in (they are settings of the API, not of the stock).
     pub async fn reserve(&self, reservation: Reservation) -> Result<Reserved, Error> {
-        if reservation.qty.get() > self.config.max_per_order {
-            return Err(Error::OverLimit(format!(
-                "qty {} is over the limit of {} tickets per order",
-                reservation.qty, self.config.max_per_order
-            )));
-        }
-        if let Some(ttl) = reservation.hold_ttl_seconds
-            && (ttl == 0 || ttl > self.config.hold_ttl_seconds_max)
-        {
-            return Err(Error::InvalidQuantity(format!(
-                "ttl_seconds must be 1 to {}",
-                self.config.hold_ttl_seconds_max
-            )));
-        }
         self.ask(Command::Reserve, reservation).await
     }
 
@@ -374,7 +347,7 @@ impl Drop for Inventory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Quantity, ReservationId};
+    use crate::domain::{HoldTtl, Quantity, ReservationId};
     use ledger::{Batch, Ledger, MemoryLedger};
 
     fn inventory(initial_stock: u64) -> Inventory {
@@ -444,8 +417,10 @@ mod tests {
         );
     }
 
+    /// (Orders over the per-order limit are refused where the request comes in: see the API's
+    /// `the_inventorys_own_route_refuses_bad_numbers`.)
     #[test]
-    fn unknown_events_and_oversized_orders_change_nothing() {
+    fn unknown_events_change_nothing() {
         let inventory = inventory(10);
         run(async {
             let unknown = Reservation {
@@ -454,13 +429,6 @@ mod tests {
             };
             let error = inventory.reserve(unknown).await.unwrap_err();
             assert_eq!(error.code(), "unknown_event");
-
-            let too_many = Reservation {
-                qty: Quantity::parse(11, 100).unwrap(),
-                ..reservation(1)
-            };
-            let error = inventory.reserve(too_many).await.unwrap_err();
-            assert_eq!(error.code(), "quantity_over_limit");
         });
         assert_eq!(
             run(inventory.event(&EventId::default_event()))
@@ -648,7 +616,7 @@ mod tests {
             (stock.available, stock.held, stock.sold)
         };
         let hold = |qty, ttl| Reservation {
-            hold_ttl_seconds: Some(ttl),
+            hold_ttl_seconds: Some(HoldTtl::parse(ttl, 3600).unwrap()),
             ..reservation(qty)
         };
         run(async {
@@ -896,7 +864,7 @@ mod tests {
             event.stock.available
         };
         let hold = Reservation {
-            hold_ttl_seconds: Some(1),
+            hold_ttl_seconds: Some(HoldTtl::parse(1, 3600).unwrap()),
             ..reservation(2)
         };
         let hold = run(inventory.reserve(hold)).unwrap().order.unwrap();

@@ -16,7 +16,8 @@ use super::postgres::{PostgresConfig, PostgresLedger};
 use super::sqlite::SqliteLedger;
 use super::{Clock, Inventory, InventoryConfig};
 use crate::domain::{
-    Error, EventId, OrderStatus, PageLimit, PageQuery, Quantity, Reservation, ReservationId,
+    Error, EventId, HoldTtl, OrderStatus, PageLimit, PageQuery, Quantity, Reservation,
+    ReservationId,
 };
 
 struct TestClock(AtomicI64);
@@ -244,7 +245,7 @@ impl Store {
                     }
                     Store::Postgres { url } => {
                         let ledger = PostgresLedger::open(&PostgresConfig {
-                            url: url.clone(),
+                            url: crate::config::Secret::new(url.clone()),
                             connections_max: 2,
                             timeout: std::time::Duration::from_secs(10),
                         })
@@ -315,7 +316,7 @@ fn run_case(ops: &[Op], store: &Store, replicas: usize) -> Result<(), TestCaseEr
                     id,
                     event: EventId::parse(EVENTS[*event]).unwrap(),
                     qty: Quantity::parse(i64::from(*qty), 10).unwrap(),
-                    hold_ttl_seconds: ttl,
+                    hold_ttl_seconds: ttl.map(|ttl| HoldTtl::parse(ttl.into(), u32::MAX).unwrap()),
                     key: None,
                 };
                 let actual = runtime.block_on(real.reserve(reservation));

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::idempotency::{self, Asked, FirstUse, KeyUse, Keyed};
 use super::{CAPACITY_MAX, expiry};
 use crate::domain::{
-    Cancelled, Error, Event, EventId, IdempotencyKey, Order, OrderStatus, Reservation,
+    Cancelled, Error, Event, EventId, HoldTtl, IdempotencyKey, Order, OrderStatus, Reservation,
     ReservationId, Reserved, Stock,
 };
 
@@ -248,7 +248,7 @@ impl Rules<'_> {
             });
         }
         event.stock.available -= qty;
-        let (status, expires_at_ms) = match reservation.hold_ttl_seconds {
+        let (status, expires_at_ms) = match reservation.hold_ttl_seconds.map(HoldTtl::seconds) {
             Some(ttl) => {
                 event.stock.held += qty;
                 let expires_at_ms = expiry::deadline_ms(self.now_ms, ttl);

@@ -2,7 +2,7 @@
 //! No thread, channel or store: each case builds the state a batch would have read, and decides.
 
 use super::*;
-use crate::domain::{OrderStatus::*, Quantity};
+use crate::domain::{HoldTtl, OrderStatus::*, Quantity};
 
 const NOW_MS: i64 = 1_000_000;
 const KEY_TTL_MS: i64 = 10_000;
@@ -110,7 +110,7 @@ fn reservation(n: u128, qty: i64, hold_ttl_seconds: Option<u32>) -> Reservation 
         id: id(n),
         event: gala(),
         qty: Quantity::parse(qty, 100).unwrap(),
-        hold_ttl_seconds,
+        hold_ttl_seconds: hold_ttl_seconds.map(|ttl| HoldTtl::parse(ttl.into(), u32::MAX).unwrap()),
         key: None,
     }
 }

@@ -13,7 +13,7 @@ use futures_util::FutureExt;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use ticketd::config::{Mode, StoreKind};
+use ticketd::config::{Mode, Secret, StoreKind};
 use ticketd::domain::{
     Error, Event, EventId, IdempotencyKey, Order, OrderStatus, Quantity, Reservation,
     ReservationId, Stock,
@@ -42,7 +42,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// A ledger on `database` whose connections carry `name`, so the test can find them.
 fn ledger(database: &TestDatabase, name: &str) -> PostgresLedger {
     let mut ledger = PostgresLedger::open(&PostgresConfig {
-        url: format!("{}&application_name={name}", database.url),
+        url: Secret::new(format!("{}&application_name={name}", database.url)),
         connections_max: 2,
         timeout: Duration::from_secs(10),
     })
@@ -233,7 +233,7 @@ fn one_reservation_id_on_two_replicas_is_stored_once() {
 
 fn inventory(database: &TestDatabase, name: &str) -> Inventory {
     let ledger = PostgresLedger::open(&PostgresConfig {
-        url: format!("{}&application_name={name}", database.url),
+        url: Secret::new(format!("{}&application_name={name}", database.url)),
         connections_max: 4,
         timeout: Duration::from_secs(10),
     })

@@ -61,6 +61,7 @@ in_every_deployment!(
     scenarios::bad_input_gets_a_json_error_and_changes_nothing,
     scenarios::duplicate_keys_are_refused_and_change_nothing,
     scenarios::the_largest_requests_fit_every_store,
+    scenarios::the_inventorys_own_route_refuses_bad_numbers,
     scenarios::concurrent_buyers_never_oversell,
     scenarios::request_ids_are_returned,
     scenarios::metrics_are_exported_in_prometheus_format,

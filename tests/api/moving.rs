@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::helpers::{
     Deployment, Launch, Options, TestApp, TestDatabase, exit_within, postgres_available,
 };
-use ticketd::config::StoreKind;
+use ticketd::config::{Secret, StoreKind};
 use ticketd::domain::{Error, Event, EventId, Stock};
 use ticketd::vacancy::ledger::Batch;
 use ticketd::vacancy::postgres::{self, PostgresConfig};
@@ -172,7 +172,7 @@ async fn a_copy_that_fails_part_way_leaves_nothing() {
     }
     let database = TestDatabase::create().await;
     let config = PostgresConfig {
-        url: database.url.clone(),
+        url: Secret::new(database.url.clone()),
         connections_max: 2,
         timeout: Duration::from_secs(10),
     };

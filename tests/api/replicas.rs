@@ -16,8 +16,8 @@ use crate::helpers::{
     Deployment, Launch, Options, SERVICE_TOKEN, TestApp, TestDatabase, postgres_available,
     settings, start_server,
 };
-use ticketd::config::{Mode, StoreKind};
-use ticketd::domain::{EventId, Quantity, Reservation, ReservationId};
+use ticketd::config::{Mode, Secret, StoreKind};
+use ticketd::domain::{EventId, HoldTtl, Quantity, Reservation, ReservationId};
 use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
 use ticketd::vacancy::{Clock, Inventory, InventoryConfig};
 
@@ -86,7 +86,7 @@ impl Clock for TestClock {
 
 fn replica(database: &TestDatabase, clock: &Arc<TestClock>) -> Inventory {
     let ledger = PostgresLedger::open(&PostgresConfig {
-        url: database.url.clone(),
+        url: Secret::new(database.url.clone()),
         connections_max: 4,
         timeout: Duration::from_secs(10),
     })
@@ -108,7 +108,7 @@ fn reservation(event: &EventId, qty: i64, ttl: Option<u32>) -> Reservation {
         id: ReservationId::generate(),
         event: event.clone(),
         qty: Quantity::parse(qty, 10).unwrap(),
-        hold_ttl_seconds: ttl,
+        hold_ttl_seconds: ttl.map(|ttl| HoldTtl::parse(ttl.into(), u32::MAX).unwrap()),
         key: None,
     }
 }
@@ -350,7 +350,7 @@ async fn replicas_starting_together_migrate_once() {
             let (url, clock) = (url.clone(), Arc::clone(&clock));
             std::thread::spawn(move || {
                 let ledger = PostgresLedger::open(&PostgresConfig {
-                    url,
+                    url: Secret::new(url),
                     connections_max: 2,
                     timeout: Duration::from_secs(10),
                 })?;
@@ -385,7 +385,7 @@ async fn replicas_starting_together_migrate_once() {
     let url = database.url.clone();
     let refused = std::thread::spawn(move || {
         let ledger = PostgresLedger::open(&PostgresConfig {
-            url,
+            url: Secret::new(url),
             connections_max: 2,
             timeout: Duration::from_secs(10),
         })?;

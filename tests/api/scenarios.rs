@@ -478,6 +478,48 @@ pub async fn duplicate_keys_are_refused_and_change_nothing(deployment: Deploymen
     assert_eq!(app.purchase(json!(2)).await.body["success"], true);
 }
 
+/// The inventory's own route refuses the quantities and hold lengths the public routes refuse,
+/// changing nothing: it parses them against the same per-order limits where the request comes in.
+pub async fn the_inventorys_own_route_refuses_bad_numbers(deployment: Deployment, launch: Launch) {
+    let app = TestApp::spawn(deployment, launch, Options::default()).await;
+    // The monolith serves the inventory's routes itself, vacancy does in the split deployment.
+    let (inventory, service) = match app.vacancy() {
+        Some(vacancy) => (vacancy.url(), crate::helpers::SERVICE_TOKEN),
+        None => (app.base.clone(), ""),
+    };
+    let before = app.counts("default").await;
+    for (body, code) in [
+        (json!({"qty": 11}), "quantity_over_limit"),
+        (json!({"qty": 0}), "invalid_quantity"),
+        (json!({"qty": 1, "ttl_seconds": 0}), "invalid_quantity"),
+        (json!({"qty": 1, "ttl_seconds": -5}), "invalid_quantity"),
+        (json!({"qty": 1, "ttl_seconds": 3601}), "invalid_quantity"),
+        (json!({"qty": 1, "ttl_seconds": 1e20}), "invalid_quantity"),
+    ] {
+        let mut request = app
+            .client()
+            .post(format!("{inventory}/api/v1/reserve"))
+            .insert_header(("content-type", "application/json"));
+        if !service.is_empty() {
+            request = request.insert_header(("x-service-token", service));
+        }
+        let answer = app
+            .send(request, Some((None, body.to_string().into_bytes())))
+            .await
+            .unwrap();
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, code),
+            "{body}: {answer:?}"
+        );
+    }
+    assert_eq!(
+        app.counts("default").await,
+        before,
+        "a refused request changed stock"
+    );
+}
+
 /// The largest quantity, capacity and hold a client can ask for are stored and read back intact
 /// by every store (PostgreSQL keeps a quantity in a 32-bit signed `INTEGER`, counts in `BIGINT`),
 /// and one more is refused with 422, changing nothing.

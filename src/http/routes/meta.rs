@@ -9,7 +9,7 @@ use crate::domain::EventId;
 use crate::http::ApiError;
 use crate::ticket::VacancyClient;
 use crate::vacancy::Inventory;
-use crate::wire::{AboutResponse, ErrorDetail, ErrorResponse, HealthResponse, ReadyResponse};
+use crate::wire::{self, AboutResponse, ErrorResponse, HealthResponse, ReadyResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(root)))
@@ -26,7 +26,7 @@ async fn root(
     inventory: Option<web::Data<Inventory>>,
 ) -> web::Json<AboutResponse> {
     web::Json(AboutResponse {
-        service: "ticketd".into(),
+        service: wire::SERVICE_NAME.into(),
         mode: mode.as_str().into(),
         version: env!("CARGO_PKG_VERSION").into(),
         store_id: inventory
@@ -65,17 +65,11 @@ async fn ready(mode: web::Data<Mode>, vacancy: web::Data<dyn VacancyClient>) -> 
             mode: mode.as_str().into(),
             error: None,
         }),
-        Err(error) => {
-            let error = ApiError::from(error);
-            crate::http::respond(StatusCode::SERVICE_UNAVAILABLE).json(ReadyResponse {
-                status: "unavailable".into(),
-                mode: mode.as_str().into(),
-                error: Some(ErrorDetail {
-                    code: error.code().into(),
-                    message: error.to_string(),
-                }),
-            })
-        }
+        Err(error) => crate::http::respond(StatusCode::SERVICE_UNAVAILABLE).json(ReadyResponse {
+            status: "unavailable".into(),
+            mode: mode.as_str().into(),
+            error: Some(ApiError::from(error).detail()),
+        }),
     }
 }
 

@@ -11,8 +11,7 @@ use serde_json::Value;
 use crate::config::Mode;
 use crate::domain::{Error, EventId, IdempotencyKey};
 use crate::http::ApiError;
-use crate::ticket::CALL_ID_HEADER;
-use crate::wire::JsonObject;
+use crate::wire::{CALL_ID_HEADER, IDEMPOTENCY_KEY_HEADER, JsonObject};
 
 /// A JSON object body as `T`. Taking `JsonObject` (not any `Value`) is what keeps a repeated key
 /// or a non-object out of every route.
@@ -58,7 +57,7 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, Erro
         .is_some_and(|mode| *mode.as_ref() == Mode::Vacancy);
     let headers = request.headers();
     let call_id = headers.get(CALL_ID_HEADER).filter(|_| on_vacancy);
-    match (headers.get("idempotency-key"), call_id) {
+    match (headers.get(IDEMPOTENCY_KEY_HEADER), call_id) {
         (None, None) => Ok(None),
         (Some(key), None) => {
             let key = key.to_str().map_err(|_| {

@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{body, event_id, idempotency_key, optional_whole_number, whole_number};
-use crate::domain::EventId;
+use crate::domain::{EventId, OrderLimits};
 use crate::http::ApiError;
 use crate::ticket::Tickets;
 use crate::wire::{
@@ -27,9 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn purchase_default(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
+    limits: web::Data<OrderLimits>,
     raw: web::Json<JsonObject>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
-    buy(&request, &tickets, EventId::default_event(), raw).await
+    buy(&request, &tickets, &limits, EventId::default_event(), raw).await
 }
 
 #[utoipa::path(post, path = "/api/v1/events/{event}/purchase", tag = "purchases", request_body = PurchaseRequest,
@@ -45,21 +46,23 @@ async fn purchase_default(
 async fn purchase(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
+    limits: web::Data<OrderLimits>,
     path: web::Path<String>,
     raw: web::Json<JsonObject>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
-    buy(&request, &tickets, event_id(&path)?, raw).await
+    buy(&request, &tickets, &limits, event_id(&path)?, raw).await
 }
 
 async fn buy(
     request: &HttpRequest,
     tickets: &Tickets,
+    limits: &OrderLimits,
     event: EventId,
     raw: web::Json<JsonObject>,
 ) -> Result<web::Json<PurchaseResponse>, ApiError> {
     let key = idempotency_key(request)?;
     let body: PurchaseRequest = body(raw)?;
-    let qty = whole_number("qty", body.qty.as_ref())?;
+    let qty = limits.quantity(whole_number("qty", body.qty.as_ref())?)?;
     let reserved = tickets.purchase(event, qty, key).await?;
     let message = match reserved.order {
         Some(_) => "Purchase successful!",
@@ -88,6 +91,7 @@ async fn buy(
 async fn hold(
     request: HttpRequest,
     tickets: web::Data<Tickets>,
+    limits: web::Data<OrderLimits>,
     path: web::Path<String>,
     raw: web::Json<JsonObject>,
 ) -> Result<HttpResponse, ApiError> {
@@ -96,6 +100,9 @@ async fn hold(
     let body: HoldRequest = body(raw)?;
     let qty = whole_number("qty", body.qty.as_ref())?;
     let ttl = optional_whole_number("ttl_seconds", body.ttl_seconds.as_ref())?;
+    // The length first, then the quantity: the order these have always been checked in.
+    let ttl = limits.hold_ttl(ttl)?;
+    let qty = limits.quantity(qty)?;
     let reserved = tickets.hold(event, qty, ttl, key).await?;
     let Some(order) = reserved.order else {
         return Ok(HttpResponse::Ok().json(HoldResponse {

@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, web};
 
 use super::{body, event_id, idempotency_key, optional_whole_number, whole_number};
-use crate::domain::{Error, EventId, Quantity, Reservation, ReservationId};
+use crate::domain::{EventId, HoldTtl, OrderLimits, Reservation, ReservationId};
 use crate::http::ApiError;
 use crate::vacancy::Inventory;
 use crate::wire::{ErrorResponse, JsonObject, OrderResponse, ReserveRequest, ReserveResponse};
@@ -27,9 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn reserve_default(
     request: HttpRequest,
     inventory: web::Data<Inventory>,
+    limits: web::Data<OrderLimits>,
     raw: web::Json<JsonObject>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
-    reserve_in(&request, &inventory, EventId::default_event(), raw).await
+    reserve_in(&request, &inventory, &limits, EventId::default_event(), raw).await
 }
 
 #[utoipa::path(post, path = "/api/v1/events/{event}/reserve", tag = "inventory", request_body = ReserveRequest,
@@ -47,28 +48,25 @@ async fn reserve_default(
 async fn reserve(
     request: HttpRequest,
     inventory: web::Data<Inventory>,
+    limits: web::Data<OrderLimits>,
     path: web::Path<String>,
     raw: web::Json<JsonObject>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
-    reserve_in(&request, &inventory, event_id(&path)?, raw).await
+    reserve_in(&request, &inventory, &limits, event_id(&path)?, raw).await
 }
 
 async fn reserve_in(
     request: &HttpRequest,
     inventory: &Inventory,
+    limits: &OrderLimits,
     event: EventId,
     raw: web::Json<JsonObject>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
     let body: ReserveRequest = body(raw)?;
-    let qty = Quantity::parse(
-        whole_number("qty", body.qty.as_ref())?,
-        inventory.max_per_order(),
-    )?;
+    let qty = limits.quantity(whole_number("qty", body.qty.as_ref())?)?;
+    // Without a length it is a sale, not a hold: no default applies here.
     let hold_ttl_seconds = optional_whole_number("ttl_seconds", body.ttl_seconds.as_ref())?
-        .map(|ttl| {
-            u32::try_from(ttl)
-                .map_err(|_| Error::InvalidQuantity(format!("ttl_seconds {ttl} is out of range")))
-        })
+        .map(|ttl| HoldTtl::parse(ttl, limits.hold_ttl_seconds_max))
         .transpose()?;
     let id = match &body.reservation_id {
         Some(id) => id.parse::<ReservationId>()?,

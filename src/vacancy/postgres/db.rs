@@ -11,13 +11,15 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use crate::config::Secret;
 use crate::domain::Error;
 
 /// How to reach the database.
 #[derive(Clone, Debug)]
 pub struct PostgresConfig {
-    /// `postgres://user:password@host:port/database?options=...`; may carry a password.
-    pub url: String,
+    /// `postgres://user:password@host:port/database?options=...`; may carry a password, so it
+    /// stays wrapped until the moment of connecting.
+    pub url: Secret,
     /// Most connections this process opens: the writer keeps one, reads share the rest.
     pub connections_max: usize,
     /// Longest wait for a connection or for one statement.
@@ -34,7 +36,7 @@ pub(super) struct Db {
 
 impl Db {
     pub(super) fn open(config: &PostgresConfig) -> Result<Self, Error> {
-        let mut pg = tokio_postgres::Config::from_str(&config.url).map_err(|e| {
+        let mut pg = tokio_postgres::Config::from_str(config.url.expose()).map_err(|e| {
             // The parser's message never repeats the URL, so no password reaches the log.
             Error::Storage(format!("the database URL is not valid: {e}"))
         })?;
@@ -316,7 +318,7 @@ mod tests {
             return;
         };
         let db = Db::open(&PostgresConfig {
-            url,
+            url: Secret::new(url),
             connections_max: 2,
             timeout: Duration::from_millis(300),
         })
