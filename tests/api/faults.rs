@@ -592,7 +592,7 @@ async fn a_key_reused_the_moment_it_lapses_is_a_new_use() {
     }
     let database = TestDatabase::create().await;
     let ledger = PostgresLedger::open(&PostgresConfig {
-        url: database.url.clone(),
+        url: Secret::new(database.url.clone()),
         connections_max: 2,
         timeout: Duration::from_secs(10),
     })
