@@ -691,6 +691,41 @@ impl TestApp {
         }
         panic!("the ticket service did not start");
     }
+
+    /// A monolith whose settings `tune` adjusts. With `copy_of`, its data directory starts as a
+    /// copy of that one (e.g. a fixture store), so the original is never changed.
+    pub async fn monolith_tuned(
+        launch: Launch,
+        options: Options,
+        copy_of: Option<&Path>,
+        tune: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let data = TempDir::new().expect("a temporary data directory");
+        if let Some(store) = copy_of {
+            for entry in std::fs::read_dir(store).expect("the store can be read") {
+                let entry = entry.expect("a store file");
+                std::fs::copy(entry.path(), data.path().join(entry.file_name()))
+                    .expect("the store file is copied");
+            }
+        }
+        let mut settings = settings(Mode::Monolith, 0, &options, None, data.path());
+        tune(&mut settings);
+        let monolith = start_server(launch, settings, Mode::Monolith);
+        let app = Self {
+            deployment: Deployment::Monolith,
+            launch,
+            base: monolith.url(),
+            options,
+            data,
+            vacancy: None,
+            replica: None,
+            ticket: Some(monolith),
+            client: awc::Client::builder().timeout(CALL_TIMEOUT).finish(),
+            database: None,
+        };
+        app.wait_until_ready().await;
+        app
+    }
 }
 
 /// A port on 127.0.0.1 where nothing listens (bound, then released).

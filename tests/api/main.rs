@@ -14,6 +14,7 @@ mod process;
 mod replicas;
 mod scenarios;
 mod split;
+mod stores;
 mod ticketing;
 
 /// Runs each named scenario `fn(Deployment, Launch)` as five tests: the four above, and two
