@@ -112,8 +112,9 @@ thread_local! {
 /// One vacancy replica and when it may be tried again after failing.
 struct Replica {
     base_url: String,
-    /// Passed over until this time (ms since the client started); 0 when healthy.
-    down_until_ms: AtomicU64,
+    /// Passed over until this time, in ms since the client started (not since the epoch, unlike
+    /// `Clock::now_ms`); 0 when healthy.
+    down_until_elapsed_ms: AtomicU64,
     /// It said it shares the store of the other replicas.
     vetted: AtomicBool,
     /// Why it is never used (it keeps stock of its own, or another database's).
@@ -157,7 +158,7 @@ impl RemoteVacancyClient {
             }
             replicas.push(Replica {
                 base_url,
-                down_until_ms: AtomicU64::new(0),
+                down_until_elapsed_ms: AtomicU64::new(0),
                 vetted: AtomicBool::new(false),
                 refused: OnceLock::new(),
             });
@@ -172,7 +173,9 @@ impl RemoteVacancyClient {
         })
     }
 
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds since this client started: monotonic, so a stepped wall clock cannot put a
+    /// replica out of use for long or bring it back early.
+    fn elapsed_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
@@ -180,17 +183,19 @@ impl RemoteVacancyClient {
     /// or simply the next in turn when all are.
     fn replica(&self, first: usize, attempt: usize) -> &Replica {
         let count = self.replicas.len();
-        let now = self.now_ms();
+        let elapsed_ms = self.elapsed_ms();
         let nth = |offset: usize| &self.replicas[(first + attempt + offset) % count];
         (0..count)
             .map(nth)
-            .find(|replica| replica.down_until_ms.load(Ordering::Relaxed) <= now)
+            .find(|replica| replica.down_until_elapsed_ms.load(Ordering::Relaxed) <= elapsed_ms)
             .unwrap_or_else(|| nth(0))
     }
 
     fn pass_over(&self, replica: &Replica) {
-        let until = self.now_ms() + REPLICA_COOLDOWN.as_millis() as u64;
-        replica.down_until_ms.fetch_max(until, Ordering::Relaxed);
+        let until_elapsed_ms = self.elapsed_ms() + REPLICA_COOLDOWN.as_millis() as u64;
+        replica
+            .down_until_elapsed_ms
+            .fetch_max(until_elapsed_ms, Ordering::Relaxed);
         if self.replicas.len() > 1 && replica.refused.get().is_none() {
             tracing::warn!(vacancy = %replica.base_url, "vacancy replica unreachable; trying the others");
         }
@@ -274,7 +279,9 @@ impl RemoteVacancyClient {
 
     fn refuse(&self, replica: &Replica, reason: String) -> Failure {
         tracing::error!("{reason}");
-        replica.down_until_ms.store(u64::MAX, Ordering::Relaxed);
+        replica
+            .down_until_elapsed_ms
+            .store(u64::MAX, Ordering::Relaxed);
         let _ = replica.refused.set(reason.clone());
         Failure::Transport(Error::Unavailable(reason))
     }

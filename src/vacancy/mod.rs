@@ -1,8 +1,10 @@
 //! The inventory: the only place stock changes.
 //!
-//! [`Inventory`] is a cheap handle in front of one writer thread (see [`writer`]). Reads come from
-//! the committed state (in memory for a store of this process, from the database for a shared
-//! one) and never wait for the writer; changes queue up for it and are answered once committed.
+//! [`Inventory`] is a cheap handle in front of one writer thread (see [`writer`]). Changes queue up
+//! for it and are answered once committed. Reads of events come from the committed state (the
+//! writer's memory for a store of this process, the database for a shared one) and never wait for
+//! the writer. An order lookup on a store of this process does go through the writer's queue, since
+//! orders live only in the store the writer owns; on a shared store it reads the database.
 //!
 //! Where to look: the decisions are in `rules.rs`, how a retry avoids selling twice in
 //! `idempotency.rs`, how a hold expires in `expiry.rs`, the loop that reads, decides, commits and

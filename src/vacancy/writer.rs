@@ -497,7 +497,8 @@ impl<S: Store> Writer<S> {
             .iter()
             .filter_map(|id| changes.orders.remove(id))
             .collect();
-        // Lapsed idempotency keys go with a batch that commits anyway, at most once a minute.
+        // Lapsed idempotency keys go with a batch that commits anyway, at most once per
+        // `KEY_PURGE_INTERVAL`.
         let purge = (!changes.is_empty() && time.now >= self.keys_purge_due)
             .then(|| idempotency::lapsed_before_ms(now, self.key_ttl_ms));
         let batch = Batch {
