@@ -14,6 +14,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{HoldTtl, OrderLimits, Quantity};
+use crate::http::ServerConfig;
+use crate::http::auth::Tokens;
 use crate::ticket::RemoteConfig;
 use crate::vacancy::postgres::PostgresConfig;
 use crate::vacancy::{CAPACITY_MAX, InventoryConfig};
@@ -410,6 +412,40 @@ impl Settings {
 // What each part is given: the one place that turns `Settings` into the parts' own configs, so
 // a setting is read in one place and each default is written once (in `Settings::defaults`).
 
+impl From<&Settings> for ServerConfig {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            host: settings.host.clone(),
+            port: settings.port,
+            workers: settings.workers,
+            shutdown_timeout_seconds: settings.shutdown_timeout_seconds,
+            body_limit_bytes: settings.body_limit_bytes,
+        }
+    }
+}
+
+/// Who may call a mode's app. Only vacancy checks the service token: it is what stands between
+/// vacancy and callers other than the ticket service (the ticket service sends it, through
+/// [`RemoteConfig`]).
+impl From<(Mode, &Settings)> for Tokens {
+    fn from((mode, settings): (Mode, &Settings)) -> Self {
+        Self {
+            admin: settings.admin_token.clone(),
+            service: (mode == Mode::Vacancy)
+                .then(|| settings.service_token.clone())
+                .flatten(),
+        }
+    }
+}
+
+/// The built-in settings' inventory, for tests and benches. It is written here rather than in
+/// `vacancy`, so the inventory needs nothing from `config` and the defaults stay in one place.
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self::from(&Settings::defaults(Mode::Monolith))
+    }
+}
+
 impl From<&Settings> for InventoryConfig {
     fn from(settings: &Settings) -> Self {
         Self {
@@ -763,6 +799,18 @@ mod tests {
         let settings = Settings::load(Mode::Vacancy, Some(&file), NoFlags {}).unwrap();
         assert_eq!(settings.database_url.as_ref().unwrap().expose(), url);
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn only_vacancy_checks_the_service_token() {
+        let mut settings = Settings::defaults(Mode::Monolith);
+        settings.service_token = Some(Secret::new("service-token-correct-horse"));
+        settings.admin_token = Some(Secret::new("admin-token-battery-staple"));
+        for mode in [Mode::Monolith, Mode::Vacancy, Mode::Ticket] {
+            let tokens = Tokens::from((mode, &settings));
+            assert!(tokens.admin.is_some(), "{mode}");
+            assert_eq!(tokens.service.is_some(), mode == Mode::Vacancy, "{mode}");
+        }
     }
 
     /// The parts' configs keep their secrets wrapped: printing one (a `{:?}` in a log line, a

@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::config::{Mode, Settings, StoreKind};
 use crate::domain::OrderLimits;
 use crate::http::auth::Tokens;
-use crate::http::{self, Parts};
+use crate::http::{self, Parts, ServerConfig};
 use crate::ticket::{
     LocalVacancyClient, RemoteConfig, RemoteVacancyClient, Tickets, VacancyClient,
 };
@@ -44,17 +44,11 @@ impl Application {
             None => Arc::new(RemoteVacancyClient::new(RemoteConfig::from(settings))?),
         };
         let tickets = (mode != Mode::Vacancy).then(|| Arc::new(Tickets::new(Arc::clone(&vacancy))));
-        // Only vacancy checks the service token: it is what stands between vacancy and callers
-        // other than the ticket service.
-        let tokens = Tokens {
-            admin: settings.admin_token.clone(),
-            service: (mode == Mode::Vacancy)
-                .then(|| settings.service_token.clone())
-                .flatten(),
-        };
-        if mode == Mode::Vacancy && tokens.service.is_none() && !is_loopback(&settings.host) {
+        let tokens = Tokens::from((mode, settings));
+        let server_config = ServerConfig::from(settings);
+        if mode == Mode::Vacancy && tokens.service.is_none() && !is_loopback(&server_config.host) {
             tracing::warn!(
-                host = %settings.host,
+                host = %server_config.host,
                 "vacancy listens beyond this machine without a service token: anyone who can \
                  reach it can reserve stock; set --service-token (TICKETD_SERVICE_TOKEN) on \
                  vacancy and ticket"
@@ -67,19 +61,26 @@ impl Application {
             inventory,
             tokens,
             metrics,
-            body_limit_bytes: settings.body_limit_bytes,
+            body_limit_bytes: server_config.body_limit_bytes,
             limits: OrderLimits::from(settings),
         };
 
-        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
-            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        let ServerConfig {
+            host,
+            port,
+            workers,
+            shutdown_timeout_seconds,
+            ..
+        } = server_config;
+        let listener = TcpListener::bind((host.as_str(), port))
+            .with_context(|| format!("cannot listen on {host}:{port}"))?;
         let addr = listener.local_addr()?;
         let mut server = HttpServer::new(move || http::app(parts.clone()))
             .disable_signals()
-            .shutdown_timeout(settings.shutdown_timeout_seconds)
+            .shutdown_timeout(shutdown_timeout_seconds)
             .listen(listener)?;
-        if settings.workers > 0 {
-            server = server.workers(settings.workers);
+        if workers > 0 {
+            server = server.workers(workers);
         }
         Ok(Self {
             server: server.run(),

@@ -40,6 +40,20 @@ pub struct Parts {
     pub limits: OrderLimits,
 }
 
+/// How the HTTP server listens and runs, whatever the mode serves.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub host: String,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// Worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// How long requests in flight may finish once the server is told to stop.
+    pub shutdown_timeout_seconds: u64,
+    /// Largest request body accepted.
+    pub body_limit_bytes: usize,
+}
+
 pub fn app(
     parts: Parts,
 ) -> App<

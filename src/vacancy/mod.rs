@@ -32,7 +32,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
-use crate::config::{Mode, Settings};
 use crate::domain::{
     Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageQuery, Reservation,
     ReservationId, Reserved,
@@ -70,7 +69,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// Limits and start-up values of an inventory.
+/// Limits and start-up values of an inventory; `config` builds it from `Settings` (and its
+/// `Default` from the built-in settings).
 #[derive(Clone, Debug)]
 pub struct InventoryConfig {
     /// Capacity of the `default` event when the store is new. Ignored for an existing store.
@@ -81,13 +81,6 @@ pub struct InventoryConfig {
     pub queue_size_max: usize,
     /// Most requests decided and committed together.
     pub batch_size_max: usize,
-}
-
-/// The built-in settings' inventory, for tests and benches; the defaults live in `Settings`.
-impl Default for InventoryConfig {
-    fn default() -> Self {
-        Self::from(&Settings::defaults(Mode::Monolith))
-    }
 }
 
 pub struct Inventory {
