@@ -119,9 +119,9 @@ pub trait LocalLedger: Ledger {}
 /// A store other processes change too: the writer calls [`Self::begin`] before every batch, and
 /// reads go to the database.
 pub trait SharedLedger: Ledger {
-    /// What identifies the shared store (the same for every replica on it). Known once
-    /// [`Ledger::load`] has run.
-    fn store_id(&self) -> Option<String>;
+    /// What identifies the shared store (the same for every replica on it). Read by the first
+    /// [`Ledger::load`]; the writer asks only once that has succeeded.
+    fn store_id(&self) -> String;
 
     /// Reads served from the database rather than one replica's memory.
     fn shared_reads(&self) -> Arc<dyn SharedReads>;

@@ -958,8 +958,8 @@ mod tests {
     }
 
     impl SharedLedger for SweptLedger {
-        fn store_id(&self) -> Option<String> {
-            None
+        fn store_id(&self) -> String {
+            "swept-test-store".into()
         }
         fn shared_reads(&self) -> Arc<dyn SharedReads> {
             Arc::new(NoSharedReads)

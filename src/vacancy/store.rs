@@ -130,7 +130,7 @@ impl Store for Shared {
     }
 
     fn store_id(&self) -> Option<String> {
-        self.ledger.store_id()
+        Some(self.ledger.store_id())
     }
 }
 

@@ -59,9 +59,8 @@ pub struct PostgresLedger {
     idle: Option<Object>,
     /// The batch between [`SharedLedger::begin`] and [`Ledger::commit`].
     batch: Option<OpenBatch>,
-    /// The schema is known to be up to date.
-    migrated: bool,
-    /// This store's identity, read at the first load.
+    /// This store's identity, read once the first load has brought the schema up to date;
+    /// `None` until then.
     store_id: Option<String>,
 }
 
@@ -73,7 +72,6 @@ impl PostgresLedger {
             db: Arc::new(Db::open(config)?),
             idle: None,
             batch: None,
-            migrated: false,
             store_id: None,
         })
     }
@@ -140,12 +138,11 @@ impl PostgresLedger {
 
 impl Ledger for PostgresLedger {
     fn load(&mut self) -> Result<Vec<Event>, Error> {
-        if !self.migrated {
+        if self.store_id.is_none() {
             // Migrations end their own transactions, failed or not.
             self.with_client(false, async |client| migrate(client).await)?;
             let id = self.with_client(false, async |client| identify(client).await)?;
             self.store_id = Some(id.to_string());
-            self.migrated = true;
         }
         self.with_client(false, async |client| select_events(client).await)
     }
@@ -231,8 +228,11 @@ impl Ledger for PostgresLedger {
 }
 
 impl SharedLedger for PostgresLedger {
-    fn store_id(&self) -> Option<String> {
-        self.store_id.clone()
+    fn store_id(&self) -> String {
+        // The writer asks only after a successful load, which sets it: asking earlier is a bug.
+        self.store_id
+            .clone()
+            .expect("the store id is asked for only after the ledger loaded")
     }
 
     fn shared_reads(&self) -> Arc<dyn SharedReads> {
