@@ -23,7 +23,6 @@ mod store;
 mod writer;
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -36,8 +35,8 @@ use crate::domain::{
     Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageQuery, Reservation,
     ReservationId, Reserved,
 };
-use ledger::{LocalLedger, SharedLedger, SharedReads};
-use store::{Local, Shared};
+use ledger::{LocalLedger, SharedLedger};
+use store::{FromDatabase, FromMemory, Local, Reads, Shared};
 use writer::{Call, Command, Events, NewEvent, OrderChange, Replenishment, Writer};
 
 /// Largest capacity of one event: far beyond any venue, well inside every store's integer range.
@@ -84,21 +83,18 @@ pub struct InventoryConfig {
 }
 
 pub struct Inventory {
-    /// `None` only while dropping, so the writer sees the channel close before we join it.
-    commands: Option<SyncSender<Command>>,
-    reads: Reads,
+    queue: Queue,
+    /// Where reads are served from, fixed by the kind of store when the inventory opens.
+    reads: Box<dyn Reads>,
     /// The shared store's identity; `None` for a store of this process alone.
     store_id: Option<String>,
     writer: Option<JoinHandle<()>>,
 }
 
-/// Where reads are served from, fixed by the kind of store when the inventory opens.
-enum Reads {
-    /// A store of this process alone: events from the writer's committed memory, orders from the
-    /// writer (they live in the store only).
-    Local(Events),
-    /// A shared store: from the database, since other replicas change it too.
-    Shared(Arc<dyn SharedReads>),
+/// The writer's queue: every change, and a local store's order lookups, wait in it.
+pub(crate) struct Queue {
+    /// `None` only while dropping, so the writer sees the channel close before we join it.
+    commands: Option<SyncSender<Command>>,
 }
 
 impl Inventory {
@@ -114,7 +110,7 @@ impl Inventory {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         let events = Arc::new(RwLock::new(BTreeMap::new()));
-        let reads = Reads::Local(Arc::clone(&events));
+        let reads = Box::new(FromMemory(Arc::clone(&events)));
         Self::start(Local(ledger), events, reads, config, clock)
     }
 
@@ -132,7 +128,7 @@ impl Inventory {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         let events = Arc::new(RwLock::new(BTreeMap::new()));
-        let reads = Reads::Shared(ledger.shared_reads());
+        let reads = Box::new(FromDatabase(ledger.shared_reads()));
         let store = Shared {
             ledger,
             // A new writer sweeps first.
@@ -144,7 +140,7 @@ impl Inventory {
     fn start<S: store::Store>(
         store: S,
         events: Events,
-        reads: Reads,
+        reads: Box<dyn Reads>,
         config: InventoryConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
@@ -177,7 +173,9 @@ impl Inventory {
             }
         };
         Ok(Self {
-            commands: Some(commands),
+            queue: Queue {
+                commands: Some(commands),
+            },
             reads,
             store_id,
             writer: Some(writer),
@@ -192,30 +190,16 @@ impl Inventory {
     /// One event as last committed.
     pub async fn event(&self, id: &EventId) -> Result<Event, Error> {
         self.ensure_running()?;
-        let event = match &self.reads {
-            Reads::Shared(reads) => reads.event(id).await?,
-            Reads::Local(events) => events.read().get(id).cloned(),
-        };
-        event.ok_or_else(|| Error::UnknownEvent(format!("unknown event '{id}'")))
+        self.reads
+            .event(id)
+            .await?
+            .ok_or_else(|| Error::UnknownEvent(format!("unknown event '{id}'")))
     }
 
     /// One page of the events as last committed, in id order.
     pub async fn events(&self, query: &PageQuery) -> Result<EventsPage, Error> {
         self.ensure_running()?;
-        let events = match &self.reads {
-            Reads::Shared(reads) => return reads.events(query).await,
-            Reads::Local(events) => events.read(),
-        };
-        let after = match &query.after {
-            Some(after) => Bound::Excluded(after),
-            None => Bound::Unbounded,
-        };
-        let lookahead = events
-            .range((after, Bound::Unbounded))
-            .take(query.limit.get() as usize + 1)
-            .map(|(_, event)| event.clone())
-            .collect();
-        Ok(EventsPage::from_lookahead(lookahead, query.limit))
+        self.reads.events(query).await
     }
 
     /// An inventory whose writer has stopped (it panicked on a broken invariant) can take no
@@ -266,15 +250,8 @@ impl Inventory {
 
     /// One order or hold, as committed.
     pub async fn order(&self, id: ReservationId) -> Result<Order, Error> {
-        let reads = match &self.reads {
-            Reads::Shared(reads) => reads,
-            Reads::Local(_) => return self.ask(Command::Find, id).await,
-        };
         self.ensure_running()?;
-        reads
-            .order(id)
-            .await?
-            .ok_or_else(|| Error::UnknownOrder(format!("unknown order or hold '{id}'")))
+        self.reads.order(id, &self.queue).await
     }
 
     pub async fn create_event(
@@ -305,6 +282,16 @@ impl Inventory {
     }
 
     async fn ask<R, T>(&self, command: fn(Call<R, T>) -> Command, request: R) -> Result<T, Error> {
+        self.queue.ask(command, request).await
+    }
+}
+
+impl Queue {
+    pub(crate) async fn ask<R, T>(
+        &self,
+        command: fn(Call<R, T>) -> Command,
+        request: R,
+    ) -> Result<T, Error> {
         let (reply, answer) = oneshot::channel();
         self.send(command(Call { request, reply }))?;
         answer
@@ -330,7 +317,7 @@ impl Drop for Inventory {
     fn drop(&mut self) {
         // Closing the queue lets the writer finish what is queued and stop; waiting for it means a
         // durable ledger is closed cleanly before the process exits.
-        drop(self.commands.take());
+        drop(self.queue.commands.take());
         if let Some(writer) = self.writer.take()
             && writer.join().is_err()
         {
@@ -343,7 +330,7 @@ impl Drop for Inventory {
 mod tests {
     use super::*;
     use crate::domain::{HoldTtl, Quantity, ReservationId};
-    use ledger::{Batch, Ledger, MemoryLedger};
+    use ledger::{Batch, Ledger, MemoryLedger, SharedReads};
 
     fn inventory(initial_stock: u64) -> Inventory {
         let config = InventoryConfig {

@@ -6,13 +6,21 @@
 //! decided, and one that decided nothing writes nothing. A shared store opens every batch by
 //! locking the rows it will touch and reading them (its transaction then owns its connection
 //! until commit), and looks for due holds of other replicas now and then.
+//!
+//! Reads differ too, as [`Reads`]: a local store's events come from the writer's memory and its
+//! orders from the writer, a shared store's from the database, since other replicas change it.
 
+use std::ops::Bound;
+use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::future::{BoxFuture, Either, Ready, ready};
+
+use super::Queue;
 use super::expiry::{Holds, SWEEP_INTERVAL};
-use super::ledger::{Batch, Ledger, LocalLedger, Plan, SharedLedger};
+use super::ledger::{Batch, Ledger, LocalLedger, Plan, SharedLedger, SharedReads};
 use super::writer::{Command, Events, Time};
-use crate::domain::Error;
+use crate::domain::{Error, Event, EventId, EventsPage, Order, PageQuery, ReservationId};
 
 /// The store behind a writer, as a type: a local one, or one shared with other replicas.
 pub(crate) trait Store: Send + 'static {
@@ -139,4 +147,72 @@ fn timed_commit(ledger: &mut dyn Ledger, batch: &Batch) -> Result<(), Error> {
     ledger.commit(batch)?;
     metrics::histogram!("ticketd_ledger_commit_seconds").record(started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// A read: answered at once from memory (no allocation, no wait), or a future to await.
+pub(crate) type Read<'a, T> = Either<Ready<Result<T, Error>>, BoxFuture<'a, Result<T, Error>>>;
+
+/// How the inventory reads, chosen once when it opens, so no read asks which kind of store it has.
+pub(crate) trait Reads: Send + Sync {
+    /// One event as last committed.
+    fn event<'a>(&'a self, id: &'a EventId) -> Read<'a, Option<Event>>;
+    /// One page of the events as last committed, in id order.
+    fn events<'a>(&'a self, query: &'a PageQuery) -> Read<'a, EventsPage>;
+    /// One order or hold as committed; `queue` is the writer's, for a store only it may read.
+    fn order<'a>(&'a self, id: ReservationId, queue: &'a Queue) -> Read<'a, Order>;
+}
+
+/// A store of this process alone: events from the writer's committed memory.
+pub(crate) struct FromMemory(pub Events);
+
+impl Reads for FromMemory {
+    fn event<'a>(&'a self, id: &'a EventId) -> Read<'a, Option<Event>> {
+        Either::Left(ready(Ok(self.0.read().get(id).cloned())))
+    }
+
+    fn events<'a>(&'a self, query: &'a PageQuery) -> Read<'a, EventsPage> {
+        let after = match &query.after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        let lookahead = self
+            .0
+            .read()
+            .range((after, Bound::Unbounded))
+            .take(query.limit.get() as usize + 1)
+            .map(|(_, event)| event.clone())
+            .collect();
+        Either::Left(ready(Ok(EventsPage::from_lookahead(
+            lookahead,
+            query.limit,
+        ))))
+    }
+
+    /// Orders are not kept in memory: they live in the store, which only the writer touches, so
+    /// the lookup waits in the writer's queue like a change.
+    fn order<'a>(&'a self, id: ReservationId, queue: &'a Queue) -> Read<'a, Order> {
+        Either::Right(Box::pin(queue.ask(Command::Find, id)))
+    }
+}
+
+/// A shared store: everything from the database, since other replicas change it too.
+pub(crate) struct FromDatabase(pub Arc<dyn SharedReads>);
+
+impl Reads for FromDatabase {
+    fn event<'a>(&'a self, id: &'a EventId) -> Read<'a, Option<Event>> {
+        Either::Right(self.0.event(id))
+    }
+
+    fn events<'a>(&'a self, query: &'a PageQuery) -> Read<'a, EventsPage> {
+        Either::Right(self.0.events(query))
+    }
+
+    fn order<'a>(&'a self, id: ReservationId, _queue: &'a Queue) -> Read<'a, Order> {
+        Either::Right(Box::pin(async move {
+            self.0
+                .order(id)
+                .await?
+                .ok_or_else(|| Error::UnknownOrder(format!("unknown order or hold '{id}'")))
+        }))
+    }
 }
