@@ -605,7 +605,7 @@ impl From<&Event> for EventResponse {
 impl EventResponse {
     pub fn into_domain(self) -> Result<Event, Error> {
         Ok(Event {
-            id: EventId::parse(&self.id)?,
+            id: event_id_from_vacancy(&self.id)?,
             name: self.name.into(),
             stock: Stock {
                 capacity: self.capacity,
@@ -636,7 +636,7 @@ impl OrderResponse {
     pub fn into_domain(self) -> Result<Order, Error> {
         Ok(Order {
             id: self.order_id,
-            event: EventId::parse(&self.event)?,
+            event: event_id_from_vacancy(&self.event)?,
             qty: self.qty,
             status: self.status,
             remaining: self.remaining,
@@ -657,6 +657,13 @@ pub fn timestamp(ms: i64) -> String {
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
+}
+
+/// An event id in vacancy's answer. One the ticket service cannot read is vacancy's fault, not
+/// the client's: vacancy is unavailable to it, whatever the client asked.
+fn event_id_from_vacancy(raw: &str) -> Result<EventId, Error> {
+    EventId::parse(raw)
+        .map_err(|e| Error::Unavailable(format!("vacancy sent an unreadable event id: {e}")))
 }
 
 fn parse_timestamp(raw: &str) -> Result<i64, Error> {
