@@ -121,7 +121,7 @@ impl ApiError {
                 Error::HoldExpired(_) => (Status::GONE, Code::HoldExpired, Own),
                 Error::Overloaded => (Status::SERVICE_UNAVAILABLE, Code::Overloaded, Own),
                 Error::Unavailable(_) => (Status::SERVICE_UNAVAILABLE, Code::Unavailable, Own),
-                Error::Timeout(_) => (Status::SERVICE_UNAVAILABLE, Code::Timeout, Own),
+                Error::Timeout { .. } => (Status::SERVICE_UNAVAILABLE, Code::Timeout, Own),
                 Error::Storage(_) => (
                     Status::SERVICE_UNAVAILABLE,
                     Code::StorageFailure,
@@ -266,7 +266,7 @@ mod tests {
             "forbidden" => ApiError::Forbidden(message),
             "internal" => Error::Internal(message).into(),
             // Read as something else when they come from vacancy: not this side's fault.
-            "timeout" => Error::Timeout(0).into(),
+            "timeout" => Error::Timeout { limit_ms: 0 }.into(),
             "unavailable" => Error::Unavailable(message).into(),
             code => ErrorDetail {
                 code: code.to_owned(),
@@ -299,7 +299,7 @@ mod tests {
             Error::ReservationConflict(why()),
             Error::Overloaded,
             Error::Unavailable(why()),
-            Error::Timeout(5),
+            Error::Timeout { limit_ms: 5 },
             Error::Storage(why()),
             Error::Contention(why()),
             Error::Internal(why()),

@@ -61,6 +61,8 @@ async fn a_silent_vacancy_times_out_with_503(launch: Launch) {
         (answer.status, answer.code()),
         (StatusCode::SERVICE_UNAVAILABLE, "timeout")
     );
+    let message = answer.body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.ends_with("within 300 ms"), "{message}");
     assert_eq!(answer.retry_after.as_deref(), Some("1"), "{answer:?}");
     let ready = app.get("/ready").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
