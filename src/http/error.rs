@@ -310,7 +310,7 @@ mod tests {
     /// the table lists nothing else.
     #[test]
     fn the_readme_error_table_lists_every_code_the_server_sends() {
-        let sent = codes_in(include_str!("../wire.rs"), "pub fn as_str(self)");
+        let sent = codes_in(include_str!("../wire/errors.rs"), "pub fn as_str(self)");
         let all: BTreeSet<String> = ErrorCode::ALL.iter().map(|c| c.to_string()).collect();
         assert_eq!(sent, all, "ErrorCode::ALL must list every code");
         assert!(
