@@ -547,8 +547,9 @@ pub enum Error {
     Overloaded,
     #[error("{0}")]
     Unavailable(String),
-    #[error("the inventory did not answer within {0} ms")]
-    Timeout(u64),
+    /// The ticket service's wait for vacancy ran out: vacancy did not answer within `limit_ms`.
+    #[error("the inventory did not answer within {limit_ms} ms")]
+    Timeout { limit_ms: u64 },
     #[error("{0}")]
     Storage(String),
     /// Replicas sharing a database changed the same rows at once: the writer's signal to decide
@@ -583,7 +584,7 @@ impl Error {
             Error::ReservationConflict(_) => "reservation_conflict",
             Error::Overloaded => "overloaded",
             Error::Unavailable(_) => "unavailable",
-            Error::Timeout(_) => "timeout",
+            Error::Timeout { .. } => "timeout",
             Error::Storage(_) => "storage_failure",
             Error::Contention(_) => "contention",
             Error::Internal(_) => "internal",

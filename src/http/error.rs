@@ -6,6 +6,7 @@ use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 
 use crate::domain::Error;
+use crate::telemetry;
 use crate::wire::{ErrorCode, ErrorDetail, ErrorResponse};
 
 /// Why a request failed, as the HTTP layer answers it: a domain error, or one of HTTP alone.
@@ -41,6 +42,16 @@ pub const RETRY_AFTER_SECONDS: u32 = 1;
 const CONTENTION_MESSAGE: &str = "the store was busy with other changes to the same tickets and \
                                   nothing was changed; try again";
 
+/// What a client is told in place of [`Error::Storage`]'s own text, which can name the store's
+/// file or repeat the database server's message. A failed write changes nothing (the batch is
+/// refused whole), so that is all a client needs to know.
+pub const STORAGE_FAILURE_MESSAGE: &str =
+    "the store could not record this request; nothing was changed";
+
+/// What a client is told in place of [`Error::Internal`]'s own text: a fault in ticketd is no
+/// business of the client's, and its text is written for whoever fixes it.
+pub const INTERNAL_MESSAGE: &str = "ticketd met an internal fault";
+
 /// An answer with `status` and the headers that status always carries: `Retry-After` on 503, so
 /// every client backs off the same way whichever part of ticketd refused it.
 pub fn respond(status: StatusCode) -> HttpResponseBuilder {
@@ -57,6 +68,10 @@ enum Message {
     Own,
     /// A text of its own in place of one about ticketd's insides.
     Public(&'static str),
+    /// A text of its own, while the error's own text, which can hold file paths or the
+    /// database's messages, goes to the log at error level with the request id: the one place
+    /// an operator can read what the client was not told.
+    Withheld(&'static str),
 }
 
 impl ApiError {
@@ -106,8 +121,12 @@ impl ApiError {
                 Error::HoldExpired(_) => (Status::GONE, Code::HoldExpired, Own),
                 Error::Overloaded => (Status::SERVICE_UNAVAILABLE, Code::Overloaded, Own),
                 Error::Unavailable(_) => (Status::SERVICE_UNAVAILABLE, Code::Unavailable, Own),
-                Error::Timeout(_) => (Status::SERVICE_UNAVAILABLE, Code::Timeout, Own),
-                Error::Storage(_) => (Status::SERVICE_UNAVAILABLE, Code::StorageFailure, Own),
+                Error::Timeout { .. } => (Status::SERVICE_UNAVAILABLE, Code::Timeout, Own),
+                Error::Storage(_) => (
+                    Status::SERVICE_UNAVAILABLE,
+                    Code::StorageFailure,
+                    Message::Withheld(STORAGE_FAILURE_MESSAGE),
+                ),
                 // The writer's signal to decide again; here its tries are spent. To a client the
                 // store was simply unavailable for a moment.
                 Error::Contention(_) => (
@@ -115,7 +134,11 @@ impl ApiError {
                     Code::Unavailable,
                     Message::Public(CONTENTION_MESSAGE),
                 ),
-                Error::Internal(_) => (Status::INTERNAL_SERVER_ERROR, Code::Internal, Own),
+                Error::Internal(_) => (
+                    Status::INTERNAL_SERVER_ERROR,
+                    Code::Internal,
+                    Message::Withheld(INTERNAL_MESSAGE),
+                ),
             },
             ApiError::InvalidBody(_) => (Status::BAD_REQUEST, Code::InvalidBody, Own),
             ApiError::InvalidContentType(_) => (Status::BAD_REQUEST, Code::InvalidContentType, Own),
@@ -139,7 +162,9 @@ impl ApiError {
         self.answer().1
     }
 
-    /// What the client reads of this error: its code and message.
+    /// What the client reads of this error: its code and message. Every error answer is built
+    /// from this, so this is also where a withheld text is logged: whatever sends the answer,
+    /// the operator can find the cause under the request id the client was given.
     pub fn detail(&self) -> ErrorDetail {
         let (_, code, message) = self.answer();
         ErrorDetail {
@@ -147,6 +172,11 @@ impl ApiError {
             message: match message {
                 Message::Own => self.to_string(),
                 Message::Public(text) => text.to_owned(),
+                Message::Withheld(text) => {
+                    let request_id = telemetry::current_request_id().unwrap_or_default();
+                    tracing::error!(%request_id, code = code.as_str(), error = %self, "withheld from the client");
+                    text.to_owned()
+                }
             },
         }
     }
@@ -236,7 +266,7 @@ mod tests {
             "forbidden" => ApiError::Forbidden(message),
             "internal" => Error::Internal(message).into(),
             // Read as something else when they come from vacancy: not this side's fault.
-            "timeout" => Error::Timeout(0).into(),
+            "timeout" => Error::Timeout { limit_ms: 0 }.into(),
             "unavailable" => Error::Unavailable(message).into(),
             code => ErrorDetail {
                 code: code.to_owned(),
@@ -269,7 +299,7 @@ mod tests {
             Error::ReservationConflict(why()),
             Error::Overloaded,
             Error::Unavailable(why()),
-            Error::Timeout(5),
+            Error::Timeout { limit_ms: 5 },
             Error::Storage(why()),
             Error::Contention(why()),
             Error::Internal(why()),
@@ -280,7 +310,7 @@ mod tests {
     /// the table lists nothing else.
     #[test]
     fn the_readme_error_table_lists_every_code_the_server_sends() {
-        let sent = codes_in(include_str!("../wire.rs"), "pub fn as_str(self)");
+        let sent = codes_in(include_str!("../wire/errors.rs"), "pub fn as_str(self)");
         let all: BTreeSet<String> = ErrorCode::ALL.iter().map(|c| c.to_string()).collect();
         assert_eq!(sent, all, "ErrorCode::ALL must list every code");
         assert!(
@@ -410,5 +440,58 @@ mod tests {
             message.contains("busy") && message.contains("try again"),
             "{message}"
         );
+    }
+
+    /// The JSON body of `response`.
+    fn body_of(response: HttpResponse) -> serde_json::Value {
+        let body = actix_web::rt::System::new()
+            .block_on(actix_web::body::to_bytes(response.into_body()))
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// A failed store write or a fault in ticketd is answered with its status and code and a
+    /// fixed text: the error's own text names the store's file or repeats the database server,
+    /// and is for the log only. Across the hop the ticket service answers what vacancy sent.
+    #[test]
+    fn storage_and_internal_faults_reach_clients_without_their_own_text() {
+        let path = "/srv/ticketd/data/ticketd.db";
+        for (error, status, code, public) in [
+            (
+                Error::Storage(format!("commit to {path} failed: database or disk is full")),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_failure",
+                STORAGE_FAILURE_MESSAGE,
+            ),
+            (
+                Error::Storage(format!(
+                    "inserting an order: ERROR: relation \"{path}\" does not exist"
+                )),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_failure",
+                STORAGE_FAILURE_MESSAGE,
+            ),
+            (
+                Error::Internal(format!("the writer thread for {path} is gone")),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                INTERNAL_MESSAGE,
+            ),
+        ] {
+            let local = ApiError::from(error);
+            let response = local.error_response();
+            assert_eq!(response.status(), status, "{local:?}");
+            let body = body_of(response);
+            assert_eq!(body["error"]["code"], code, "{body}");
+            assert_eq!(body["error"]["message"], public, "{body}");
+            assert!(!body.to_string().contains(path), "{body}");
+            // The ticket service reads vacancy's answer back and answers with what it was told.
+            let remote = ApiError::from(local.detail().into_domain());
+            let message = remote.detail().message;
+            assert!(!message.contains(path), "{message}");
+            if code == "storage_failure" {
+                assert_eq!(message, public);
+            }
+        }
     }
 }

@@ -320,7 +320,9 @@ impl RemoteVacancyClient {
     ) -> Result<Bytes, Error> {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let request_id = telemetry::current_request_id();
-        let timeout = Error::Timeout(self.config.timeout.as_millis() as u64);
+        let timeout = Error::Timeout {
+            limit_ms: self.config.timeout.as_millis() as u64,
+        };
         let attempts_max = match kind {
             Call::Idempotent => self.config.attempts_max,
             Call::AdminOnce => 1,
@@ -427,7 +429,9 @@ impl RemoteVacancyClient {
         use awc::error::{ConnectError, SendRequestError};
         match error {
             SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
-                Error::Timeout(self.config.timeout.as_millis() as u64)
+                Error::Timeout {
+                    limit_ms: self.config.timeout.as_millis() as u64,
+                }
             }
             other => Error::Unavailable(format!("cannot reach vacancy at {base_url}: {other}")),
         }

@@ -132,7 +132,7 @@ impl Rules<'_> {
         for &(deadline_ms, id) in due {
             let expired = self
                 .existing_order(id)
-                .and_then(|order| match Standing::of(&order) {
+                .and_then(|order| match Standing::of(&order)? {
                     Standing::Held { .. } => self.transition(order, OrderStatus::Expired).map(drop),
                     // Settled meanwhile, by another replica sharing the store.
                     Standing::Confirmed { .. }

@@ -21,6 +21,17 @@ use crate::domain::{
     ReservationId,
 };
 
+/// The deadline of a held order read from a store. ticketd gives every hold a deadline (every hold
+/// has a ttl), so a held order without one was not written by ticketd: it is refused, naming the
+/// order, rather than left to hold its tickets forever. Stores call this where they decode rows.
+pub fn hold_deadline(id: ReservationId, expires_at_ms: Option<i64>) -> Result<i64, Error> {
+    expires_at_ms.ok_or_else(|| {
+        Error::Storage(format!(
+            "order {id} is held but has no deadline; ticketd never writes such an order"
+        ))
+    })
+}
+
 /// Everything one group commit writes.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -155,12 +166,11 @@ impl Ledger for MemoryLedger {
     }
 
     fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
-        Ok(self
-            .orders
+        self.orders
             .values()
             .filter(|order| order.status == OrderStatus::Held)
-            .map(|order| (order.expires_at_ms.unwrap_or(i64::MAX), order.id))
-            .collect())
+            .map(|order| Ok((hold_deadline(order.id, order.expires_at_ms)?, order.id)))
+            .collect()
     }
 
     fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
@@ -185,5 +195,46 @@ impl Ledger for MemoryLedger {
             self.orders.insert(order.id, order.clone());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Stock;
+
+    /// The memory ledger keeps what it is given; a held order without a deadline is refused when
+    /// the holds are read, as the durable stores refuse it.
+    #[test]
+    fn a_held_order_without_a_deadline_is_refused() {
+        let gala = Event {
+            id: EventId::parse("gala").unwrap(),
+            name: "gala".into(),
+            stock: Stock::new(10),
+        };
+        let held = Order {
+            id: ReservationId::generate(),
+            event: gala.id.clone(),
+            qty: 2,
+            status: OrderStatus::Held,
+            remaining: 8,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            expires_at_ms: None,
+        };
+        let mut ledger = MemoryLedger::default();
+        ledger
+            .commit(&Batch {
+                events: vec![gala],
+                orders: vec![held.clone()],
+                ..Batch::default()
+            })
+            .unwrap();
+        let refused = ledger.live_holds().unwrap_err();
+        assert_eq!(refused.code(), "storage_failure", "{refused}");
+        assert!(
+            refused.to_string().contains(&held.id.to_string()),
+            "{refused}"
+        );
     }
 }

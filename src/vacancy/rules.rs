@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::idempotency::{self, Asked, FirstUse, KeyUse, Keyed};
-use super::{CAPACITY_MAX, expiry};
+use super::{CAPACITY_MAX, expiry, ledger};
 use crate::domain::{
     Cancelled, Error, Event, EventId, HoldTtl, IdempotencyKey, Order, OrderStatus, Reservation,
     ReservationId, Reserved, Stock,
@@ -108,11 +108,12 @@ pub(crate) enum Standing {
 }
 
 impl Standing {
-    pub fn of(order: &Order) -> Self {
-        match order.status {
-            // A hold stored without a deadline never lapses by itself.
+    /// The standing of `order`; a held order without a deadline is refused (stores refuse it
+    /// as they read it, so this is met only by an order ticketd made wrongly).
+    pub fn of(order: &Order) -> Result<Self, Error> {
+        Ok(match order.status {
             OrderStatus::Held => Standing::Held {
-                expires_at_ms: order.expires_at_ms.unwrap_or(i64::MAX),
+                expires_at_ms: ledger::hold_deadline(order.id, order.expires_at_ms)?,
             },
             OrderStatus::Confirmed => Standing::Confirmed {
                 from_hold: began_as_hold(order),
@@ -120,7 +121,7 @@ impl Standing {
             OrderStatus::Cancelled => Standing::Cancelled,
             OrderStatus::Released => Standing::Released,
             OrderStatus::Expired => Standing::Expired,
-        }
+        })
     }
 }
 
@@ -300,7 +301,7 @@ impl Rules<'_> {
         let qty = u64::from(order.qty);
         *bucket(&mut event.stock, order.status) -= qty;
         *bucket(&mut event.stock, status) += qty;
-        if let Standing::Held { expires_at_ms } = Standing::of(&order) {
+        if let Standing::Held { expires_at_ms } = Standing::of(&order)? {
             self.changes.holds_removed.push((expires_at_ms, order.id));
         }
         order.status = status;
@@ -320,7 +321,7 @@ impl Rules<'_> {
             return self.existing_order(id);
         }
         let order = self.existing_order(id)?;
-        let confirmed = match Standing::of(&order) {
+        let confirmed = match Standing::of(&order)? {
             Standing::Held { expires_at_ms } if expires_at_ms <= self.now_ms => {
                 self.transition(order, OrderStatus::Expired)?;
                 return Err(expiry::expired(id));
@@ -356,7 +357,7 @@ impl Rules<'_> {
             return self.existing_order(id);
         }
         let order = self.existing_order(id)?;
-        let released = match Standing::of(&order) {
+        let released = match Standing::of(&order)? {
             Standing::Held { .. } => self.transition(order, OrderStatus::Released)?,
             // Already back in stock: releasing again changes nothing.
             Standing::Released | Standing::Expired => order,
@@ -388,7 +389,7 @@ impl Rules<'_> {
             });
         }
         let order = self.existing_order(id)?;
-        let cancelled = match Standing::of(&order) {
+        let cancelled = match Standing::of(&order)? {
             Standing::Confirmed { .. } => Cancelled {
                 order: self.transition(order, OrderStatus::Cancelled)?,
                 changed: true,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::ledger::{Batch, Ledger, LocalLedger};
+use super::ledger::{self, Batch, Ledger, LocalLedger};
 use crate::domain::{
     Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId, Stock,
 };
@@ -217,7 +217,10 @@ impl Ledger for SqliteLedger {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.failed("reading holds", e))?;
         rows.into_iter()
-            .map(|(deadline, id)| Ok((deadline.unwrap_or(i64::MAX), self.id(&id)?)))
+            .map(|(deadline, id)| {
+                let id = self.id(&id)?;
+                Ok((self.hold_deadline(id, deadline)?, id))
+            })
             .collect()
     }
 
@@ -444,6 +447,9 @@ impl SqliteLedger {
                 self.path.display()
             ))
         })?;
+        if status == OrderStatus::Held {
+            self.hold_deadline(id, expires_at_ms)?;
+        }
         Ok(Order {
             id,
             event: EventId::parse(&event)?,
@@ -454,6 +460,12 @@ impl SqliteLedger {
             updated_at_ms,
             expires_at_ms,
         })
+    }
+
+    /// [`ledger::hold_deadline`], saying which store holds the order.
+    fn hold_deadline(&self, id: ReservationId, expires_at_ms: Option<i64>) -> Result<i64, Error> {
+        ledger::hold_deadline(id, expires_at_ms)
+            .map_err(|error| Error::Storage(format!("{error} (in {})", self.path.display())))
     }
 
     fn key(&self, row: KeyRow) -> Result<KeyRecord, Error> {
@@ -572,6 +584,40 @@ mod tests {
         assert_eq!(ledger.live_holds().unwrap(), vec![(99, held.id)]);
         assert_eq!(ledger.find_order(ReservationId::generate()).unwrap(), None);
         ledger.audit().unwrap();
+    }
+
+    /// A held order without a deadline is refused wherever the store is read, naming the
+    /// order and the file, rather than given a deadline that never comes.
+    #[test]
+    fn a_held_order_without_a_deadline_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let gala = event("gala", Stock::new(10));
+        let held = order(&gala, 2, OrderStatus::Held);
+        SqliteLedger::open(dir.path())
+            .unwrap()
+            .commit(&Batch {
+                events: vec![gala],
+                orders: vec![held.clone()],
+                ..Batch::default()
+            })
+            .unwrap();
+        let file = dir.path().join("ticketd.db");
+        Connection::open(&file)
+            .unwrap()
+            .execute("UPDATE orders SET expires_at_ms = NULL", [])
+            .unwrap();
+
+        let mut ledger = SqliteLedger::open(dir.path()).unwrap();
+        for refused in [
+            ledger.live_holds().map(drop).unwrap_err(),
+            ledger.find_order(held.id).map(drop).unwrap_err(),
+        ] {
+            assert_eq!(refused.code(), "storage_failure", "{refused}");
+            let message = refused.to_string();
+            assert!(message.contains(&held.id.to_string()), "{message}");
+            assert!(message.contains("no deadline"), "{message}");
+            assert!(message.contains(&file.display().to_string()), "{message}");
+        }
     }
 
     #[test]

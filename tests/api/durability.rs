@@ -202,3 +202,33 @@ async fn a_locked_or_corrupt_store_refuses_to_start() {
     let refused = refused_start(corrupt.path());
     assert!(refused.contains(&file.display().to_string()), "{refused}");
 }
+
+/// A held order with no deadline is not one ticketd writes (every hold has a ttl). A store
+/// holding one, however it got there, is refused at start-up with a line naming the order,
+/// instead of its tickets staying held forever.
+#[actix_web::test]
+async fn a_store_with_a_hold_that_never_lapses_refuses_to_start() {
+    let mut app = TestApp::spawn(Deployment::Monolith, Launch::Binary, Options::default()).await;
+    let hold = app
+        .post("/api/v1/events/default/holds", json!({"qty": 2}))
+        .await;
+    assert_eq!(hold.status, StatusCode::CREATED, "{hold:?}");
+    let hold_id = hold.body["hold_id"].as_str().expect("a hold id").to_owned();
+    app.kill_store_owner().await;
+
+    let store = rusqlite::Connection::open(app.data_dir().join("ticketd.db")).unwrap();
+    let changed = store
+        .execute(
+            "UPDATE orders SET expires_at_ms = NULL WHERE status = 'held'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(store);
+
+    let refused = refused_start(app.data_dir());
+    assert!(
+        refused.contains(&hold_id) && refused.contains("no deadline"),
+        "{refused}"
+    );
+}

@@ -23,7 +23,8 @@ use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
 use ticketd::vacancy::{Clock, Inventory, InventoryConfig};
 
 use crate::helpers::{
-    Launch, Options, Server, TestDatabase, postgres_available, settings, start_server,
+    Deployment, Launch, Options, Server, TestApp, TestDatabase, postgres_available, settings,
+    start_server,
 };
 use crate::replicas::TestClock;
 
@@ -628,4 +629,63 @@ async fn a_key_reused_the_moment_it_lapses_is_a_new_use() {
         "a new purchase"
     );
     assert_eq!(stored(&database, &EventId::default_event()).await.1, "3");
+}
+
+/// The database refuses a purchase with a message of its own (here a trigger's, naming a path):
+/// the client is told 503 `storage_failure` with ticketd's fixed text and nothing of the
+/// database's, while the vacancy replica that met it logs the database's message under the
+/// request id the client was given, so an operator can find it.
+#[actix_web::test]
+async fn a_database_refusal_reaches_the_client_without_the_database_text() {
+    if !postgres_available("a_database_refusal_reaches_the_client_without_the_database_text") {
+        return;
+    }
+    const SECRET: &str = "/srv/ticketd/secret-volume";
+    let app = TestApp::spawn(Deployment::Replicated, Launch::Binary, Options::default()).await;
+    let database = app
+        .database()
+        .expect("a replicated deployment has a database");
+    database
+        .query(&format!(
+            "CREATE FUNCTION refuse_orders() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'the disk at {SECRET} is gone'; END $$; \
+             CREATE TRIGGER refuse_orders BEFORE INSERT ON orders \
+             FOR EACH ROW EXECUTE FUNCTION refuse_orders()"
+        ))
+        .await;
+
+    let request_id = "withheld-from-the-client-1";
+    let request = app
+        .client()
+        .post(format!("{}/api/v1/purchase", app.base))
+        .insert_header(("x-request-id", request_id))
+        .insert_header(("content-type", "application/json"));
+    let body = serde_json::to_vec(&json!({"qty": 2})).unwrap();
+    let answer = app.send(request, Some((None, body))).await.unwrap();
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert_eq!(answer.code(), "storage_failure", "{answer:?}");
+    assert_eq!(
+        answer.body["error"]["message"],
+        "the store could not record this request; nothing was changed"
+    );
+    assert!(!answer.body.to_string().contains(SECRET), "{answer:?}");
+    assert_eq!(app.available().await, 1000, "nothing was sold");
+
+    let logged = |server: &Server| {
+        server.logs().iter().any(|line| {
+            line.contains(request_id) && line.contains(SECRET) && line.contains("ERROR")
+        })
+    };
+    let replicas = [app.vacancy(), app.replica()].map(|server| server.expect("two replicas"));
+    // The error line is written before vacancy answers; give the log reader a bounded moment.
+    for _ in 0..50 {
+        if replicas.iter().any(|&server| logged(server)) {
+            return;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the database's message was not logged under the request id: {:?}",
+        replicas.map(Server::logs)
+    );
 }

@@ -61,6 +61,8 @@ async fn a_silent_vacancy_times_out_with_503(launch: Launch) {
         (answer.status, answer.code()),
         (StatusCode::SERVICE_UNAVAILABLE, "timeout")
     );
+    let message = answer.body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.ends_with("within 300 ms"), "{message}");
     assert_eq!(answer.retry_after.as_deref(), Some("1"), "{answer:?}");
     let ready = app.get("/ready").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -572,4 +574,50 @@ fn read_message(stream: &mut TcpStream) -> Option<Vec<u8>> {
         message.extend_from_slice(&buffer[..read]);
     }
     Some(message)
+}
+
+/// A vacancy whose answer names an event by an id that is no event id has sent something the
+/// ticket service cannot read: that is vacancy's fault, answered 503 `unavailable`, never the
+/// 422 `invalid_event_id` that tells a client its own request was wrong.
+#[actix_web::test]
+async fn an_unreadable_event_id_from_vacancy_is_no_fault_of_the_client() {
+    const JSON: &str = "application/json";
+    const ORDER: &str = "/api/v1/orders/01936b9e-1c2d-7a3b-8c4d-5e6f7a8b9c0d";
+    let vacancy = Neighbour::start(
+        vec![
+            (
+                "/",
+                StatusCode::OK,
+                JSON,
+                r#"{"service":"ticketd","mode":"vacancy","version":"0.1.0"}"#,
+            ),
+            (
+                "/api/v1/events/gala",
+                StatusCode::OK,
+                JSON,
+                r#"{"id":"not an id","name":"Gala","capacity":5,"available":5,"held":0,"sold":0}"#,
+            ),
+            (
+                ORDER,
+                StatusCode::OK,
+                JSON,
+                r#"{"order_id":"01936b9e-1c2d-7a3b-8c4d-5e6f7a8b9c0d","event":"not an id",
+                    "qty":1,"status":"confirmed","remaining":4,
+                    "created_at":"2026-11-24T18:40:11.123Z","updated_at":"2026-11-24T18:40:11.123Z"}"#,
+            ),
+        ],
+        (StatusCode::NOT_FOUND, JSON, r#"{"detail":"Not Found"}"#),
+    );
+    let app =
+        TestApp::ticket_only(Launch::InProcess, vacancy.url.clone(), Options::default()).await;
+    for path in ["/api/v1/events/gala", ORDER] {
+        let answer = app.get(path).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            "{path}: {answer:?}"
+        );
+        let message = answer.body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("vacancy"), "{path}: {message}");
+    }
 }

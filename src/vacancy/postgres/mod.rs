@@ -157,7 +157,7 @@ impl Ledger for PostgresLedger {
                 .map(|row| {
                     let deadline: Option<i64> = column(row, 0)?;
                     let id = ReservationId::from(column::<Uuid>(row, 1)?);
-                    Ok((deadline.unwrap_or(i64::MAX), id))
+                    Ok((super::ledger::hold_deadline(id, deadline)?, id))
                 })
                 .collect()
         })

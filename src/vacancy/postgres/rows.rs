@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::domain::{
     Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId, Stock,
 };
+use crate::vacancy::ledger;
 
 pub(super) const EVENT_COLUMNS: &str = "id, name, capacity, available, held, sold";
 pub(super) const ORDER_COLUMNS: &str =
@@ -43,18 +44,22 @@ pub(super) fn event_from(row: &Row) -> Result<Event, Error> {
 pub(super) fn order_from(row: &Row) -> Result<Order, Error> {
     let id = ReservationId::from(column::<Uuid>(row, 0)?);
     let status: &str = column(row, 3)?;
+    let status = OrderStatus::parse(status)
+        .ok_or_else(|| Error::Storage(format!("order {id} has an unknown status '{status}'")))?;
+    let expires_at_ms = column(row, 7)?;
+    if status == OrderStatus::Held {
+        ledger::hold_deadline(id, expires_at_ms)?;
+    }
     Ok(Order {
         id,
         event: EventId::parse(column(row, 1)?)?,
         qty: u32::try_from(column::<i32>(row, 2)?)
             .map_err(|_| Error::Storage(format!("order {id} has a negative quantity")))?,
-        status: OrderStatus::parse(status).ok_or_else(|| {
-            Error::Storage(format!("order {id} has an unknown status '{status}'"))
-        })?,
+        status,
         remaining: count(row, 4)?,
         created_at_ms: column(row, 5)?,
         updated_at_ms: column(row, 6)?,
-        expires_at_ms: column(row, 7)?,
+        expires_at_ms,
     })
 }
 

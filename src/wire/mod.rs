@@ -2,11 +2,8 @@
 //! reads them back, so the two can never drift apart. Conversions between these and the domain
 //! types live here too, in one place.
 
-use std::fmt;
-
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
@@ -15,6 +12,12 @@ use crate::domain::{
     Error, Event, EventId, EventsPage, Order, OrderStatus, PageLimit, PageQuery, ReservationId,
     Stock,
 };
+
+mod errors;
+mod object;
+
+pub use errors::{ErrorCode, ErrorDetail, ErrorResponse};
+pub use object::{JsonObject, from_object};
 
 /// What `GET /` names as the service, and what the ticket service looks for there in vacancy.
 pub const SERVICE_NAME: &str = "ticketd";
@@ -35,112 +38,6 @@ pub const CALL_ID_HEADER: &str = "x-call-id";
 
 /// The request id, accepted from clients, returned to them and passed on to vacancy.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// A request body: one JSON object in which no object, at any depth, names a key twice. Every
-/// route that takes a body reads it as this, so the rule holds for all of them.
-///
-/// JSON parsers disagree about repeated keys (serde_json keeps the last, many keep the first), and
-/// that disagreement gets requests past checks: a gateway that reads the first `qty` of
-/// `{"qty":1,"qty":2}` approves one ticket while we would sell two. Refusing the repeat leaves no
-/// reading to disagree on. It also has to be a JSON object: a derived `Deserialize` alone would
-/// take `[5]` as `{"qty": 5}`, since serde lets structs come from arrays.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JsonObject(pub Map<String, Value>);
-
-impl<'de> Deserialize<'de> for JsonObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match deserializer.deserialize_any(UniqueKeys)? {
-            Value::Object(object) => Ok(Self(object)),
-            _ => Err(de::Error::custom("the body must be a JSON object")),
-        }
-    }
-}
-
-/// Builds a `Value` as serde_json's own visitor does, except that a key seen twice in one object
-/// is an error naming it.
-struct UniqueKeys;
-
-/// Any JSON value, read with [`UniqueKeys`]; what arrays and objects hold.
-struct Unique(Value);
-
-impl<'de> Deserialize<'de> for Unique {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(UniqueKeys).map(Unique)
-    }
-}
-
-impl<'de> Visitor<'de> for UniqueKeys {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
-    }
-
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::Number(value.into()))
-    }
-
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
-        Ok(Value::Number(value.into()))
-    }
-
-    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
-        // JSON has no NaN or infinity, so this is always a number.
-        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::String(value.to_owned()))
-    }
-
-    fn visit_string<E>(self, value: String) -> Result<Value, E> {
-        Ok(Value::String(value))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Unique(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate key {key:?}: each key may appear once per object"
-                )));
-            }
-            let Unique(value) = map.next_value()?;
-            object.insert(key, value);
-        }
-        Ok(Value::Object(object))
-    }
-}
-
-/// Reads a request body as `T`.
-pub fn from_object<T: serde::de::DeserializeOwned>(body: JsonObject) -> Result<T, String> {
-    serde_json::from_value(Value::Object(body.0))
-        .map_err(|e| format!("the body is not as expected: {e}"))
-}
 
 // Request bodies keep their numbers raw, so a fractional, negative or missing one gets the precise
 // `invalid_quantity` answer instead of a parse error. Each documents its bounds: the ones that
@@ -418,177 +315,6 @@ pub struct ReadyResponse {
     pub error: Option<ErrorDetail>,
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorResponse {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// One of [`ErrorCode`]'s names.
-    pub code: String,
-    pub message: String,
-}
-
-/// Every `code` an error answer can carry: the API's names for what went wrong, as README.md's
-/// error table lists them. Which error is sent as which code, and with which status, is decided
-/// in one place (`http::error`); the ticket service reads vacancy's codes back with
-/// [`ErrorDetail::into_domain`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    InvalidBody,
-    InvalidContentType,
-    InvalidIdempotencyKey,
-    InvalidQuery,
-    BadRequest,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    UnknownEvent,
-    UnknownOrder,
-    MethodNotAllowed,
-    EventExists,
-    WrongState,
-    CapacityExceeded,
-    HoldExpired,
-    BodyTooLarge,
-    InvalidQuantity,
-    QuantityOverLimit,
-    InvalidEvent,
-    InvalidEventId,
-    InvalidReservationId,
-    ReservationConflict,
-    IdempotencyKeyReused,
-    Internal,
-    Unavailable,
-    Timeout,
-    Overloaded,
-    StorageFailure,
-}
-
-impl ErrorCode {
-    /// Every code, for reading one back and for the tests that hold README.md to the code.
-    pub const ALL: [ErrorCode; 28] = [
-        ErrorCode::InvalidBody,
-        ErrorCode::InvalidContentType,
-        ErrorCode::InvalidIdempotencyKey,
-        ErrorCode::InvalidQuery,
-        ErrorCode::BadRequest,
-        ErrorCode::Unauthorized,
-        ErrorCode::Forbidden,
-        ErrorCode::NotFound,
-        ErrorCode::UnknownEvent,
-        ErrorCode::UnknownOrder,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::EventExists,
-        ErrorCode::WrongState,
-        ErrorCode::CapacityExceeded,
-        ErrorCode::HoldExpired,
-        ErrorCode::BodyTooLarge,
-        ErrorCode::InvalidQuantity,
-        ErrorCode::QuantityOverLimit,
-        ErrorCode::InvalidEvent,
-        ErrorCode::InvalidEventId,
-        ErrorCode::InvalidReservationId,
-        ErrorCode::ReservationConflict,
-        ErrorCode::IdempotencyKeyReused,
-        ErrorCode::Internal,
-        ErrorCode::Unavailable,
-        ErrorCode::Timeout,
-        ErrorCode::Overloaded,
-        ErrorCode::StorageFailure,
-    ];
-
-    /// The name sent in `{"error": {"code": ...}}`; stable, clients match on it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidBody => "invalid_body",
-            ErrorCode::InvalidContentType => "invalid_content_type",
-            ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
-            ErrorCode::InvalidQuery => "invalid_query",
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::UnknownEvent => "unknown_event",
-            ErrorCode::UnknownOrder => "unknown_order",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::EventExists => "event_exists",
-            ErrorCode::WrongState => "wrong_state",
-            ErrorCode::CapacityExceeded => "capacity_exceeded",
-            ErrorCode::HoldExpired => "hold_expired",
-            ErrorCode::BodyTooLarge => "body_too_large",
-            ErrorCode::InvalidQuantity => "invalid_quantity",
-            ErrorCode::QuantityOverLimit => "quantity_over_limit",
-            ErrorCode::InvalidEvent => "invalid_event",
-            ErrorCode::InvalidEventId => "invalid_event_id",
-            ErrorCode::InvalidReservationId => "invalid_reservation_id",
-            ErrorCode::ReservationConflict => "reservation_conflict",
-            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
-            ErrorCode::Internal => "internal",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Overloaded => "overloaded",
-            ErrorCode::StorageFailure => "storage_failure",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|code| code.as_str() == raw)
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ErrorDetail {
-    /// Vacancy's error as the ticket service's own, so that the ticket service answers a remote
-    /// failure exactly as the monolith answers the local one (`http::error` sends each of these
-    /// back with the code it came with). What is no fault of the client's request to the ticket
-    /// service (vacancy refusing this service's credentials, a body or route vacancy did not
-    /// take, vacancy's own time limit) is vacancy being unavailable to it.
-    pub fn into_domain(self) -> Error {
-        let ErrorDetail { code, message } = self;
-        let Some(known) = ErrorCode::parse(&code) else {
-            return Error::Unavailable(format!("{code}: {message}"));
-        };
-        match known {
-            ErrorCode::InvalidQuantity => Error::InvalidQuantity(message),
-            ErrorCode::QuantityOverLimit => Error::OverLimit(message),
-            ErrorCode::InvalidEventId => Error::InvalidEventId(message),
-            ErrorCode::InvalidReservationId => Error::InvalidReservationId(message),
-            ErrorCode::InvalidEvent => Error::InvalidEvent(message),
-            ErrorCode::InvalidIdempotencyKey => Error::InvalidIdempotencyKey(message),
-            ErrorCode::InvalidQuery => Error::InvalidQuery(message),
-            ErrorCode::IdempotencyKeyReused => Error::IdempotencyKeyReused(message),
-            ErrorCode::EventExists => Error::EventExists(message),
-            ErrorCode::UnknownEvent => Error::UnknownEvent(message),
-            ErrorCode::UnknownOrder => Error::UnknownOrder(message),
-            ErrorCode::HoldExpired => Error::HoldExpired(message),
-            ErrorCode::WrongState => Error::WrongState(message),
-            ErrorCode::CapacityExceeded => Error::CapacityExceeded(message),
-            ErrorCode::ReservationConflict => Error::ReservationConflict(message),
-            ErrorCode::Overloaded => Error::Overloaded,
-            ErrorCode::StorageFailure => Error::Storage(message),
-            ErrorCode::Timeout => Error::Unavailable(message),
-            ErrorCode::Unauthorized | ErrorCode::Forbidden => Error::Unavailable(format!(
-                "vacancy refused this service's credentials: {message}"
-            )),
-            ErrorCode::InvalidBody
-            | ErrorCode::InvalidContentType
-            | ErrorCode::BadRequest
-            | ErrorCode::NotFound
-            | ErrorCode::MethodNotAllowed
-            | ErrorCode::BodyTooLarge
-            | ErrorCode::Internal
-            | ErrorCode::Unavailable => Error::Unavailable(format!("{code}: {message}")),
-        }
-    }
-}
-
 impl From<&Event> for EventResponse {
     fn from(event: &Event) -> Self {
         Self {
@@ -605,7 +331,7 @@ impl From<&Event> for EventResponse {
 impl EventResponse {
     pub fn into_domain(self) -> Result<Event, Error> {
         Ok(Event {
-            id: EventId::parse(&self.id)?,
+            id: event_id_from_vacancy(&self.id)?,
             name: self.name.into(),
             stock: Stock {
                 capacity: self.capacity,
@@ -636,7 +362,7 @@ impl OrderResponse {
     pub fn into_domain(self) -> Result<Order, Error> {
         Ok(Order {
             id: self.order_id,
-            event: EventId::parse(&self.event)?,
+            event: event_id_from_vacancy(&self.event)?,
             qty: self.qty,
             status: self.status,
             remaining: self.remaining,
@@ -657,6 +383,13 @@ pub fn timestamp(ms: i64) -> String {
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
+}
+
+/// An event id in vacancy's answer. One the ticket service cannot read is vacancy's fault, not
+/// the client's: vacancy is unavailable to it, whatever the client asked.
+fn event_id_from_vacancy(raw: &str) -> Result<EventId, Error> {
+    EventId::parse(raw)
+        .map_err(|e| Error::Unavailable(format!("vacancy sent an unreadable event id: {e}")))
 }
 
 fn parse_timestamp(raw: &str) -> Result<i64, Error> {
@@ -688,42 +421,5 @@ mod tests {
             let error = parse_cursor(bad).unwrap_err();
             assert_eq!(error.code(), "invalid_query", "{bad:?}");
         }
-    }
-
-    #[test]
-    fn bodies_must_be_objects() {
-        for bad in ["[5]", "5", "\"qty\"", "null"] {
-            let error = serde_json::from_str::<JsonObject>(bad).unwrap_err();
-            assert!(error.to_string().contains("JSON object"), "{bad}: {error}");
-        }
-        let object = serde_json::from_str::<JsonObject>(r#"{"qty": 5}"#).unwrap();
-        let body: PurchaseRequest = from_object(object).unwrap();
-        assert_eq!(body.qty, Some(serde_json::json!(5)));
-    }
-
-    #[test]
-    fn a_key_repeated_at_any_depth_is_refused_by_name() {
-        for (body, key) in [
-            (r#"{"qty":1,"qty":2}"#, "qty"),
-            (r#"{"a":{"b":1,"c":{"d":1,"d":1}}}"#, "d"),
-            (r#"{"a":[1,{"e":null,"e":null}]}"#, "e"),
-            (r#"{"\u0071ty":1,"qty":2}"#, "qty"),
-        ] {
-            let error = serde_json::from_str::<JsonObject>(body).unwrap_err();
-            let message = error.to_string();
-            assert!(
-                message.contains(&format!("duplicate key \"{key}\"")),
-                "{body}: {message}"
-            );
-        }
-    }
-
-    #[test]
-    fn bodies_without_repeats_read_as_serde_json_reads_them() {
-        let text = r#"{"qty":2,"ttl_seconds":1.5e3,"big":18446744073709551615,"neg":-7,
-            "s":"\u00e9","n":null,"t":true,"list":[{"a":1},{"a":2}],"deep":{"a":{"a":[]}}}"#;
-        let strict = serde_json::from_str::<JsonObject>(text).unwrap();
-        let plain: Value = serde_json::from_str(text).unwrap();
-        assert_eq!(Value::Object(strict.0), plain);
     }
 }
