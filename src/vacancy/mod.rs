@@ -448,6 +448,28 @@ mod tests {
         assert_eq!((stock.available, stock.sold), (0, 100));
     }
 
+    /// The reads of a test ledger that keeps its state in `self.inner`, a [`MemoryLedger`]: what
+    /// the test ledgers below change is when they commit, or how they sweep.
+    macro_rules! reads_from_inner {
+        () => {
+            fn load(&mut self) -> Result<Vec<Event>, Error> {
+                self.inner.load()
+            }
+            fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
+                self.inner.live_holds()
+            }
+            fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
+                self.inner.find_order(id)
+            }
+            fn find_key(
+                &mut self,
+                key: &IdempotencyKey,
+            ) -> Result<Option<crate::domain::KeyRecord>, Error> {
+                self.inner.find_key(key)
+            }
+        };
+    }
+
     /// A memory ledger that runs `before_commit(n)` ahead of its n-th commit (the first is the one
     /// `open` makes for the default event).
     struct HookedLedger<F> {
@@ -467,21 +489,7 @@ mod tests {
     impl<F: FnMut(usize) + Send + 'static> LocalLedger for HookedLedger<F> {}
 
     impl<F: FnMut(usize) + Send + 'static> Ledger for HookedLedger<F> {
-        fn load(&mut self) -> Result<Vec<Event>, Error> {
-            self.inner.load()
-        }
-        fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
-            self.inner.live_holds()
-        }
-        fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
-            self.inner.find_order(id)
-        }
-        fn find_key(
-            &mut self,
-            key: &IdempotencyKey,
-        ) -> Result<Option<crate::domain::KeyRecord>, Error> {
-            self.inner.find_key(key)
-        }
+        reads_from_inner!();
         fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
             self.commits += 1;
             (self.before_commit)(self.commits);
@@ -924,21 +932,7 @@ mod tests {
     }
 
     impl Ledger for SweptLedger {
-        fn load(&mut self) -> Result<Vec<Event>, Error> {
-            self.inner.load()
-        }
-        fn live_holds(&mut self) -> Result<Vec<(i64, ReservationId)>, Error> {
-            self.inner.live_holds()
-        }
-        fn find_order(&mut self, id: ReservationId) -> Result<Option<Order>, Error> {
-            self.inner.find_order(id)
-        }
-        fn find_key(
-            &mut self,
-            key: &IdempotencyKey,
-        ) -> Result<Option<crate::domain::KeyRecord>, Error> {
-            self.inner.find_key(key)
-        }
+        reads_from_inner!();
         fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
             self.inner.commit(batch)
         }
