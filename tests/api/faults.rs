@@ -20,13 +20,13 @@ use ticketd::domain::{
 };
 use ticketd::vacancy::ledger::{Batch, Ledger, Plan, SharedLedger, Snapshot};
 use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
-use ticketd::vacancy::{Clock, Inventory, InventoryConfig};
+use ticketd::vacancy::{Clock, Inventory, InventoryConfig, SystemClock};
 
 use crate::helpers::{
     Deployment, Launch, Options, Server, TestApp, TestDatabase, postgres_available, settings,
     start_server,
 };
-use crate::replicas::TestClock;
+use crate::replicas::{TestClock, shared_inventory};
 
 /// Upper bound on waiting for the database to notice a terminated backend.
 const GONE_TRIES: u32 = 500;
@@ -233,17 +233,8 @@ fn one_reservation_id_on_two_replicas_is_stored_once() {
 }
 
 fn inventory(database: &TestDatabase, name: &str) -> Inventory {
-    let ledger = PostgresLedger::open(&PostgresConfig {
-        url: Secret::new(format!("{}&application_name={name}", database.url)),
-        connections_max: 4,
-        timeout: Duration::from_secs(10),
-    })
-    .unwrap();
-    let config = InventoryConfig {
-        initial_stock: 0,
-        ..InventoryConfig::default()
-    };
-    Inventory::open_shared(Box::new(ledger), config).unwrap()
+    let url = format!("{}&application_name={name}", database.url);
+    shared_inventory(&url, 0, Arc::new(SystemClock))
 }
 
 /// The way it was found: one reservation id sent to two replicas for two events at the same
@@ -592,24 +583,9 @@ async fn a_key_reused_the_moment_it_lapses_is_a_new_use() {
         return;
     }
     let database = TestDatabase::create().await;
-    let ledger = PostgresLedger::open(&PostgresConfig {
-        url: Secret::new(database.url.clone()),
-        connections_max: 2,
-        timeout: Duration::from_secs(10),
-    })
-    .unwrap();
-    let config = InventoryConfig {
-        initial_stock: 100,
-        ..InventoryConfig::default()
-    };
-    let ttl_ms = i64::try_from(config.idempotency_ttl_seconds).unwrap() * 1000;
+    let ttl_ms = i64::try_from(InventoryConfig::default().idempotency_ttl_seconds).unwrap() * 1000;
     let clock = Arc::new(TestClock(AtomicI64::new(1_000_000)));
-    let inventory = Inventory::open_shared_with_clock(
-        Box::new(ledger),
-        config,
-        Arc::clone(&clock) as Arc<dyn Clock>,
-    )
-    .unwrap();
+    let inventory = shared_inventory(&database.url, 100, Arc::clone(&clock) as Arc<dyn Clock>);
     let keyed = |qty: i64| Reservation {
         id: ReservationId::generate(),
         event: EventId::default_event(),

@@ -85,22 +85,22 @@ impl Clock for TestClock {
 }
 
 fn replica(database: &TestDatabase, clock: &Arc<TestClock>) -> Inventory {
+    shared_inventory(&database.url, 1000, Arc::clone(clock) as Arc<dyn Clock>)
+}
+
+/// An in-process inventory on the PostgreSQL store at `url` (a test schema), reading `clock`.
+pub fn shared_inventory(url: &str, initial_stock: u64, clock: Arc<dyn Clock>) -> Inventory {
     let ledger = PostgresLedger::open(&PostgresConfig {
-        url: Secret::new(database.url.clone()),
+        url: Secret::new(url.to_owned()),
         connections_max: 4,
         timeout: Duration::from_secs(10),
     })
     .unwrap();
     let config = InventoryConfig {
-        initial_stock: 1000,
+        initial_stock,
         ..InventoryConfig::default()
     };
-    Inventory::open_shared_with_clock(
-        Box::new(ledger),
-        config,
-        Arc::clone(clock) as Arc<dyn Clock>,
-    )
-    .unwrap()
+    Inventory::open_shared_with_clock(Box::new(ledger), config, clock).unwrap()
 }
 
 fn reservation(event: &EventId, qty: i64, ttl: Option<u32>) -> Reservation {

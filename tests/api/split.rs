@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use ticketd::config::Mode;
 
 use crate::helpers::{
-    Deployment, Launch, Options, TestApp, closed_port_url, settings, start_server,
+    Deployment, Launch, Options, Server, TestApp, closed_port_url, settings, start_server,
 };
 
 async fn vacancy_down_means_503_then_recovery(launch: Launch) {
@@ -329,16 +329,8 @@ async fn vacancy_takes_calls_only_with_the_service_token(launch: Launch) {
 /// drops). The ticket service tries again with the same reservation id; vacancy recognises it and
 /// answers as the first time. One purchase, one sale.
 async fn a_lost_answer_is_retried_without_selling_twice(launch: Launch) {
-    let options = Options {
-        initial_stock: 100,
-        ..Options::default()
-    };
-    let data = tempfile::tempdir().unwrap();
-    let vacancy_settings = settings(Mode::Vacancy, 0, &options, None, data.path());
-    let vacancy = start_server(launch, vacancy_settings, Mode::Vacancy);
-    let proxy = LossyProxy::start(vacancy.addr(), &["/reserve"]);
-    let app = TestApp::ticket_only(launch, format!("http://{}", proxy.addr), options).await;
-    app.wait_until_ready().await;
+    let hop = LossyHop::start(launch, &["/reserve"]).await;
+    let LossyHop { app, proxy, .. } = &hop;
 
     let bought = app.purchase(json!(2)).await;
     assert_eq!(bought.status, StatusCode::OK, "{bought:?}");
@@ -367,17 +359,14 @@ async fn a_lost_answer_is_retried_without_selling_twice(launch: Launch) {
 /// cancel says so (`cancelled: true`), not "already cancelled; nothing changed". With the
 /// client's own Idempotency-Key too, and that key goes on working as before.
 async fn a_lost_answer_to_a_change_is_retried_with_the_first_answer(launch: Launch) {
-    let options = Options {
-        initial_stock: 100,
-        ..Options::default()
-    };
-    let data = tempfile::tempdir().unwrap();
-    let vacancy_settings = settings(Mode::Vacancy, 0, &options, None, data.path());
-    let vacancy = start_server(launch, vacancy_settings, Mode::Vacancy);
     let losses = ["/confirm", "/cancel", "DELETE ", "/cancel"];
-    let proxy = LossyProxy::start(vacancy.addr(), &losses);
-    let app = TestApp::ticket_only(launch, format!("http://{}", proxy.addr), options).await;
-    app.wait_until_ready().await;
+    let hop = LossyHop::start(launch, &losses).await;
+    let LossyHop {
+        app,
+        proxy,
+        vacancy,
+        ..
+    } = &hop;
     let hold = async |qty: u32| {
         let held = app
             .post("/api/v1/events/default/holds", json!({ "qty": qty }))
@@ -480,6 +469,36 @@ struct LossyProxy {
     addr: SocketAddr,
     dropped: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+}
+
+/// A vacancy with 100 tickets and a ticket service that reaches it through a [`LossyProxy`]
+/// losing the answers `losses` name. Fields drop in order: the ticket service first.
+struct LossyHop {
+    app: TestApp,
+    proxy: LossyProxy,
+    vacancy: Server,
+    _data: tempfile::TempDir,
+}
+
+impl LossyHop {
+    async fn start(launch: Launch, losses: &[&'static str]) -> Self {
+        let options = Options {
+            initial_stock: 100,
+            ..Options::default()
+        };
+        let data = tempfile::tempdir().unwrap();
+        let vacancy_settings = settings(Mode::Vacancy, 0, &options, None, data.path());
+        let vacancy = start_server(launch, vacancy_settings, Mode::Vacancy);
+        let proxy = LossyProxy::start(vacancy.addr(), losses);
+        let app = TestApp::ticket_only(launch, format!("http://{}", proxy.addr), options).await;
+        app.wait_until_ready().await;
+        Self {
+            app,
+            proxy,
+            vacancy,
+            _data: data,
+        }
+    }
 }
 
 impl LossyProxy {
