@@ -432,7 +432,7 @@ impl<S: Store> Writer<S> {
         if expiring {
             self.holds.due(time.now_ms, &mut self.due);
         }
-        self.read_named(batch);
+        self.read_named(batch, time.now_ms);
 
         let mut changes = Changes::default();
         let events = self.events.read();
@@ -462,8 +462,10 @@ impl<S: Store> Writer<S> {
         Ok(failed.is_empty())
     }
 
-    /// Looks up every idempotency key and order the batch and the due holds name, each once.
-    fn read_named(&mut self, batch: &[Command]) {
+    /// Looks up every idempotency key and order the batch and the due holds name, each once. A
+    /// key that has lapsed by `now_ms` answers for nothing, so the order it names is not read.
+    fn read_named(&mut self, batch: &[Command], now_ms: i64) {
+        let live_since_ms = idempotency::lapsed_before_ms(now_ms, self.key_ttl_ms);
         let read = &mut self.read;
         let ledger = self.store.ledger();
         read.clear();
@@ -477,7 +479,8 @@ impl<S: Store> Writer<S> {
             }
         }
         let named_by_keys = read.keys.values().filter_map(|used| match used {
-            Ok(Some(used)) => used.first.order(),
+            Ok(Some(used)) if used.created_at_ms >= live_since_ms => used.first.order(),
+            Ok(Some(_)) => None,
             Ok(None) | Err(_) => None,
         });
         let named: Vec<ReservationId> = named_by_keys.collect();
