@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
-use ticketd::domain::{Event, EventId, Quantity, Reservation, ReservationId, Stock};
+use ticketd::domain::{Event, EventId, Lines, Quantity, Reservation, ReservationId};
 use ticketd::ticket::{LocalVacancyClient, Tickets};
 use ticketd::vacancy::ledger::{Batch, Ledger, MemoryLedger};
 use ticketd::vacancy::sqlite::SqliteLedger;
@@ -37,20 +37,18 @@ fn inventory() -> Arc<Inventory> {
 }
 
 fn reservation() -> Reservation {
-    Reservation {
-        id: ReservationId::generate(),
-        event: EventId::default_event(),
-        qty: Quantity::parse(1, 10).expect("a quantity"),
-        hold_ttl_seconds: None,
-        key: None,
-    }
+    Reservation::new(
+        ReservationId::generate(),
+        EventId::default_event(),
+        Quantity::parse(1, 10).expect("a quantity"),
+    )
 }
 
 fn purchase(c: &mut Criterion) {
     let runtime = runtime();
     let inventory = inventory();
     let tickets = Tickets::new(Arc::new(LocalVacancyClient::new(Arc::clone(&inventory))));
-    let one = Quantity::parse(1, 10).expect("a quantity");
+    let one = Lines::one(Quantity::parse(1, 10).expect("a quantity"));
     let mut group = c.benchmark_group("purchase");
     group.bench_function("inventory directly", |b| {
         b.iter(|| {
@@ -62,7 +60,7 @@ fn purchase(c: &mut Criterion) {
     group.bench_function("tickets via LocalVacancyClient", |b| {
         b.iter(|| {
             runtime
-                .block_on(tickets.purchase(EventId::default_event(), one, None))
+                .block_on(tickets.purchase(EventId::default_event(), one.clone(), None, None))
                 .expect("bought")
         })
     });
@@ -87,11 +85,11 @@ fn decisions(c: &mut Criterion) {
 fn commit(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a directory");
     let mut ledger = SqliteLedger::open(dir.path()).expect("the store opens");
-    let event = Event {
-        id: EventId::default_event(),
-        name: "default".into(),
-        stock: Stock::new(1_000_000_000_000),
-    };
+    let event = Event::single(
+        EventId::default_event(),
+        "default".into(),
+        1_000_000_000_000,
+    );
     let batch = |size: usize| Batch {
         events: vec![event.clone()],
         orders: (0..size).map(|_| confirmed_order(&event.id)).collect(),

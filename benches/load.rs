@@ -326,14 +326,13 @@ impl Scripts {
 
 /// Writes `count` events (`e1` ...) into a new store in `data`, before ticketd opens it.
 fn create_events(data: &Path, count: usize) {
-    use ticketd::domain::{Event, EventId, Stock};
+    use ticketd::domain::{Event, EventId};
     use ticketd::vacancy::ledger::{Batch, Ledger};
     let mut ledger = ticketd::vacancy::sqlite::SqliteLedger::open(data).expect("the store opens");
     let events = (1..=count)
-        .map(|n| Event {
-            id: EventId::parse(&format!("e{n}")).expect("an event id"),
-            name: format!("Event {n}").into(),
-            stock: Stock::new(1_000_000_000),
+        .map(|n| {
+            let id = EventId::parse(&format!("e{n}")).expect("an event id");
+            Event::single(id, format!("Event {n}").into(), 1_000_000_000)
         })
         .collect();
     ledger

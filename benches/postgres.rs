@@ -160,7 +160,7 @@ fn ticketd_rate(
     let stock = runtime
         .block_on(inventories[0].event(&EventId::default_event()))
         .expect("the event")
-        .stock;
+        .stock();
     assert_eq!(
         stock.sold,
         done.load(Ordering::Relaxed),

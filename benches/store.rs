@@ -124,10 +124,10 @@ fn recovery(orders: u64, rounds: u64) -> (f64, Vec<f64>) {
             stock.available -= size;
             stock.sold += size;
             let batch = Batch {
-                events: vec![Event {
-                    id: EventId::default_event(),
-                    name: "default".into(),
-                    stock,
+                events: vec![{
+                    let mut event = Event::single(EventId::default_event(), "default".into(), 0);
+                    *event.stock_mut() = stock;
+                    event
                 }],
                 orders: (0..size)
                     .map(|_| confirmed_order(&EventId::default_event()))

@@ -44,6 +44,8 @@ pub fn confirmed_order(event: &EventId) -> Order {
         id: ReservationId::generate(),
         event: event.clone(),
         qty: 1,
+        lines: vec![ticketd::domain::OrderLine::general(1)].into(),
+        customer: None,
         status: OrderStatus::Confirmed,
         remaining: 0,
         created_at_ms: 0,
@@ -60,7 +62,8 @@ pub async fn buy_until(inventory: &Inventory, done: &AtomicU64, stop: &AtomicBoo
         let reservation = Reservation {
             id: ReservationId::generate(),
             event: EventId::default_event(),
-            qty,
+            lines: ticketd::domain::Lines::one(qty),
+            customer: None,
             hold_ttl_seconds: None,
             key: None,
         };

@@ -113,6 +113,22 @@ impl ApiError {
                     (Status::BAD_REQUEST, Code::InvalidIdempotencyKey, Own)
                 }
                 Error::InvalidQuery(_) => (Status::BAD_REQUEST, Code::InvalidQuery, Own),
+                Error::InvalidCustomer(_) => {
+                    (Status::UNPROCESSABLE_ENTITY, Code::InvalidCustomer, Own)
+                }
+                Error::CustomerRequired(_) => {
+                    (Status::UNPROCESSABLE_ENTITY, Code::CustomerRequired, Own)
+                }
+                Error::UnknownCategory(_) => {
+                    (Status::UNPROCESSABLE_ENTITY, Code::UnknownCategory, Own)
+                }
+                Error::CategoryNotFound(_) => (Status::NOT_FOUND, Code::CategoryNotFound, Own),
+                Error::UnknownQuota(_) => (Status::NOT_FOUND, Code::UnknownQuota, Own),
+                Error::NotOnSale { .. } => (Status::CONFLICT, Code::NotOnSale, Own),
+                Error::CustomerLimitReached { .. } => {
+                    (Status::CONFLICT, Code::CustomerLimitReached, Own)
+                }
+                Error::QuotaInUse(_) => (Status::CONFLICT, Code::QuotaInUse, Own),
                 Error::UnknownEvent(_) => (Status::NOT_FOUND, Code::UnknownEvent, Own),
                 Error::UnknownOrder(_) => (Status::NOT_FOUND, Code::UnknownOrder, Own),
                 Error::EventExists(_) => (Status::CONFLICT, Code::EventExists, Own),
@@ -167,7 +183,7 @@ impl ApiError {
     /// the operator can find the cause under the request id the client was given.
     pub fn detail(&self) -> ErrorDetail {
         let (_, code, message) = self.answer();
-        ErrorDetail {
+        let mut detail = ErrorDetail {
             code: code.as_str().to_owned(),
             message: match message {
                 Message::Own => self.to_string(),
@@ -178,7 +194,12 @@ impl ApiError {
                     text.to_owned()
                 }
             },
+            ..ErrorDetail::default()
+        };
+        if let ApiError::Domain(error) = self {
+            detail.add_context(error);
         }
+        detail
     }
 
     /// Maps a failure to read a JSON body; `limit` is the configured body size limit.
@@ -268,9 +289,16 @@ mod tests {
             // Read as something else when they come from vacancy: not this side's fault.
             "timeout" => Error::Timeout { limit_ms: 0 }.into(),
             "unavailable" => Error::Unavailable(message).into(),
+            "not_on_sale" => Error::NotOnSale {
+                message,
+                category: crate::domain::CategoryId::general(),
+                window: crate::domain::SalesWindow::default(),
+            }
+            .into(),
             code => ErrorDetail {
                 code: code.to_owned(),
                 message,
+                ..ErrorDetail::default()
             }
             .into_domain()
             .into(),
@@ -278,7 +306,7 @@ mod tests {
     }
 
     /// One error of every domain kind.
-    fn every_domain_error() -> [Error; 22] {
+    fn every_domain_error() -> [Error; 30] {
         let why = || "why".to_owned();
         [
             Error::InvalidQuantity(why()),
@@ -297,6 +325,21 @@ mod tests {
             Error::CapacityExceeded(why()),
             Error::UnknownEvent(why()),
             Error::ReservationConflict(why()),
+            Error::InvalidCustomer(why()),
+            Error::CustomerRequired(why()),
+            Error::UnknownCategory(why()),
+            Error::CategoryNotFound(why()),
+            Error::UnknownQuota(why()),
+            Error::QuotaInUse(why()),
+            Error::CustomerLimitReached {
+                message: why(),
+                may_still: 2,
+            },
+            Error::NotOnSale {
+                message: why(),
+                category: crate::domain::CategoryId::general(),
+                window: crate::domain::SalesWindow::new(Some(1), None).unwrap(),
+            },
             Error::Overloaded,
             Error::Unavailable(why()),
             Error::Timeout { limit_ms: 5 },
@@ -352,6 +395,29 @@ mod tests {
             } else {
                 assert_eq!(sent.as_str(), name);
             }
+        }
+    }
+
+    /// What a client needs besides the message crosses the hop too.
+    #[test]
+    fn the_context_of_an_error_crosses_the_hop() {
+        let with_context = every_domain_error().into_iter().filter(|error| {
+            matches!(
+                error,
+                Error::CustomerLimitReached { .. } | Error::NotOnSale { .. }
+            )
+        });
+        for error in with_context {
+            let local = ApiError::from(error).detail();
+            assert!(
+                local.may_still.is_some() || local.sales_start.is_some(),
+                "{local:?}"
+            );
+            let remote = ApiError::from(local.clone().into_domain()).detail();
+            assert_eq!(
+                serde_json::to_value(&remote).unwrap(),
+                serde_json::to_value(&local).unwrap()
+            );
         }
     }
 

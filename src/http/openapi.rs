@@ -6,7 +6,7 @@
 
 use actix_web::web;
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::schema::{Object, Schema, Type};
+use utoipa::openapi::schema::{ArrayItems, Object, Schema, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
@@ -31,10 +31,14 @@ use crate::wire;
     paths(
         meta::root, meta::health, meta::health_api, meta::ready, meta::metrics,
         events::available, events::list, events::read, events::create, events::replenish,
+        events::resize_quota, events::change_category,
         orders::read, orders::confirm, orders::release, orders::cancel,
     ),
     components(schemas(
         wire::CreateEventRequest, wire::StockRequest, wire::AvailableResponse,
+        wire::QuotaBody, wire::CategoryBody, wire::PriceBody, wire::LineBody,
+        wire::QuotaResponse, wire::CategoryResponse, wire::LineResponse, wire::ShortResponse,
+        wire::QuotaPatchRequest, wire::CategoryPatchRequest,
         wire::EventResponse, wire::EventsResponse, wire::OrderResponse, wire::CancelResponse,
         wire::AboutResponse, wire::HealthResponse, wire::ReadyResponse,
         wire::ErrorResponse, wire::ErrorDetail,
@@ -126,8 +130,39 @@ fn state_bounds(document: &mut Document, served: &Served) {
             ttl.maximum = Some(served.hold_ttl_seconds_max.into());
         });
     }
+    bound("LineBody", "qty", &|qty| {
+        qty.maximum = Some(served.max_per_order.into());
+    });
     bound("StockRequest", "qty", &|qty| {
         qty.maximum = Some(CAPACITY_MAX.into());
+    });
+    bound("QuotaBody", "size", &|size| {
+        size.maximum = Some(CAPACITY_MAX.into());
+    });
+    for (schema, field) in [("QuotaPatchRequest", "size"), ("QuotaPatchRequest", "add")] {
+        bound(schema, field, &|n| {
+            n.maximum = Some(CAPACITY_MAX.into());
+        });
+    }
+    for (schema, field) in [
+        ("QuotaBody", "id"),
+        ("CategoryBody", "id"),
+        ("LineBody", "category"),
+        ("PurchaseRequest", "category"),
+        ("HoldRequest", "category"),
+        ("ReserveRequest", "category"),
+    ] {
+        bound(schema, field, &|id| {
+            id.pattern = Some(EventId::PATTERN.to_owned());
+            id.max_length = Some(EventId::LEN_MAX);
+        });
+    }
+    bound("CategoryBody", "name", &|name| {
+        name.pattern = Some(Event::name_pattern());
+        name.max_length = Some(Event::NAME_LEN_MAX);
+    });
+    bound("CreateEventRequest", "max_per_customer", &|max| {
+        max.maximum = Some(u32::MAX.into());
     });
     bound("CreateEventRequest", "capacity", &|capacity| {
         capacity.maximum = Some(CAPACITY_MAX.into());
@@ -140,6 +175,42 @@ fn state_bounds(document: &mut Document, served: &Served) {
         name.pattern = Some(Event::name_pattern());
         name.max_length = Some(Event::NAME_LEN_MAX);
     });
+    // Times a client writes: RFC 3339 as `time` reads it (whether the day exists in its month is
+    // past what a pattern can say).
+    for schema in ["CategoryBody", "CategoryPatchRequest"] {
+        for field in ["sales_start", "sales_end"] {
+            bound(schema, field, &|time| {
+                time.pattern = Some(wire::TIMESTAMP_PATTERN.to_owned());
+            });
+        }
+    }
+    // The quotas a category draws on are quota ids.
+    if let Some(RefOr::T(Schema::Object(category))) = schemas.get_mut("CategoryBody")
+        && let Some(RefOr::T(Schema::Array(quotas))) = category.properties.get_mut("quotas")
+        && let ArrayItems::RefOrSchema(item) = &mut quotas.items
+        && let RefOr::T(Schema::Object(id)) = item.as_mut()
+    {
+        id.pattern = Some(EventId::PATTERN.to_owned());
+        id.min_length = Some(1);
+        id.max_length = Some(EventId::LEN_MAX);
+    }
+    // Of two ways to say what to buy or what to sell, a request takes one: JSON Schema says so
+    // with `oneOf`, which the document's object type has no field for; it is written beside the
+    // properties, where a JSON Schema reader looks for it.
+    for (schema, one, other) in [
+        ("PurchaseRequest", "qty", "lines"),
+        ("HoldRequest", "qty", "lines"),
+        ("ReserveRequest", "qty", "lines"),
+        ("CreateEventRequest", "capacity", "quotas"),
+    ] {
+        if let Some(RefOr::T(Schema::Object(object))) = schemas.get_mut(schema) {
+            let either = serde_json::json!([{"required": [one]}, {"required": [other]}]);
+            object
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert("oneOf".to_owned(), either);
+        }
+    }
 
     for item in document.paths.paths.values_mut() {
         let operations = [
@@ -163,7 +234,10 @@ fn bound_parameters(operation: &mut Operation) {
             continue;
         };
         let (pattern, length_max) = match (&parameter.parameter_in, parameter.name.as_str()) {
-            (ParameterIn::Path, "event") => (EventId::PATTERN, EventId::LEN_MAX),
+            // Quota and category ids follow the same rule as event ids.
+            (ParameterIn::Path, "event" | "quota" | "category") => {
+                (EventId::PATTERN, EventId::LEN_MAX)
+            }
             // Header names are case-insensitive; the document spells this one as clients do.
             (ParameterIn::Header, name)
                 if name.eq_ignore_ascii_case(wire::IDEMPOTENCY_KEY_HEADER) =>

@@ -3,10 +3,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageQuery, Reservation,
-    ReservationId, Reserved,
+    Cancelled, CategoryId, Error, Event, EventDraft, EventId, EventsPage, IdempotencyKey, Order,
+    PageQuery, QuotaId, Reservation, ReservationId, Reserved,
 };
-use crate::vacancy::Inventory;
+use crate::vacancy::{CategoryChange, Inventory, Resize};
 
 /// Everything the ticket side needs from the inventory.
 ///
@@ -36,6 +36,20 @@ pub trait VacancyClient: Send + Sync {
     async fn create_event(&self, id: EventId, name: String, capacity: u64) -> Result<Event, Error>;
     /// Admin: more tickets for an event.
     async fn replenish(&self, id: EventId, qty: u64) -> Result<Event, Error>;
+    /// Creates an event of quotas and categories.
+    async fn create(&self, draft: EventDraft) -> Result<Event, Error>;
+    async fn resize_quota(
+        &self,
+        id: EventId,
+        quota: QuotaId,
+        resize: Resize,
+    ) -> Result<Event, Error>;
+    async fn change_category(
+        &self,
+        id: EventId,
+        category: CategoryId,
+        change: CategoryChange,
+    ) -> Result<Event, Error>;
 }
 
 /// The monolith's client: a plain method call on the inventory in this process.
@@ -93,5 +107,27 @@ impl VacancyClient for LocalVacancyClient {
 
     async fn replenish(&self, id: EventId, qty: u64) -> Result<Event, Error> {
         self.inventory.replenish(id, qty).await
+    }
+
+    async fn create(&self, draft: EventDraft) -> Result<Event, Error> {
+        self.inventory.create(draft).await
+    }
+
+    async fn resize_quota(
+        &self,
+        id: EventId,
+        quota: QuotaId,
+        resize: Resize,
+    ) -> Result<Event, Error> {
+        self.inventory.resize_quota(id, quota, resize).await
+    }
+
+    async fn change_category(
+        &self,
+        id: EventId,
+        category: CategoryId,
+        change: CategoryChange,
+    ) -> Result<Event, Error> {
+        self.inventory.change_category(id, category, change).await
     }
 }

@@ -12,7 +12,8 @@ pub use client::{LocalVacancyClient, VacancyClient};
 pub use remote::{ANSWER_SIZE_MAX, RemoteConfig, RemoteVacancyClient};
 
 use crate::domain::{
-    Error, EventId, HoldTtl, IdempotencyKey, Quantity, Reservation, ReservationId, Reserved,
+    CustomerId, Error, EventId, HoldTtl, IdempotencyKey, Lines, Reservation, ReservationId,
+    Reserved,
 };
 
 /// Purchases and holds: each picks its order id before asking the inventory. Quantities and hold
@@ -32,13 +33,15 @@ impl Tickets {
     pub async fn purchase(
         &self,
         event: EventId,
-        qty: Quantity,
+        lines: Lines,
+        customer: Option<CustomerId>,
         key: Option<IdempotencyKey>,
     ) -> Result<Reserved, Error> {
         let reservation = Reservation {
             id: ReservationId::generate(),
             event,
-            qty,
+            lines,
+            customer,
             hold_ttl_seconds: None,
             key,
         };
@@ -49,14 +52,16 @@ impl Tickets {
     pub async fn hold(
         &self,
         event: EventId,
-        qty: Quantity,
+        lines: Lines,
+        customer: Option<CustomerId>,
         ttl: HoldTtl,
         key: Option<IdempotencyKey>,
     ) -> Result<Reserved, Error> {
         let reservation = Reservation {
             id: ReservationId::generate(),
             event,
-            qty,
+            lines,
+            customer,
             hold_ttl_seconds: Some(ttl),
             key,
         };

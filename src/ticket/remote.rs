@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 use super::VacancyClient;
 use crate::config::{Mode, Secret};
 use crate::domain::{
-    Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageLimit, PageQuery,
-    Reservation, ReservationId, Reserved,
+    Cancelled, CategoryId, Error, Event, EventDraft, EventId, EventsPage, IdempotencyKey, Order,
+    PageLimit, PageQuery, QuotaId, Reservation, ReservationId, Reserved,
 };
 use crate::telemetry;
+use crate::vacancy::{CategoryChange, Resize};
 use crate::wire::{
     self, CALL_ID_HEADER, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, SERVICE_TOKEN_HEADER,
 };
@@ -501,7 +502,13 @@ impl VacancyClient for RemoteVacancyClient {
     async fn reserve(&self, reservation: Reservation) -> Result<Reserved, Error> {
         let path = format!("/api/v1/events/{}/reserve", reservation.event);
         let body = encode(&wire::ReserveRequest {
-            qty: Some(reservation.qty.get().into()),
+            qty: None,
+            category: None,
+            lines: Some(wire::lines_json(&reservation.lines)),
+            customer: reservation
+                .customer
+                .as_ref()
+                .map(|customer| customer.as_str().into()),
             ttl_seconds: reservation.hold_ttl_seconds.map(|ttl| ttl.seconds().into()),
             reservation_id: Some(reservation.id.to_string()),
         })?;
@@ -521,6 +528,11 @@ impl VacancyClient for RemoteVacancyClient {
                 .map(wire::OrderResponse::into_domain)
                 .transpose()?,
             remaining: answer.remaining,
+            short: answer
+                .short
+                .as_ref()
+                .map(wire::short_from_vacancy)
+                .transpose()?,
         })
     }
 
@@ -591,6 +603,7 @@ impl VacancyClient for RemoteVacancyClient {
             id: Some(id.as_str().to_owned()),
             name: Some(name),
             capacity: Some(capacity.into()),
+            ..wire::CreateEventRequest::default()
         })?;
         let bytes = self
             .call(
@@ -608,6 +621,7 @@ impl VacancyClient for RemoteVacancyClient {
         let path = format!("/api/v1/events/{id}/stock");
         let body = encode(&wire::StockRequest {
             qty: Some(qty.into()),
+            quota: None,
         })?;
         let bytes = self
             .call(
@@ -617,6 +631,58 @@ impl VacancyClient for RemoteVacancyClient {
                 Repeat::Plain,
                 Call::AdminOnce,
             )
+            .await?;
+        decode::<wire::EventResponse>(&bytes)?.into_domain()
+    }
+
+    async fn create(&self, draft: EventDraft) -> Result<Event, Error> {
+        let body = encode(&wire::CreateEventRequest::from_draft(&draft))?;
+        self.admin(Method::POST, "/api/v1/events", body).await
+    }
+
+    async fn resize_quota(
+        &self,
+        id: EventId,
+        quota: QuotaId,
+        resize: Resize,
+    ) -> Result<Event, Error> {
+        match resize {
+            Resize::To(size) => {
+                let path = format!("/api/v1/events/{id}/quotas/{quota}");
+                let body = encode(&wire::QuotaPatchRequest {
+                    size: Some(size.into()),
+                })?;
+                self.admin(Method::PATCH, &path, body).await
+            }
+            Resize::Add(qty) => {
+                let path = format!("/api/v1/events/{id}/stock");
+                let body = encode(&wire::StockRequest {
+                    qty: Some(qty.into()),
+                    quota: Some(quota.as_str().into()),
+                })?;
+                self.admin(Method::POST, &path, body).await
+            }
+        }
+    }
+
+    async fn change_category(
+        &self,
+        id: EventId,
+        category: CategoryId,
+        change: CategoryChange,
+    ) -> Result<Event, Error> {
+        let path = format!("/api/v1/events/{id}/categories/{category}");
+        let body = encode(&wire::CategoryPatchRequest::from(change))?;
+        self.admin(Method::PATCH, &path, body).await
+    }
+}
+
+impl RemoteVacancyClient {
+    /// An admin change on vacancy, made once (never repeated: it may not be safe to), answered
+    /// with the event as it then is.
+    async fn admin(&self, method: Method, path: &str, body: Bytes) -> Result<Event, Error> {
+        let bytes = self
+            .call(method, path, Some(body), Repeat::Plain, Call::AdminOnce)
             .await?;
         decode::<wire::EventResponse>(&bytes)?.into_domain()
     }
@@ -656,6 +722,10 @@ mod tests {
             available: u64::MAX,
             held: u64::MAX,
             sold: u64::MAX,
+            quotas: None,
+            categories: None,
+            max_per_customer: None,
+            customer_required: None,
         };
         let last_id = EventId::parse(&"z".repeat(EventId::LEN_MAX)).unwrap();
         let page = wire::EventsResponse {

@@ -20,26 +20,73 @@
 //! record ever written.
 
 use crate::domain::{
-    Error, EventId, HoldTtl, IdempotencyKey, KeyRecord, Order, Reservation, ReservationId, Reserved,
+    Catalogue, CategoryId, CustomerId, Error, EventId, GENERAL, HoldTtl, IdempotencyKey, KeyRecord,
+    Order, QuotaId, Reservation, ReservationId, Reserved, Shortage,
 };
 
 /// A reservation as far as telling two of them apart goes: a repeat must ask for the same
-/// tickets, the same way.
+/// tickets, for the same customer, the same way.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Asked {
     pub event: EventId,
-    pub qty: u32,
+    /// Each line's category (resolved: a line that named none has the event's only one) and qty.
+    pub lines: Vec<(CategoryId, u32)>,
+    pub customer: Option<CustomerId>,
     /// `None` for a purchase.
     pub hold_ttl_seconds: Option<u32>,
 }
 
 impl Asked {
-    pub fn of(reservation: &Reservation) -> Self {
+    /// `reservation` with its lines resolved against the event's `catalogue`, as indexes.
+    pub fn of(reservation: &Reservation, catalogue: &Catalogue, lines: &[(usize, u32)]) -> Self {
         Self {
             event: reservation.event.clone(),
-            qty: reservation.qty.get(),
+            lines: lines
+                .iter()
+                .map(|&(category, qty)| (catalogue.categories[category].id.clone(), qty))
+                .collect(),
+            customer: reservation.customer.clone(),
             hold_ttl_seconds: reservation.hold_ttl_seconds.map(HoldTtl::seconds),
         }
+    }
+
+    /// What `order` was asked as.
+    fn of_order(order: &Order) -> Self {
+        Self {
+            event: order.event.clone(),
+            lines: order
+                .lines
+                .iter()
+                .map(|line| (line.category.clone(), line.qty))
+                .collect(),
+            customer: order.customer.clone(),
+            hold_ttl_seconds: None,
+        }
+    }
+
+    /// The lines as a fingerprint writes them: just the qty for one `general` line (the form
+    /// stored before categories), `category*qty` joined by `+` otherwise.
+    fn lines_text(&self) -> String {
+        match self.lines.as_slice() {
+            [(category, qty)] if category.as_str() == GENERAL => qty.to_string(),
+            lines => lines
+                .iter()
+                .map(|(category, qty)| format!("{category}*{qty}"))
+                .collect::<Vec<_>>()
+                .join("+"),
+        }
+    }
+
+    fn parse_lines(text: &str) -> Option<Vec<(CategoryId, u32)>> {
+        if let Ok(qty) = text.parse() {
+            return Some(vec![(CategoryId::general(), qty)]);
+        }
+        text.split('+')
+            .map(|line| {
+                let (category, qty) = line.split_once('*')?;
+                Some((CategoryId::parse(category).ok()?, qty.parse().ok()?))
+            })
+            .collect()
     }
 }
 
@@ -56,10 +103,17 @@ impl Keyed {
     /// The request as stored with its key. The one place a fingerprint is written.
     pub fn fingerprint(&self) -> String {
         match self {
-            Keyed::Reserve(asked) => match asked.hold_ttl_seconds {
-                Some(ttl) => format!("reserve:{}:{}:{ttl}", asked.event, asked.qty),
-                None => format!("reserve:{}:{}:-", asked.event, asked.qty),
-            },
+            Keyed::Reserve(asked) => {
+                let ttl = match asked.hold_ttl_seconds {
+                    Some(ttl) => ttl.to_string(),
+                    None => "-".into(),
+                };
+                let lines = asked.lines_text();
+                match &asked.customer {
+                    None => format!("reserve:{}:{lines}:{ttl}", asked.event),
+                    Some(customer) => format!("reserve:{}:{lines}:{ttl}:{customer}", asked.event),
+                }
+            }
             Keyed::Confirm(id) => format!("confirm:{id}"),
             Keyed::Release(id) => format!("release:{id}"),
             Keyed::Cancel(id) => format!("cancel:{id}"),
@@ -72,20 +126,23 @@ impl Keyed {
         let id = || rest.parse::<ReservationId>().ok();
         match kind {
             "reserve" => {
-                // Event ids hold no ':', so the fields split unambiguously.
-                let mut fields = rest.split(':');
+                // Event and category ids hold no ':', so the fields split unambiguously; the
+                // customer, which may, comes last.
+                let mut fields = rest.splitn(4, ':');
                 let event = EventId::parse(fields.next()?).ok()?;
-                let qty = fields.next()?.parse().ok()?;
+                let lines = Asked::parse_lines(fields.next()?)?;
                 let hold_ttl_seconds = match fields.next()? {
                     "-" => None,
                     ttl => Some(ttl.parse().ok()?),
                 };
-                if fields.next().is_some() {
-                    return None;
-                }
+                let customer = match fields.next() {
+                    Some(customer) => Some(CustomerId::parse(customer).ok()?),
+                    None => None,
+                };
                 Some(Keyed::Reserve(Asked {
                     event,
-                    qty,
+                    lines,
+                    customer,
                     hold_ttl_seconds,
                 }))
             }
@@ -106,6 +163,8 @@ pub(crate) enum FirstUse {
         asked: Asked,
         order: Option<ReservationId>,
         remaining: u64,
+        /// Why it was refused, when it was.
+        short: Option<Shortage>,
     },
     /// A confirmation; a repeat answers with the order as it stands.
     Confirm(ReservationId),
@@ -163,18 +222,23 @@ pub(crate) struct KeyUse {
 impl KeyUse {
     /// The stored row: the columns every store has held since keys were first stored.
     pub fn encode(&self, key: &IdempotencyKey) -> KeyRecord {
-        let (order_id, remaining, changed) = match &self.first {
+        let (order_id, remaining, changed, short) = match &self.first {
             FirstUse::Reserve {
-                order, remaining, ..
-            } => (*order, *remaining, false),
-            FirstUse::Confirm(id) | FirstUse::Release(id) => (Some(*id), 0, true),
-            FirstUse::Cancel { order, changed } => (Some(*order), 0, *changed),
+                order,
+                remaining,
+                short,
+                ..
+            } => (*order, *remaining, false, short.as_ref()),
+            FirstUse::Confirm(id) | FirstUse::Release(id) => (Some(*id), 0, true, None),
+            FirstUse::Cancel { order, changed } => (Some(*order), 0, *changed, None),
         };
         KeyRecord {
             key: key.clone(),
             fingerprint: self.first.keyed().fingerprint(),
             order_id,
             remaining,
+            short: short
+                .map(|short| format!("{} {} {}", short.category, short.quota, short.available)),
             changed,
             created_at_ms: self.created_at_ms,
         }
@@ -194,6 +258,11 @@ impl KeyUse {
                 asked,
                 order: record.order_id,
                 remaining: record.remaining,
+                short: record
+                    .short
+                    .as_deref()
+                    .map(|short| read_shortage(record, short))
+                    .transpose()?,
             },
             Keyed::Confirm(id) => FirstUse::Confirm(id),
             Keyed::Release(id) => FirstUse::Release(id),
@@ -207,6 +276,25 @@ impl KeyUse {
             created_at_ms: record.created_at_ms,
         })
     }
+}
+
+/// A stored shortage: `category quota available`.
+fn read_shortage(record: &KeyRecord, short: &str) -> Result<Shortage, Error> {
+    let mut fields = short.split(' ');
+    let parsed = (|| {
+        let shortage = Shortage {
+            category: CategoryId::parse(fields.next()?).ok()?,
+            quota: QuotaId::parse(fields.next()?).ok()?,
+            available: fields.next()?.parse().ok()?,
+        };
+        fields.next().is_none().then_some(shortage)
+    })();
+    parsed.ok_or_else(|| {
+        Error::Storage(format!(
+            "idempotency key '{}' is stored with an unreadable shortage '{short}'",
+            record.key.as_str()
+        ))
+    })
 }
 
 /// Keys created before this time have lapsed at `now_ms`: the one boundary that the rules, the
@@ -237,19 +325,22 @@ pub(crate) fn first_use<'a>(
 
 /// The answer to a reservation whose id was used before (`earlier`): the first answer, if it is
 /// the same reservation; a conflict if the id was used for another one.
-pub(crate) fn retry_of(earlier: Order, reservation: &Reservation) -> Result<Reserved, Error> {
-    let same = earlier.event == reservation.event
-        && earlier.qty == reservation.qty.get()
-        && super::rules::began_as_hold(&earlier) == reservation.hold_ttl_seconds.is_some();
+pub(crate) fn retry_of(earlier: Order, asked: &Asked) -> Result<Reserved, Error> {
+    let made = Asked::of_order(&earlier);
+    let same = made.event == asked.event
+        && made.lines == asked.lines
+        && made.customer == asked.customer
+        && super::rules::began_as_hold(&earlier) == asked.hold_ttl_seconds.is_some();
     if !same {
         return Err(Error::ReservationConflict(format!(
             "reservation {} was already made for {} tickets of '{}'",
-            reservation.id, earlier.qty, earlier.event
+            earlier.id, earlier.qty, earlier.event
         )));
     }
     Ok(Reserved {
         remaining: earlier.remaining,
         order: Some(earlier),
+        short: None,
     })
 }
 
@@ -264,9 +355,14 @@ mod tests {
     fn asked(hold_ttl_seconds: Option<u32>) -> Asked {
         Asked {
             event: EventId::parse("gala").unwrap(),
-            qty: 2,
+            lines: vec![(CategoryId::general(), 2)],
+            customer: None,
             hold_ttl_seconds,
         }
+    }
+
+    fn category(id: &str) -> CategoryId {
+        CategoryId::parse(id).unwrap()
     }
 
     /// Stores written by earlier releases hold exactly these rows; each must read back as the
@@ -281,6 +377,7 @@ mod tests {
                     asked: asked(None),
                     order: Some(id()),
                     remaining: 7,
+                    short: None,
                 },
                 "reserve:gala:2:-".to_owned(),
                 Some(id()),
@@ -292,10 +389,46 @@ mod tests {
                     asked: asked(Some(300)),
                     order: None,
                     remaining: 1,
+                    short: None,
                 },
                 "reserve:gala:2:300".to_owned(),
                 None,
                 1,
+                false,
+            ),
+            (
+                FirstUse::Reserve {
+                    asked: Asked {
+                        lines: vec![(category("standing"), 2), (category("vip"), 1)],
+                        customer: Some(CustomerId::parse("c:81").unwrap()),
+                        ..asked(Some(60))
+                    },
+                    order: Some(id()),
+                    remaining: 3,
+                    short: None,
+                },
+                "reserve:gala:standing*2+vip*1:60:c:81".to_owned(),
+                Some(id()),
+                3,
+                false,
+            ),
+            (
+                FirstUse::Reserve {
+                    asked: Asked {
+                        customer: Some(CustomerId::parse("c-1").unwrap()),
+                        ..asked(None)
+                    },
+                    order: None,
+                    remaining: 0,
+                    short: Some(Shortage {
+                        category: CategoryId::general(),
+                        quota: QuotaId::general(),
+                        available: 1,
+                    }),
+                },
+                "reserve:gala:2:-:c-1".to_owned(),
+                None,
+                0,
                 false,
             ),
             (
@@ -325,6 +458,10 @@ mod tests {
         ];
         let key = IdempotencyKey::parse("checkout-7").unwrap();
         for (first, fingerprint, order_id, remaining, changed) in cases {
+            let short = match &first {
+                FirstUse::Reserve { short: Some(_), .. } => Some("general general 1".to_owned()),
+                _ => None,
+            };
             let used = KeyUse {
                 first,
                 created_at_ms: 42,
@@ -334,6 +471,7 @@ mod tests {
                 fingerprint,
                 order_id,
                 remaining,
+                short,
                 changed,
                 created_at_ms: 42,
             };
@@ -348,7 +486,10 @@ mod tests {
             "",
             "buy:gala:2:-",
             "reserve:gala:2",
-            "reserve:gala:2:-:x",
+            "reserve:gala:2:-:has space",
+            "reserve:gala:vip*:-",
+            "reserve:gala:vip*1+:-",
+            "reserve:gala:v/p*1:-",
             "reserve:ga la:2:-",
             "reserve:gala:two:-",
             "confirm:not-a-uuid",
@@ -358,6 +499,7 @@ mod tests {
                 fingerprint: fingerprint.into(),
                 order_id: None,
                 remaining: 0,
+                short: None,
                 changed: false,
                 created_at_ms: 0,
             };

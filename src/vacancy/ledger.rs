@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::domain::{
-    Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order, OrderStatus, PageQuery,
-    ReservationId,
+    CustomerId, Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order, OrderStatus,
+    PageQuery, ReservationId,
 };
 
 /// The deadline of a held order read from a store. ticketd gives every hold a deadline (every hold
@@ -30,6 +30,53 @@ pub fn hold_deadline(id: ReservationId, expires_at_ms: Option<i64>) -> Result<i6
             "order {id} is held but has no deadline; ticketd never writes such an order"
         ))
     })
+}
+
+/// Checks that every quota's `held` and `sold` equal the tickets of the live holds and confirmed
+/// orders drawing on it: a store that fails this was changed behind ticketd's back or lost writes.
+pub fn audit(events: &[Event], orders: &[Order]) -> Result<(), Error> {
+    let mut counted: HashMap<&EventId, Vec<[u64; 2]>> = events
+        .iter()
+        .map(|event| (&event.id, vec![[0, 0]; event.quotas.len()]))
+        .collect();
+    let by_id: HashMap<&EventId, &Event> = events.iter().map(|event| (&event.id, event)).collect();
+    for order in orders {
+        let slot = match order.status {
+            OrderStatus::Held => 0,
+            OrderStatus::Confirmed => 1,
+            OrderStatus::Cancelled | OrderStatus::Released | OrderStatus::Expired => continue,
+        };
+        let (Some(event), Some(counts)) = (by_id.get(&order.event), counted.get_mut(&order.event))
+        else {
+            return Err(Error::Storage(format!(
+                "order {} is of '{}', which is not stored",
+                order.id, order.event
+            )));
+        };
+        for line in order.lines.iter() {
+            let category = event.catalogue.category(&line.category).ok_or_else(|| {
+                Error::Storage(format!(
+                    "order {} has a line of category '{}', which '{}' does not have",
+                    order.id, line.category, order.event
+                ))
+            })?;
+            for &quota in &category.quotas {
+                counts[quota][slot] += u64::from(line.qty);
+            }
+        }
+    }
+    for event in events {
+        for (quota, counts) in event.quotas.iter().zip(&counted[&event.id]) {
+            let stored = [quota.stock.held, quota.stock.sold];
+            if stored != *counts {
+                return Err(Error::Storage(format!(
+                    "quota '{}' of '{}' counts {stored:?} held/sold but its orders add up to {counts:?}",
+                    quota.id, event.id
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Everything one group commit writes.
@@ -66,6 +113,8 @@ pub struct Plan {
     /// Orders the batch reads, once their events are locked.
     pub orders: Vec<ReservationId>,
     pub keys: Vec<IdempotencyKey>,
+    /// Customers whose tickets the batch counts, once their events are locked.
+    pub customers: Vec<(EventId, CustomerId)>,
     /// Holds due at this time are swept in the same batch.
     pub now_ms: i64,
     /// Most due holds to sweep in this batch; 0 for none.
@@ -105,6 +154,10 @@ pub trait Ledger: Send + 'static {
 
     /// The stored record of an idempotency key, if there is one (lapsed or not).
     fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error>;
+
+    /// Tickets `customer` holds or has bought in `event`, as committed: the sum of their held
+    /// and confirmed orders' quantities.
+    fn customer_taken(&mut self, event: &EventId, customer: &CustomerId) -> Result<u64, Error>;
 
     /// Stores `batch`: on `Ok` all of it is committed, on `Err` none of it is. After
     /// [`SharedLedger::begin`], this ends the batch's transaction even when `batch` is empty.
@@ -150,6 +203,8 @@ pub struct MemoryLedger {
     events: HashMap<EventId, Event>,
     orders: BTreeMap<ReservationId, Order>,
     keys: HashMap<IdempotencyKey, KeyRecord>,
+    /// Tickets of held and confirmed orders, by customer: kept as orders change.
+    customers: HashMap<(EventId, CustomerId), u64>,
 }
 
 impl MemoryLedger {
@@ -181,6 +236,11 @@ impl Ledger for MemoryLedger {
         Ok(self.keys.get(key).cloned())
     }
 
+    fn customer_taken(&mut self, event: &EventId, customer: &CustomerId) -> Result<u64, Error> {
+        let of = (event.clone(), customer.clone());
+        Ok(self.customers.get(&of).copied().unwrap_or(0))
+    }
+
     fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
         if let Some(before) = batch.purge_keys_before_ms {
             self.keys.retain(|_, record| record.created_at_ms >= before);
@@ -192,7 +252,19 @@ impl Ledger for MemoryLedger {
             self.events.insert(event.id.clone(), event.clone());
         }
         for order in &batch.orders {
-            self.orders.insert(order.id, order.clone());
+            let counted = |order: &Order| match order.status {
+                OrderStatus::Held | OrderStatus::Confirmed => u64::from(order.qty),
+                _ => 0,
+            };
+            let before = self.orders.insert(order.id, order.clone());
+            if let Some(customer) = &order.customer {
+                let taken = self
+                    .customers
+                    .entry((order.event.clone(), customer.clone()))
+                    .or_default();
+                *taken =
+                    (*taken + counted(order)).saturating_sub(before.as_ref().map_or(0, counted));
+            }
         }
         Ok(())
     }
@@ -201,21 +273,19 @@ impl Ledger for MemoryLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Stock;
+    use crate::domain::OrderLine;
 
     /// The memory ledger keeps what it is given; a held order without a deadline is refused when
     /// the holds are read, as the durable stores refuse it.
     #[test]
     fn a_held_order_without_a_deadline_is_refused() {
-        let gala = Event {
-            id: EventId::parse("gala").unwrap(),
-            name: "gala".into(),
-            stock: Stock::new(10),
-        };
+        let gala = Event::single(EventId::parse("gala").unwrap(), "gala".into(), 10);
         let held = Order {
             id: ReservationId::generate(),
             event: gala.id.clone(),
             qty: 2,
+            lines: vec![OrderLine::general(2)].into(),
+            customer: None,
             status: OrderStatus::Held,
             remaining: 8,
             created_at_ms: 1,

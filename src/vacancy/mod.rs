@@ -10,6 +10,7 @@
 //! `idempotency.rs`, how a hold expires in `expiry.rs`, the loop that reads, decides, commits and
 //! answers in `writer.rs`, and what differs between a local and a shared store in `store.rs`.
 
+mod codec;
 pub mod copy;
 mod expiry;
 mod idempotency;
@@ -32,12 +33,15 @@ use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Cancelled, Error, Event, EventId, EventsPage, IdempotencyKey, Order, PageQuery, Reservation,
-    ReservationId, Reserved,
+    Cancelled, CategoryId, Error, Event, EventDraft, EventId, EventsPage, IdempotencyKey, Order,
+    PageQuery, QuotaId, Reservation, ReservationId, Reserved,
 };
 use ledger::{LocalLedger, SharedLedger};
+pub use rules::{CategoryChange, Resize};
 use store::{FromDatabase, FromMemory, Local, Reads, Shared};
-use writer::{Call, Command, Events, NewEvent, OrderChange, Replenishment, Writer};
+use writer::{
+    Call, CategoryUpdate, Command, Events, OrderChange, QuotaResize, Replenishment, Writer,
+};
 
 /// Largest capacity of one event: far beyond any venue, well inside every store's integer range.
 pub const CAPACITY_MAX: u64 = 1_000_000_000_000;
@@ -254,6 +258,7 @@ impl Inventory {
         self.reads.order(id, &self.queue).await
     }
 
+    /// Creates an event of one `general` quota and category of `capacity` places.
     pub async fn create_event(
         &self,
         id: EventId,
@@ -266,8 +271,50 @@ impl Inventory {
             )));
         }
         let name = Event::parse_name(&name)?;
-        let new = NewEvent { id, name, capacity };
-        self.ask(Command::CreateEvent, new).await
+        let event = Event::single(id, name, capacity);
+        self.ask(Command::CreateEvent, event).await
+    }
+
+    /// Creates an event of quotas and categories, every place available.
+    pub async fn create(&self, draft: EventDraft) -> Result<Event, Error> {
+        let event = draft.check(CAPACITY_MAX)?;
+        self.ask(Command::CreateEvent, event).await
+    }
+
+    /// Grows or shrinks one quota of an event (never below its places held and sold).
+    pub async fn resize_quota(
+        &self,
+        event: EventId,
+        quota: QuotaId,
+        resize: Resize,
+    ) -> Result<Event, Error> {
+        let (Resize::Add(n) | Resize::To(n)) = resize;
+        if n > CAPACITY_MAX || resize == Resize::Add(0) {
+            return Err(Error::InvalidQuantity(format!(
+                "a quota's size and what is added to it are 0 to {CAPACITY_MAX} (at least 1 added), got {n}"
+            )));
+        }
+        let resize = QuotaResize {
+            event,
+            quota,
+            resize,
+        };
+        self.ask(Command::ResizeQuota, resize).await
+    }
+
+    /// Opens or closes a category of an event, or moves its sales window.
+    pub async fn change_category(
+        &self,
+        event: EventId,
+        category: CategoryId,
+        change: CategoryChange,
+    ) -> Result<Event, Error> {
+        let update = CategoryUpdate {
+            event,
+            category,
+            change,
+        };
+        self.ask(Command::ChangeCategory, update).await
     }
 
     /// Adds `qty` tickets to an event's capacity and availability.
@@ -344,7 +391,8 @@ mod tests {
         Reservation {
             id: ReservationId::generate(),
             event: EventId::default_event(),
-            qty: Quantity::parse(qty, 10).unwrap(),
+            lines: crate::domain::Lines::one(Quantity::parse(qty, 10).unwrap()),
+            customer: None,
             hold_ttl_seconds: None,
             key: None,
         }
@@ -370,7 +418,7 @@ mod tests {
         });
         let stock = run(inventory.event(&EventId::default_event()))
             .unwrap()
-            .stock;
+            .stock();
         assert_eq!((stock.available, stock.sold, stock.capacity), (0, 5, 5));
     }
 
@@ -384,7 +432,8 @@ mod tests {
             assert_eq!((retry.accepted(), retry.remaining), (true, 6));
 
             let changed = Reservation {
-                qty: Quantity::parse(5, 10).unwrap(),
+                lines: crate::domain::Lines::one(Quantity::parse(5, 10).unwrap()),
+                customer: None,
                 ..again
             };
             let conflict = inventory.reserve(changed).await.unwrap_err();
@@ -393,7 +442,7 @@ mod tests {
         assert_eq!(
             run(inventory.event(&EventId::default_event()))
                 .unwrap()
-                .stock
+                .stock()
                 .sold,
             4
         );
@@ -415,7 +464,7 @@ mod tests {
         assert_eq!(
             run(inventory.event(&EventId::default_event()))
                 .unwrap()
-                .stock
+                .stock()
                 .available,
             10
         );
@@ -444,7 +493,7 @@ mod tests {
         assert_eq!(accepted, 100);
         let stock = run(inventory.event(&EventId::default_event()))
             .unwrap()
-            .stock;
+            .stock();
         assert_eq!((stock.available, stock.sold), (0, 100));
     }
 
@@ -466,6 +515,13 @@ mod tests {
                 key: &IdempotencyKey,
             ) -> Result<Option<crate::domain::KeyRecord>, Error> {
                 self.inner.find_key(key)
+            }
+            fn customer_taken(
+                &mut self,
+                event: &EventId,
+                customer: &crate::domain::CustomerId,
+            ) -> Result<u64, Error> {
+                self.inner.customer_taken(event, customer)
             }
         };
     }
@@ -539,7 +595,7 @@ mod tests {
         assert_eq!(
             run(inventory.event(&EventId::default_event()))
                 .unwrap()
-                .stock
+                .stock()
                 .sold,
             2
         );
@@ -601,7 +657,7 @@ mod tests {
                 .event(&EventId::default_event())
                 .await
                 .unwrap()
-                .stock;
+                .stock();
             assert!(stock.is_consistent());
             (stock.available, stock.held, stock.sold)
         };
@@ -682,7 +738,7 @@ mod tests {
                 .create_event(gala.clone(), " Gala ".into(), 100)
                 .await
                 .unwrap();
-            assert_eq!((&*created.name, created.stock.available), ("Gala", 100));
+            assert_eq!((&*created.name, created.stock().available), ("Gala", 100));
             let again = inventory
                 .create_event(gala.clone(), "Gala".into(), 1)
                 .await
@@ -692,7 +748,10 @@ mod tests {
             assert_eq!(blank.await.unwrap_err().code(), "invalid_event");
 
             let grown = inventory.replenish(gala.clone(), 20).await.unwrap();
-            assert_eq!((grown.stock.capacity, grown.stock.available), (120, 120));
+            assert_eq!(
+                (grown.stock().capacity, grown.stock().available),
+                (120, 120)
+            );
         });
         let ids: Vec<_> = run(inventory.events(&PageQuery::default()))
             .unwrap()
@@ -782,7 +841,7 @@ mod tests {
         assert_eq!(
             run(inventory.event(&EventId::default_event()))
                 .unwrap()
-                .stock
+                .stock()
                 .sold,
             5
         );
@@ -811,6 +870,13 @@ mod tests {
                 return Err(Error::Storage("the disk is gone".into()));
             }
             self.inner.find_order(id)
+        }
+        fn customer_taken(
+            &mut self,
+            event: &EventId,
+            customer: &crate::domain::CustomerId,
+        ) -> Result<u64, Error> {
+            self.inner.customer_taken(event, customer)
         }
         fn find_key(
             &mut self,
@@ -851,7 +917,7 @@ mod tests {
         // Adding stock is a batch of its own that looks no order up: it counts only expiries.
         let request = || {
             let event = run(inventory.replenish(EventId::default_event(), 1)).unwrap();
-            event.stock.available
+            event.stock().available
         };
         let hold = Reservation {
             hold_ttl_seconds: Some(HoldTtl::parse(1, 3600).unwrap()),

@@ -313,11 +313,12 @@ fn run_case(ops: &[Op], store: &Store, replicas: usize) -> Result<(), TestCaseEr
                     ids.push(id);
                 }
                 let reservation = Reservation {
-                    id,
-                    event: EventId::parse(EVENTS[*event]).unwrap(),
-                    qty: Quantity::parse(i64::from(*qty), 10).unwrap(),
                     hold_ttl_seconds: ttl.map(|ttl| HoldTtl::parse(ttl.into(), u32::MAX).unwrap()),
-                    key: None,
+                    ..Reservation::new(
+                        id,
+                        EventId::parse(EVENTS[*event]).unwrap(),
+                        Quantity::parse(i64::from(*qty), 10).unwrap(),
+                    )
                 };
                 let actual = runtime.block_on(real.reserve(reservation));
                 (
@@ -380,7 +381,7 @@ fn run_case(ops: &[Op], store: &Store, replicas: usize) -> Result<(), TestCaseEr
             let stock = runtime
                 .block_on(real.event(&EventId::parse(name).unwrap()))
                 .unwrap()
-                .stock;
+                .stock();
             prop_assert!(stock.is_consistent(), "step {}: {:?}", step, stock);
             let actual = Counts {
                 capacity: stock.capacity,

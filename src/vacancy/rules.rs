@@ -20,24 +20,32 @@ use std::sync::Arc;
 use super::idempotency::{self, Asked, FirstUse, KeyUse, Keyed};
 use super::{CAPACITY_MAX, expiry, ledger};
 use crate::domain::{
-    Cancelled, Error, Event, EventId, HoldTtl, IdempotencyKey, Order, OrderStatus, Reservation,
-    ReservationId, Reserved, Stock,
+    Cancelled, Catalogue, Category, CustomerId, Error, Event, EventId, HoldTtl, IdempotencyKey,
+    Order, OrderLine, OrderStatus, QUOTAS_MAX, QuotaId, Reservation, ReservationId, Reserved,
+    SalesWindow, Shortage, Stock,
 };
 
-/// Committed orders and idempotency keys a batch names, read before it is decided. A lookup
-/// that failed is kept as its error: it fails the request that needs it, not the batch.
+/// One customer of one event, as customer limits count them.
+pub(crate) type CustomerOf = (EventId, CustomerId);
+
+/// Committed orders, idempotency keys and customers' tickets a batch names, read before it is
+/// decided. A lookup that failed is kept as its error: it fails the request that needs it, not
+/// the batch.
 #[derive(Debug, Default)]
 pub(crate) struct Read {
     /// `Ok(None)`: no such order.
     pub orders: HashMap<ReservationId, Result<Option<Order>, Error>>,
     /// `Ok(None)`: the key was never used (or was forgotten).
     pub keys: HashMap<IdempotencyKey, Result<Option<KeyUse>, Error>>,
+    /// Tickets each customer a reservation names holds or has bought in the event.
+    pub customers: HashMap<CustomerOf, Result<u64, Error>>,
 }
 
 impl Read {
     pub fn clear(&mut self) {
         self.orders.clear();
         self.keys.clear();
+        self.customers.clear();
     }
 }
 
@@ -52,6 +60,9 @@ pub(crate) struct Changes {
     pub holds_added: Vec<(i64, ReservationId)>,
     pub holds_removed: Vec<(i64, ReservationId)>,
     pub keys: HashMap<IdempotencyKey, KeyUse>,
+    /// How many tickets each customer took (or gave back) in this batch. Stores count a
+    /// customer's tickets from their orders, so this is only the batch's own view.
+    pub customers: HashMap<CustomerOf, i64>,
     /// Reservations accepted and refused for want of stock (retries and repeats not counted).
     pub accepted: u64,
     pub refused: u64,
@@ -60,16 +71,6 @@ pub(crate) struct Changes {
 impl Changes {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty() && self.orders.is_empty() && self.keys.is_empty()
-    }
-
-    fn put_event(&mut self, event: Event) {
-        assert!(
-            event.stock.is_consistent(),
-            "stock of {} broke: {:?}",
-            event.id,
-            event.stock
-        );
-        self.events.insert(event.id.clone(), event);
     }
 
     fn put_order(&mut self, order: Order) {
@@ -92,6 +93,16 @@ impl Changes {
                 created_at_ms: now_ms,
             };
             self.keys.insert(key.clone(), used);
+        }
+    }
+
+    /// Counts `delta` tickets to `customer` of `event`.
+    fn count(&mut self, event: &EventId, customer: Option<&CustomerId>, delta: i64) {
+        if let Some(customer) = customer {
+            *self
+                .customers
+                .entry((event.clone(), customer.clone()))
+                .or_default() += delta;
         }
     }
 }
@@ -130,7 +141,7 @@ pub(crate) fn began_as_hold(order: &Order) -> bool {
     order.expires_at_ms.is_some()
 }
 
-/// The count of an event's stock an order in `status` is part of.
+/// The count of a quota's stock an order in `status` is part of.
 fn bucket(stock: &mut Stock, status: OrderStatus) -> &mut u64 {
     match status {
         OrderStatus::Held => &mut stock.held,
@@ -140,6 +151,32 @@ fn bucket(stock: &mut Stock, status: OrderStatus) -> &mut u64 {
         }
     }
 }
+
+/// Whether an order in `status` counts against its customer's limit.
+fn counts(status: OrderStatus) -> bool {
+    matches!(status, OrderStatus::Held | OrderStatus::Confirmed)
+}
+
+/// A change to one quota's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resize {
+    /// Adds places, all available.
+    Add(u64),
+    /// Sets the size; it may shrink only down to the places held and sold.
+    To(u64),
+}
+
+/// A change to one category: open or close it, or move either end of its sales window (`None`:
+/// keep it; `Some(None)`: no bound).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CategoryChange {
+    pub open: Option<bool>,
+    pub sales_start: Option<Option<i64>>,
+    pub sales_end: Option<Option<i64>>,
+}
+
+/// The lines of a reservation as the event knows them: each category by its index, and qty.
+type Resolved = Vec<(usize, u32)>;
 
 /// One batch's decisions: the state they are taken on and what they changed so far.
 pub(crate) struct Rules<'a> {
@@ -155,13 +192,26 @@ pub(crate) struct Rules<'a> {
 
 impl Rules<'_> {
     /// The event as this batch sees it: changed by the batch, or as committed.
-    fn event(&self, id: &EventId) -> Result<Event, Error> {
+    fn event(&self, id: &EventId) -> Result<&Event, Error> {
         self.changes
             .events
             .get(id)
             .or_else(|| self.committed.get(id))
-            .cloned()
             .ok_or_else(|| Error::UnknownEvent(format!("unknown event '{id}'")))
+    }
+
+    /// The event to change: copied from the committed state the first time the batch changes it.
+    fn event_mut(&mut self, id: &EventId) -> Result<&mut Event, Error> {
+        match self.changes.events.entry(id.clone()) {
+            Entry::Occupied(entry) => Ok(entry.into_mut()),
+            Entry::Vacant(entry) => {
+                let committed = self
+                    .committed
+                    .get(id)
+                    .ok_or_else(|| Error::UnknownEvent(format!("unknown event '{id}'")))?;
+                Ok(entry.insert(committed.clone()))
+            }
+        }
     }
 
     /// The order as this batch sees it, if there is one.
@@ -209,65 +259,144 @@ impl Rules<'_> {
         Ok(first.cloned())
     }
 
-    /// Sells or holds the tickets if that many are available.
+    /// Tickets `customer` holds or has bought in `event`, this batch included.
+    fn customer_taken(&self, event: &EventId, customer: &CustomerId) -> Result<u64, Error> {
+        let of = (event.clone(), customer.clone());
+        let read = match self.read.customers.get(&of) {
+            Some(read) => read.clone()?,
+            None => {
+                return Err(Error::Internal(format!(
+                    "customer '{customer}' of '{event}' was not read before deciding"
+                )));
+            }
+        };
+        let batch = self.changes.customers.get(&of).copied().unwrap_or(0);
+        Ok(read.saturating_add_signed(batch))
+    }
+
+    /// Sells or holds the tickets of every line, if all of them can be had; otherwise none.
     pub fn reserve(&mut self, reservation: &Reservation) -> Result<Reserved, Error> {
-        let mut event = self.event(&reservation.event)?;
+        let event = self.event(&reservation.event)?;
+        let catalogue = Arc::clone(&event.catalogue);
+        let lines = resolve(&catalogue, reservation)?;
         let key = reservation.key.as_ref();
-        if let Some(first) = self.first_use(key, || Keyed::Reserve(Asked::of(reservation)))? {
+        let asked = || Asked::of(reservation, &catalogue, &lines);
+        if let Some(first) = self.first_use(key, || Keyed::Reserve(asked()))? {
             // A repeat of a keyed request: the first answer, whatever happened since.
             let FirstUse::Reserve {
-                order, remaining, ..
+                order,
+                remaining,
+                short,
+                ..
             } = first
             else {
                 unreachable!("a reservation's key is only ever first used for a reservation");
             };
             let order = order.map(|id| self.existing_order(id)).transpose()?;
-            return Ok(Reserved { order, remaining });
+            return Ok(Reserved {
+                order,
+                remaining,
+                short,
+            });
         }
         if let Some(earlier) = self.order(reservation.id)? {
             // A retry of a reservation already made: answer as before, change nothing.
-            return idempotency::retry_of(earlier, reservation);
+            return idempotency::retry_of(earlier, &asked());
+        }
+        for &(category, _) in &lines {
+            let category = &catalogue.categories[category];
+            if !category.on_sale(self.now_ms) {
+                return Err(not_on_sale(category));
+            }
+        }
+        let total = u64::from(reservation.lines.total());
+        match &reservation.customer {
+            None if catalogue.customer_required => {
+                return Err(Error::CustomerRequired(format!(
+                    "event '{}' sells only to requests that name their customer",
+                    reservation.event
+                )));
+            }
+            Some(customer) => {
+                if let Some(max) = catalogue.max_per_customer.map(u64::from) {
+                    let taken = self.customer_taken(&reservation.event, customer)?;
+                    if taken.saturating_add(total) > max {
+                        let may_still = max.saturating_sub(taken);
+                        return Err(Error::CustomerLimitReached {
+                            message: format!(
+                                "customer '{customer}' may have {max} tickets of '{}' at most and has {taken}; {may_still} more may be taken",
+                                reservation.event
+                            ),
+                            may_still,
+                        });
+                    }
+                }
+            }
+            None => {}
         }
 
-        let qty = u64::from(reservation.qty.get());
-        let asked = || Asked::of(reservation);
-        if event.stock.available < qty {
+        let event = self.event(&reservation.event)?;
+        let mut need = [0u64; QUOTAS_MAX];
+        for &(category, qty) in &lines {
+            for &quota in &catalogue.categories[category].quotas {
+                need[quota] += u64::from(qty);
+            }
+        }
+        let short = shortage(event, &catalogue, &lines, &need);
+        if let Some(short) = short {
+            let remaining = event.stock().available;
             self.changes.refused += 1;
             // A keyed refusal is remembered too: its repeat must not buy what came back since.
-            let remaining = event.stock.available;
-            let first = FirstUse::Reserve {
-                asked: asked(),
-                order: None,
-                remaining,
-            };
             if key.is_some() {
+                let first = FirstUse::Reserve {
+                    asked: asked(),
+                    order: None,
+                    remaining,
+                    short: Some(short.clone()),
+                };
                 self.changes.remember(key, first, self.now_ms);
             }
             return Ok(Reserved {
                 order: None,
                 remaining,
+                short: Some(short),
             });
         }
-        event.stock.available -= qty;
-        let (status, expires_at_ms) = match reservation.hold_ttl_seconds.map(HoldTtl::seconds) {
-            Some(ttl) => {
-                event.stock.held += qty;
-                let expires_at_ms = expiry::deadline_ms(self.now_ms, ttl);
-                self.changes
-                    .holds_added
-                    .push((expires_at_ms, reservation.id));
-                (OrderStatus::Held, Some(expires_at_ms))
-            }
-            None => {
-                event.stock.sold += qty;
-                (OrderStatus::Confirmed, None)
-            }
+
+        let held = reservation.hold_ttl_seconds.map(HoldTtl::seconds);
+        let status = if held.is_some() {
+            OrderStatus::Held
+        } else {
+            OrderStatus::Confirmed
         };
-        let remaining = event.stock.available;
+        let event = self.event_mut(&reservation.event)?;
+        for (quota, need) in event.quotas.iter_mut().zip(need) {
+            quota.stock.available -= need;
+            *bucket(&mut quota.stock, status) += need;
+        }
+        let remaining = event.stock().available;
+        let expires_at_ms = held.map(|ttl| expiry::deadline_ms(self.now_ms, ttl));
+        if let Some(expires_at_ms) = expires_at_ms {
+            self.changes
+                .holds_added
+                .push((expires_at_ms, reservation.id));
+        }
         let order = Order {
             id: reservation.id,
             event: reservation.event.clone(),
-            qty: reservation.qty.get(),
+            qty: reservation.lines.total(),
+            lines: lines
+                .iter()
+                .map(|&(category, qty)| {
+                    let category = &catalogue.categories[category];
+                    OrderLine {
+                        category: category.id.clone(),
+                        qty,
+                        unit_price: category.price,
+                    }
+                })
+                .collect(),
+            customer: reservation.customer.clone(),
             status,
             remaining,
             created_at_ms: self.now_ms,
@@ -275,38 +404,65 @@ impl Rules<'_> {
             expires_at_ms,
         };
         self.changes.accepted += 1;
-        self.changes.put_event(event);
+        let delta = i64::from(order.qty);
+        self.changes
+            .count(&order.event, order.customer.as_ref(), delta);
         self.changes.put_order(order.clone());
         if key.is_some() {
             let first = FirstUse::Reserve {
                 asked: asked(),
                 order: Some(order.id),
                 remaining,
+                short: None,
             };
             self.changes.remember(key, first, self.now_ms);
         }
         Ok(Reserved {
             order: Some(order),
             remaining,
+            short: None,
         })
     }
 
-    /// Moves `order` to `status`, moving its tickets between the event's counts to match.
+    /// Moves `order` to `status`, moving its tickets between the counts of every quota of every
+    /// line to match.
     pub(super) fn transition(
         &mut self,
         mut order: Order,
         status: OrderStatus,
     ) -> Result<Order, Error> {
-        let mut event = self.event(&order.event)?;
-        let qty = u64::from(order.qty);
-        *bucket(&mut event.stock, order.status) -= qty;
-        *bucket(&mut event.stock, status) += qty;
+        let catalogue = Arc::clone(&self.event(&order.event)?.catalogue);
+        let event = self.event_mut(&order.event)?;
+        for line in order.lines.iter() {
+            let category = catalogue.category(&line.category).ok_or_else(|| {
+                Error::Internal(format!(
+                    "order {} has a line of category '{}', which '{}' does not have",
+                    order.id, line.category, order.event
+                ))
+            })?;
+            let qty = u64::from(line.qty);
+            for &quota in &category.quotas {
+                let stock = &mut event.quotas[quota].stock;
+                let from = bucket(stock, order.status);
+                *from = from.checked_sub(qty).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "order {} has more tickets than quota {quota} of '{}' counts",
+                        order.id, order.event
+                    ))
+                })?;
+                *bucket(stock, status) += qty;
+            }
+        }
+        if counts(order.status) && !counts(status) {
+            let delta = -i64::from(order.qty);
+            self.changes
+                .count(&order.event, order.customer.as_ref(), delta);
+        }
         if let Standing::Held { expires_at_ms } = Standing::of(&order)? {
             self.changes.holds_removed.push((expires_at_ms, order.id));
         }
         order.status = status;
         order.updated_at_ms = self.now_ms;
-        self.changes.put_event(event);
         self.changes.put_order(order.clone());
         Ok(order)
     }
@@ -418,40 +574,146 @@ impl Rules<'_> {
         self.existing_order(id)
     }
 
-    /// Creates an event with all of its tickets available, unless one has this id.
-    pub fn create_event(
-        &mut self,
-        id: &EventId,
-        name: &Arc<str>,
-        capacity: u64,
-    ) -> Result<Event, Error> {
-        if self.event(id).is_ok() {
-            return Err(Error::EventExists(format!("event '{id}' already exists")));
+    /// Creates `event` (all of its places available), unless one has its id.
+    pub fn create_event(&mut self, event: &Event) -> Result<Event, Error> {
+        if self.event(&event.id).is_ok() {
+            return Err(Error::EventExists(format!(
+                "event '{}' already exists",
+                event.id
+            )));
         }
-        let event = Event {
-            id: id.clone(),
-            name: Arc::clone(name),
-            stock: Stock::new(capacity),
-        };
-        self.changes.put_event(event.clone());
-        Ok(event)
+        self.changes.events.insert(event.id.clone(), event.clone());
+        Ok(event.clone())
     }
 
-    /// Adds `qty` tickets to an event's capacity and availability, within [`CAPACITY_MAX`].
+    /// Adds `qty` places to an event's first quota: the seed's replenish.
     pub fn replenish(&mut self, id: &EventId, qty: u64) -> Result<Event, Error> {
-        let mut event = self.event(id)?;
-        let grown = |n: u64| {
-            n.checked_add(qty)
-                .filter(|n| *n <= CAPACITY_MAX)
-                .ok_or_else(|| {
-                    // Whether it fits depends on the event as it stands, not on the request alone.
-                    Error::CapacityExceeded(format!("capacity would exceed {CAPACITY_MAX}"))
-                })
+        let quota = self.event(id)?.quotas[0].id.clone();
+        self.resize_quota(id, &quota, Resize::Add(qty))
+    }
+
+    /// Grows a quota, or shrinks it down to no less than the places held and sold in it, within
+    /// [`CAPACITY_MAX`].
+    pub fn resize_quota(
+        &mut self,
+        id: &EventId,
+        quota: &QuotaId,
+        resize: Resize,
+    ) -> Result<Event, Error> {
+        let event = self.event(id)?;
+        let index = event
+            .quota_index(quota)
+            .ok_or_else(|| Error::UnknownQuota(format!("event '{id}' has no quota '{quota}'")))?;
+        let stock = event.quotas[index].stock;
+        let size = match resize {
+            Resize::Add(qty) => stock.capacity.checked_add(qty),
+            Resize::To(size) => Some(size),
         };
-        event.stock.capacity = grown(event.stock.capacity)?;
-        event.stock.available = grown(event.stock.available)?;
-        self.changes.put_event(event.clone());
-        Ok(event)
+        let Some(size) = size.filter(|size| *size <= CAPACITY_MAX) else {
+            // Whether it fits depends on the event as it stands, not on the request alone.
+            return Err(Error::CapacityExceeded(format!(
+                "capacity would exceed {CAPACITY_MAX}"
+            )));
+        };
+        let taken = stock.held + stock.sold;
+        if size < taken {
+            return Err(Error::QuotaInUse(format!(
+                "quota '{quota}' of '{id}' has {taken} places held or sold; it cannot shrink to {size}"
+            )));
+        }
+        let event = self.event_mut(id)?;
+        let stock = &mut event.quotas[index].stock;
+        stock.capacity = size;
+        stock.available = size - taken;
+        Ok(event.clone())
+    }
+
+    /// Opens or closes a category, or moves its sales window.
+    pub fn change_category(
+        &mut self,
+        id: &EventId,
+        category: &crate::domain::CategoryId,
+        change: CategoryChange,
+    ) -> Result<Event, Error> {
+        let mut catalogue = Catalogue::clone(&self.event(id)?.catalogue);
+        let found = catalogue
+            .categories
+            .iter_mut()
+            .find(|c| &c.id == category)
+            .ok_or_else(|| {
+                Error::UnknownCategory(format!("event '{id}' has no category '{category}'"))
+            })?;
+        if let Some(open) = change.open {
+            found.open = open;
+        }
+        found.window = SalesWindow::new(
+            change.sales_start.unwrap_or(found.window.start_ms),
+            change.sales_end.unwrap_or(found.window.end_ms),
+        )?;
+        let event = self.event_mut(id)?;
+        event.catalogue = Arc::new(catalogue);
+        Ok(event.clone())
+    }
+}
+
+/// Each line's category, by index into the event's: a line without one takes the event's only
+/// category.
+fn resolve(catalogue: &Catalogue, reservation: &Reservation) -> Result<Resolved, Error> {
+    let event = &reservation.event;
+    reservation
+        .lines
+        .iter()
+        .map(|line| {
+            let index = match &line.category {
+                Some(id) => catalogue
+                    .categories
+                    .iter()
+                    .position(|category| &category.id == id)
+                    .ok_or_else(|| {
+                        Error::UnknownCategory(format!("event '{event}' has no category '{id}'"))
+                    })?,
+                None if catalogue.categories.len() == 1 => 0,
+                None => {
+                    return Err(Error::UnknownCategory(format!(
+                        "event '{event}' sells several categories; each line must name one"
+                    )));
+                }
+            };
+            Ok((index, line.qty.get()))
+        })
+        .collect()
+}
+
+/// The first line, in the order asked, with a quota short of what all lines `need` of it.
+fn shortage(
+    event: &Event,
+    catalogue: &Catalogue,
+    lines: &Resolved,
+    need: &[u64; QUOTAS_MAX],
+) -> Option<Shortage> {
+    lines.iter().find_map(|&(category, _)| {
+        let category = &catalogue.categories[category];
+        category.quotas.iter().find_map(|&quota| {
+            let stock = event.quotas[quota].stock;
+            (stock.available < need[quota]).then(|| Shortage {
+                category: category.id.clone(),
+                quota: event.quotas[quota].id.clone(),
+                available: stock.available,
+            })
+        })
+    })
+}
+
+fn not_on_sale(category: &Category) -> Error {
+    let why = if category.open {
+        "is not on sale at this time"
+    } else {
+        "is closed"
+    };
+    Error::NotOnSale {
+        message: format!("category '{}' {why}", category.id),
+        category: category.id.clone(),
+        window: category.window,
     }
 }
 

@@ -2,7 +2,7 @@
 //! No thread, channel or store: each case builds the state a batch would have read, and decides.
 
 use super::*;
-use crate::domain::{HoldTtl, OrderStatus::*, Quantity};
+use crate::domain::{HoldTtl, OrderLine, OrderStatus::*, Quantity};
 
 const NOW_MS: i64 = 1_000_000;
 const KEY_TTL_MS: i64 = 10_000;
@@ -27,6 +27,8 @@ fn order(status: OrderStatus, expires_at_ms: Option<i64>) -> Order {
         id: id(1),
         event: gala(),
         qty: QTY,
+        lines: vec![OrderLine::general(QTY)].into(),
+        customer: None,
         status,
         remaining: 5,
         created_at_ms: NOW_MS - 5_000,
@@ -50,11 +52,8 @@ impl World {
             held: 0,
             sold: CAPACITY - available,
         };
-        let event = Event {
-            id: gala(),
-            name: "Gala".into(),
-            stock,
-        };
+        let mut event = Event::single(gala(), "Gala".into(), CAPACITY);
+        *event.stock_mut() = stock;
         let mut read = Read::default();
         for n in 1..=3 {
             read.orders.insert(id(n), Ok(None));
@@ -69,7 +68,7 @@ impl World {
     /// `gala` with `order` stored, its tickets counted where its status says.
     fn with_order(order: Order) -> Self {
         let mut world = Self::with_available(CAPACITY);
-        let stock = &mut world.committed.get_mut(&gala()).unwrap().stock;
+        let stock = world.committed.get_mut(&gala()).unwrap().stock_mut();
         stock.available -= u64::from(order.qty);
         *bucket(stock, order.status) += u64::from(order.qty);
         world.read.orders.insert(order.id, Ok(Some(order)));
@@ -100,18 +99,15 @@ impl World {
 
 /// `(available, held, sold)` of `gala` once `changes` are applied; `None` if they leave it alone.
 fn counts(changes: &Changes) -> Option<(u64, u64, u64)> {
-    let stock = changes.events.get(&gala())?.stock;
+    let stock = changes.events.get(&gala())?.stock();
     assert!(stock.is_consistent(), "{stock:?}");
     Some((stock.available, stock.held, stock.sold))
 }
 
 fn reservation(n: u128, qty: i64, hold_ttl_seconds: Option<u32>) -> Reservation {
     Reservation {
-        id: id(n),
-        event: gala(),
-        qty: Quantity::parse(qty, 100).unwrap(),
         hold_ttl_seconds: hold_ttl_seconds.map(|ttl| HoldTtl::parse(ttl.into(), u32::MAX).unwrap()),
-        key: None,
+        ..Reservation::new(id(n), gala(), Quantity::parse(qty, 100).unwrap())
     }
 }
 
@@ -122,15 +118,35 @@ fn keyed(reservation: Reservation) -> Reservation {
     }
 }
 
+/// The first use of a key whose reservation was refused, `remaining` being all it could have.
+fn refused_first(remaining: u64) -> FirstUse {
+    let FirstUse::Reserve { asked, .. } = first_reservation(None, remaining) else {
+        unreachable!("a reservation's first use");
+    };
+    let short = crate::domain::Shortage {
+        category: crate::domain::CategoryId::general(),
+        quota: crate::domain::QuotaId::general(),
+        available: remaining,
+    };
+    FirstUse::Reserve {
+        asked,
+        order: None,
+        remaining,
+        short: Some(short),
+    }
+}
+
 fn first_reservation(order: Option<ReservationId>, remaining: u64) -> FirstUse {
     FirstUse::Reserve {
         asked: Asked {
             event: gala(),
-            qty: QTY,
+            lines: vec![(crate::domain::CategoryId::general(), QTY)],
+            customer: None,
             hold_ttl_seconds: None,
         },
         order,
         remaining,
+        short: None,
     }
 }
 
@@ -199,7 +215,7 @@ fn reserve() {
             "ok",
             Some((None, 1)),
             None,
-            Some(first_reservation(None, 1)),
+            Some(refused_first(1)),
         ),
         (
             "a keyed sale is remembered",
@@ -569,9 +585,10 @@ fn create_and_replenish() {
     let name: Arc<str> = "Matinee".into();
     let world = World::with_available(5);
 
-    let (created, changes) = world.decide(|rules| rules.create_event(&other, &name, 7));
-    assert_eq!(created.unwrap().stock, Stock::new(7));
-    assert_eq!(changes.events[&other].stock, Stock::new(7));
+    let create = |id: &EventId, capacity| Event::single(id.clone(), Arc::clone(&name), capacity);
+    let (created, changes) = world.decide(|rules| rules.create_event(&create(&other, 7)));
+    assert_eq!(created.unwrap().stock(), Stock::new(7));
+    assert_eq!(changes.events[&other].stock(), Stock::new(7));
 
     // (case, event, qty or capacity, answer, stock after)
     let cases = [
@@ -626,10 +643,10 @@ fn create_and_replenish() {
     ];
     for (case, act, event, n, want_code, want_counts) in cases {
         let (answer, changes) = world.decide(|rules| match act {
-            "create" => rules.create_event(&event, &name, n),
+            "create" => rules.create_event(&create(&event, n)),
             "create twice" => {
-                rules.create_event(&event, &name, n).unwrap();
-                rules.create_event(&event, &name, n)
+                rules.create_event(&create(&event, n)).unwrap();
+                rules.create_event(&create(&event, n))
             }
             _ => rules.replenish(&event, n),
         });

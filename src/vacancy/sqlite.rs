@@ -16,15 +16,19 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::codec;
 use super::ledger::{self, Batch, Ledger, LocalLedger};
 use crate::domain::{
-    Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId, Stock,
+    CustomerId, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus,
+    ReservationId, Stock,
 };
 
 pub const DATABASE_FILE: &str = "ticketd.db";
 const LOCK_FILE: &str = "ticketd.lock";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
+/// The first release's tables; [`MIGRATIONS`] bring them up to date, so a new store and an old
+/// one end up alike.
 const SCHEMA: &str = "
 CREATE TABLE events (
     id        TEXT PRIMARY KEY,
@@ -62,23 +66,56 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
 ";
 
+/// The changes from each schema version to the next: `MIGRATIONS[n]` takes version `n + 1` to
+/// `n + 2`. Each runs in the transaction that sets the new version.
+const MIGRATIONS: [&str; 1] = [
+    // 1 → 2: categories and quotas (an event's layout beyond its first quota, as JSON text; none
+    // for an event of one `general` quota and category), order lines, and customers.
+    "ALTER TABLE events ADD COLUMN quotas TEXT;
+     ALTER TABLE events ADD COLUMN catalogue TEXT;
+     ALTER TABLE orders ADD COLUMN lines TEXT;
+     ALTER TABLE orders ADD COLUMN customer TEXT;
+     CREATE INDEX customer_orders ON orders (event, customer)
+        WHERE customer IS NOT NULL AND status IN ('held', 'confirmed');
+     ALTER TABLE idempotency_keys ADD COLUMN short TEXT;",
+];
+
 /// The columns [`order_row`] decodes, in its order (a macro, so queries are built at compile time).
 macro_rules! order_columns {
     () => {
-        "id, event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms"
+        "id, event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms, lines, customer"
     };
 }
 /// The columns [`key_row`] decodes, in its order.
 macro_rules! key_columns {
     () => {
-        "key, fingerprint, order_id, remaining, changed, created_at_ms"
+        "key, fingerprint, order_id, remaining, changed, created_at_ms, short"
     };
 }
 
 /// An order's columns as stored, before they are checked.
-type OrderRow = (Vec<u8>, String, u32, String, u64, i64, i64, Option<i64>);
+type OrderRow = (
+    Vec<u8>,
+    String,
+    u32,
+    String,
+    u64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
 /// An idempotency key's columns as stored, before they are checked.
-type KeyRow = (String, String, Option<Vec<u8>>, u64, bool, i64);
+type KeyRow = (
+    String,
+    String,
+    Option<Vec<u8>>,
+    u64,
+    bool,
+    i64,
+    Option<String>,
+);
 
 fn order_row(row: &rusqlite::Row) -> rusqlite::Result<OrderRow> {
     OrderRow::try_from(row)
@@ -146,10 +183,22 @@ impl SqliteLedger {
             .map_err(fail)?;
 
         match version {
-            0 => {
-                let create =
-                    format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;");
-                connection.execute_batch(&create).map_err(fail)?;
+            0..SCHEMA_VERSION => {
+                // A new store is made as the first release made it, then brought up to date like
+                // any old one: one path, tested by every new store.
+                if version == 0 {
+                    let create = format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;");
+                    connection.execute_batch(&create).map_err(fail)?;
+                }
+                for (from, migration) in MIGRATIONS
+                    .iter()
+                    .enumerate()
+                    .skip(version.max(1) as usize - 1)
+                {
+                    let to = from + 2;
+                    let migrate = format!("BEGIN; {migration} PRAGMA user_version = {to}; COMMIT;");
+                    connection.execute_batch(&migrate).map_err(fail)?;
+                }
             }
             SCHEMA_VERSION => {}
             newer => {
@@ -241,6 +290,18 @@ impl Ledger for SqliteLedger {
         found.map(|row| self.order(row)).transpose()
     }
 
+    fn customer_taken(&mut self, event: &EventId, customer: &CustomerId) -> Result<u64, Error> {
+        self.connection
+            .prepare_cached(
+                "SELECT COALESCE(SUM(qty), 0) FROM orders
+                 WHERE event = ?1 AND customer = ?2 AND status IN ('held', 'confirmed')",
+            )
+            .and_then(|mut statement| {
+                statement.query_row([event.as_str(), customer.as_str()], |row| row.get(0))
+            })
+            .map_err(|e| self.failed("counting a customer's tickets", e))
+    }
+
     fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error> {
         let found = self
             .connection
@@ -263,15 +324,17 @@ impl Ledger for SqliteLedger {
         {
             let mut upsert_event = transaction
                 .prepare_cached(
-                    "INSERT INTO events (id, name, capacity, available, held, sold)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO events (id, name, capacity, available, held, sold, quotas, catalogue)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                      ON CONFLICT (id) DO UPDATE SET name = excluded.name,
                         capacity = excluded.capacity, available = excluded.available,
-                        held = excluded.held, sold = excluded.sold",
+                        held = excluded.held, sold = excluded.sold,
+                        quotas = excluded.quotas, catalogue = excluded.catalogue",
                 )
                 .map_err(failed)?;
             for event in &batch.events {
-                let stock = &event.stock;
+                let stock = event.stock();
+                let (quotas, catalogue) = codec::encode_layout(event).unzip();
                 upsert_event
                     .execute(params![
                         event.id.as_str(),
@@ -279,15 +342,17 @@ impl Ledger for SqliteLedger {
                         stock.capacity,
                         stock.available,
                         stock.held,
-                        stock.sold
+                        stock.sold,
+                        quotas,
+                        catalogue
                     ])
                     .map_err(failed)?;
             }
             let mut upsert_order = transaction
                 .prepare_cached(
                     "INSERT INTO orders (id, event, qty, status, remaining, created_at_ms,
-                        updated_at_ms, expires_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                        updated_at_ms, expires_at_ms, lines, customer)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                      ON CONFLICT (id) DO UPDATE SET status = excluded.status,
                         updated_at_ms = excluded.updated_at_ms",
                 )
@@ -302,7 +367,9 @@ impl Ledger for SqliteLedger {
                         order.remaining,
                         order.created_at_ms,
                         order.updated_at_ms,
-                        order.expires_at_ms
+                        order.expires_at_ms,
+                        codec::encode_lines(&order.lines),
+                        order.customer.as_ref().map(CustomerId::as_str)
                     ])
                     .map_err(failed)?;
             }
@@ -315,8 +382,8 @@ impl Ledger for SqliteLedger {
             let mut upsert_key = transaction
                 .prepare_cached(
                     "INSERT OR REPLACE INTO idempotency_keys
-                        (key, fingerprint, order_id, remaining, changed, created_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        (key, fingerprint, order_id, remaining, changed, created_at_ms, short)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(failed)?;
             for record in &batch.keys {
@@ -327,7 +394,8 @@ impl Ledger for SqliteLedger {
                         record.order_id.map(|id| *id.as_uuid().as_bytes()),
                         record.remaining,
                         record.changed,
-                        record.created_at_ms
+                        record.created_at_ms,
+                        record.short
                     ])
                     .map_err(failed)?;
             }
@@ -341,7 +409,9 @@ impl SqliteLedger {
     fn events(&self) -> Result<Vec<Event>, Error> {
         let mut statement = self
             .connection
-            .prepare("SELECT id, name, capacity, available, held, sold FROM events")
+            .prepare(
+                "SELECT id, name, capacity, available, held, sold, quotas, catalogue FROM events",
+            )
             .map_err(|e| self.failed("reading events", e))?;
         let rows = statement
             .query_map([], |row| {
@@ -354,17 +424,25 @@ impl SqliteLedger {
                         held: row.get(4)?,
                         sold: row.get(5)?,
                     },
+                    row.get::<_, Option<String>>(6)?,
+                    row.get::<_, Option<String>>(7)?,
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.failed("reading events", e))?;
         rows.into_iter()
-            .map(|(id, name, stock)| {
-                Ok(Event {
-                    id: EventId::parse(&id)?,
-                    name: name.into(),
-                    stock,
-                })
+            .map(|(id, name, stock, quotas, catalogue)| {
+                let layout = match (&quotas, &catalogue) {
+                    (Some(quotas), Some(catalogue)) => Some((quotas.as_str(), catalogue.as_str())),
+                    (None, None) => None,
+                    _ => {
+                        return Err(Error::Storage(format!(
+                            "event '{id}' in {} has half a layout",
+                            self.path.display()
+                        )));
+                    }
+                };
+                codec::decode_event(EventId::parse(&id)?, name.into(), stock, layout)
             })
             .collect()
     }
@@ -439,7 +517,18 @@ impl SqliteLedger {
     }
 
     fn order(&self, row: OrderRow) -> Result<Order, Error> {
-        let (id, event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms) = row;
+        let (
+            id,
+            event,
+            qty,
+            status,
+            remaining,
+            created_at_ms,
+            updated_at_ms,
+            expires_at_ms,
+            lines,
+            customer,
+        ) = row;
         let id = self.id(&id)?;
         let status = OrderStatus::parse(&status).ok_or_else(|| {
             Error::Storage(format!(
@@ -454,6 +543,8 @@ impl SqliteLedger {
             id,
             event: EventId::parse(&event)?,
             qty,
+            lines: codec::decode_lines(&id, qty, lines.as_deref())?,
+            customer: customer.as_deref().map(CustomerId::parse).transpose()?,
             status,
             remaining,
             created_at_ms,
@@ -469,12 +560,13 @@ impl SqliteLedger {
     }
 
     fn key(&self, row: KeyRow) -> Result<KeyRecord, Error> {
-        let (key, fingerprint, order_id, remaining, changed, created_at_ms) = row;
+        let (key, fingerprint, order_id, remaining, changed, created_at_ms, short) = row;
         Ok(KeyRecord {
             key: IdempotencyKey::decode(&key)?,
             fingerprint,
             order_id: order_id.map(|id| self.id(&id)).transpose()?,
             remaining,
+            short,
             changed,
             created_at_ms,
         })
@@ -495,34 +587,18 @@ impl SqliteLedger {
     /// confirmed orders: a store that fails this was changed behind ticketd's back or lost writes.
     /// Reads every order.
     pub fn audit(&self) -> Result<(), Error> {
-        let mut statement = self
-            .connection
-            .prepare(
-                "SELECT e.id, e.held, e.sold,
-                    COALESCE(SUM(CASE WHEN o.status = 'held' THEN o.qty END), 0),
-                    COALESCE(SUM(CASE WHEN o.status = 'confirmed' THEN o.qty END), 0)
-                 FROM events e LEFT JOIN orders o ON o.event = e.id GROUP BY e.id",
-            )
-            .map_err(|e| self.failed("auditing", e))?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    [row.get::<_, u64>(1)?, row.get(2)?],
-                    [row.get::<_, u64>(3)?, row.get(4)?],
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.failed("auditing", e))?;
-        for (event, counted, stored) in rows {
-            if counted != stored {
-                return Err(Error::Storage(format!(
-                    "event '{event}' in {} counts {counted:?} held/sold but its orders add up to {stored:?}",
-                    self.path.display()
-                )));
-            }
-        }
-        Ok(())
+        let events = self.events()?;
+        let mut orders = Vec::new();
+        self.each_row(
+            concat!("SELECT ", order_columns!(), " FROM orders"),
+            order_row,
+            |row| {
+                orders.push(self.order(row)?);
+                Ok(())
+            },
+        )?;
+        ledger::audit(&events, &orders)
+            .map_err(|error| Error::Storage(format!("{error} (in {})", self.path.display())))
     }
 }
 
@@ -533,11 +609,9 @@ mod tests {
     use crate::vacancy::{Inventory, InventoryConfig};
 
     fn event(id: &str, stock: Stock) -> Event {
-        Event {
-            id: EventId::parse(id).unwrap(),
-            name: id.into(),
-            stock,
-        }
+        let mut event = Event::single(EventId::parse(id).unwrap(), id.into(), stock.capacity);
+        *event.stock_mut() = stock;
+        event
     }
 
     fn order(event: &Event, qty: u32, status: OrderStatus) -> Order {
@@ -545,6 +619,8 @@ mod tests {
             id: ReservationId::generate(),
             event: event.id.clone(),
             qty,
+            lines: vec![crate::domain::OrderLine::general(qty)].into(),
+            customer: None,
             status,
             remaining: 0,
             created_at_ms: 1,
@@ -641,6 +717,7 @@ mod tests {
             fingerprint: "f".into(),
             order_id: Some(orders[0].id),
             remaining: 8,
+            short: None,
             changed: true,
             created_at_ms: 1,
         };
@@ -778,7 +855,8 @@ mod tests {
             let reservation = Reservation {
                 id: ReservationId::generate(),
                 event: default.clone(),
-                qty: Quantity::parse(1, 10).unwrap(),
+                lines: crate::domain::Lines::one(Quantity::parse(1, 10).unwrap()),
+                customer: None,
                 hold_ttl_seconds: None,
                 key: None,
             };
@@ -796,7 +874,7 @@ mod tests {
         let failure = failure.expect("the store filled up");
         assert_eq!(failure.code(), "storage_failure", "{failure}");
         assert!(failure.to_string().contains("full"), "{failure}");
-        let stock = runtime.block_on(inventory.event(&default)).unwrap().stock;
+        let stock = runtime.block_on(inventory.event(&default)).unwrap().stock();
         assert_eq!(stock.sold, accepted, "a refused batch changed stock");
     }
 }

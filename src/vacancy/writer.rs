@@ -28,12 +28,12 @@ use tokio::sync::oneshot;
 use super::expiry::Holds;
 use super::idempotency::{self, KeyUse};
 use super::ledger::{Batch, Plan};
-use super::rules::{Changes, Read, Rules};
+use super::rules::{CategoryChange, Changes, Read, Resize, Rules};
 use super::store::Store;
 use super::{Clock, InventoryConfig};
 use crate::domain::{
-    Cancelled, DEFAULT_EVENT, Error, Event, EventId, IdempotencyKey, Order, Reservation,
-    ReservationId, Reserved, Stock,
+    Cancelled, CategoryId, DEFAULT_EVENT, Error, Event, EventId, IdempotencyKey, Order, QuotaId,
+    Reservation, ReservationId, Reserved,
 };
 
 /// Events as the writer last committed or locked them, ordered by id so a page of the list is a
@@ -75,15 +75,21 @@ impl OrderChange {
     }
 }
 
-pub(crate) struct NewEvent {
-    pub id: EventId,
-    pub name: Arc<str>,
-    pub capacity: u64,
-}
-
 pub(crate) struct Replenishment {
     pub event: EventId,
     pub qty: u64,
+}
+
+pub(crate) struct QuotaResize {
+    pub event: EventId,
+    pub quota: QuotaId,
+    pub resize: Resize,
+}
+
+pub(crate) struct CategoryUpdate {
+    pub event: EventId,
+    pub category: CategoryId,
+    pub change: CategoryChange,
 }
 
 pub(crate) enum Command {
@@ -92,8 +98,10 @@ pub(crate) enum Command {
     Release(Call<OrderChange, Order>),
     Cancel(Call<OrderChange, Cancelled>),
     Find(Call<ReservationId, Order>),
-    CreateEvent(Call<NewEvent, Event>),
+    CreateEvent(Call<Event, Event>),
     Replenish(Call<Replenishment, Event>),
+    ResizeQuota(Call<QuotaResize, Event>),
+    ChangeCategory(Call<CategoryUpdate, Event>),
 }
 
 /// A command with its answer, decided but not yet committed. Each answer has the type its call
@@ -104,8 +112,10 @@ enum Decided {
     Release(Call<OrderChange, Order>, Result<Order, Error>),
     Cancel(Call<OrderChange, Cancelled>, Result<Cancelled, Error>),
     Find(Call<ReservationId, Order>, Result<Order, Error>),
-    CreateEvent(Call<NewEvent, Event>, Result<Event, Error>),
+    CreateEvent(Call<Event, Event>, Result<Event, Error>),
     Replenish(Call<Replenishment, Event>, Result<Event, Error>),
+    ResizeQuota(Call<QuotaResize, Event>, Result<Event, Error>),
+    ChangeCategory(Call<CategoryUpdate, Event>, Result<Event, Error>),
 }
 
 impl Command {
@@ -115,7 +125,23 @@ impl Command {
             Command::Reserve(call) => call.request.key.as_ref(),
             Command::Confirm(call) | Command::Release(call) => call.request.key.as_ref(),
             Command::Cancel(call) => call.request.key.as_ref(),
-            Command::Find(_) | Command::CreateEvent(_) | Command::Replenish(_) => None,
+            Command::Find(_)
+            | Command::CreateEvent(_)
+            | Command::Replenish(_)
+            | Command::ResizeQuota(_)
+            | Command::ChangeCategory(_) => None,
+        }
+    }
+
+    /// The customer of an event whose tickets a reservation counts, if it names one.
+    fn customer(&self) -> Option<(&EventId, &crate::domain::CustomerId)> {
+        match self {
+            Command::Reserve(call) => call
+                .request
+                .customer
+                .as_ref()
+                .map(|customer| (&call.request.event, customer)),
+            _ => None,
         }
     }
 
@@ -126,7 +152,10 @@ impl Command {
             Command::Confirm(call) | Command::Release(call) => Some(call.request.id),
             Command::Cancel(call) => Some(call.request.id),
             Command::Find(call) => Some(call.request),
-            Command::CreateEvent(_) | Command::Replenish(_) => None,
+            Command::CreateEvent(_)
+            | Command::Replenish(_)
+            | Command::ResizeQuota(_)
+            | Command::ChangeCategory(_) => None,
         }
     }
 
@@ -134,15 +163,22 @@ impl Command {
     pub(super) fn plan(&self, plan: &mut Plan) {
         match self {
             Command::Reserve(call) => {
-                plan.events.push(call.request.event.clone());
-                plan.orders.push(call.request.id);
-                plan.keys.extend(call.request.key.clone());
+                let request = &call.request;
+                plan.events.push(request.event.clone());
+                plan.orders.push(request.id);
+                plan.keys.extend(request.key.clone());
+                if let Some(customer) = &request.customer {
+                    plan.customers
+                        .push((request.event.clone(), customer.clone()));
+                }
             }
             Command::Confirm(call) | Command::Release(call) => call.request.plan(plan),
             Command::Cancel(call) => call.request.plan(plan),
             Command::Find(call) => plan.orders.push(call.request),
             Command::CreateEvent(call) => plan.events.push(call.request.id.clone()),
             Command::Replenish(call) => plan.events.push(call.request.event.clone()),
+            Command::ResizeQuota(call) => plan.events.push(call.request.event.clone()),
+            Command::ChangeCategory(call) => plan.events.push(call.request.event.clone()),
         }
     }
 
@@ -169,13 +205,30 @@ impl Command {
                 Decided::Find(call, answer)
             }
             Command::CreateEvent(call) => {
-                let NewEvent { id, name, capacity } = &call.request;
-                let answer = rules.create_event(id, name, *capacity);
+                let answer = rules.create_event(&call.request);
                 Decided::CreateEvent(call, answer)
             }
             Command::Replenish(call) => {
                 let answer = rules.replenish(&call.request.event, call.request.qty);
                 Decided::Replenish(call, answer)
+            }
+            Command::ResizeQuota(call) => {
+                let QuotaResize {
+                    event,
+                    quota,
+                    resize,
+                } = &call.request;
+                let answer = rules.resize_quota(event, quota, *resize);
+                Decided::ResizeQuota(call, answer)
+            }
+            Command::ChangeCategory(call) => {
+                let CategoryUpdate {
+                    event,
+                    category,
+                    change,
+                } = &call.request;
+                let answer = rules.change_category(event, category, *change);
+                Decided::ChangeCategory(call, answer)
             }
         }
     }
@@ -189,6 +242,8 @@ impl Command {
             Command::Find(call) => call.fail(error),
             Command::CreateEvent(call) => call.fail(error),
             Command::Replenish(call) => call.fail(error),
+            Command::ResizeQuota(call) => call.fail(error),
+            Command::ChangeCategory(call) => call.fail(error),
         }
     }
 }
@@ -203,6 +258,8 @@ impl Decided {
             Decided::Find(call, answer) => call.answer(answer),
             Decided::CreateEvent(call, answer) => call.answer(answer),
             Decided::Replenish(call, answer) => call.answer(answer),
+            Decided::ResizeQuota(call, answer) => call.answer(answer),
+            Decided::ChangeCategory(call, answer) => call.answer(answer),
         }
     }
 
@@ -216,6 +273,8 @@ impl Decided {
             Decided::Find(call, _) => Command::Find(call),
             Decided::CreateEvent(call, _) => Command::CreateEvent(call),
             Decided::Replenish(call, _) => Command::Replenish(call),
+            Decided::ResizeQuota(call, _) => Command::ResizeQuota(call),
+            Decided::ChangeCategory(call, _) => Command::ChangeCategory(call),
         }
     }
 }
@@ -269,10 +328,10 @@ impl<S: Store> Writer<S> {
         let ledger = store.ledger();
         let mut loaded: BTreeMap<EventId, Event> = BTreeMap::new();
         for event in ledger.load()? {
-            if !event.stock.is_consistent() {
+            if !event.is_consistent() {
                 return Err(Error::Storage(format!(
                     "stored stock of '{}' does not add up: {:?}",
-                    event.id, event.stock
+                    event.id, event.quotas
                 )));
             }
             loaded.insert(event.id.clone(), event);
@@ -280,17 +339,14 @@ impl<S: Store> Writer<S> {
         let default = EventId::default_event();
         match loaded.get(&default) {
             None => {
-                let event = Event {
-                    id: default.clone(),
-                    name: DEFAULT_EVENT.into(),
-                    stock: Stock::new(config.initial_stock),
-                };
+                let event =
+                    Event::single(default.clone(), DEFAULT_EVENT.into(), config.initial_stock);
                 ledger.insert_event_if_absent(&event)?;
                 loaded.insert(default, event);
             }
-            Some(event) if event.stock.capacity != config.initial_stock => tracing::warn!(
-                stored_capacity = event.stock.capacity,
-                available = event.stock.available,
+            Some(event) if event.stock().capacity != config.initial_stock => tracing::warn!(
+                stored_capacity = event.stock().capacity,
+                available = event.stock().available,
                 initial_stock = config.initial_stock,
                 "the store already exists: keeping its stock and ignoring initial_stock"
             ),
@@ -491,10 +547,22 @@ impl<S: Store> Writer<S> {
                 .entry(id)
                 .or_insert_with(|| ledger.find_order(id));
         }
+        for (event, customer) in batch.iter().filter_map(Command::customer) {
+            read.customers
+                .entry((event.clone(), customer.clone()))
+                .or_insert_with(|| ledger.customer_taken(event, customer));
+        }
     }
 
     fn commit(&mut self, mut changes: Changes, time: Time) -> Result<(), Error> {
         let now = time.now_ms;
+        if let Some(broken) = changes.events.values().find(|event| !event.is_consistent()) {
+            // A bug, not a state to store: the batch fails and nothing of it is kept.
+            return Err(Error::Internal(format!(
+                "the counts of '{}' would not add up: {:?}",
+                broken.id, broken.quotas
+            )));
+        }
         let orders = changes
             .order_ids
             .iter()
@@ -522,7 +590,7 @@ impl<S: Store> Writer<S> {
         let mut events = self.events.write();
         for event in batch.events {
             let id = event.id.as_str().to_owned();
-            let stock = event.stock;
+            let stock = event.stock();
             for (state, count) in [
                 ("available", stock.available),
                 ("held", stock.held),

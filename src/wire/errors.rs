@@ -6,18 +6,28 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::Error;
+use crate::domain::{CategoryId, Error, SalesWindow};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorResponse {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// One of [`ErrorCode`]'s names.
     pub code: String,
     pub message: String,
+    /// `customer_limit_reached`: how many more tickets the customer may still take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_still: Option<u64>,
+    /// `not_on_sale`: the category, and its sales window (`null` ends are open).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sales_start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sales_end: Option<String>,
 }
 
 /// Every `code` an error answer can carry: the API's names for what went wrong, as README.md's
@@ -49,6 +59,14 @@ pub enum ErrorCode {
     InvalidReservationId,
     ReservationConflict,
     IdempotencyKeyReused,
+    InvalidCustomer,
+    CustomerRequired,
+    UnknownCategory,
+    CategoryNotFound,
+    UnknownQuota,
+    NotOnSale,
+    CustomerLimitReached,
+    QuotaInUse,
     Internal,
     Unavailable,
     Timeout,
@@ -58,7 +76,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for reading one back and for the tests that hold README.md to the code.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::InvalidBody,
         ErrorCode::InvalidContentType,
         ErrorCode::InvalidIdempotencyKey,
@@ -82,6 +100,14 @@ impl ErrorCode {
         ErrorCode::InvalidReservationId,
         ErrorCode::ReservationConflict,
         ErrorCode::IdempotencyKeyReused,
+        ErrorCode::InvalidCustomer,
+        ErrorCode::CustomerRequired,
+        ErrorCode::UnknownCategory,
+        ErrorCode::CategoryNotFound,
+        ErrorCode::UnknownQuota,
+        ErrorCode::NotOnSale,
+        ErrorCode::CustomerLimitReached,
+        ErrorCode::QuotaInUse,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
         ErrorCode::Timeout,
@@ -115,6 +141,14 @@ impl ErrorCode {
             ErrorCode::InvalidReservationId => "invalid_reservation_id",
             ErrorCode::ReservationConflict => "reservation_conflict",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::InvalidCustomer => "invalid_customer",
+            ErrorCode::CustomerRequired => "customer_required",
+            ErrorCode::UnknownCategory => "unknown_category",
+            ErrorCode::CategoryNotFound => "category_not_found",
+            ErrorCode::UnknownQuota => "unknown_quota",
+            ErrorCode::NotOnSale => "not_on_sale",
+            ErrorCode::CustomerLimitReached => "customer_limit_reached",
+            ErrorCode::QuotaInUse => "quota_in_use",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Timeout => "timeout",
@@ -135,13 +169,35 @@ impl fmt::Display for ErrorCode {
 }
 
 impl ErrorDetail {
+    /// Adds what a client needs besides the message to act on `error`.
+    pub fn add_context(&mut self, error: &Error) {
+        match error {
+            Error::CustomerLimitReached { may_still, .. } => self.may_still = Some(*may_still),
+            Error::NotOnSale {
+                category, window, ..
+            } => {
+                self.category = Some(category.to_string());
+                self.sales_start = window.start_ms.map(super::timestamp);
+                self.sales_end = window.end_ms.map(super::timestamp);
+            }
+            _ => {}
+        }
+    }
+
     /// Vacancy's error as the ticket service's own, so that the ticket service answers a remote
     /// failure exactly as the monolith answers the local one (`http::error` sends each of these
     /// back with the code it came with). What is no fault of the client's request to the ticket
     /// service (vacancy refusing this service's credentials, a body or route vacancy did not
     /// take, vacancy's own time limit) is vacancy being unavailable to it.
     pub fn into_domain(self) -> Error {
-        let ErrorDetail { code, message } = self;
+        let ErrorDetail {
+            code,
+            message,
+            may_still,
+            category,
+            sales_start,
+            sales_end,
+        } = self;
         let Some(known) = ErrorCode::parse(&code) else {
             return Error::Unavailable(format!("{code}: {message}"));
         };
@@ -154,6 +210,35 @@ impl ErrorDetail {
             ErrorCode::InvalidIdempotencyKey => Error::InvalidIdempotencyKey(message),
             ErrorCode::InvalidQuery => Error::InvalidQuery(message),
             ErrorCode::IdempotencyKeyReused => Error::IdempotencyKeyReused(message),
+            ErrorCode::InvalidCustomer => Error::InvalidCustomer(message),
+            ErrorCode::CustomerRequired => Error::CustomerRequired(message),
+            ErrorCode::UnknownCategory => Error::UnknownCategory(message),
+            ErrorCode::CategoryNotFound => Error::CategoryNotFound(message),
+            ErrorCode::UnknownQuota => Error::UnknownQuota(message),
+            ErrorCode::QuotaInUse => Error::QuotaInUse(message),
+            ErrorCode::CustomerLimitReached => Error::CustomerLimitReached {
+                message,
+                may_still: may_still.unwrap_or(0),
+            },
+            ErrorCode::NotOnSale => {
+                let time = |raw: Option<String>| {
+                    raw.and_then(|raw| super::parse_timestamp_field("sales window", &raw).ok())
+                };
+                let category = category
+                    .as_deref()
+                    .and_then(|id| CategoryId::parse(id).ok());
+                let window = SalesWindow::new(time(sales_start), time(sales_end)).ok();
+                match (category, window) {
+                    (Some(category), Some(window)) => Error::NotOnSale {
+                        message,
+                        category,
+                        window,
+                    },
+                    _ => Error::Unavailable(format!(
+                        "vacancy sent an unreadable not_on_sale: {message}"
+                    )),
+                }
+            }
             ErrorCode::EventExists => Error::EventExists(message),
             ErrorCode::UnknownEvent => Error::UnknownEvent(message),
             ErrorCode::UnknownOrder => Error::UnknownOrder(message),

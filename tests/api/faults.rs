@@ -15,8 +15,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use ticketd::config::{Mode, Secret, StoreKind};
 use ticketd::domain::{
-    Error, Event, EventId, IdempotencyKey, Order, OrderStatus, Quantity, Reservation,
-    ReservationId, Stock,
+    Error, Event, EventId, IdempotencyKey, Order, OrderStatus, Quantity, Reservation, ReservationId,
 };
 use ticketd::vacancy::ledger::{Batch, Ledger, Plan, SharedLedger, Snapshot};
 use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
@@ -73,14 +72,16 @@ fn purchase(snapshot: &Snapshot, event: &EventId, id: ReservationId, qty: u32) -
         .find(|e| &e.id == event)
         .cloned()
         .expect("the event is locked");
-    changed.stock.available -= u64::from(qty);
-    changed.stock.sold += u64::from(qty);
+    changed.stock_mut().available -= u64::from(qty);
+    changed.stock_mut().sold += u64::from(qty);
     let order = Order {
         id,
         event: event.clone(),
         qty,
+        lines: vec![ticketd::domain::OrderLine::general(qty)].into(),
+        customer: None,
         status: OrderStatus::Confirmed,
-        remaining: changed.stock.available,
+        remaining: changed.stock().available,
         created_at_ms: 1_000,
         updated_at_ms: 1_000,
         expires_at_ms: None,
@@ -93,11 +94,7 @@ fn purchase(snapshot: &Snapshot, event: &EventId, id: ReservationId, qty: u32) -
 }
 
 fn create(ledger: &mut PostgresLedger, id: &EventId, capacity: u64) {
-    let event = Event {
-        id: id.clone(),
-        name: id.as_str().into(),
-        stock: Stock::new(capacity),
-    };
+    let event = Event::single(id.clone(), id.as_str().into(), capacity);
     assert!(ledger.insert_event_if_absent(&event).unwrap());
 }
 
@@ -264,7 +261,8 @@ async fn one_reservation_id_for_two_events_on_two_replicas_sells_once() {
         let on = |event: &EventId| Reservation {
             id,
             event: event.clone(),
-            qty: Quantity::parse(1, 10).unwrap(),
+            lines: ticketd::domain::Lines::one(Quantity::parse(1, 10).unwrap()),
+            customer: None,
             hold_ttl_seconds: None,
             key: None,
         };
@@ -290,7 +288,7 @@ async fn one_reservation_id_for_two_events_on_two_replicas_sells_once() {
     let mut sold = 0;
     for event in [&alpha, &beta] {
         let (counts, confirmed) = stored(&database, event).await;
-        let stock = replicas[1].event(event).await.unwrap().stock;
+        let stock = replicas[1].event(event).await.unwrap().stock();
         assert_eq!(
             counts,
             format!("{},0,{}", stock.available, stock.sold),
@@ -560,11 +558,9 @@ fn a_batch_that_creates_an_event_and_sells_from_it_commits() {
         snapshot.events.is_empty(),
         "the new event does not exist yet"
     );
-    snapshot.events.push(Event {
-        id: new.clone(),
-        name: "new".into(),
-        stock: Stock::new(10),
-    });
+    snapshot
+        .events
+        .push(Event::single(new.clone(), "new".into(), 10));
     let created = ledger.commit(&purchase(&snapshot, &new, id, 2));
     assert!(created.is_ok(), "{created:?}");
     assert_eq!(
@@ -589,7 +585,8 @@ async fn a_key_reused_the_moment_it_lapses_is_a_new_use() {
     let keyed = |qty: i64| Reservation {
         id: ReservationId::generate(),
         event: EventId::default_event(),
-        qty: Quantity::parse(qty, 10).unwrap(),
+        lines: ticketd::domain::Lines::one(Quantity::parse(qty, 10).unwrap()),
+        customer: None,
         hold_ttl_seconds: None,
         key: Some(IdempotencyKey::parse("checkout-7f3a").unwrap()),
     };

@@ -759,6 +759,17 @@ pub const DATABASE_URL_VAR: &str = "TICKETD_TEST_DATABASE_URL";
 
 /// Whether PostgreSQL tests can run. Without a database they are skipped, loudly; in CI (`CI` is
 /// set) a missing database fails them instead, so they cannot be skipped by accident.
+/// An event's top-level fields, as every release has answered them: what older clients read.
+pub fn headline(body: &Value) -> Value {
+    let fields = ["id", "name", "capacity", "available", "held", "sold"];
+    Value::Object(
+        fields
+            .iter()
+            .map(|field| (field.to_string(), body[*field].clone()))
+            .collect(),
+    )
+}
+
 pub fn postgres_available(test: &str) -> bool {
     if std::env::var_os(DATABASE_URL_VAR).is_some() {
         return true;

@@ -12,7 +12,7 @@ use crate::helpers::{
     Deployment, Launch, Options, TestApp, TestDatabase, exit_within, postgres_available,
 };
 use ticketd::config::{Secret, StoreKind};
-use ticketd::domain::{Error, Event, EventId, Stock};
+use ticketd::domain::{Error, Event, EventId};
 use ticketd::vacancy::ledger::Batch;
 use ticketd::vacancy::postgres::{self, PostgresConfig};
 
@@ -176,11 +176,7 @@ async fn a_copy_that_fails_part_way_leaves_nothing() {
         connections_max: 2,
         timeout: Duration::from_secs(10),
     };
-    let gala = Event {
-        id: EventId::parse("gala").unwrap(),
-        name: "Gala".into(),
-        stock: Stock::new(10),
-    };
+    let gala = Event::single(EventId::parse("gala").unwrap(), "Gala".into(), 10);
     let failed = std::thread::spawn(move || {
         postgres::import(&config, |sink| {
             sink(Batch {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use actix_web::http::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{Deployment, Launch, Options, TestApp};
 
@@ -166,16 +166,22 @@ pub async fn the_document_states_the_limits_it_enforces(deployment: Deployment, 
     let schemas = &document.body["components"]["schemas"];
     let qty = &schemas["PurchaseRequest"]["properties"]["qty"];
     assert_eq!((&qty["minimum"], &qty["maximum"]), (&json!(1), &json!(7)));
-    assert_eq!(schemas["PurchaseRequest"]["required"], json!(["qty"]));
+    // `qty`, or `lines` in its place: neither alone is required.
+    assert_eq!(schemas["PurchaseRequest"]["required"], Value::Null);
+    let line_qty = &schemas["LineBody"]["properties"]["qty"];
+    assert_eq!(
+        (&line_qty["minimum"], &line_qty["maximum"]),
+        (&json!(1), &json!(7))
+    );
     let ttl = &schemas["HoldRequest"]["properties"]["ttl_seconds"];
     assert_eq!(
         (&ttl["minimum"], &ttl["maximum"]),
         (&json!(1), &json!(3600))
     );
-    assert_eq!(
-        schemas["CreateEventRequest"]["required"],
-        json!(["name", "capacity"])
-    );
+    // `capacity`, or `quotas` in its place.
+    assert_eq!(schemas["CreateEventRequest"]["required"], json!(["name"]));
+    let size = &schemas["QuotaBody"]["properties"]["size"];
+    assert_eq!(size["maximum"], json!(1_000_000_000_000_u64));
 
     assert_eq!(app.purchase(json!(7)).await.status, StatusCode::OK);
     let over = app.purchase(json!(8)).await;

@@ -217,7 +217,7 @@ async fn sigterm_finishes_purchases_in_flight() {
         .load()
         .unwrap()
         .iter()
-        .map(|event| event.stock.sold)
+        .map(|event| event.stock().sold)
         .sum();
     assert_eq!(sold, answered.get(), "the store and the answers disagree");
 }

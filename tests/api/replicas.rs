@@ -107,7 +107,8 @@ fn reservation(event: &EventId, qty: i64, ttl: Option<u32>) -> Reservation {
     Reservation {
         id: ReservationId::generate(),
         event: event.clone(),
-        qty: Quantity::parse(qty, 10).unwrap(),
+        lines: ticketd::domain::Lines::one(Quantity::parse(qty, 10).unwrap()),
+        customer: None,
         hold_ttl_seconds: ttl.map(|ttl| HoldTtl::parse(ttl.into(), u32::MAX).unwrap()),
         key: None,
     }
@@ -138,7 +139,7 @@ async fn replicas_sweeping_at_once_expire_each_hold_once() {
         assert!(made.order.is_some());
     }
     for event in &events {
-        let stock = replicas[1].event(event).await.unwrap().stock;
+        let stock = replicas[1].event(event).await.unwrap().stock();
         assert_eq!((stock.available, stock.held, stock.sold), (240, 60, 0));
     }
 
@@ -151,7 +152,7 @@ async fn replicas_sweeping_at_once_expire_each_hold_once() {
     assert!(first.unwrap().order.is_some() && second.unwrap().order.is_some());
 
     for (event, sold) in events.iter().zip([1, 0, 1]) {
-        let stock = replicas[0].event(event).await.unwrap().stock;
+        let stock = replicas[0].event(event).await.unwrap().stock();
         assert_eq!(
             (stock.available, stock.held, stock.sold),
             (300 - sold, 0, sold),
@@ -370,12 +371,12 @@ async fn replicas_starting_together_migrate_once() {
         .event(&EventId::default_event())
         .await
         .unwrap()
-        .stock;
+        .stock();
     assert_eq!(stock.capacity, 1000);
     let versions = database
-        .query("SELECT COUNT(*) FROM ticketd_migrations")
+        .query("SELECT version FROM ticketd_migrations ORDER BY version")
         .await;
-    assert_eq!(versions, ["1"]);
+    assert_eq!(versions, ["1", "2"]);
     drop(replicas);
 
     // A database a newer ticketd has migrated is refused, not half-understood.

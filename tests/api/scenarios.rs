@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use actix_web::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Deployment, Launch, Options, TestApp};
+use crate::helpers::{Deployment, Launch, Options, TestApp, headline};
 
 pub async fn describes_itself(deployment: Deployment, launch: Launch) {
     let app = TestApp::spawn(deployment, launch, Options::default()).await;
@@ -56,7 +56,7 @@ pub async fn purchase_flow(deployment: Deployment, launch: Launch) {
     let event = app.get("/api/v1/events/default").await;
     assert_eq!(event.status, StatusCode::OK);
     assert_eq!(
-        event.body,
+        headline(&event.body),
         json!({"id": "default", "name": "default", "capacity": 100, "available": 90, "held": 0, "sold": 10})
     );
     let on_event = app
@@ -77,7 +77,8 @@ pub async fn selling_out_is_an_answer_not_an_error(deployment: Deployment, launc
     assert_eq!(short.status, StatusCode::OK);
     assert_eq!(
         short.body,
-        json!({"success": false, "remaining": 2, "message": "Insufficient inventory"})
+        json!({"success": false, "remaining": 2, "message": "Insufficient inventory",
+               "short": {"category": "general", "quota": "general", "available": 2}})
     );
     assert_eq!(app.purchase(json!(2)).await.body["remaining"], 0);
     assert_eq!(app.purchase(json!(1)).await.body["success"], false);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
 
 use ticketd::config::StoreKind;
 
@@ -25,29 +26,58 @@ fn manifest(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The previous release's embedded store: events, sales, holds (live, released, confirmed),
+/// The first release's embedded store: events, sales, holds (live, released, confirmed),
 /// a cancellation, and idempotency keys of each kind, all as it left them; and every keyed
 /// request repeated now gets the answer the old release gave.
 #[actix_web::test]
-async fn an_embedded_store_of_the_previous_release_opens_intact() {
+async fn an_embedded_store_of_the_first_release_opens_intact() {
+    opens_embedded("embedded-v1").await;
+}
+
+/// The same, from the release before categories: every event becomes one `general` quota and
+/// category, every order one `general` line.
+#[actix_web::test]
+async fn an_embedded_store_of_the_release_before_categories_opens_intact() {
+    opens_embedded("embedded-v2").await;
+}
+
+async fn opens_embedded(name: &str) {
     let app = TestApp::monolith_tuned(
         Launch::InProcess,
         Options::default(),
-        Some(&fixture("embedded-v1/data")),
+        Some(&fixture(&format!("{name}/data"))),
         |settings| settings.idempotency_ttl_seconds = KEY_TTL_SECONDS,
     )
     .await;
-    carries_on_from_the_fixture(&app, &manifest("embedded-v1")).await;
+    carries_on_from_the_fixture(&app, &manifest(name)).await;
 }
 
-/// The same, for what the previous release left in a PostgreSQL database.
+/// The same, for what the first release left in a PostgreSQL database.
 #[actix_web::test]
-async fn a_postgres_store_of_the_previous_release_opens_intact() {
-    if !postgres_available("a_postgres_store_of_the_previous_release_opens_intact") {
+async fn a_postgres_store_of_the_first_release_opens_intact() {
+    opens_postgres(
+        "a_postgres_store_of_the_first_release_opens_intact",
+        "postgres-v1",
+    )
+    .await;
+}
+
+/// And what the release before categories left there.
+#[actix_web::test]
+async fn a_postgres_store_of_the_release_before_categories_opens_intact() {
+    opens_postgres(
+        "a_postgres_store_of_the_release_before_categories_opens_intact",
+        "postgres-v2",
+    )
+    .await;
+}
+
+async fn opens_postgres(test: &str, name: &str) {
+    if !postgres_available(test) {
         return;
     }
     let database = TestDatabase::create().await;
-    let dump = std::fs::read_to_string(fixture("postgres-v1/dump.sql")).unwrap();
+    let dump = std::fs::read_to_string(fixture(&format!("{name}/dump.sql"))).unwrap();
     database.query(&dump).await;
     let options = Options {
         store: StoreKind::Postgres,
@@ -58,27 +88,60 @@ async fn a_postgres_store_of_the_previous_release_opens_intact() {
         settings.idempotency_ttl_seconds = KEY_TTL_SECONDS
     })
     .await;
-    carries_on_from_the_fixture(&app, &manifest("postgres-v1")).await;
+    carries_on_from_the_fixture(&app, &manifest(name)).await;
     let migrations = database
-        .query("SELECT COUNT(*) FROM ticketd_migrations")
+        .query("SELECT version FROM ticketd_migrations ORDER BY version")
         .await;
-    assert_eq!(
-        migrations,
-        ["1"],
-        "nothing to migrate, nothing migrated twice"
-    );
+    assert_eq!(migrations, ["1", "2"], "each migration applied once");
 }
 
 /// What both fixtures hold (see `tests/fixtures/make-store.sh`), checked through the API.
 async fn carries_on_from_the_fixture(app: &TestApp, ids: &Value) {
     let id = |name: &str| ids[name].as_str().unwrap().to_owned();
+    // The live hold lasts as long as the old release allowed (a year, for later fixtures): once
+    // that has passed it has expired, and its tickets are back.
+    let held = app.get(&format!("/api/v1/orders/{}", id("held"))).await;
+    let expires_at = held.body["expires_at"]
+        .as_str()
+        .expect("the hold has a deadline");
+    let expires_at = time::OffsetDateTime::parse(expires_at, &Rfc3339).unwrap();
+    let live = expires_at > time::OffsetDateTime::now_utc();
+    let (gala_available, gala_held, held_status) = if live {
+        (44, 4, "held")
+    } else {
+        (48, 0, "expired")
+    };
     assert_eq!(app.counts("default").await, (98, 0, 2));
-    assert_eq!(app.counts("gala").await, (44, 4, 2));
+    assert_eq!(app.counts("gala").await, (gala_available, gala_held, 2));
     assert_eq!(app.counts("tiny").await, (0, 0, 1));
+    // Each event is one `general` quota and category, as before categories.
+    let gala = app.get("/api/v1/events/gala").await;
+    assert_eq!(
+        gala.body["quotas"],
+        json!([{"id": "general", "size": 50, "available": gala_available, "held": gala_held, "sold": 2}]),
+        "{gala:?}"
+    );
+    let general = &gala.body["categories"][0];
+    assert_eq!(
+        (
+            &general["id"],
+            &general["quotas"],
+            &general["available"],
+            &general["on_sale"]
+        ),
+        (
+            &json!("general"),
+            &json!(["general"]),
+            &json!(gala_available),
+            &json!(true)
+        ),
+        "{gala:?}"
+    );
+    assert_eq!(gala.body["categories"].as_array().map(Vec::len), Some(1));
     for (order, status, qty) in [
         ("bought", "confirmed", 2),
         ("cancelled", "cancelled", 3),
-        ("held", "held", 4),
+        ("held", held_status, 4),
         ("released", "released", 1),
         ("confirmed", "confirmed", 2),
     ] {
@@ -89,9 +152,13 @@ async fn carries_on_from_the_fixture(app: &TestApp, ids: &Value) {
             (Some(status), Some(qty)),
             "{order}: {answer:?}"
         );
+        assert_eq!(
+            answer.body["lines"],
+            json!([{"category": "general", "qty": qty}]),
+            "{order}: {answer:?}"
+        );
+        assert!(answer.body.get("customer").is_none(), "{answer:?}");
     }
-    let held = app.get(&format!("/api/v1/orders/{}", id("held"))).await;
-    assert!(held.body["expires_at"].is_string(), "{held:?}");
 
     // Every key the old release remembered answers as it did then, and changes nothing.
     let key = |key: &'static str| [("idempotency-key", key)];
@@ -138,11 +205,23 @@ async fn carries_on_from_the_fixture(app: &TestApp, ids: &Value) {
     assert_eq!(app.counts("default").await, (98, 0, 2));
     assert_eq!(app.counts("tiny").await, (0, 0, 1));
 
-    // And the store carries on: the old live hold is confirmed, and a new sale is made.
+    // And the store carries on: the old live hold is confirmed (or found expired), and a new
+    // sale is made, in the old way and in the new.
     let confirm = format!("/api/v1/holds/{}/confirm", id("held"));
     let confirmed = app.request("POST", &confirm, &[], None).await;
-    assert_eq!(confirmed.body["status"], "confirmed", "{confirmed:?}");
-    assert_eq!(app.counts("gala").await, (44, 0, 6));
+    if live {
+        assert_eq!(confirmed.body["status"], "confirmed", "{confirmed:?}");
+        assert_eq!(app.counts("gala").await, (44, 0, 6));
+    } else {
+        assert_eq!(confirmed.code(), "hold_expired", "{confirmed:?}");
+    }
+    let lines = json!({"lines": [{"category": "general", "qty": 1}], "customer": "c-1"});
+    let sold = app.post("/api/v1/events/gala/purchase", lines).await;
+    assert_eq!(sold.body["success"], true, "{sold:?}");
+    assert_eq!(
+        sold.body["lines"],
+        json!([{"category": "general", "qty": 1}])
+    );
     let sold = app.purchase(json!(1)).await;
     assert_eq!(sold.body["success"], true, "{sold:?}");
     assert_eq!(app.counts("default").await, (97, 0, 3));

@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Answer, Deployment, Launch, Options, TestApp};
+use crate::helpers::{Answer, Deployment, Launch, Options, TestApp, headline};
 
 async fn new_event(app: &TestApp, id: &str, capacity: u64) {
     let created = app
@@ -68,9 +68,15 @@ pub async fn admins_manage_events(deployment: Deployment, launch: Launch) {
     let created = app.admin("POST", "/api/v1/events", body.clone()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
     assert_eq!(
-        created.body,
+        headline(&created.body),
         json!({"id": "spring-gala", "name": "Spring Gala", "capacity": 120, "available": 120, "held": 0, "sold": 0})
     );
+    // An event made with a capacity is one `general` quota and category of that size.
+    assert_eq!(
+        created.body["quotas"],
+        json!([{"id": "general", "size": 120, "available": 120, "held": 0, "sold": 0}])
+    );
+    assert_eq!(created.body["categories"][0]["id"], "general");
     let again = app.admin("POST", "/api/v1/events", body).await;
     assert_eq!(
         (again.status, again.code()),
@@ -321,7 +327,8 @@ pub async fn released_holds_return_stock_and_cannot_be_confirmed(
     assert_eq!(short.status, StatusCode::OK);
     assert_eq!(
         short.body,
-        json!({"success": false, "remaining": 1, "message": "Insufficient inventory"})
+        json!({"success": false, "remaining": 1, "message": "Insufficient inventory",
+               "short": {"category": "general", "quota": "general", "available": 1}})
     );
 
     let released = app

@@ -4,13 +4,14 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{body, event_id, whole_number};
-use crate::domain::{Error, EventId};
+use crate::domain::{CategoryId, Error, Event, EventId, QuotaId};
 use crate::http::ApiError;
 use crate::http::auth::Admin;
 use crate::ticket::VacancyClient;
+use crate::vacancy::{Clock, Resize, SystemClock};
 use crate::wire::{
-    AvailableResponse, CreateEventRequest, ErrorResponse, EventResponse, EventsParams,
-    EventsResponse, JsonObject, StockRequest,
+    AvailableResponse, CategoryPatchRequest, CreateEventRequest, ErrorResponse, EventResponse,
+    EventsParams, EventsResponse, JsonObject, QuotaPatchRequest, StockRequest,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -21,7 +22,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(create)),
         )
         .service(web::resource("/api/v1/events/{event}").route(web::get().to(read)))
-        .service(web::resource("/api/v1/events/{event}/stock").route(web::post().to(replenish)));
+        .service(web::resource("/api/v1/events/{event}/stock").route(web::post().to(replenish)))
+        .service(
+            web::resource("/api/v1/events/{event}/quotas/{quota}")
+                .route(web::patch().to(resize_quota)),
+        )
+        .service(
+            web::resource("/api/v1/events/{event}/categories/{category}")
+                .route(web::patch().to(change_category)),
+        );
+}
+
+/// The whole event, with whether each category is on sale now.
+fn detail(event: &Event) -> EventResponse {
+    EventResponse::detail(event, SystemClock.now_ms())
 }
 
 /// Seed-compatible: tickets available for the `default` event.
@@ -33,7 +47,7 @@ async fn available(
 ) -> Result<web::Json<AvailableResponse>, ApiError> {
     let event = vacancy.event(&EventId::default_event()).await?;
     Ok(web::Json(AvailableResponse {
-        qty: event.stock.available,
+        qty: event.stock().available,
     }))
 }
 
@@ -63,7 +77,7 @@ async fn list(
 
 #[utoipa::path(get, path = "/api/v1/events/{event}", tag = "events",
     params(("event" = String, Path, description = "Event id", example = "default")), responses(
-    (status = 200, description = "The event and its counts", body = EventResponse),
+    (status = 200, description = "The event, its counts, and its quotas and categories", body = EventResponse),
     (status = 404, description = "No such event", body = ErrorResponse),
     (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn read(
@@ -71,10 +85,11 @@ async fn read(
     path: web::Path<String>,
 ) -> Result<web::Json<EventResponse>, ApiError> {
     let event = vacancy.event(&event_id(&path)?).await?;
-    Ok(web::Json(EventResponse::from(&event)))
+    Ok(web::Json(detail(&event)))
 }
 
-/// Admin: `{"name", "capacity", "id"?}` → 201 with the event.
+/// Admin: `{"name", "capacity", "id"?}`, or `{"name", "quotas", "categories"?, "id"?,
+/// "max_per_customer"?, "customer_required"?}` → 201 with the event.
 #[utoipa::path(post, path = "/api/v1/events", tag = "events", request_body = CreateEventRequest,
     security(("admin" = [])), responses(
     (status = 201, description = "Created", body = EventResponse),
@@ -83,7 +98,7 @@ async fn read(
     (status = 403, description = "No admin token is configured (whatever the body)", body = ErrorResponse),
     (status = 409, description = "An event with this id exists", body = ErrorResponse),
     (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
-    (status = 422, description = "Invalid name, id or capacity", body = ErrorResponse),
+    (status = 422, description = "Invalid name, id, capacity, quotas or categories (`invalid_event`)", body = ErrorResponse),
     (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn create(
     _: Admin,
@@ -97,15 +112,16 @@ async fn create(
     };
     let name = body
         .name
-        .ok_or_else(|| Error::InvalidEvent("name is required".into()))?;
-    let capacity = whole_number("capacity", body.capacity.as_ref())?;
-    let capacity = u64::try_from(capacity)
-        .map_err(|_| Error::InvalidEvent("capacity must be 0 or more".into()))?;
-    let event = vacancy.create_event(id, name, capacity).await?;
-    Ok(HttpResponse::Created().json(EventResponse::from(&event)))
+        .as_deref()
+        .ok_or_else(|| Error::InvalidEvent("name is required".into()))
+        .and_then(Event::parse_name)?;
+    let draft = body.into_draft(id, name)?;
+    let event = vacancy.create(draft).await?;
+    Ok(HttpResponse::Created().json(detail(&event)))
 }
 
-/// Admin: `{"qty"}` more tickets for the event (the seed's `add_stock`).
+/// Admin: `{"qty"}` more tickets for the event (the seed's `add_stock`): places added to its first
+/// quota, or to `quota`.
 #[utoipa::path(post, path = "/api/v1/events/{event}/stock", tag = "events", request_body = StockRequest,
     params(("event" = String, Path, description = "Event id", example = "default")),
     security(("admin" = [])), responses(
@@ -113,7 +129,7 @@ async fn create(
     (status = 400, description = "`invalid_body` or `invalid_content_type`", body = ErrorResponse),
     (status = 401, description = "Missing or wrong admin token (checked before the body)", body = ErrorResponse),
     (status = 403, description = "No admin token is configured (whatever the body)", body = ErrorResponse),
-    (status = 404, description = "No such event", body = ErrorResponse),
+    (status = 404, description = "No such event, or no such `quota` (`unknown_quota`)", body = ErrorResponse),
     (status = 409, description = "`capacity_exceeded`: the event would grow past the store's limit", body = ErrorResponse),
     (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
     (status = 422, description = "qty is not a whole number in range", body = ErrorResponse),
@@ -131,6 +147,89 @@ async fn replenish(
         .ok()
         .filter(|qty| *qty > 0)
         .ok_or_else(|| Error::InvalidQuantity(format!("qty must be at least 1, got {qty}")))?;
-    let event = vacancy.replenish(event, qty).await?;
-    Ok(web::Json(EventResponse::from(&event)))
+    let event = match body.quota {
+        None | Some(serde_json::Value::Null) => vacancy.replenish(event, qty).await?,
+        Some(serde_json::Value::String(quota)) => {
+            let quota = QuotaId::parse(&quota).map_err(|_| {
+                Error::UnknownQuota(format!("event '{event}' has no quota '{quota}'"))
+            })?;
+            vacancy.resize_quota(event, quota, Resize::Add(qty)).await?
+        }
+        Some(other) => {
+            return Err(
+                Error::UnknownQuota(format!("quota must be a quota id, got {other}")).into(),
+            );
+        }
+    };
+    Ok(web::Json(detail(&event)))
+}
+
+/// Admin: `{"size"}` sets a quota's size, never below its places held and sold.
+#[utoipa::path(patch, path = "/api/v1/events/{event}/quotas/{quota}", tag = "events",
+    request_body = QuotaPatchRequest,
+    params(("event" = String, Path, description = "Event id", example = "default"),
+        ("quota" = String, Path, description = "Quota id", example = "general")),
+    security(("admin" = [])), responses(
+    (status = 200, description = "The event with the quota's new size", body = EventResponse),
+    (status = 400, description = "`invalid_body` or `invalid_content_type`", body = ErrorResponse),
+    (status = 401, description = "Missing or wrong admin token (checked before the body)", body = ErrorResponse),
+    (status = 403, description = "No admin token is configured (whatever the body)", body = ErrorResponse),
+    (status = 404, description = "No such event or quota (`unknown_quota`)", body = ErrorResponse),
+    (status = 409, description = "`quota_in_use`: smaller than its places held and sold; `capacity_exceeded`: past the store's limit", body = ErrorResponse),
+    (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
+    (status = 422, description = "size not a whole number in range", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
+async fn resize_quota(
+    _: Admin,
+    vacancy: web::Data<dyn VacancyClient>,
+    path: web::Path<(String, String)>,
+    raw: web::Json<JsonObject>,
+) -> Result<web::Json<EventResponse>, ApiError> {
+    let (event, quota) = path.into_inner();
+    let event = event_id(&event)?;
+    let quota = QuotaId::parse(&quota)
+        .map_err(|_| Error::UnknownQuota(format!("event '{event}' has no quota '{quota}'")))?;
+    let body: QuotaPatchRequest = body(raw)?;
+    let event = vacancy
+        .resize_quota(event, quota, body.into_resize()?)
+        .await?;
+    Ok(web::Json(detail(&event)))
+}
+
+/// Admin: open or close a category (`{"open": false}`), or move its sales window
+/// (`{"sales_start": "2027-05-01T10:00:00Z", "sales_end": null}`).
+#[utoipa::path(patch, path = "/api/v1/events/{event}/categories/{category}", tag = "events",
+    request_body = CategoryPatchRequest,
+    params(("event" = String, Path, description = "Event id", example = "default"),
+        ("category" = String, Path, description = "Category id", example = "general")),
+    security(("admin" = [])), responses(
+    (status = 200, description = "The event with the category changed", body = EventResponse),
+    (status = 400, description = "`invalid_body` or `invalid_content_type`", body = ErrorResponse),
+    (status = 401, description = "Missing or wrong admin token (checked before the body)", body = ErrorResponse),
+    (status = 403, description = "No admin token is configured (whatever the body)", body = ErrorResponse),
+    (status = 404, description = "No such event or category (`category_not_found`)", body = ErrorResponse),
+    (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
+    (status = 422, description = "`invalid_event`: a time that is not RFC 3339, or a window that ends before it starts", body = ErrorResponse),
+    (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
+async fn change_category(
+    _: Admin,
+    vacancy: web::Data<dyn VacancyClient>,
+    path: web::Path<(String, String)>,
+    raw: web::Json<JsonObject>,
+) -> Result<web::Json<EventResponse>, ApiError> {
+    let (event, category) = path.into_inner();
+    let event = event_id(&event)?;
+    let category = CategoryId::parse(&category).map_err(|_| {
+        Error::CategoryNotFound(format!("event '{event}' has no category '{category}'"))
+    })?;
+    let body: CategoryPatchRequest = body(raw)?;
+    let event = vacancy
+        .change_category(event, category, body.into_change()?)
+        .await
+        // The category is the path's: one the event lacks is not found.
+        .map_err(|error| match error {
+            Error::UnknownCategory(message) => Error::CategoryNotFound(message),
+            other => other,
+        })?;
+    Ok(web::Json(detail(&event)))
 }

@@ -27,21 +27,7 @@ fn whole_number(field: &str, value: Option<&Value>) -> Result<i64, Error> {
 
 /// An optional whole number from a body field (absent or `null`: `None`).
 fn optional_whole_number(field: &str, value: Option<&Value>) -> Result<Option<i64>, Error> {
-    let whole = |value: &Value| match value {
-        Value::Number(n) => n
-            .as_i64()
-            // Past i64: certainly over any limit; keep it so the answer says "over the limit".
-            .or_else(|| n.as_u64().map(|_| i64::MAX))
-            // `as` saturates, so 1e300 becomes i64::MAX: over the limit, as it should be.
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
-        _ => None,
-    };
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => whole(value).map(Some).ok_or_else(|| {
-            Error::InvalidQuantity(format!("{field} must be a whole number, got {value}"))
-        }),
-    }
+    crate::wire::whole(field, value)
 }
 
 fn event_id(raw: &str) -> Result<EventId, Error> {

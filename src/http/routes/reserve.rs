@@ -3,11 +3,13 @@
 
 use actix_web::{HttpRequest, web};
 
-use super::{body, event_id, idempotency_key, optional_whole_number, whole_number};
+use super::{body, event_id, idempotency_key, optional_whole_number};
 use crate::domain::{EventId, HoldTtl, OrderLimits, Reservation, ReservationId};
 use crate::http::ApiError;
 use crate::vacancy::Inventory;
-use crate::wire::{ErrorResponse, JsonObject, OrderResponse, ReserveRequest, ReserveResponse};
+use crate::wire::{
+    self, ErrorResponse, JsonObject, OrderResponse, ReserveRequest, ReserveResponse,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/api/v1/reserve").route(web::post().to(reserve_default)))
@@ -22,7 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     (status = 400, description = "`invalid_body`, `invalid_content_type` or `invalid_idempotency_key`", body = ErrorResponse),
     (status = 401, description = "Vacancy with a service token: `x-service-token` missing or wrong", body = ErrorResponse),
     (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
-    (status = 422, description = "Invalid qty, ttl_seconds or reservation_id; or the id or key was used for another request", body = ErrorResponse),
+    (status = 409, description = "A line's category is closed or outside its sales window (`not_on_sale`), or the customer would pass the event's `max_per_customer` (`customer_limit_reached`)", body = ErrorResponse),
+    (status = 422, description = "Invalid qty, lines, ttl_seconds, customer or reservation_id; a category the event does not sell; or the id or key was used for another request", body = ErrorResponse),
     (status = 503, description = "The inventory is busy or its store failed", body = ErrorResponse)))]
 async fn reserve_default(
     request: HttpRequest,
@@ -43,7 +46,8 @@ async fn reserve_default(
     (status = 401, description = "Vacancy with a service token: `x-service-token` missing or wrong", body = ErrorResponse),
     (status = 404, description = "No such event", body = ErrorResponse),
     (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
-    (status = 422, description = "Invalid qty, ttl_seconds or reservation_id; or the id or key was used for another request", body = ErrorResponse),
+    (status = 409, description = "A line's category is closed or outside its sales window (`not_on_sale`), or the customer would pass the event's `max_per_customer` (`customer_limit_reached`)", body = ErrorResponse),
+    (status = 422, description = "Invalid qty, lines, ttl_seconds, customer or reservation_id; a category the event does not sell; or the id or key was used for another request", body = ErrorResponse),
     (status = 503, description = "The inventory is busy or its store failed", body = ErrorResponse)))]
 async fn reserve(
     request: HttpRequest,
@@ -63,7 +67,13 @@ async fn reserve_in(
     raw: web::Json<JsonObject>,
 ) -> Result<web::Json<ReserveResponse>, ApiError> {
     let body: ReserveRequest = body(raw)?;
-    let qty = limits.quantity(whole_number("qty", body.qty.as_ref())?)?;
+    let lines = wire::lines_from(
+        limits,
+        body.qty.as_ref(),
+        body.category.as_ref(),
+        body.lines.as_ref(),
+    )?;
+    let customer = wire::customer_from(body.customer.as_ref())?;
     // Without a length it is a sale, not a hold: no default applies here.
     let hold_ttl_seconds = optional_whole_number("ttl_seconds", body.ttl_seconds.as_ref())?
         .map(|ttl| HoldTtl::parse(ttl, limits.hold_ttl_seconds_max))
@@ -72,24 +82,27 @@ async fn reserve_in(
         Some(id) => id.parse::<ReservationId>()?,
         None => ReservationId::generate(),
     };
+    let total = lines.total();
     let reservation = Reservation {
         id,
         event,
-        qty,
+        lines,
+        customer,
         hold_ttl_seconds,
         key: idempotency_key(request)?,
     };
     let reserved = inventory.reserve(reservation).await?;
     let message = if reserved.accepted() {
-        format!("Reserved {qty} tickets")
+        format!("Reserved {total} tickets")
     } else {
-        "Insufficient inventory".to_owned()
+        super::purchase::REFUSED.to_owned()
     };
     Ok(web::Json(ReserveResponse {
         success: reserved.accepted(),
         remaining: reserved.remaining,
         reservation_id: reserved.order.as_ref().map(|order| order.id),
         order: reserved.order.as_ref().map(OrderResponse::from),
+        short: reserved.short.as_ref().map(wire::short_response),
         message,
     }))
 }

@@ -9,10 +9,14 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::db::{Failure, execute, failed, query};
-use super::rows::{EVENT_COLUMNS, ORDER_COLUMNS, column, event_from, key_from, order_from, stored};
-use crate::domain::{
-    Error, Event, EventId, IdempotencyKey, KeyRecord, Order, ReservationId, Stock,
+use super::rows::{
+    EVENT_COLUMNS, KEY_COLUMNS, ORDER_COLUMNS, column, event_from, key_from, layout_from,
+    order_from, stored,
 };
+use crate::domain::{
+    CustomerId, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, ReservationId, Stock,
+};
+use crate::vacancy::codec;
 use crate::vacancy::ledger::{Batch, Plan, Snapshot};
 
 /// A batch's transaction and the one connection it lives on. Its locks, and so every decision
@@ -55,14 +59,23 @@ impl Drop for OpenBatch {
 /// What the open batch has locked and read.
 #[derive(Default)]
 pub(super) struct Locked {
-    /// Every locked event, with its counts as read under the lock.
-    pub(super) events: HashMap<EventId, Stock>,
+    /// Every locked event, as read under the lock: its count columns and its layout's text.
+    pub(super) events: HashMap<EventId, LockedEvent>,
     /// Orders found, as read in the batch's transaction.
     pub(super) orders: HashMap<ReservationId, Order>,
     /// Every order looked for, found or not.
     pub(super) orders_read: HashSet<ReservationId>,
     pub(super) keys: HashMap<IdempotencyKey, KeyRecord>,
     pub(super) keys_read: HashSet<IdempotencyKey>,
+    /// Tickets of each customer the plan names, counted behind the locks.
+    pub(super) customers: HashMap<(EventId, CustomerId), u64>,
+}
+
+/// An event's row as read under its lock, to check it is unchanged when the batch writes it.
+pub(super) struct LockedEvent {
+    stock: Stock,
+    quotas: Option<String>,
+    catalogue: Option<String>,
 }
 
 impl Locked {
@@ -144,20 +157,55 @@ pub(super) async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Lock
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = "SELECT key, fingerprint, order_id, remaining, changed, created_at_ms
-                   FROM idempotency_keys WHERE key = ANY($1)";
-        query(client, "reading idempotency keys", sql, &[&keys]).await
+        let sql = format!("SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE key = ANY($1)");
+        query(client, "reading idempotency keys", &sql, &[&keys]).await
     };
-    let ((), events, orders, records) = try_join4(start, events, orders, records).await?;
+    let customer_events: Vec<&str> = plan.customers.iter().map(|(e, _)| e.as_str()).collect();
+    let customers: Vec<&str> = plan.customers.iter().map(|(_, c)| c.as_str()).collect();
+    let taken = async {
+        if customers.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Sent after the locks, so it runs behind them: every order of a locked event that could
+        // change these sums changes only under its event's lock.
+        let sql = "SELECT o.event, o.customer, SUM(o.qty)::int8 FROM orders o
+                   JOIN UNNEST($1::text[], $2::text[]) AS c (event, customer)
+                     ON o.event = c.event AND o.customer = c.customer
+                   WHERE o.status IN ('held', 'confirmed')
+                   GROUP BY o.event, o.customer";
+        let params: [&(dyn ToSql + Sync); 2] = [&customer_events, &customers];
+        query(client, "counting customers' tickets", sql, &params).await
+    };
+    let ((), events, (orders, records), taken) =
+        try_join4(start, events, try_join(orders, records), taken).await?;
 
+    let mut locked = Locked::default();
+    for row in &events {
+        let event = event_from(row)?;
+        let layout = layout_from(row)?;
+        let was = LockedEvent {
+            stock: event.stock(),
+            quotas: layout.map(|(quotas, _)| quotas.to_owned()),
+            catalogue: layout.map(|(_, catalogue)| catalogue.to_owned()),
+        };
+        locked.events.insert(event.id.clone(), was);
+    }
     let events = events
         .iter()
         .map(event_from)
         .collect::<Result<Vec<_>, _>>()?;
-    let mut locked = Locked {
-        events: events.iter().map(|e| (e.id.clone(), e.stock)).collect(),
-        ..Locked::default()
-    };
+    for (event, customer) in &plan.customers {
+        locked
+            .customers
+            .insert((event.clone(), customer.clone()), 0);
+    }
+    for row in &taken {
+        let event = EventId::parse(column(row, 0)?)?;
+        let customer = CustomerId::parse(column(row, 1)?)?;
+        let sum = u64::try_from(column::<i64>(row, 2)?)
+            .map_err(|_| Error::Storage("the database holds a negative quantity".into()))?;
+        locked.customers.insert((event, customer), sum);
+    }
     for row in &orders {
         let order = order_from(row)?;
         locked.orders.insert(order.id, order);
@@ -221,23 +269,33 @@ pub(super) async fn apply(
         .partition(|event| was_event(&event.id).is_some());
 
     let changed_ids: Vec<&str> = changed.iter().map(|e| e.id.as_str()).collect();
-    let [capacity, available, held, sold] = stock_columns(changed.iter().map(|e| &e.stock));
+    let [capacity, available, held, sold] = stock_columns(changed.iter().map(|e| e.stock()));
+    let (quotas, catalogues) = layout_columns(&changed);
+    let was: Vec<&LockedEvent> = changed.iter().filter_map(|e| was_event(&e.id)).collect();
     let [was_capacity, was_available, was_held, was_sold] =
-        stock_columns(changed.iter().filter_map(|e| was_event(&e.id)));
+        stock_columns(was.iter().map(|was| was.stock));
+    let was_quotas: Vec<Option<&str>> = was.iter().map(|was| was.quotas.as_deref()).collect();
+    let was_catalogues: Vec<Option<&str>> =
+        was.iter().map(|was| was.catalogue.as_deref()).collect();
     let update = async {
         if changed.is_empty() {
             return Ok(0);
         }
         let sql = "UPDATE events AS e
-                   SET capacity = u.capacity, available = u.available, held = u.held, sold = u.sold
+                   SET capacity = u.capacity, available = u.available, held = u.held, sold = u.sold,
+                       quotas = u.quotas, catalogue = u.catalogue
                    FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
-                               $6::int8[], $7::int8[], $8::int8[], $9::int8[])
+                               $6::int8[], $7::int8[], $8::int8[], $9::int8[],
+                               $10::text[], $11::text[], $12::text[], $13::text[])
                         AS u (id, capacity, available, held, sold,
-                              was_capacity, was_available, was_held, was_sold)
+                              was_capacity, was_available, was_held, was_sold,
+                              quotas, catalogue, was_quotas, was_catalogue)
                    WHERE e.id = u.id
                      AND e.capacity = u.was_capacity AND e.available = u.was_available
-                     AND e.held = u.was_held AND e.sold = u.was_sold";
-        let params: [&(dyn ToSql + Sync); 9] = [
+                     AND e.held = u.was_held AND e.sold = u.was_sold
+                     AND e.quotas IS NOT DISTINCT FROM u.was_quotas
+                     AND e.catalogue IS NOT DISTINCT FROM u.was_catalogue";
+        let params: [&(dyn ToSql + Sync); 13] = [
             &changed_ids,
             &capacity,
             &available,
@@ -247,6 +305,10 @@ pub(super) async fn apply(
             &was_available,
             &was_held,
             &was_sold,
+            &quotas,
+            &catalogues,
+            &was_quotas,
+            &was_catalogues,
         ];
         execute(client, "updating events", sql, &params).await
     };
@@ -254,23 +316,27 @@ pub(super) async fn apply(
     let created_ids: Vec<&str> = created.iter().map(|e| e.id.as_str()).collect();
     let names: Vec<&str> = created.iter().map(|e| &*e.name).collect();
     let [new_capacity, new_available, new_held, new_sold] =
-        stock_columns(created.iter().map(|e| &e.stock));
+        stock_columns(created.iter().map(|e| e.stock()));
+    let (new_quotas, new_catalogues) = layout_columns(&created);
     let create = async {
         if created.is_empty() {
             return Ok(0);
         }
         // A plain insert: if another replica created the same event meanwhile, the duplicate key
         // sends the batch back to be decided again, and then it sees that event.
-        let sql = "INSERT INTO events (id, name, capacity, available, held, sold)
+        let sql =
+            "INSERT INTO events (id, name, capacity, available, held, sold, quotas, catalogue)
                    SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[],
-                                        $5::int8[], $6::int8[])";
-        let params: [&(dyn ToSql + Sync); 6] = [
+                                        $5::int8[], $6::int8[], $7::text[], $8::text[])";
+        let params: [&(dyn ToSql + Sync); 8] = [
             &created_ids,
             &names,
             &new_capacity,
             &new_available,
             &new_held,
             &new_sold,
+            &new_quotas,
+            &new_catalogues,
         ];
         execute(client, "creating events", sql, &params).await
     };
@@ -301,6 +367,14 @@ pub(super) async fn apply(
     let created_at: Vec<i64> = placed.iter().map(|o| o.created_at_ms).collect();
     let updated_at: Vec<i64> = placed.iter().map(|o| o.updated_at_ms).collect();
     let expires_at: Vec<Option<i64>> = placed.iter().map(|o| o.expires_at_ms).collect();
+    let lines: Vec<Option<String>> = placed
+        .iter()
+        .map(|o| codec::encode_lines(&o.lines))
+        .collect();
+    let customers: Vec<Option<&str>> = placed
+        .iter()
+        .map(|o| o.customer.as_ref().map(CustomerId::as_str))
+        .collect();
     let insert_orders = async {
         if placed.is_empty() {
             return Ok(0);
@@ -308,11 +382,12 @@ pub(super) async fn apply(
         // A new order never merges into an existing row: the same reservation id used on another
         // replica at the same moment (perhaps for another event) is inserted there or here, once.
         let sql = "INSERT INTO orders (id, event, qty, status, remaining, created_at_ms,
-                                       updated_at_ms, expires_at_ms)
+                                       updated_at_ms, expires_at_ms, lines, customer)
                    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[],
-                                        $5::int8[], $6::int8[], $7::int8[], $8::int8[])
+                                        $5::int8[], $6::int8[], $7::int8[], $8::int8[],
+                                        $9::text[], $10::text[])
                    ON CONFLICT (id) DO NOTHING";
-        let params: [&(dyn ToSql + Sync); 8] = [
+        let params: [&(dyn ToSql + Sync); 10] = [
             &order_ids,
             &order_events,
             &qty,
@@ -321,6 +396,8 @@ pub(super) async fn apply(
             &created_at,
             &updated_at,
             &expires_at,
+            &lines,
+            &customers,
         ];
         execute(client, "writing orders", sql, &params).await
     };
@@ -363,6 +440,7 @@ pub(super) async fn apply(
     let key_remaining: Vec<i64> = records.iter().map(|r| stored(r.remaining)).collect();
     let key_changed: Vec<bool> = records.iter().map(|r| r.changed).collect();
     let key_created_at: Vec<i64> = records.iter().map(|r| r.created_at_ms).collect();
+    let key_short: Vec<Option<&str>> = records.iter().map(|r| r.short.as_deref()).collect();
     let remember = async {
         if records.is_empty() {
             return Ok(0);
@@ -370,15 +448,15 @@ pub(super) async fn apply(
         // Only a lapsed key may be replaced. A live one means another replica used the key at the
         // same moment: the batch is decided again and then answers as that first use did.
         let sql = "INSERT INTO idempotency_keys
-                       (key, fingerprint, order_id, remaining, changed, created_at_ms)
+                       (key, fingerprint, order_id, remaining, changed, created_at_ms, short)
                    SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::int8[],
-                                        $5::bool[], $6::int8[])
+                                        $5::bool[], $6::int8[], $8::text[])
                    ON CONFLICT (key) DO UPDATE
                    SET fingerprint = EXCLUDED.fingerprint, order_id = EXCLUDED.order_id,
                        remaining = EXCLUDED.remaining, changed = EXCLUDED.changed,
-                       created_at_ms = EXCLUDED.created_at_ms
+                       created_at_ms = EXCLUDED.created_at_ms, short = EXCLUDED.short
                    WHERE idempotency_keys.created_at_ms < $7";
-        let params: [&(dyn ToSql + Sync); 7] = [
+        let params: [&(dyn ToSql + Sync); 8] = [
             &keys,
             &prints,
             &key_orders,
@@ -386,6 +464,7 @@ pub(super) async fn apply(
             &key_changed,
             &key_created_at,
             &batch.keys_lapsed_before_ms,
+            &key_short,
         ];
         execute(client, "writing idempotency keys", sql, &params).await
     };
@@ -424,9 +503,17 @@ pub(super) async fn apply(
     Ok(())
 }
 
+/// The events' layouts (quotas, catalogue), each as a column for `UNNEST`.
+fn layout_columns(events: &[&Event]) -> (Vec<Option<String>>, Vec<Option<String>>) {
+    events
+        .iter()
+        .map(|event| codec::encode_layout(event).unzip())
+        .unzip()
+}
+
 /// Capacity, available, held and sold, each as a column for `UNNEST`.
-fn stock_columns<'a>(stocks: impl Iterator<Item = &'a Stock> + Clone) -> [Vec<i64>; 4] {
-    let column = |pick: fn(&Stock) -> u64| stocks.clone().map(|s| stored(pick(s))).collect();
+fn stock_columns(stocks: impl Iterator<Item = Stock> + Clone) -> [Vec<i64>; 4] {
+    let column = |pick: fn(&Stock) -> u64| stocks.clone().map(|s| stored(pick(&s))).collect();
     [
         column(|s| s.capacity),
         column(|s| s.available),

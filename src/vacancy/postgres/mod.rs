@@ -41,11 +41,14 @@ use deadpool_postgres::Object;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use super::codec;
 use super::ledger::{Batch, Ledger, Plan, SharedLedger, SharedReads, Snapshot};
-use crate::domain::{Error, Event, IdempotencyKey, KeyRecord, Order, ReservationId};
+use crate::domain::{
+    CustomerId, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, ReservationId,
+};
 use batch::{Locked, OpenBatch, lock, write};
 use db::{Db, Failure, connect, execute, query};
-use reads::{PostgresReads, select_events, select_key, select_order};
+use reads::{PostgresReads, select_customer_taken, select_events, select_key, select_order};
 use rows::{column, stored};
 use schema::{identify, migrate};
 
@@ -179,6 +182,20 @@ impl Ledger for PostgresLedger {
         })
     }
 
+    fn customer_taken(&mut self, event: &EventId, customer: &CustomerId) -> Result<u64, Error> {
+        let of = (event.clone(), customer.clone());
+        if self.batch.is_none() {
+            return self.with_client(false, async |client| {
+                select_customer_taken(client, &of.0, &of.1).await
+            });
+        }
+        self.in_batch(async |client, locked| match locked.customers.get(&of) {
+            Some(taken) => Ok(*taken),
+            // Not in the plan: counted now, behind the batch's locks all the same.
+            None => select_customer_taken(client, &of.0, &of.1).await,
+        })
+    }
+
     fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error> {
         if self.batch.is_none() {
             return self.with_client(false, async |client| select_key(client, key).await);
@@ -213,14 +230,17 @@ impl Ledger for PostgresLedger {
     }
 
     fn insert_event_if_absent(&mut self, event: &Event) -> Result<bool, Error> {
-        let sql = "INSERT INTO events (id, name, capacity, available, held, sold)
-                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
-        let stock = &event.stock;
+        let sql =
+            "INSERT INTO events (id, name, capacity, available, held, sold, quotas, catalogue)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING";
+        let stock = event.stock();
         let (id, name) = (event.id.as_str(), &*event.name);
         let counts = [stock.capacity, stock.available, stock.held, stock.sold].map(stored);
+        let (quotas, catalogue) = codec::encode_layout(event).unzip();
         let inserted = self.with_client(false, async |client| {
-            let params: [&(dyn ToSql + Sync); 6] =
-                [&id, &name, &counts[0], &counts[1], &counts[2], &counts[3]];
+            let params: [&(dyn ToSql + Sync); 8] = [
+                &id, &name, &counts[0], &counts[1], &counts[2], &counts[3], &quotas, &catalogue,
+            ];
             execute(client, "creating an event", sql, &params).await
         })?;
         Ok(inserted == 1)

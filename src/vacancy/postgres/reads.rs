@@ -5,9 +5,10 @@ use std::sync::Arc;
 use deadpool_postgres::Object;
 
 use super::db::{Db, query};
-use super::rows::{EVENT_COLUMNS, ORDER_COLUMNS, event_from, key_from, order_from};
+use super::rows::{EVENT_COLUMNS, KEY_COLUMNS, ORDER_COLUMNS, event_from, key_from, order_from};
 use crate::domain::{
-    Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order, PageQuery, ReservationId,
+    CustomerId, Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order, PageQuery,
+    ReservationId,
 };
 use crate::vacancy::ledger::SharedReads;
 
@@ -43,13 +44,31 @@ pub(super) async fn select_order(
     rows.first().map(order_from).transpose()
 }
 
+/// Tickets of `customer`'s held and confirmed orders in `event`.
+pub(super) async fn select_customer_taken(
+    client: &Object,
+    event: &EventId,
+    customer: &CustomerId,
+) -> Result<u64, Error> {
+    let sql = "SELECT COALESCE(SUM(qty), 0)::int8 FROM orders
+               WHERE event = $1 AND customer = $2 AND status IN ('held', 'confirmed')";
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+        [&event.as_str(), &customer.as_str()];
+    let rows = query(client, "counting a customer's tickets", sql, &params).await?;
+    let sum: i64 = rows
+        .first()
+        .map(|row| super::rows::column(row, 0))
+        .transpose()?
+        .unwrap_or(0);
+    u64::try_from(sum).map_err(|_| Error::Storage("the database holds a negative quantity".into()))
+}
+
 pub(super) async fn select_key(
     client: &Object,
     key: &IdempotencyKey,
 ) -> Result<Option<KeyRecord>, Error> {
-    let sql = "SELECT key, fingerprint, order_id, remaining, changed, created_at_ms
-               FROM idempotency_keys WHERE key = $1";
-    let rows = query(client, "reading an idempotency key", sql, &[&key.as_str()]).await?;
+    let sql = format!("SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE key = $1");
+    let rows = query(client, "reading an idempotency key", &sql, &[&key.as_str()]).await?;
     rows.first().map(key_from).transpose()
 }
 

@@ -5,13 +5,17 @@ use tokio_postgres::types::FromSql;
 use uuid::Uuid;
 
 use crate::domain::{
-    Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId, Stock,
+    CustomerId, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus,
+    ReservationId, Stock,
 };
-use crate::vacancy::ledger;
+use crate::vacancy::{codec, ledger};
 
-pub(super) const EVENT_COLUMNS: &str = "id, name, capacity, available, held, sold";
-pub(super) const ORDER_COLUMNS: &str =
-    "id, event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms";
+pub(super) const EVENT_COLUMNS: &str =
+    "id, name, capacity, available, held, sold, quotas, catalogue";
+pub(super) const KEY_COLUMNS: &str =
+    "key, fingerprint, order_id, remaining, changed, created_at_ms, short";
+pub(super) const ORDER_COLUMNS: &str = "id, event, qty, status, remaining, created_at_ms, \
+     updated_at_ms, expires_at_ms, lines, customer";
 
 pub(super) fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, Error> {
     row.try_get(index)
@@ -28,17 +32,32 @@ pub(super) fn stored(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// An event's layout columns (quotas, catalogue) as stored: both, or neither for an event of one
+/// `general` quota and category.
+pub(super) fn layout_from(row: &Row) -> Result<Option<(&str, &str)>, Error> {
+    match (column(row, 6)?, column(row, 7)?) {
+        (Some(quotas), Some(catalogue)) => Ok(Some((quotas, catalogue))),
+        (None, None) => Ok(None),
+        _ => Err(Error::Storage(format!(
+            "event '{}' has half a layout",
+            column::<&str>(row, 0)?
+        ))),
+    }
+}
+
 pub(super) fn event_from(row: &Row) -> Result<Event, Error> {
-    Ok(Event {
-        id: EventId::parse(column(row, 0)?)?,
-        name: column::<&str>(row, 1)?.into(),
-        stock: Stock {
-            capacity: count(row, 2)?,
-            available: count(row, 3)?,
-            held: count(row, 4)?,
-            sold: count(row, 5)?,
-        },
-    })
+    let first = Stock {
+        capacity: count(row, 2)?,
+        available: count(row, 3)?,
+        held: count(row, 4)?,
+        sold: count(row, 5)?,
+    };
+    codec::decode_event(
+        EventId::parse(column(row, 0)?)?,
+        column::<&str>(row, 1)?.into(),
+        first,
+        layout_from(row)?,
+    )
 }
 
 pub(super) fn order_from(row: &Row) -> Result<Order, Error> {
@@ -50,11 +69,16 @@ pub(super) fn order_from(row: &Row) -> Result<Order, Error> {
     if status == OrderStatus::Held {
         ledger::hold_deadline(id, expires_at_ms)?;
     }
+    let qty = u32::try_from(column::<i32>(row, 2)?)
+        .map_err(|_| Error::Storage(format!("order {id} has a negative quantity")))?;
     Ok(Order {
         id,
         event: EventId::parse(column(row, 1)?)?,
-        qty: u32::try_from(column::<i32>(row, 2)?)
-            .map_err(|_| Error::Storage(format!("order {id} has a negative quantity")))?,
+        qty,
+        lines: codec::decode_lines(&id, qty, column(row, 8)?)?,
+        customer: column::<Option<&str>>(row, 9)?
+            .map(CustomerId::parse)
+            .transpose()?,
         status,
         remaining: count(row, 4)?,
         created_at_ms: column(row, 5)?,
@@ -69,6 +93,7 @@ pub(super) fn key_from(row: &Row) -> Result<KeyRecord, Error> {
         fingerprint: column(row, 1)?,
         order_id: column::<Option<Uuid>>(row, 2)?.map(ReservationId::from),
         remaining: count(row, 3)?,
+        short: column(row, 6)?,
         changed: column(row, 4)?,
         created_at_ms: column(row, 5)?,
     })

@@ -9,10 +9,11 @@ use crate::domain::Error;
 
 /// Schema changes, in order. Each runs once per database, in its own transaction, however many
 /// replicas start at once. Never edit one that has shipped: add the next.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "events, orders and idempotency keys",
-    "
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "events, orders and idempotency keys",
+        "
 CREATE TABLE events (
     id        TEXT PRIMARY KEY,
     name      TEXT NOT NULL,
@@ -54,7 +55,21 @@ CREATE TABLE ticketd_store (
     id       UUID NOT NULL
 );
 ",
-)];
+    ),
+    (
+        2,
+        "categories, quotas, order lines and customers",
+        // An event's layout beyond its first quota (JSON text; none for an event of one `general`
+        // quota and category), an order's lines (none for one `general` line), its customer.
+        "
+ALTER TABLE events ADD COLUMN quotas TEXT, ADD COLUMN catalogue TEXT;
+ALTER TABLE orders ADD COLUMN lines TEXT, ADD COLUMN customer TEXT;
+ALTER TABLE idempotency_keys ADD COLUMN short TEXT;
+CREATE INDEX orders_by_customer ON orders (event, customer)
+    WHERE customer IS NOT NULL AND status IN ('held', 'confirmed');
+",
+    ),
+];
 
 /// Applies the migrations this database lacks. Replicas starting together all try: the one that
 /// inserts a migration's row first applies it, the others wait on that row and then skip it.

@@ -10,6 +10,14 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod catalogue;
+
+pub use catalogue::{
+    CATEGORIES_MAX, Catalogue, Category, CategoryDraft, CategoryId, Currency, CustomerId,
+    EventDraft, GENERAL, LineRequest, Lines, OrderLine, PRICE_MAX, Price, QUOTAS_MAX, Quota,
+    QuotaId, SalesWindow, total_price,
+};
+
 /// The event the seed-compatible endpoints (`/api/v1/purchase`, `/api/v1/available`, ...) act on.
 pub const DEFAULT_EVENT: &str = "default";
 
@@ -112,12 +120,7 @@ impl EventId {
     pub const PATTERN: &str = "^[A-Za-z0-9_-]+$";
 
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        let valid = !raw.is_empty()
-            && raw.len() <= Self::LEN_MAX
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if valid {
+        if catalogue::is_plain_id(raw) {
             Ok(Self(raw.into()))
         } else {
             Err(Error::InvalidEventId(format!(
@@ -225,6 +228,9 @@ pub struct KeyRecord {
     pub order_id: Option<ReservationId>,
     /// The first answer's `remaining` (reservations; 0 otherwise).
     pub remaining: u64,
+    /// A refused reservation's shortage, as the inventory wrote it (`None` otherwise, and for
+    /// every key stored before categories).
+    pub short: Option<String>,
     /// Whether the first request changed the order (cancellations; true for confirmations and
     /// releases, false for reservations).
     pub changed: bool,
@@ -253,16 +259,33 @@ impl fmt::Display for ReservationId {
     }
 }
 
-/// A request to set `qty` tickets of `event` aside under the caller's `id`: sold at once, or held
-/// for `hold_ttl_seconds` when that is given.
+/// A request to set the tickets of `lines` of `event` aside under the caller's `id`, all or none:
+/// sold at once, or held for `hold_ttl_seconds` when that is given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reservation {
     pub id: ReservationId,
     pub event: EventId,
-    pub qty: Quantity,
+    pub lines: Lines,
+    /// Whose tickets these are, for the event's per-customer limit.
+    pub customer: Option<CustomerId>,
     pub hold_ttl_seconds: Option<HoldTtl>,
     /// The client's idempotency key, if it sent one.
     pub key: Option<IdempotencyKey>,
+}
+
+impl Reservation {
+    /// `qty` tickets of the event's only category, for nobody in particular: the request every
+    /// client made before categories.
+    pub fn new(id: ReservationId, event: EventId, qty: Quantity) -> Self {
+        Self {
+            id,
+            event,
+            lines: Lines::one(qty),
+            customer: None,
+            hold_ttl_seconds: None,
+            key: None,
+        }
+    }
 }
 
 /// What the inventory answered to a [`Reservation`]. Running out of stock is an answer, not an error.
@@ -270,8 +293,19 @@ pub struct Reservation {
 pub struct Reserved {
     /// The order (or hold) made; `None` when there were not enough tickets.
     pub order: Option<Order>,
-    /// Tickets of the event still available right after this decision.
+    /// Tickets of the event still available right after this decision (its first quota's).
     pub remaining: u64,
+    /// Why it was refused, when it was: the first line short of places, and where.
+    pub short: Option<Shortage>,
+}
+
+/// A line a reservation could not have: its category, the quota short of places, and the places
+/// that quota had left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shortage {
+    pub category: CategoryId,
+    pub quota: QuotaId,
+    pub available: u64,
 }
 
 impl Reserved {
@@ -308,12 +342,14 @@ impl Stock {
     }
 }
 
-/// An event and its stock.
+/// An event: its quotas, each with its counts, and what it sells from them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub id: EventId,
     pub name: Arc<str>,
-    pub stock: Stock,
+    /// At least one; the first gives the event's headline counts ([`Event::stock`]).
+    pub quotas: Vec<Quota>,
+    pub catalogue: Arc<Catalogue>,
 }
 
 impl Event {
@@ -478,7 +514,11 @@ impl OrderStatus {
 pub struct Order {
     pub id: ReservationId,
     pub event: EventId,
+    /// Tickets in all lines.
     pub qty: u32,
+    /// What was bought, by category; shared between copies of the order.
+    pub lines: Arc<[OrderLine]>,
+    pub customer: Option<CustomerId>,
     pub status: OrderStatus,
     /// Tickets of the event available right after it was accepted (the first answer's `remaining`).
     pub remaining: u64,
@@ -523,6 +563,34 @@ pub enum Error {
     /// The query string is not one the route takes (e.g. a page `limit` out of range).
     #[error("{0}")]
     InvalidQuery(String),
+    #[error("{0}")]
+    InvalidCustomer(String),
+    /// The event sells only to requests that name their customer.
+    #[error("{0}")]
+    CustomerRequired(String),
+    /// A line names a category the event does not have (or none, where the event has several).
+    #[error("{0}")]
+    UnknownCategory(String),
+    /// A category named in a path (an admin change) that the event does not have: not found,
+    /// where a line naming one is a request that cannot be met.
+    #[error("{0}")]
+    CategoryNotFound(String),
+    /// A quota an admin names that the event does not have.
+    #[error("{0}")]
+    UnknownQuota(String),
+    /// A line's category is closed or outside its sales window.
+    #[error("{message}")]
+    NotOnSale {
+        message: String,
+        category: CategoryId,
+        window: SalesWindow,
+    },
+    /// The customer would go over the event's per-customer limit; `may_still` more they may take.
+    #[error("{message}")]
+    CustomerLimitReached { message: String, may_still: u64 },
+    /// A quota cannot shrink below the places held and sold in it.
+    #[error("{0}")]
+    QuotaInUse(String),
     /// The idempotency key was first used for a different request.
     #[error("{0}")]
     IdempotencyKeyReused(String),
@@ -574,6 +642,14 @@ impl Error {
             Error::InvalidEvent(_) => "invalid_event",
             Error::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             Error::InvalidQuery(_) => "invalid_query",
+            Error::InvalidCustomer(_) => "invalid_customer",
+            Error::CustomerRequired(_) => "customer_required",
+            Error::UnknownCategory(_) => "unknown_category",
+            Error::CategoryNotFound(_) => "category_not_found",
+            Error::UnknownQuota(_) => "unknown_quota",
+            Error::NotOnSale { .. } => "not_on_sale",
+            Error::CustomerLimitReached { .. } => "customer_limit_reached",
+            Error::QuotaInUse(_) => "quota_in_use",
             Error::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Error::EventExists(_) => "event_exists",
             Error::UnknownOrder(_) => "unknown_order",
@@ -684,11 +760,7 @@ mod tests {
 
     #[test]
     fn a_page_points_past_itself_only_when_more_follow() {
-        let event = |id: &str| Event {
-            id: EventId::parse(id).unwrap(),
-            name: "x".into(),
-            stock: Stock::new(1),
-        };
+        let event = |id: &str| Event::single(EventId::parse(id).unwrap(), "x".into(), 1);
         let limit = PageLimit::parse("2").unwrap();
         let full = EventsPage::from_lookahead(vec![event("a"), event("b"), event("c")], limit);
         assert_eq!(full.events, vec![event("a"), event("b")]);
