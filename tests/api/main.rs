@@ -16,6 +16,7 @@ mod scenarios;
 mod split;
 mod stores;
 mod ticketing;
+mod traces;
 
 /// Runs each named scenario `fn(Deployment, Launch)` as five tests: the four above, and two
 /// vacancy replicas sharing PostgreSQL.
