@@ -9,6 +9,7 @@ mod fuzz;
 mod helpers;
 mod moving;
 mod openapi;
+mod ops;
 mod paging;
 mod process;
 mod replicas;
