@@ -155,6 +155,15 @@ pub struct ServerArgs {
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_enabled: Option<bool>,
+    /// Most events with metrics of their own (three series each), at most 100000 [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_events_max: Option<usize>,
+    /// Send spans over OTLP/HTTP to this collector, e.g. http://collector:4318
+    /// [default: none, no spans sent].
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otlp_endpoint: Option<String>,
     /// Log format [default: pretty].
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{HoldTtl, OrderLimits, Quantity};
 use crate::http::ServerConfig;
 use crate::http::auth::Tokens;
+use crate::telemetry::{self, OtlpConfig};
 use crate::ticket::RemoteConfig;
 use crate::vacancy::postgres::PostgresConfig;
 use crate::vacancy::{CAPACITY_MAX, InventoryConfig};
@@ -135,6 +136,13 @@ pub struct Settings {
 
     /// Serve `/metrics` and record metrics (a few per cent of throughput at full load).
     pub metrics_enabled: bool,
+    /// Most events exported per event (`ticketd_event_tickets{event}`); three series each.
+    pub metrics_events_max: usize,
+    /// Base URL of an OTLP/HTTP collector (e.g. `http://collector:4318`) to send spans to; none:
+    /// no spans are exported.
+    pub otlp_endpoint: Option<String>,
+    /// Most spans waiting to be sent to the collector; more are dropped, and counted.
+    pub otlp_queue_spans_max: usize,
     pub log_format: LogFormat,
     /// `tracing` filter directives, e.g. `info` or `info,ticketd=debug`.
     pub log_level: String,
@@ -207,6 +215,9 @@ impl Settings {
             vacancy_keep_alive_seconds: 30,
             vacancy_attempts_max: 3,
             metrics_enabled: true,
+            metrics_events_max: telemetry::DEFAULT_EVENTS_MAX,
+            otlp_endpoint: None,
+            otlp_queue_spans_max: 2048,
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
         }
@@ -253,6 +264,13 @@ impl Settings {
             if token.as_ref().is_some_and(|t| t.expose().is_empty()) {
                 *token = None;
             }
+        }
+        if settings
+            .otlp_endpoint
+            .as_ref()
+            .is_some_and(|url| url.trim().is_empty())
+        {
+            settings.otlp_endpoint = None;
         }
         settings.validate()?;
         Ok(settings)
@@ -304,6 +322,14 @@ impl Settings {
         {
             return fail("vacancy_url", "must look like http://host:port");
         }
+        if let Some(url) = &self.otlp_endpoint
+            && !(url.starts_with("http://") && url.len() > "http://".len())
+        {
+            return fail(
+                "otlp_endpoint",
+                "must look like http://host:4318 (OTLP over plain HTTP)",
+            );
+        }
         if self.store == StoreKind::Postgres && self.database_url.is_none() {
             return fail(
                 "database_url",
@@ -330,7 +356,7 @@ impl Settings {
     /// key, rather than wrapping in a store, overflowing a clock, or asking the machine for more
     /// threads or memory than it has (the queue is allocated up front, one slot per request; each
     /// worker is a thread).
-    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 15] {
+    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 17] {
         // Lossless on every platform ticketd builds for.
         let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         [
@@ -397,6 +423,18 @@ impl Settings {
                 u64::from(self.vacancy_attempts_max),
                 1..=100,
             ),
+            // Three series an event: 300,000 at most, already more than one Prometheus likes.
+            (
+                "metrics_events_max",
+                wide(self.metrics_events_max),
+                0..=100_000,
+            ),
+            // Spans are a few hundred bytes each while they wait.
+            (
+                "otlp_queue_spans_max",
+                wide(self.otlp_queue_spans_max),
+                1..=1 << 20,
+            ),
         ]
     }
 
@@ -406,6 +444,15 @@ impl Settings {
 
     pub fn database_timeout(&self) -> Duration {
         Duration::from_millis(self.database_timeout_ms)
+    }
+
+    /// Where `mode` sends its spans, if anywhere.
+    pub fn otlp(&self, mode: Mode) -> Option<OtlpConfig> {
+        Some(OtlpConfig {
+            endpoint: self.otlp_endpoint.clone()?,
+            service_name: telemetry::service_name(mode),
+            queue_spans_max: self.otlp_queue_spans_max,
+        })
     }
 }
 
@@ -695,6 +742,8 @@ mod tests {
             ("vacancy_connections_max", 65_535, i64::MAX),
             ("vacancy_keep_alive_seconds", 86_400, i64::MAX),
             ("vacancy_attempts_max", 100, i64::from(u32::MAX)),
+            ("metrics_events_max", 100_000, i64::MAX),
+            ("otlp_queue_spans_max", 1 << 20, i64::MAX),
         ];
         for (key, largest, refused) in cases {
             let taken = load(key, &largest.to_string());
@@ -799,6 +848,32 @@ mod tests {
         let settings = Settings::load(Mode::Vacancy, Some(&file), NoFlags {}).unwrap();
         assert_eq!(settings.database_url.as_ref().unwrap().expose(), url);
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn spans_are_exported_only_to_a_plain_http_endpoint_when_one_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otlp.toml");
+        let load = |value: &str| {
+            std::fs::write(&file, format!("[default]\notlp_endpoint = \"{value}\"\n")).unwrap();
+            Settings::load(Mode::Ticket, Some(&file), NoFlags {})
+        };
+        assert!(
+            Settings::defaults(Mode::Ticket)
+                .otlp(Mode::Ticket)
+                .is_none()
+        );
+        assert!(load("").unwrap().otlp(Mode::Ticket).is_none());
+        let otlp = load("http://collector:4318")
+            .unwrap()
+            .otlp(Mode::Ticket)
+            .unwrap();
+        assert_eq!(otlp.traces_url(), "http://collector:4318/v1/traces");
+        assert_eq!(otlp.service_name, "ticketd-ticket");
+        for bad in ["https://collector:4318", "collector:4318", "http://"] {
+            let error = load(bad).unwrap_err().to_string();
+            assert!(error.contains("otlp_endpoint"), "{bad}: {error}");
+        }
     }
 
     #[test]

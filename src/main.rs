@@ -19,10 +19,15 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(error) => return fail(&error),
     };
-    if let Err(error) = telemetry::init(settings.log_format, &settings.log_level) {
-        return fail(&error);
-    }
-    match actix_web::rt::System::new().block_on(serve(mode, settings)) {
+    let otlp = settings.otlp(mode);
+    let telemetry = match telemetry::init(settings.log_format, &settings.log_level, otlp.as_ref()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => return fail(&error),
+    };
+    let served = actix_web::rt::System::new().block_on(serve(mode, settings));
+    // Outside the runtime: sends the spans still queued, waiting a few seconds at most.
+    telemetry.shutdown();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
     }

@@ -32,9 +32,12 @@ impl Application {
     /// it through [`Self::handle`].
     pub fn build(mode: Mode, settings: &Settings) -> anyhow::Result<Self> {
         // Until a recorder is installed, recording a metric is a no-op.
-        let metrics = settings
-            .metrics_enabled
-            .then(|| crate::telemetry::metrics().clone());
+        let metrics = settings.metrics_enabled.then(|| {
+            let registry = crate::telemetry::metrics().clone();
+            crate::telemetry::set_metrics_events_max(settings.metrics_events_max);
+            crate::telemetry::register_metrics(mode);
+            registry
+        });
         let inventory = match mode {
             Mode::Monolith | Mode::Vacancy => Some(Arc::new(open_inventory(settings)?)),
             Mode::Ticket => None,

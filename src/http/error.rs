@@ -190,7 +190,8 @@ impl ApiError {
                 Message::Public(text) => text.to_owned(),
                 Message::Withheld(text) => {
                     let request_id = telemetry::current_request_id().unwrap_or_default();
-                    tracing::error!(%request_id, code = code.as_str(), error = %self, "withheld from the client");
+                    let trace_id = telemetry::current_trace_id().unwrap_or_default();
+                    tracing::error!(%request_id, %trace_id, code = code.as_str(), error = %self, "withheld from the client");
                     text.to_owned()
                 }
             },

@@ -1,4 +1,5 @@
-//! The one middleware every app runs: request id, access log line, JSON error bodies.
+//! The one middleware every app runs: request id and trace context, access log line, metrics,
+//! JSON error bodies.
 
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use tracing::Instrument;
 
 use super::error::ApiError;
 use crate::telemetry;
+use crate::telemetry::trace::{TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::wire::REQUEST_ID_HEADER;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
@@ -18,8 +20,10 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 /// Longest request id accepted from a client; a longer or odd one is replaced by a fresh id.
 const REQUEST_ID_LEN_MAX: usize = 128;
 
-/// Gives each request an id (the client's `x-request-id` when it sends a sane one), runs it inside
-/// a span carrying that id, returns the id in the response, and logs one line when it is done.
+/// Gives each request an id (the client's `x-request-id` when it sends a sane one) and a place in
+/// a trace (under the caller's `traceparent` when it sends a valid one, otherwise at the root of a
+/// new trace), runs it inside a span carrying both, returns the id in the response, and logs one
+/// line, with both, when it is done.
 /// Error answers that did not come from our handlers (404 for no such route, 405...) are given
 /// the same JSON error body as every other error.
 pub async fn request_context(
@@ -35,12 +39,31 @@ pub async fn request_context(
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let method = request.method().clone();
     let path = request.path().to_owned();
+    // The route pattern is known before routing: the app's resource map gives it.
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    let parent = telemetry::trace::parent_from_headers(
+        header(TRACEPARENT_HEADER),
+        header(TRACESTATE_HEADER),
+    );
 
-    // A span costs a formatted allocation per request; it exists only when debug logging is on.
-    // The access line below carries the request id at every level.
-    let span = tracing::debug_span!("request", request_id = %request_id);
-    let response = telemetry::with_request_id(request_id.clone(), next.call(request))
-        .instrument(span)
+    // Log lines written while the request is served carry its request id and trace id through
+    // this span; the access line below carries them itself.
+    let (span, trace) = telemetry::request_span(method.as_str(), &route, &request_id, parent);
+    let trace_id = trace.trace_id();
+    let context = telemetry::RequestContext {
+        request_id: request_id.clone(),
+        trace,
+    };
+    let response = telemetry::with_request(context, next.call(request))
+        .instrument(span.clone())
         .await?;
 
     let mut response = if response.status().as_u16() >= 400 && !is_json(&response) {
@@ -65,12 +88,10 @@ pub async fn request_context(
     }
 
     let status = response.status().as_u16();
+    telemetry::finish_request_span(&span, status);
+    drop(span);
     let elapsed = started.elapsed();
     let latency_us = elapsed.as_micros() as u64;
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
     let labels = [
         ("route", route),
         ("method", method.to_string()),
@@ -79,9 +100,9 @@ pub async fn request_context(
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     if status >= 500 {
-        tracing::warn!(target: "ticketd::access", %method, %path, status, latency_us, %request_id, "request");
+        tracing::warn!(target: "ticketd::access", %method, %path, status, latency_us, %request_id, %trace_id, "request");
     } else {
-        tracing::info!(target: "ticketd::access", %method, %path, status, latency_us, %request_id, "request");
+        tracing::info!(target: "ticketd::access", %method, %path, status, latency_us, %request_id, %trace_id, "request");
     }
     Ok(response)
 }

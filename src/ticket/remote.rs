@@ -12,6 +12,7 @@ use awc::error::PayloadError;
 use awc::http::Uri;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::VacancyClient;
 use crate::config::{Mode, Secret};
@@ -300,10 +301,19 @@ impl RemoteVacancyClient {
     ) -> Result<Bytes, Error> {
         let started = Instant::now();
         let deadline = started + self.config.timeout;
+        let span = telemetry::vacancy_call_span(method.as_str(), path);
         let outcome = self
             .attempts(method, path, body.as_ref(), repeat, kind, deadline)
+            .instrument(span.clone())
             .await;
-        let result = if outcome.is_ok() { "ok" } else { "error" };
+        // Whether vacancy answered at all is what tells an operator it cannot be reached.
+        let result = match &outcome {
+            Ok(_) => "ok",
+            Err(Error::Unavailable(_)) => "unavailable",
+            Err(Error::Timeout { .. }) => "timeout",
+            Err(_) => "error",
+        };
+        telemetry::finish_vacancy_call_span(&span, result);
         metrics::counter!("ticketd_vacancy_calls_total", "outcome" => result).increment(1);
         metrics::histogram!("ticketd_vacancy_call_duration_seconds")
             .record(started.elapsed().as_secs_f64());
@@ -321,6 +331,7 @@ impl RemoteVacancyClient {
     ) -> Result<Bytes, Error> {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let request_id = telemetry::current_request_id();
+        let trace = telemetry::outgoing_trace();
         let timeout = Error::Timeout {
             limit_ms: self.config.timeout.as_millis() as u64,
         };
@@ -336,6 +347,9 @@ impl RemoteVacancyClient {
             let mut request = self.client().request(method.clone(), url);
             if let Some(id) = &request_id {
                 request = request.insert_header((REQUEST_ID_HEADER, id.as_str()));
+            }
+            for header in trace.iter().flat_map(telemetry::TraceContext::headers) {
+                request = request.insert_header(header);
             }
             match repeat {
                 Repeat::Plain => {}

@@ -150,6 +150,7 @@ impl Inventory {
     ) -> Result<Self, Error> {
         assert!(config.queue_size_max > 0 && config.batch_size_max > 0);
         let (commands, queue) = mpsc::sync_channel(config.queue_size_max);
+        metrics::gauge!("ticketd_inventory_queue_requests_max").set(config.queue_size_max as f64);
         let (opened, open) = mpsc::sync_channel(1);
         let writer = {
             let config = config.clone();
@@ -340,7 +341,12 @@ impl Queue {
         request: R,
     ) -> Result<T, Error> {
         let (reply, answer) = oneshot::channel();
-        self.send(command(Call { request, reply }))?;
+        let origin = crate::telemetry::Origin::current();
+        self.send(command(Call {
+            request,
+            reply,
+            origin,
+        }))?;
         answer
             .await
             .map_err(|_| Error::Internal("the inventory writer stopped before answering".into()))?
@@ -351,10 +357,19 @@ impl Queue {
             .commands
             .as_ref()
             .ok_or_else(|| Error::Unavailable("the inventory is closing".into()))?;
-        commands.try_send(command).map_err(|e| match e {
-            TrySendError::Full(_) => Error::Overloaded,
-            TrySendError::Disconnected(_) => {
-                Error::Unavailable("the inventory writer has stopped".into())
+        // Counted before it is sent, so the writer never takes off what is not on yet.
+        let queued = metrics::gauge!("ticketd_inventory_queue_requests");
+        queued.increment(1.0);
+        commands.try_send(command).map_err(|e| {
+            queued.decrement(1.0);
+            match e {
+                TrySendError::Full(_) => {
+                    metrics::counter!("ticketd_inventory_overloaded_total").increment(1);
+                    Error::Overloaded
+                }
+                TrySendError::Disconnected(_) => {
+                    Error::Unavailable("the inventory writer has stopped".into())
+                }
             }
         })
     }

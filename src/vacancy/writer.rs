@@ -28,13 +28,14 @@ use tokio::sync::oneshot;
 use super::expiry::Holds;
 use super::idempotency::{self, KeyUse};
 use super::ledger::{Batch, Plan};
-use super::rules::{CategoryChange, Changes, Read, Resize, Rules};
+use super::rules::{Changes, Read, Rules};
 use super::store::Store;
 use super::{Clock, InventoryConfig};
 use crate::domain::{
-    Cancelled, CategoryId, DEFAULT_EVENT, Error, Event, EventId, IdempotencyKey, Order, QuotaId,
-    Reservation, ReservationId, Reserved,
+    Cancelled, CategoryChange, CategoryId, DEFAULT_EVENT, Error, Event, EventId, IdempotencyKey,
+    Order, QuotaId, Reservation, ReservationId, Reserved, Resize,
 };
+use crate::telemetry;
 
 /// Events as the writer last committed or locked them, ordered by id so a page of the list is a
 /// range, not a sort of every event. Written only by the writer. On a local store this is every
@@ -48,6 +49,8 @@ type Reply<T> = oneshot::Sender<Result<T, Error>>;
 pub(crate) struct Call<R, T> {
     pub request: R,
     pub reply: Reply<T>,
+    /// The span that asked, so the batch deciding it joins the request's trace.
+    pub origin: telemetry::Origin,
 }
 
 impl<R, T> Call<R, T> {
@@ -233,6 +236,19 @@ impl Command {
         }
     }
 
+    fn origin(&self) -> &telemetry::Origin {
+        match self {
+            Command::Reserve(call) => &call.origin,
+            Command::Confirm(call) | Command::Release(call) => &call.origin,
+            Command::Cancel(call) => &call.origin,
+            Command::Find(call) => &call.origin,
+            Command::CreateEvent(call) => &call.origin,
+            Command::Replenish(call) => &call.origin,
+            Command::ResizeQuota(call) => &call.origin,
+            Command::ChangeCategory(call) => &call.origin,
+        }
+    }
+
     /// Answers with `error`: nothing of the batch was stored.
     fn fail(self, error: &Error) {
         match self {
@@ -399,6 +415,7 @@ impl<S: Store> Writer<S> {
                     Err(_) => break,
                 }
             }
+            metrics::gauge!("ticketd_inventory_queue_requests").decrement(batch.len() as f64);
             self.process(&mut batch);
         }
         tracing::debug!("inventory writer stopped");
@@ -422,6 +439,8 @@ impl<S: Store> Writer<S> {
 
     fn process(&mut self, batch: &mut Vec<Command>) {
         metrics::histogram!("ticketd_ledger_batch_size").record(batch.len() as f64);
+        let span = telemetry::batch_span(batch.len(), batch.iter().map(Command::origin));
+        let _span = span.enter();
         let mut attempt = 1;
         loop {
             let time = Time {
@@ -432,6 +451,7 @@ impl<S: Store> Writer<S> {
             match self.decide_and_commit(batch, time, expiring) {
                 Ok(expired) => {
                     if std::mem::take(&mut self.failing) {
+                        metrics::gauge!("ticketd_ledger_failing").set(0.0);
                         tracing::info!("the store accepts batches again");
                     }
                     if expiring {
@@ -453,10 +473,13 @@ impl<S: Store> Writer<S> {
                     // Nothing of the batch is stored, so nothing of it may be confirmed: every
                     // request in it gets the storage error, and state stays as it was. An outage
                     // is logged once, not once per batch.
+                    metrics::counter!("ticketd_ledger_failures_total").increment(1);
+                    telemetry::record_batch_failure(&error);
                     if self.failing {
                         tracing::debug!(%error, "batch refused");
                     } else {
                         tracing::error!(%error, "batch refused; until one commits again, refusals log at debug");
+                        metrics::gauge!("ticketd_ledger_failing").set(1.0);
                         self.failing = true;
                     }
                     if expiring {
@@ -583,22 +606,22 @@ impl<S: Store> Writer<S> {
             purge_keys_before_ms: purge,
             keys_lapsed_before_ms: idempotency::lapsed_before_ms(now, self.key_ttl_ms),
         };
+        let started = Instant::now();
         self.store.commit(&batch)?;
+        telemetry::record_commit(started.elapsed());
         if purge.is_some() {
             self.keys_purge_due = time.now + KEY_PURGE_INTERVAL;
         }
         let mut events = self.events.write();
         for event in batch.events {
-            let id = event.id.as_str().to_owned();
+            // The event's headline counts (its first quota's): one series per event and state.
             let stock = event.stock();
-            for (state, count) in [
-                ("available", stock.available),
-                ("held", stock.held),
-                ("sold", stock.sold),
-            ] {
-                metrics::gauge!("ticketd_event_tickets", "event" => id.clone(), "state" => state)
-                    .set(count as f64);
-            }
+            telemetry::record_event_tickets(
+                event.id.as_str(),
+                stock.available,
+                stock.held,
+                stock.sold,
+            );
             events.insert(event.id.clone(), event);
         }
         drop(events);

@@ -9,6 +9,7 @@ mod fuzz;
 mod helpers;
 mod moving;
 mod openapi;
+mod ops;
 mod paging;
 mod process;
 mod replicas;
@@ -16,6 +17,7 @@ mod scenarios;
 mod split;
 mod stores;
 mod ticketing;
+mod traces;
 
 /// Runs each named scenario `fn(Deployment, Launch)` as five tests: the four above, and two
 /// vacancy replicas sharing PostgreSQL.

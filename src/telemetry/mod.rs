@@ -1,0 +1,374 @@
+//! Logs, traces and metrics: the logging set-up, the request id and W3C trace context that follow
+//! one request across services, span export over OTLP (off unless `otlp_endpoint` is set), and
+//! the Prometheus registry with every metric ticketd exports.
+
+mod catalogue;
+pub mod otlp;
+pub mod trace;
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use parking_lot::Mutex;
+use tracing::Level;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{LogFormat, Mode};
+pub use catalogue::{VACANCY_CALL_OUTCOMES, register_metrics};
+pub use otlp::OtlpConfig;
+pub use trace::TraceContext;
+
+/// What the task serving a request knows of it.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// The client's `x-request-id` when it sent a sane one, otherwise a new one.
+    pub request_id: String,
+    /// The request's place in its trace.
+    pub trace: TraceContext,
+}
+
+tokio::task_local! {
+    /// The request the current task is serving; set by the HTTP layer.
+    static REQUEST: RequestContext;
+}
+
+/// Runs `future` as the serving of `request`.
+pub async fn with_request<F: Future>(request: RequestContext, future: F) -> F::Output {
+    REQUEST.scope(request, future).await
+}
+
+/// The current request's id, for passing on to the next service.
+pub fn current_request_id() -> Option<String> {
+    REQUEST.try_with(|request| request.request_id.clone()).ok()
+}
+
+/// The current request's trace id (32 hex digits), for log lines.
+pub fn current_trace_id() -> Option<String> {
+    REQUEST
+        .try_with(|request| request.trace.trace_id().to_string())
+        .ok()
+}
+
+/// Whether spans are exported (set once, by [`init`] with an endpoint).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// The process's telemetry once installed; [`Telemetry::shutdown`] sends the spans still queued.
+#[must_use = "shut it down at exit, or queued spans are lost"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends what is queued and stops the exporter; waits at most a few seconds for a collector
+    /// that does not answer. Call it outside any async runtime.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown_with_timeout(Duration::from_secs(5))
+        {
+            tracing::warn!(%error, "spans still queued at exit may be lost");
+        }
+    }
+}
+
+/// Installs the global subscriber: one line per event on stdout, human-readable or JSON, and,
+/// with `otlp`, span export. `level` takes `tracing` filter directives, e.g. `info` or
+/// `info,ticketd=debug`; it filters log lines only: exported spans are ticketd's own, at info.
+pub fn init(
+    format: LogFormat,
+    level: &str,
+    otlp: Option<&OtlpConfig>,
+) -> anyhow::Result<Telemetry> {
+    let filter = EnvFilter::try_new(level)
+        .map_err(|e| anyhow::anyhow!("log_level '{level}' is not a valid filter: {e}"))?;
+    let builder = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stdout)
+        .with_ansi(std::io::stdout().is_terminal());
+    let logs = match format {
+        LogFormat::Pretty => builder.with_filter(filter).boxed(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let provider = otlp.map(otlp::provider).transpose()?;
+    // Only ticketd's own spans (request, vacancy call, ledger batch) and its warnings go to the
+    // collector; the libraries' debug spans would cost more than they tell.
+    let spans = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("ticketd"))
+            .with_filter(filter_fn(|meta| {
+                meta.target().starts_with("ticketd")
+                    && if meta.is_span() {
+                        *meta.level() <= Level::INFO
+                    } else {
+                        *meta.level() <= Level::WARN
+                    }
+            }))
+    });
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    EXPORTING.store(provider.is_some(), Ordering::Relaxed);
+    if let Some(otlp) = otlp {
+        tracing::info!(endpoint = %otlp.traces_url(), service = %otlp.service_name, "exporting spans");
+    }
+    Ok(Telemetry { provider })
+}
+
+/// The span that stands for one request in this process, and its place in the trace: a child of
+/// the caller's span (`parent`, from its `traceparent`) or the root of a new trace. Log lines
+/// written while it is current carry its `request_id` and `trace_id`.
+pub fn request_span(
+    method: &str,
+    route: &str,
+    request_id: &str,
+    parent: Option<SpanContext>,
+) -> (tracing::Span, TraceContext) {
+    if !exporting() {
+        let trace = TraceContext::continue_or_start(parent.as_ref());
+        let span = tracing::info_span!("request", request_id, trace_id = %trace.trace_id());
+        return (span, trace);
+    }
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        request_id,
+        trace_id = Empty,
+    );
+    span.set_attribute("http.request.method", method.to_owned());
+    span.set_attribute("http.route", route.to_owned());
+    if let Some(parent) = parent {
+        // Only fails when the span is disabled or already started; neither is the case here.
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+    }
+    let trace = TraceContext::from_span(span.context().span().span_context().clone())
+        .unwrap_or_else(|| TraceContext::continue_or_start(None));
+    span.record("trace_id", tracing::field::display(trace.trace_id()));
+    (span, trace)
+}
+
+/// Notes a request's answer on its span; a 5xx marks it failed.
+pub fn finish_request_span(span: &tracing::Span, status: u16) {
+    if exporting() {
+        span.set_attribute("http.response.status_code", i64::from(status));
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+}
+
+/// The span of one call to vacancy (all its tries), a child of the request's; none when spans
+/// are not exported.
+pub fn vacancy_call_span(method: &str, path: &str) -> tracing::Span {
+    if !exporting() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "vacancy call",
+        otel.name = %format_args!("{method} vacancy"),
+        otel.kind = "client",
+        otel.status_code = Empty,
+    );
+    span.set_attribute("http.request.method", method.to_owned());
+    span.set_attribute("url.path", path.to_owned());
+    span
+}
+
+/// Notes how a call to vacancy ended (`ok`, `error`, `unavailable`, `timeout`) on its span.
+pub fn finish_vacancy_call_span(span: &tracing::Span, outcome: &'static str) {
+    if exporting() {
+        span.set_attribute("ticketd.vacancy.outcome", outcome);
+        if matches!(outcome, "unavailable" | "timeout") {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+}
+
+/// The trace context to send with a call made now: the current span's when spans are exported
+/// (the vacancy call's, inside [`vacancy_call_span`]), otherwise the request's.
+pub fn outgoing_trace() -> Option<TraceContext> {
+    if exporting()
+        && let Some(trace) = TraceContext::from_span(
+            tracing::Span::current()
+                .context()
+                .span()
+                .span_context()
+                .clone(),
+        )
+    {
+        return Some(trace);
+    }
+    REQUEST.try_with(|request| request.trace.clone()).ok()
+}
+
+/// Where a request to the inventory writer came from: the span that asked, when spans are
+/// exported, so the batch that decides it can be found from the request's trace.
+#[derive(Clone, Debug, Default)]
+pub struct Origin(Option<SpanContext>);
+
+impl Origin {
+    pub fn current() -> Self {
+        if !exporting() {
+            return Self(None);
+        }
+        let span = tracing::Span::current()
+            .context()
+            .span()
+            .span_context()
+            .clone();
+        Self(span.is_valid().then_some(span))
+    }
+}
+
+/// Most links from one batch span to the requests it decided; the rest are counted on it.
+const BATCH_LINKS_MAX: usize = 32;
+
+/// The span of one batch of the inventory writer: a child of the first request in it that has a
+/// trace, linked to the others (up to [`BATCH_LINKS_MAX`]). None when spans are not exported.
+pub fn batch_span<'a>(size: usize, origins: impl Iterator<Item = &'a Origin>) -> tracing::Span {
+    if !exporting() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!("ledger batch", otel.status_code = Empty);
+    span.set_attribute("ticketd.batch.size", size as i64);
+    let mut traced = origins.filter_map(|origin| origin.0.as_ref());
+    if let Some(first) = traced.next() {
+        let parent = opentelemetry::Context::new().with_remote_span_context(first.clone());
+        let _ = span.set_parent(parent);
+    }
+    for origin in traced.by_ref().take(BATCH_LINKS_MAX) {
+        span.add_link(origin.clone());
+    }
+    let unlinked = traced.count();
+    if unlinked > 0 {
+        span.set_attribute("ticketd.batch.unlinked", unlinked as i64);
+    }
+    span
+}
+
+/// Notes the time the batch's commit took on the current batch span.
+pub fn record_commit(elapsed: Duration) {
+    if exporting() {
+        tracing::Span::current()
+            .set_attribute("ticketd.batch.commit_ms", elapsed.as_secs_f64() * 1000.0);
+    }
+}
+
+/// Marks the current batch span failed, with why.
+pub fn record_batch_failure(error: &dyn std::fmt::Display) {
+    if exporting() {
+        let span = tracing::Span::current();
+        span.record("otel.status_code", "ERROR");
+        span.set_attribute("error.message", error.to_string());
+    }
+}
+
+/// Latency buckets, in seconds: 50 µs to 5 s.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
+];
+const BATCH_SIZE_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// The process's Prometheus registry, installed as the `metrics` recorder on first use. One per
+/// process: every app in it (tests start several) reports into the same registry.
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), &BATCH_SIZE_BUCKETS)
+            })
+            .expect("the bucket lists are not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+        }
+        // Histograms buffer samples until upkeep folds them in; do it even if nobody scrapes.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
+        handle
+    })
+}
+
+/// The events whose stock is exported per event (`ticketd_event_tickets{event}`), at most
+/// `metrics_events_max` of them: the first that change in this process. One set per process,
+/// like the registry it bounds.
+struct EventSeries {
+    max: AtomicUsize,
+    events: Mutex<HashSet<String>>,
+}
+
+fn event_series() -> &'static EventSeries {
+    static SERIES: OnceLock<EventSeries> = OnceLock::new();
+    SERIES.get_or_init(|| EventSeries {
+        max: AtomicUsize::new(DEFAULT_EVENTS_MAX),
+        events: Mutex::new(HashSet::new()),
+    })
+}
+
+/// The built-in `metrics_events_max`.
+pub const DEFAULT_EVENTS_MAX: usize = 1000;
+
+/// Sets how many events get series of their own (see [`record_event_tickets`]).
+pub fn set_metrics_events_max(max: usize) {
+    event_series().max.store(max, Ordering::Relaxed);
+}
+
+/// Exports an event's ticket counts, `ticketd_event_tickets{event, state}`, if the event has
+/// series, or can be given them without passing `metrics_events_max`. Otherwise it counts
+/// `ticketd_event_series_refused_total`: the per-event series stay bounded however many events
+/// there are (100,000 events would otherwise be 300,000 series).
+pub fn record_event_tickets(event: &str, available: u64, held: u64, sold: u64) {
+    let series = event_series();
+    let admitted = {
+        let mut events = series.events.lock();
+        events.contains(event)
+            || (events.len() < series.max.load(Ordering::Relaxed)
+                && events.insert(event.to_owned()))
+    };
+    if !admitted {
+        metrics::counter!("ticketd_event_series_refused_total").increment(1);
+        return;
+    }
+    for (state, count) in [("available", available), ("held", held), ("sold", sold)] {
+        metrics::gauge!("ticketd_event_tickets", "event" => event.to_owned(), "state" => state)
+            .set(count as f64);
+    }
+}
+
+/// `service.name` of the spans of a mode, e.g. `ticketd-vacancy`.
+pub fn service_name(mode: Mode) -> String {
+    format!("ticketd-{mode}")
+}
