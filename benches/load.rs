@@ -166,6 +166,41 @@ fn main() {
         );
     }
 
+    // Orders of three lines on overlapping quotas against one-line purchases of a one-quota
+    // event, in alternating rounds.
+    let _ = writeln!(
+        report,
+        "\n## Orders of three lines on overlapping quotas (POST purchase, durable monolith)\n"
+    );
+    let _ = writeln!(
+        report,
+        "| order | req/s | tickets/s | p50 ms | p99 ms | errors |"
+    );
+    let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|");
+    let mut lines_runs: BTreeMap<Target, Vec<Run>> = BTreeMap::new();
+    for round in 0..rounds {
+        for target in [Target::MonolithDurable, Target::MonolithThreeLines] {
+            let run = purchase(target, connections);
+            eprintln!("lines round {round}: {:<18} {run}", target.name());
+            lines_runs.entry(target).or_default().push(run);
+        }
+    }
+    for (target, order, tickets) in [
+        (Target::MonolithDurable, "1 line, 1 quota", 1.0),
+        (Target::MonolithThreeLines, "3 lines, 3 quotas", 3.0),
+    ] {
+        let run = median_run(&lines_runs[&target]);
+        let _ = writeln!(
+            report,
+            "| {order} | {:.0} | {:.0} | {:.3} | {:.3} | {} |",
+            run.rps,
+            run.rps * tickets,
+            run.p50_ms,
+            run.p99_ms,
+            run.errors
+        );
+    }
+
     if env_number("BENCH_SWEEP", 0) == 1 {
         let _ = writeln!(
             report,
@@ -210,6 +245,9 @@ enum Target {
     MonolithNoMetrics,
     /// The durable monolith selling 10,000 events at random instead of one.
     MonolithManyEvents,
+    /// The durable monolith selling orders of three lines, each of a category drawing on two of
+    /// three quotas (`fest`).
+    MonolithThreeLines,
     Split,
     /// The same three of the `BENCH_BASELINE_TICKETD` build.
     BaselineMemory,
@@ -225,6 +263,7 @@ impl Target {
             Target::MonolithDurable => "monolith, durable",
             Target::MonolithNoMetrics => "… metrics off",
             Target::MonolithManyEvents => "… 10,000 events",
+            Target::MonolithThreeLines => "… 3-line orders",
             Target::Split => "split, durable",
             Target::BaselineMemory => "baseline: monolith, memory",
             Target::BaselineDurable => "baseline: monolith, durable",
@@ -292,6 +331,8 @@ struct Scripts {
     purchase: PathBuf,
     /// Purchases spread at random over `EVENTS` events.
     purchase_many: PathBuf,
+    /// Orders of three lines of `fest`.
+    purchase_lines: PathBuf,
 }
 
 /// Events in the many-events target.
@@ -317,9 +358,21 @@ impl Scripts {
             ),
         )
         .expect("the wrk script is written");
+        let purchase_lines = dir.join("purchase-lines.lua");
+        std::fs::write(
+            &purchase_lines,
+            "local headers = {[\"Content-Type\"] = \"application/json\"}\n\
+             local body = '{\"lines\": [{\"category\": \"standing\", \"qty\": 1}, \
+             {\"category\": \"seated\", \"qty\": 1}, {\"category\": \"vip\", \"qty\": 1}]}'\n\
+             request = function()\n\
+               return wrk.format(\"POST\", \"/api/v1/events/fest/purchase\", headers, body)\n\
+             end\n",
+        )
+        .expect("the wrk script is written");
         Self {
             purchase,
             purchase_many,
+            purchase_lines,
         }
     }
 }
@@ -341,6 +394,49 @@ fn create_events(data: &Path, count: usize) {
             ..Batch::default()
         })
         .expect("the events are stored");
+}
+
+/// Writes `fest` into a new store in `data`: quotas venue, seated and vip; categories standing
+/// (venue), seated (venue, seated) and vip (venue, vip), so every order of one of each takes
+/// five places from three quotas.
+fn create_festival(data: &Path) {
+    use ticketd::domain::{CategoryDraft, CategoryId, EventDraft, EventId, QuotaId, SalesWindow};
+    use ticketd::vacancy::CAPACITY_MAX;
+    use ticketd::vacancy::ledger::{Batch, Ledger};
+    let quota = |id: &str| QuotaId::parse(id).expect("a quota id");
+    let category = |id: &str, quotas: &[&str]| CategoryDraft {
+        id: CategoryId::parse(id).expect("a category id"),
+        name: id.into(),
+        quotas: quotas.iter().map(|q| quota(q)).collect(),
+        price: None,
+        window: SalesWindow::default(),
+    };
+    let size = 1_000_000_000;
+    let event = EventDraft {
+        id: EventId::parse("fest").expect("an event id"),
+        name: "Fest".into(),
+        quotas: vec![
+            (quota("venue"), size),
+            (quota("seated"), size),
+            (quota("vip"), size),
+        ],
+        categories: vec![
+            category("standing", &["venue"]),
+            category("seated", &["venue", "seated"]),
+            category("vip", &["venue", "vip"]),
+        ],
+        max_per_customer: None,
+        customer_required: false,
+    }
+    .check(CAPACITY_MAX)
+    .expect("the festival holds together");
+    let mut ledger = ticketd::vacancy::sqlite::SqliteLedger::open(data).expect("the store opens");
+    ledger
+        .commit(&Batch {
+            events: vec![event],
+            ..Batch::default()
+        })
+        .expect("the festival is stored");
 }
 
 /// Starts `target`, loads it with wrk, stops it.
@@ -365,6 +461,7 @@ fn measure(
     if endpoint == Endpoint::Purchase {
         let script = match target {
             Target::MonolithManyEvents => &scripts.purchase_many,
+            Target::MonolithThreeLines => &scripts.purchase_lines,
             _ => &scripts.purchase,
         };
         wrk.arg("-s").arg(script);
@@ -430,7 +527,8 @@ fn start(target: Target, data: &Path) -> Servers {
         Target::MonolithMemory
         | Target::MonolithDurable
         | Target::MonolithNoMetrics
-        | Target::MonolithManyEvents => {
+        | Target::MonolithManyEvents
+        | Target::MonolithThreeLines => {
             let store = if target == Target::MonolithMemory {
                 "memory"
             } else {
@@ -438,6 +536,9 @@ fn start(target: Target, data: &Path) -> Servers {
             };
             if target == Target::MonolithManyEvents {
                 create_events(data, EVENTS);
+            }
+            if target == Target::MonolithThreeLines {
+                create_festival(data);
             }
             let metrics = if target == Target::MonolithNoMetrics {
                 "false"

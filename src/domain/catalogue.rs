@@ -446,6 +446,24 @@ impl EventDraft {
     }
 }
 
+/// A change to one quota's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resize {
+    /// Adds places, all available.
+    Add(u64),
+    /// Sets the size; it may shrink only down to the places held and sold.
+    To(u64),
+}
+
+/// A change to one category: open or close it, or move either end of its sales window (`None`:
+/// keep it; `Some(None)`: no bound).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CategoryChange {
+    pub open: Option<bool>,
+    pub sales_start: Option<Option<i64>>,
+    pub sales_end: Option<Option<i64>>,
+}
+
 /// One line of a reservation as asked: `qty` tickets of a category; `None` for "the event's only
 /// category" (the form every request took before categories).
 #[derive(Clone, Debug, PartialEq, Eq)]

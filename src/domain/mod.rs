@@ -13,9 +13,9 @@ use uuid::Uuid;
 mod catalogue;
 
 pub use catalogue::{
-    CATEGORIES_MAX, Catalogue, Category, CategoryDraft, CategoryId, Currency, CustomerId,
-    EventDraft, GENERAL, LineRequest, Lines, OrderLine, PRICE_MAX, Price, QUOTAS_MAX, Quota,
-    QuotaId, SalesWindow, total_price,
+    CATEGORIES_MAX, Catalogue, Category, CategoryChange, CategoryDraft, CategoryId, Currency,
+    CustomerId, EventDraft, GENERAL, LineRequest, Lines, OrderLine, PRICE_MAX, Price, QUOTAS_MAX,
+    Quota, QuotaId, Resize, SalesWindow, total_price,
 };
 
 /// The event the seed-compatible endpoints (`/api/v1/purchase`, `/api/v1/available`, ...) act on.

@@ -3,10 +3,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Cancelled, CategoryId, Error, Event, EventDraft, EventId, EventsPage, IdempotencyKey, Order,
-    PageQuery, QuotaId, Reservation, ReservationId, Reserved,
+    Cancelled, CategoryChange, CategoryId, Error, Event, EventDraft, EventId, EventsPage,
+    IdempotencyKey, Order, PageQuery, QuotaId, Reservation, ReservationId, Reserved, Resize,
 };
-use crate::vacancy::{CategoryChange, Inventory, Resize};
+use crate::vacancy::Inventory;
 
 /// Everything the ticket side needs from the inventory.
 ///

@@ -17,11 +17,11 @@ use tracing::Instrument;
 use super::VacancyClient;
 use crate::config::{Mode, Secret};
 use crate::domain::{
-    Cancelled, CategoryId, Error, Event, EventDraft, EventId, EventsPage, IdempotencyKey, Order,
-    PageLimit, PageQuery, QuotaId, Reservation, ReservationId, Reserved,
+    Cancelled, CategoryChange, CategoryId, Error, Event, EventDraft, EventId, EventsPage,
+    IdempotencyKey, Order, PageLimit, PageQuery, QuotaId, Reservation, ReservationId, Reserved,
+    Resize,
 };
 use crate::telemetry;
-use crate::vacancy::{CategoryChange, Resize};
 use crate::wire::{
     self, CALL_ID_HEADER, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, SERVICE_TOKEN_HEADER,
 };

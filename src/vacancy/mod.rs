@@ -33,11 +33,10 @@ use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Cancelled, CategoryId, Error, Event, EventDraft, EventId, EventsPage, IdempotencyKey, Order,
-    PageQuery, QuotaId, Reservation, ReservationId, Reserved,
+    Cancelled, CategoryChange, CategoryId, Error, Event, EventDraft, EventId, EventsPage,
+    IdempotencyKey, Order, PageQuery, QuotaId, Reservation, ReservationId, Reserved, Resize,
 };
 use ledger::{LocalLedger, SharedLedger};
-pub use rules::{CategoryChange, Resize};
 use store::{FromDatabase, FromMemory, Local, Reads, Shared};
 use writer::{
     Call, CategoryUpdate, Command, Events, OrderChange, QuotaResize, Replenishment, Writer,

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use super::idempotency::{self, Asked, FirstUse, KeyUse, Keyed};
 use super::{CAPACITY_MAX, expiry, ledger};
 use crate::domain::{
-    Cancelled, Catalogue, Category, CustomerId, Error, Event, EventId, HoldTtl, IdempotencyKey,
-    Order, OrderLine, OrderStatus, QUOTAS_MAX, QuotaId, Reservation, ReservationId, Reserved,
-    SalesWindow, Shortage, Stock,
+    Cancelled, Catalogue, Category, CategoryChange, CustomerId, Error, Event, EventId, HoldTtl,
+    IdempotencyKey, Order, OrderLine, OrderStatus, QUOTAS_MAX, QuotaId, Reservation, ReservationId,
+    Reserved, Resize, SalesWindow, Shortage, Stock,
 };
 
 /// One customer of one event, as customer limits count them.
@@ -155,24 +155,6 @@ fn bucket(stock: &mut Stock, status: OrderStatus) -> &mut u64 {
 /// Whether an order in `status` counts against its customer's limit.
 fn counts(status: OrderStatus) -> bool {
     matches!(status, OrderStatus::Held | OrderStatus::Confirmed)
-}
-
-/// A change to one quota's size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resize {
-    /// Adds places, all available.
-    Add(u64),
-    /// Sets the size; it may shrink only down to the places held and sold.
-    To(u64),
-}
-
-/// A change to one category: open or close it, or move either end of its sales window (`None`:
-/// keep it; `Some(None)`: no bound).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CategoryChange {
-    pub open: Option<bool>,
-    pub sales_start: Option<Option<i64>>,
-    pub sales_end: Option<Option<i64>>,
 }
 
 /// The lines of a reservation as the event knows them: each category by its index, and qty.

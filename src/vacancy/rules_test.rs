@@ -662,3 +662,341 @@ fn a_request_whose_state_was_not_read_fails_alone() {
     assert_eq!(code(&answer), "internal");
     assert!(changes.is_empty());
 }
+
+// Categories and quotas: a festival of 10 places, 3 of them VIP (which also count against the
+// venue), and a late category whose sales have not started; at most 4 tickets per customer.
+
+mod festival {
+    use super::*;
+    use crate::domain::{
+        CategoryDraft, CategoryId, CustomerId, EventDraft, LineRequest, Lines, Price, QuotaId,
+        SalesWindow, Shortage,
+    };
+
+    fn fest() -> EventId {
+        EventId::parse("fest").unwrap()
+    }
+
+    fn category(id: &str) -> CategoryId {
+        CategoryId::parse(id).unwrap()
+    }
+
+    fn customer(id: &str) -> CustomerId {
+        CustomerId::parse(id).unwrap()
+    }
+
+    fn vip_price() -> Price {
+        Price::parse(9900, "EUR").unwrap()
+    }
+
+    /// The festival as committed, with nothing sold; `c-1` has `taken` tickets already.
+    fn world(taken: u64) -> World {
+        let draft = |id: &str, quotas: &[&str], price, window| CategoryDraft {
+            id: category(id),
+            name: id.into(),
+            quotas: quotas.iter().map(|q| QuotaId::parse(q).unwrap()).collect(),
+            price,
+            window,
+        };
+        let event = EventDraft {
+            id: fest(),
+            name: "Fest".into(),
+            quotas: vec![
+                (QuotaId::parse("venue").unwrap(), 10),
+                (QuotaId::parse("vip").unwrap(), 3),
+            ],
+            categories: vec![
+                draft("standing", &["venue"], None, SalesWindow::default()),
+                draft(
+                    "vip",
+                    &["venue", "vip"],
+                    Some(vip_price()),
+                    SalesWindow::default(),
+                ),
+                draft(
+                    "late",
+                    &["venue"],
+                    None,
+                    SalesWindow::new(Some(NOW_MS + 1), None).unwrap(),
+                ),
+            ],
+            max_per_customer: Some(4),
+            customer_required: false,
+        }
+        .check(CAPACITY_MAX)
+        .unwrap();
+        let mut read = Read::default();
+        for n in 1..=9 {
+            read.orders.insert(id(n), Ok(None));
+        }
+        read.customers.insert((fest(), customer("c-1")), Ok(taken));
+        World {
+            committed: BTreeMap::from([(fest(), event)]),
+            read,
+        }
+    }
+
+    fn order_of(n: u128, lines: &[(&str, i64)], who: Option<&str>) -> Reservation {
+        let lines = lines
+            .iter()
+            .map(|(c, qty)| LineRequest {
+                category: Some(category(c)),
+                qty: Quantity::parse(*qty, 100).unwrap(),
+            })
+            .collect();
+        Reservation {
+            lines: Lines::parse(lines, 100).unwrap(),
+            customer: who.map(customer),
+            ..Reservation::new(id(n), fest(), Quantity::parse(1, 1).unwrap())
+        }
+    }
+
+    /// `(available, held, sold)` of each quota of the festival after `changes`, if changed.
+    fn quotas(changes: &Changes) -> Option<Vec<(u64, u64, u64)>> {
+        let event = changes.events.get(&fest())?;
+        assert!(event.is_consistent(), "{event:?}");
+        Some(
+            event
+                .quotas
+                .iter()
+                .map(|q| (q.stock.available, q.stock.held, q.stock.sold))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn an_order_of_several_lines_takes_a_place_from_every_quota_of_every_line() {
+        let world = world(0);
+        let (answer, changes) =
+            world.decide(|rules| rules.reserve(&order_of(1, &[("standing", 2), ("vip", 1)], None)));
+        let order = answer.unwrap().order.unwrap();
+        assert_eq!(order.qty, 3);
+        assert_eq!(
+            order
+                .lines
+                .iter()
+                .map(|l| (l.category.as_str(), l.qty, l.unit_price))
+                .collect::<Vec<_>>(),
+            [("standing", 2, None), ("vip", 1, Some(vip_price()))]
+        );
+        assert_eq!(quotas(&changes), Some(vec![(7, 0, 3), (2, 0, 1)]));
+    }
+
+    #[test]
+    fn an_order_is_taken_whole_or_not_at_all_and_names_the_line_short() {
+        // (case, lines, the shortage named)
+        let cases = [
+            (
+                "the vip line is short in its own quota",
+                vec![("standing", 1), ("vip", 4)],
+                ("vip", "vip", 3),
+            ),
+            (
+                "together the lines need more of the venue than it has",
+                vec![("standing", 8), ("vip", 3)],
+                ("standing", "venue", 10),
+            ),
+        ];
+        for (case, lines, (short_category, short_quota, available)) in cases {
+            let (answer, changes) =
+                world(0).decide(|rules| rules.reserve(&order_of(1, &lines, None)));
+            let refused = answer.unwrap();
+            assert!(refused.order.is_none(), "{case}");
+            assert_eq!(
+                refused.short,
+                Some(Shortage {
+                    category: category(short_category),
+                    quota: QuotaId::parse(short_quota).unwrap(),
+                    available,
+                }),
+                "{case}"
+            );
+            assert_eq!(quotas(&changes), None, "{case}: nothing is taken");
+            assert_eq!(changes.refused, 1, "{case}");
+        }
+    }
+
+    #[test]
+    fn lines_must_name_categories_the_event_sells_when_they_may_be_had() {
+        let world = world(0);
+        let unnamed = Reservation::new(id(1), fest(), Quantity::parse(1, 10).unwrap());
+        let (answers, changes) = world.decide(|rules| {
+            [
+                rules
+                    .reserve(&order_of(1, &[("balcony", 1)], None))
+                    .map(drop),
+                rules.reserve(&unnamed).map(drop),
+                rules.reserve(&order_of(2, &[("late", 1)], None)).map(drop),
+            ]
+        });
+        assert_eq!(
+            answers.each_ref().map(code),
+            ["unknown_category", "unknown_category", "not_on_sale"]
+        );
+        let Err(Error::NotOnSale {
+            category: late,
+            window,
+            ..
+        }) = &answers[2]
+        else {
+            panic!("{:?}", answers[2]);
+        };
+        assert_eq!((late.as_str(), window.start_ms), ("late", Some(NOW_MS + 1)));
+        assert!(changes.is_empty());
+    }
+
+    #[test]
+    fn a_customer_never_holds_more_than_the_limit_in_a_batch_or_across_batches() {
+        // c-1 already has 3 of the 4 tickets it may have.
+        let (answers, changes) = world(3).decide(|rules| {
+            [
+                rules
+                    .reserve(&order_of(1, &[("standing", 2)], Some("c-1")))
+                    .map(drop),
+                rules
+                    .reserve(&order_of(2, &[("standing", 1)], Some("c-1")))
+                    .map(drop),
+                rules
+                    .reserve(&order_of(3, &[("vip", 1)], Some("c-1")))
+                    .map(drop),
+            ]
+        });
+        assert_eq!(
+            answers.each_ref().map(code),
+            ["customer_limit_reached", "ok", "customer_limit_reached"]
+        );
+        let Err(Error::CustomerLimitReached { may_still, .. }) = answers[0] else {
+            panic!("{:?}", answers[0]);
+        };
+        assert_eq!(may_still, 1);
+        assert_eq!(changes.customers[&(fest(), customer("c-1"))], 1);
+        assert_eq!(quotas(&changes), Some(vec![(9, 0, 1), (3, 0, 0)]));
+    }
+
+    #[test]
+    fn an_event_may_require_a_customer() {
+        let mut world = world(0);
+        let event = world.committed.get_mut(&fest()).unwrap();
+        let mut catalogue = crate::domain::Catalogue::clone(&event.catalogue);
+        catalogue.customer_required = true;
+        event.catalogue = Arc::new(catalogue);
+        let (answer, changes) =
+            world.decide(|rules| rules.reserve(&order_of(1, &[("standing", 1)], None)));
+        assert_eq!(code(&answer), "customer_required");
+        assert!(changes.is_empty());
+    }
+
+    #[test]
+    fn a_cancel_returns_every_line_to_every_quota_once() {
+        let world = world(0);
+        let (answers, changes) = world.decide(|rules| {
+            let bought = rules.reserve(&order_of(1, &[("standing", 2), ("vip", 1)], Some("c-1")));
+            let cancelled = rules.cancel(id(1), None);
+            let again = rules.cancel(id(1), None);
+            (
+                bought.map(drop),
+                cancelled.map(|c| c.changed),
+                again.map(|c| c.changed),
+            )
+        });
+        assert_eq!(answers, (Ok(()), Ok(true), Ok(false)));
+        assert_eq!(quotas(&changes), Some(vec![(10, 0, 0), (3, 0, 0)]));
+        assert_eq!(changes.customers[&(fest(), customer("c-1"))], 0);
+    }
+
+    #[test]
+    fn a_retry_must_ask_for_the_same_lines() {
+        let (answers, _) = world(0).decide(|rules| {
+            let first = rules.reserve(&order_of(1, &[("standing", 2), ("vip", 1)], None));
+            let same = rules.reserve(&order_of(1, &[("standing", 2), ("vip", 1)], None));
+            let other = rules.reserve(&order_of(1, &[("standing", 2), ("vip", 2)], None));
+            let someone_else =
+                rules.reserve(&order_of(1, &[("standing", 2), ("vip", 1)], Some("c-1")));
+            [first, same, other, someone_else].map(|answer| code(&answer))
+        });
+        assert_eq!(
+            answers,
+            ["ok", "ok", "reservation_conflict", "reservation_conflict"]
+        );
+    }
+
+    #[test]
+    fn quotas_shrink_only_to_what_is_held_and_sold() {
+        let venue = QuotaId::parse("venue").unwrap();
+        let (answers, changes) = world(0).decide(|rules| {
+            rules
+                .reserve(&order_of(1, &[("standing", 4)], None))
+                .unwrap();
+            [
+                rules.resize_quota(&fest(), &venue, Resize::To(3)).map(drop),
+                rules.resize_quota(&fest(), &venue, Resize::To(4)).map(drop),
+                rules
+                    .resize_quota(&fest(), &venue, Resize::Add(6))
+                    .map(drop),
+                rules
+                    .resize_quota(&fest(), &QuotaId::parse("pit").unwrap(), Resize::Add(1))
+                    .map(drop),
+                rules
+                    .resize_quota(&fest(), &venue, Resize::To(CAPACITY_MAX + 1))
+                    .map(drop),
+            ]
+        });
+        assert_eq!(
+            answers.each_ref().map(code),
+            [
+                "quota_in_use",
+                "ok",
+                "ok",
+                "unknown_quota",
+                "capacity_exceeded"
+            ]
+        );
+        assert_eq!(quotas(&changes), Some(vec![(6, 0, 4), (3, 0, 0)]));
+    }
+
+    #[test]
+    fn categories_open_close_and_move_their_windows() {
+        let late = category("late");
+        let (answers, changes) = world(0).decide(|rules| {
+            let closed = CategoryChange {
+                open: Some(false),
+                ..CategoryChange::default()
+            };
+            let now_on = CategoryChange {
+                sales_start: Some(None),
+                ..CategoryChange::default()
+            };
+            let backwards = CategoryChange {
+                sales_start: Some(Some(NOW_MS)),
+                sales_end: Some(Some(NOW_MS)),
+                ..CategoryChange::default()
+            };
+            [
+                rules.change_category(&fest(), &late, now_on).map(drop),
+                rules.reserve(&order_of(1, &[("late", 1)], None)).map(drop),
+                rules
+                    .change_category(&fest(), &category("standing"), closed)
+                    .map(drop),
+                rules
+                    .reserve(&order_of(2, &[("standing", 1)], None))
+                    .map(drop),
+                rules.change_category(&fest(), &late, backwards).map(drop),
+                rules
+                    .change_category(&fest(), &category("pit"), closed)
+                    .map(drop),
+            ]
+        });
+        assert_eq!(
+            answers.each_ref().map(code),
+            [
+                "ok",
+                "ok",
+                "ok",
+                "not_on_sale",
+                "invalid_event",
+                "unknown_category"
+            ]
+        );
+        assert_eq!(quotas(&changes), Some(vec![(9, 0, 1), (3, 0, 0)]));
+    }
+}

@@ -11,10 +11,10 @@ use utoipa::ToSchema;
 
 use super::{parse_timestamp_field, timestamp};
 use crate::domain::{
-    CategoryDraft, CategoryId, CustomerId, Error, Event, EventDraft, EventId, LineRequest, Lines,
-    OrderLimits, OrderLine, Price, QuotaId, SalesWindow, Shortage, total_price,
+    CategoryChange, CategoryDraft, CategoryId, CustomerId, Error, Event, EventDraft, EventId,
+    LineRequest, Lines, OrderLimits, OrderLine, Price, QuotaId, Resize, SalesWindow, Shortage,
+    total_price,
 };
-use crate::vacancy::{CategoryChange, Resize};
 
 /// A quota of a new event.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -18,7 +18,7 @@ const SCHEMATHESIS_VERSION: &str = "4.32.5";
 /// Test cases per operation and phase: ~2,000 requests per deployment, well under a minute here.
 const EXAMPLES_MAX: u32 = 100;
 /// The whole run, past which it is stopped and the test fails.
-const RUN_TIME_MAX: Duration = Duration::from_secs(150);
+const RUN_TIME_MAX: Duration = Duration::from_secs(300);
 /// Fixed, so a failure can be replayed; set `TICKETD_FUZZ_SEED` to explore other cases.
 const SEED_DEFAULT: &str = "20261130";
 

@@ -4,11 +4,11 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{body, event_id, whole_number};
-use crate::domain::{CategoryId, Error, Event, EventId, QuotaId};
+use crate::domain::{CategoryId, Error, Event, EventId, QuotaId, Resize};
 use crate::http::ApiError;
 use crate::http::auth::Admin;
 use crate::ticket::VacancyClient;
-use crate::vacancy::{Clock, Resize, SystemClock};
+use crate::vacancy::{Clock, SystemClock};
 use crate::wire::{
     AvailableResponse, CategoryPatchRequest, CreateEventRequest, ErrorResponse, EventResponse,
     EventsParams, EventsResponse, JsonObject, QuotaPatchRequest, StockRequest,
