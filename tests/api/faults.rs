@@ -662,3 +662,40 @@ async fn a_database_refusal_reaches_the_client_without_the_database_text() {
         replicas.map(Server::logs)
     );
 }
+
+/// Found reading the batch's customer counts: each reservation of a customer added the customer
+/// to the batch's plan again, and the database summed the customer's orders once per mention, so
+/// two purchases of one customer in one batch saw twice the tickets the customer had, and were
+/// refused below the limit (PostgreSQL only).
+#[test]
+fn a_customer_named_twice_in_a_batch_is_counted_once() {
+    if !postgres_available("a_customer_named_twice_in_a_batch_is_counted_once") {
+        return;
+    }
+    let runtime = runtime();
+    let database = runtime.block_on(TestDatabase::create());
+    let mut ledger = ledger(&database, "ticketd-customers");
+    let gala = event_id("gala");
+    create(&mut ledger, &gala, 10);
+    let customer = ticketd::domain::CustomerId::parse("c-1").unwrap();
+    let id = ReservationId::generate();
+    let snapshot = ledger.begin(&plan(&[&gala], &[id])).unwrap();
+    let mut bought = purchase(&snapshot, &gala, id, 2);
+    bought.orders[0].customer = Some(customer.clone());
+    ledger.commit(&bought).unwrap();
+
+    let twice = Plan {
+        customers: vec![
+            (gala.clone(), customer.clone()),
+            (gala.clone(), customer.clone()),
+        ],
+        ..plan(
+            &[&gala],
+            &[ReservationId::generate(), ReservationId::generate()],
+        )
+    };
+    ledger.begin(&twice).unwrap();
+    let taken = ledger.customer_taken(&gala, &customer);
+    ledger.commit(&Batch::default()).unwrap();
+    assert_eq!(taken, Ok(2), "the customer holds two tickets");
+}
