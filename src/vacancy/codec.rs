@@ -13,8 +13,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Catalogue, Category, CategoryId, Error, Event, EventId, OrderLine, Price, Quota, QuotaId,
-    SalesWindow, Stock,
+    CATEGORIES_MAX, Catalogue, Category, CategoryId, Error, Event, EventId, OrderLine, Price,
+    QUOTAS_MAX, Quota, QuotaId, SalesWindow, Stock,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -183,7 +183,7 @@ pub fn decode_event(
         })
         .collect::<Result<Vec<_>, Error>>()
         .map_err(|e| fail(e.to_string()))?;
-    Ok(Event {
+    let event = Event {
         id,
         name,
         quotas,
@@ -192,7 +192,18 @@ pub fn decode_event(
             max_per_customer: catalogue.max_per_customer,
             customer_required: catalogue.customer_required,
         }),
-    })
+    };
+    // As strict as a new event: the rules index by quota and trust the counts.
+    let within = event.quotas.len() <= QUOTAS_MAX
+        && (1..=CATEGORIES_MAX).contains(&event.catalogue.categories.len());
+    if !within || !event.is_consistent() {
+        return Err(broken(
+            "event",
+            &event.id,
+            "its quotas or categories are out of bounds or do not add up",
+        ));
+    }
+    Ok(event)
 }
 
 fn read_price(price: StoredPrice) -> Result<Price, Error> {
@@ -290,6 +301,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read, event);
+    }
+
+    /// Found reading the store's side: a stored layout was trusted, though the rules index by
+    /// quota up to `QUOTAS_MAX` and rely on the counts adding up.
+    #[test]
+    fn a_layout_out_of_bounds_or_not_adding_up_is_refused() {
+        let event = fest();
+        let (quotas, catalogue) = encode_layout(&event).unwrap();
+        let read = |quotas: &str| {
+            decode_event(
+                event.id.clone(),
+                event.name.clone(),
+                event.stock(),
+                Some((quotas, &catalogue)),
+            )
+        };
+        let not_adding_up = quotas.replacen("\"held\":0", "\"held\":1", 2);
+        let one = r#"{"id":"q","capacity":0,"available":0,"held":0,"sold":0}"#;
+        let too_many = quotas.replacen(
+            '[',
+            &format!("[{}", format!("{one},").repeat(QUOTAS_MAX)),
+            1,
+        );
+        for bad in [not_adding_up, too_many] {
+            assert_eq!(read(&bad).unwrap_err().code(), "storage_failure", "{bad}");
+        }
+        assert!(read(&quotas).is_ok());
     }
 
     #[test]

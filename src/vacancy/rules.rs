@@ -639,10 +639,10 @@ impl Rules<'_> {
 }
 
 /// Each line's category, by index into the event's: a line without one takes the event's only
-/// category.
+/// category. A category may be in one line only, named or not.
 fn resolve(catalogue: &Catalogue, reservation: &Reservation) -> Result<Resolved, Error> {
     let event = &reservation.event;
-    reservation
+    let resolved: Resolved = reservation
         .lines
         .iter()
         .map(|line| {
@@ -663,7 +663,19 @@ fn resolve(catalogue: &Catalogue, reservation: &Reservation) -> Result<Resolved,
             };
             Ok((index, line.qty.get()))
         })
-        .collect()
+        .collect::<Result<_, Error>>()?;
+    for (n, &(category, _)) in resolved.iter().enumerate() {
+        if resolved[..n]
+            .iter()
+            .any(|&(earlier, _)| earlier == category)
+        {
+            return Err(Error::InvalidQuantity(format!(
+                "category '{}' is in two lines",
+                catalogue.categories[category].id
+            )));
+        }
+    }
+    Ok(resolved)
 }
 
 /// The first line, in the order asked, with a quota short of what all lines `need` of it.

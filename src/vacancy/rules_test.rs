@@ -655,6 +655,27 @@ fn create_and_replenish() {
     }
 }
 
+/// Found reading the lines' rules: on an event of one category, a line naming it and a line
+/// naming none were two lines of one category, which every other request shape refuses.
+#[test]
+fn a_category_is_in_one_line_whether_named_or_not() {
+    let general = crate::domain::LineRequest {
+        category: Some(crate::domain::CategoryId::general()),
+        qty: Quantity::parse(1, 10).unwrap(),
+    };
+    let unnamed = crate::domain::LineRequest {
+        category: None,
+        ..general.clone()
+    };
+    let twice = Reservation {
+        lines: crate::domain::Lines::parse(vec![unnamed, general], 10).unwrap(),
+        ..reservation(2, 1, None)
+    };
+    let (answer, changes) = World::with_available(5).decide(|rules| rules.reserve(&twice));
+    assert_eq!(code(&answer), "invalid_quantity", "{answer:?}");
+    assert!(changes.is_empty());
+}
+
 #[test]
 fn a_request_whose_state_was_not_read_fails_alone() {
     let world = World::with_available(5);

@@ -727,17 +727,21 @@ pub fn whole(field: &str, value: Option<&Value>) -> Result<Option<i64>, Error> {
 }
 
 /// The times [`parse_timestamp_field`] takes, as a regular expression: RFC 3339 (a day that does
-/// not exist in its month aside).
-pub const TIMESTAMP_PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
+/// not exist in its month aside), in the years 0001 to 9998, so that whatever its offset the
+/// time is one [`timestamp`] can write back.
+pub const TIMESTAMP_PATTERN: &str = "^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
 
 /// A time a client wrote (RFC 3339), as milliseconds since the Unix epoch.
 pub fn parse_timestamp_field(field: &str, raw: &str) -> Result<i64, Error> {
     OffsetDateTime::parse(raw, &Rfc3339)
         .ok()
         .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+        // Only a time that can be shown again: years 0000 to 9999 once moved to UTC.
+        .filter(|ms| !timestamp(*ms).is_empty())
         .ok_or_else(|| {
             Error::InvalidEvent(format!(
-                "{field} must be a time as RFC 3339 writes it (e.g. 2027-05-01T10:00:00Z), got '{raw}'"
+                "{field} must be a time as RFC 3339 writes it (e.g. 2027-05-01T10:00:00Z), \
+                 from year 0001 to 9998, got '{raw}'"
             ))
         })
 }
@@ -758,8 +762,8 @@ mod tests {
     fn times_of_every_shape_the_pattern_allows_are_read() {
         for raw in [
             "2027-05-01T10:00:00Z",
-            "0000-01-01T00:00:00Z",
-            "9999-12-31T23:59:59.123456789+23:59",
+            "0001-01-01T00:00:00+23:59",
+            "9998-12-31T23:59:59.123456789-23:59",
             "0589-12-31T06:54:27.19-20:23",
             "2028-02-29T00:00:00-00:00",
         ] {
@@ -770,6 +774,9 @@ mod tests {
             "2027-05-01",
             "2027-05-01T10:00:00",
             "2027-02-30T00:00:00Z",
+            // Found reading the window's round trip: these were taken, then shown as "".
+            "9999-12-31T23:59:59-23:59",
+            "0000-01-01T00:00:00+01:00",
         ] {
             let error = parse_timestamp_field("t", raw).unwrap_err();
             assert_eq!(error.code(), "invalid_event", "{raw}");

@@ -93,6 +93,43 @@ async fn opens_postgres(test: &str, name: &str) {
         .query("SELECT version FROM ticketd_migrations ORDER BY version")
         .await;
     assert_eq!(migrations, ["1", "2"], "each migration applied once");
+    an_earlier_release_still_running_cannot_write(&app, &database).await;
+}
+
+/// A replica of an earlier release still running while the database is migrated (a rolling
+/// restart) must not sell past what it does not know: its statements, as that release sends them,
+/// are refused, while this release's writes go through.
+async fn an_earlier_release_still_running_cannot_write(app: &TestApp, database: &TestDatabase) {
+    let fest = json!({"id": "fest", "name": "Fest",
+        "quotas": [{"id": "venue", "size": 10}, {"id": "vip", "size": 2}],
+        "categories": [{"id": "vip", "quotas": ["venue", "vip"]}]});
+    let created = app.admin("POST", "/api/v1/events", fest).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let attempt = |statement: &str| {
+        format!(
+            "CREATE FUNCTION pg_temp.attempt(statement TEXT) RETURNS TEXT LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE statement; RETURN 'accepted';
+             EXCEPTION WHEN OTHERS THEN RETURN 'refused'; END $$;
+             SELECT pg_temp.attempt($${statement}$$)"
+        )
+    };
+    let old_sale = "UPDATE events SET available = available - 1, sold = sold + 1 \
+                    WHERE id = 'fest'";
+    let old_order = "INSERT INTO orders (id, event, qty, status, remaining, created_at_ms, \
+                     updated_at_ms, expires_at_ms) VALUES \
+                     ('01a2f000-0000-7000-8000-000000000001', 'default', 1, 'confirmed', 0, 1, 1, NULL)";
+    for statement in [old_sale, old_order] {
+        assert_eq!(
+            database.query(&attempt(statement)).await,
+            ["refused"],
+            "{statement}"
+        );
+    }
+    let sold = app
+        .post("/api/v1/events/fest/purchase", json!({"qty": 1}))
+        .await;
+    assert_eq!(sold.body["success"], true, "{sold:?}");
+    assert_eq!(app.counts("fest").await, (9, 0, 1));
 }
 
 /// What both fixtures hold (see `tests/fixtures/make-store.sh`), checked through the API.

@@ -389,11 +389,14 @@ pub(super) async fn apply(
         }
         // A new order never merges into an existing row: the same reservation id used on another
         // replica at the same moment (perhaps for another event) is inserted there or here, once.
+        // `schema_version` 2: written knowing lines and customers (migration 2 refuses orders
+        // written by earlier releases' replicas).
         let sql = "INSERT INTO orders (id, event, qty, status, remaining, created_at_ms,
-                                       updated_at_ms, expires_at_ms, lines, customer)
-                   SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[],
-                                        $5::int8[], $6::int8[], $7::int8[], $8::int8[],
-                                        $9::text[], $10::text[])
+                                       updated_at_ms, expires_at_ms, lines, customer,
+                                       schema_version)
+                   SELECT *, 2 FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[],
+                                           $5::int8[], $6::int8[], $7::int8[], $8::int8[],
+                                           $9::text[], $10::text[])
                    ON CONFLICT (id) DO NOTHING";
         let params: [&(dyn ToSql + Sync); 10] = [
             &order_ids,

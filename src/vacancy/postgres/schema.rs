@@ -65,6 +65,26 @@ CREATE TABLE ticketd_store (
 ALTER TABLE events ADD COLUMN quotas TEXT, ADD COLUMN catalogue TEXT;
 ALTER TABLE orders ADD COLUMN lines TEXT, ADD COLUMN customer TEXT;
 ALTER TABLE idempotency_keys ADD COLUMN short TEXT;
+
+-- Replicas of earlier releases know nothing of quotas, lines or customers, and may still be
+-- running while this one migrates (a rolling restart). From here on their writes are refused, so
+-- they answer 503 until restarted on this release, instead of selling past a category's rules:
+-- an order must say it was written knowing lines and customers, and an event with quotas must
+-- change its quotas (which hold every quota's counts) whenever its counts change.
+ALTER TABLE orders ADD COLUMN schema_version SMALLINT NOT NULL DEFAULT 1;
+ALTER TABLE orders ALTER COLUMN schema_version DROP DEFAULT;
+CREATE FUNCTION ticketd_counts_change_with_quotas() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.quotas IS NOT NULL AND NEW.quotas IS NOT DISTINCT FROM OLD.quotas
+       AND (NEW.capacity, NEW.available, NEW.held, NEW.sold)
+           IS DISTINCT FROM (OLD.capacity, OLD.available, OLD.held, OLD.sold) THEN
+        RAISE EXCEPTION 'the counts of event % changed without its quotas', NEW.id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER counts_change_with_quotas BEFORE UPDATE ON events
+    FOR EACH ROW EXECUTE FUNCTION ticketd_counts_change_with_quotas();
 CREATE INDEX orders_by_customer ON orders (event, customer)
     WHERE customer IS NOT NULL AND status IN ('held', 'confirmed');
 ",
