@@ -657,10 +657,10 @@ impl Rules<'_> {
 }
 
 /// Each line's category, by index into the event's: a line without one takes the event's only
-/// category.
+/// category, so it must be the only line that names it too.
 fn resolve(catalogue: &Catalogue, reservation: &Reservation) -> Result<Resolved, Error> {
     let event = &reservation.event;
-    reservation
+    let resolved: Resolved = reservation
         .lines
         .iter()
         .map(|line| {
@@ -681,7 +681,21 @@ fn resolve(catalogue: &Catalogue, reservation: &Reservation) -> Result<Resolved,
             };
             Ok((index, line.qty.get()))
         })
-        .collect()
+        .collect::<Result<_, Error>>()?;
+    // `Lines` has no category twice among the lines that name one; this catches a line that
+    // names the category another line left out. At most `CATEGORIES_MAX` lines: quadratic is fine.
+    for (i, &(category, _)) in resolved.iter().enumerate() {
+        if resolved[..i]
+            .iter()
+            .any(|&(earlier, _)| earlier == category)
+        {
+            return Err(Error::InvalidQuantity(format!(
+                "category '{}' is in two lines",
+                catalogue.categories[category].id
+            )));
+        }
+    }
+    Ok(resolved)
 }
 
 /// The first line, in the order asked, with a quota short of what all lines `need` of it.

@@ -1080,6 +1080,22 @@ pub async fn bad_category_requests_get_a_json_error_and_change_nothing(
     }
     let missing = app.get("/api/v1/events/draft").await;
     assert_error(&missing, StatusCode::NOT_FOUND, "unknown_event");
+
+    // On an event of one category a line may leave its category out; it is still that category,
+    // and one category is never in two lines.
+    for path in [
+        "/api/v1/events/default/purchase",
+        "/api/v1/events/default/holds",
+    ] {
+        let twice = app
+            .post(
+                path,
+                json!({"lines": [{"qty": 1}, {"category": "general", "qty": 2}]}),
+            )
+            .await;
+        assert_error(&twice, StatusCode::UNPROCESSABLE_ENTITY, "invalid_quantity");
+    }
+    assert_places(&app, "default", &[("general", 1000, 0, 0)]).await;
 }
 
 /// Settings for a burst of requests: a call to vacancy that times out may still have been made,
