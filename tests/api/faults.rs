@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use ticketd::config::{Mode, Secret, StoreKind};
 use ticketd::domain::{
-    Error, Event, EventId, IdempotencyKey, Order, OrderStatus, Quantity, Reservation, ReservationId,
+    CustomerId, Error, Event, EventId, IdempotencyKey, Order, OrderStatus, Quantity, Reservation,
+    ReservationId,
 };
 use ticketd::vacancy::ledger::{Batch, Ledger, Plan, SharedLedger, Snapshot};
 use ticketd::vacancy::postgres::{PostgresConfig, PostgresLedger};
@@ -227,6 +228,37 @@ fn one_reservation_id_on_two_replicas_is_stored_once() {
     assert!(again.events.iter().any(|e| e.id == beta));
     assert_eq!(second.find_order(id).unwrap().map(|o| o.event), Some(alpha));
     second.commit(&Batch::default()).unwrap();
+}
+
+/// Found with one customer's 50 parallel purchases on two replicas against a limit of 4: some
+/// ended with 2 tickets, refused with `may_still: 0`. A batch counted a customer's tickets once
+/// for every request of that customer in it (the count joined their orders with the plan's list
+/// of customers, which named them once per request), so three requests in a batch saw three
+/// times what the customer had.
+#[test]
+fn a_customer_named_by_several_requests_of_a_batch_is_counted_once() {
+    if !postgres_available("a_customer_named_by_several_requests_of_a_batch_is_counted_once") {
+        return;
+    }
+    let runtime = runtime();
+    let database = runtime.block_on(TestDatabase::create());
+    let gala = event_id("gala");
+    let fan = CustomerId::parse("fan-1").unwrap();
+    let mut ledger = ledger(&database, "ticketd-customers");
+    create(&mut ledger, &gala, 100);
+    let id = ReservationId::generate();
+    let locked = ledger.begin(&plan(&[&gala], &[id])).unwrap();
+    let mut sale = purchase(&locked, &gala, id, 1);
+    sale.orders[0].customer = Some(fan.clone());
+    ledger.commit(&sale).unwrap();
+
+    let plan = Plan {
+        customers: vec![(gala.clone(), fan.clone()); 3],
+        ..plan(&[&gala], &[])
+    };
+    ledger.begin(&plan).unwrap();
+    assert_eq!(ledger.customer_taken(&gala, &fan).unwrap(), 1);
+    ledger.commit(&Batch::default()).unwrap();
 }
 
 fn inventory(database: &TestDatabase, name: &str) -> Inventory {

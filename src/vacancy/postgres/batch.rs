@@ -160,8 +160,13 @@ pub(super) async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Lock
         let sql = format!("SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE key = ANY($1)");
         query(client, "reading idempotency keys", &sql, &[&keys]).await
     };
-    let customer_events: Vec<&str> = plan.customers.iter().map(|(e, _)| e.as_str()).collect();
-    let customers: Vec<&str> = plan.customers.iter().map(|(_, c)| c.as_str()).collect();
+    // Each customer once: the plan names one per request, and the join below would add up a
+    // customer's orders once for every time it is named.
+    let mut named: Vec<&(EventId, CustomerId)> = plan.customers.iter().collect();
+    named.sort_unstable();
+    named.dedup();
+    let customer_events: Vec<&str> = named.iter().map(|(e, _)| e.as_str()).collect();
+    let customers: Vec<&str> = named.iter().map(|(_, c)| c.as_str()).collect();
     let taken = async {
         if customers.is_empty() {
             return Ok(Vec::new());
