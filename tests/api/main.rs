@@ -3,6 +3,7 @@
 //! (in this process; the real executable). `split` and `process` hold what only makes sense for
 //! one of them.
 
+mod categories;
 mod durability;
 mod faults;
 mod fuzz;
@@ -81,4 +82,11 @@ in_every_deployment!(
     paging::bad_page_requests_get_a_json_error,
     openapi::wrong_methods_get_405_with_allow,
     openapi::the_document_states_the_limits_it_enforces,
+    categories::a_venue_sells_in_categories_on_shared_quotas,
+    categories::customer_limits_and_sales_windows_decide_who_may_buy,
+    categories::quotas_shrink_down_to_what_is_taken_and_grow,
+    categories::multi_line_orders_keep_their_idempotency_keys,
+    categories::bad_category_requests_get_a_json_error_and_change_nothing,
+    categories::buyers_on_overlapping_quotas_never_oversell,
+    categories::one_customer_in_parallel_never_passes_the_limit,
 );
