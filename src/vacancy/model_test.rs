@@ -1,9 +1,9 @@
 //! Model-based test: random sequences of create / purchase / hold / confirm / release / cancel /
-//! quota resizes / opening and closing categories / time passing / restart, run against the real
-//! inventory on the durable SQLite ledger and, step by step, against a small reference model
-//! written for clarity rather than speed. After every step the answers must agree and every
-//! quota's counts must match the model's and add up; at the end every order must be as the model
-//! says and the stored state must pass [`ledger::audit`].
+//! quota resizes / opening, closing and moving the sales windows of categories / time passing /
+//! restart, run against the real inventory on the durable SQLite ledger and, step by step, against
+//! a small reference model written for clarity rather than speed. After every step the answers
+//! must agree and every quota's counts must match the model's and add up; at the end the stored
+//! orders must be exactly the model's and the stored state must pass [`ledger::audit`].
 //!
 //! Events are today's single counter, or a venue with a VIP cap: quotas `venue`, `vip` and `bar`;
 //! categories `standing` → [venue], `vip` → [venue, vip] (two quotas at once) and `bar` → [bar]
@@ -98,11 +98,15 @@ enum Op {
         quota: usize,
         resize: Resize,
     },
-    /// Opens or closes a category, picked when the step runs (see [`admin_pick`]).
-    Switch {
+    /// Opens or closes a category, picked when the step runs (see [`admin_pick`]), or moves
+    /// either end of its sales window: `None` keeps it, `Some(None)` removes it, `Some(Some(ms))`
+    /// puts it `ms` from now.
+    Change {
         event: usize,
         category: usize,
-        open: bool,
+        open: Option<bool>,
+        sales_start: Option<Option<i64>>,
+        sales_end: Option<Option<i64>>,
     },
     Advance {
         ms: i64,
@@ -158,10 +162,30 @@ fn op() -> impl Strategy<Value = Op> {
                 resize: if add { Resize::Add(n % 5 + 1) } else { Resize::To(n) },
             }
         ),
-        1 => (0..EVENTS.len(), 0..8usize, proptest::bool::weighted(0.6))
-            .prop_map(|(event, category, open)| Op::Switch { event, category, open }),
+        1 => (
+            (0..EVENTS.len(), 0..8usize),
+            proptest::option::weighted(0.7, proptest::bool::weighted(0.6)),
+            window_end(),
+            window_end(),
+        )
+            .prop_map(|((event, category), open, sales_start, sales_end)| Op::Change {
+                event,
+                category,
+                open,
+                sales_start,
+                sales_end,
+            }),
         1 => (0..2500i64).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Restart),
+    ]
+}
+
+/// A change to one end of a sales window, from now (see [`Op::Change`]).
+fn window_end() -> impl Strategy<Value = Option<Option<i64>>> {
+    prop_oneof![
+        3 => Just(None),
+        1 => Just(Some(None)),
+        1 => (-3000..3000i64).prop_map(|ms| Some(Some(ms))),
     ]
 }
 
@@ -248,6 +272,17 @@ struct ModelCategory {
     /// Indexes into the event's quotas, as declared.
     quotas: Vec<usize>,
     open: bool,
+    /// Sells from `start` (inclusive) until `end` (exclusive), each unbounded when `None`.
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+}
+
+impl ModelCategory {
+    fn on_sale(&self, now_ms: i64) -> bool {
+        self.open
+            && self.start_ms.is_none_or(|start| start <= now_ms)
+            && self.end_ms.is_none_or(|end| now_ms < end)
+    }
 }
 
 struct ModelEvent {
@@ -266,6 +301,8 @@ impl ModelEvent {
                     id: "general",
                     quotas: vec![0],
                     open: true,
+                    start_ms: None,
+                    end_ms: None,
                 }],
                 max_per_customer: None,
                 customer_required: false,
@@ -286,6 +323,8 @@ impl ModelEvent {
                         id,
                         quotas: quotas.to_vec(),
                         open: true,
+                        start_ms: None,
+                        end_ms: None,
                     })
                     .collect(),
                 max_per_customer: max_per_customer.map(u64::from),
@@ -386,7 +425,10 @@ impl Model {
             };
             resolved.push((index, u64::from(qty)));
         }
-        if resolved.iter().any(|&(c, _)| !event.categories[c].open) {
+        if resolved
+            .iter()
+            .any(|&(c, _)| !event.categories[c].on_sale(now))
+        {
             return Outcome::Failed("not_on_sale");
         }
         if customer.is_none() && event.customer_required {
@@ -497,14 +539,23 @@ impl Model {
         Outcome::Accepted
     }
 
-    fn switch(&mut self, name: &str, category: &str, open: bool) -> Outcome {
+    fn change(&mut self, name: &str, category: &str, change: CategoryChange) -> Outcome {
         let Some(event) = self.events.get_mut(name) else {
             return Outcome::Failed("unknown_event");
         };
         let Some(found) = event.categories.iter_mut().find(|c| c.id == category) else {
             return Outcome::Failed("unknown_category");
         };
-        found.open = open;
+        let start_ms = change.sales_start.unwrap_or(found.start_ms);
+        let end_ms = change.sales_end.unwrap_or(found.end_ms);
+        if let (Some(start), Some(end)) = (start_ms, end_ms)
+            && start >= end
+        {
+            return Outcome::Failed("invalid_event");
+        }
+        found.open = change.open.unwrap_or(found.open);
+        found.start_ms = start_ms;
+        found.end_ms = end_ms;
         Outcome::Accepted
     }
 }
@@ -710,19 +761,23 @@ fn step(
             let actual = runtime.block_on(real.resize_quota(event_id(*event), quota, *resize));
             (expected, outcome(actual, |_| Outcome::Accepted))
         }
-        Op::Switch {
+        Op::Change {
             event,
             category,
             open,
+            sales_start,
+            sales_end,
         } => {
             let name = EVENTS[*event];
             let categories = model.events.get(name).map(ModelEvent::category_ids);
             let category = admin_pick(*category, &categories.unwrap_or_default(), UNKNOWN_CATEGORY);
-            let expected = model.switch(name, category, *open);
+            let from_now = |end: &Option<Option<i64>>| end.map(|at| at.map(|ms| now + ms));
             let change = CategoryChange {
-                open: Some(*open),
-                ..CategoryChange::default()
+                open: *open,
+                sales_start: from_now(sales_start),
+                sales_end: from_now(sales_end),
             };
+            let expected = model.change(name, category, change);
             let category = CategoryId::parse(category).unwrap();
             let actual = runtime.block_on(real.change_category(event_id(*event), category, change));
             (expected, outcome(actual, |_| Outcome::Accepted))
@@ -807,7 +862,7 @@ fn check_events(model: &Model, events: &[Event], now_ms: i64) -> Result<(), Stri
             .iter()
             .map(|c| {
                 let available = c.quotas.iter().map(|&q| modelled.quotas[q].1.available);
-                (c.id, c.open, available.min().unwrap_or(0))
+                (c.id, c.on_sale(now_ms), available.min().unwrap_or(0))
             })
             .collect();
         if categories != expected {
