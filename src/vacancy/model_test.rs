@@ -108,6 +108,10 @@ enum Op {
         sales_start: Option<Option<i64>>,
         sales_end: Option<Option<i64>>,
     },
+    /// Reservations and changes to orders sent at once (see [`burst`]).
+    Burst {
+        ops: Vec<Op>,
+    },
     Advance {
         ms: i64,
     },
@@ -175,9 +179,23 @@ fn op() -> impl Strategy<Value = Op> {
                 sales_start,
                 sales_end,
             }),
+        1 => burst(),
         1 => (0..2500i64).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Restart),
     ]
+}
+
+/// Two to five reservations and changes to orders, sent together so one batch decides them:
+/// where a customer's tickets are counted within a batch as well as across them.
+fn burst() -> impl Strategy<Value = Op> {
+    let one = prop_oneof![
+        3 => reserve(Just(None)),
+        3 => reserve((1..4u32).prop_map(Some)),
+        1 => any::<usize>().prop_map(|order| Op::Confirm { order }),
+        1 => any::<usize>().prop_map(|order| Op::Release { order }),
+        1 => any::<usize>().prop_map(|order| Op::Cancel { order }),
+    ];
+    proptest::collection::vec(one, 2..6).prop_map(|ops| Op::Burst { ops })
 }
 
 /// A change to one end of a sales window, from now (see [`Op::Change`]).
@@ -246,6 +264,8 @@ enum Outcome {
     },
     Failed(&'static str),
     Skipped,
+    /// The answers to a burst, in the order sent.
+    Burst(Vec<Outcome>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -644,15 +664,22 @@ impl Store {
     }
 }
 
-/// Runs `op` on the model and on `real`: what each answered.
-fn step(
-    op: &Op,
-    model: &mut Model,
-    real: &Inventory,
-    runtime: &tokio::runtime::Runtime,
-    now: i64,
-    ids: &mut Vec<ReservationId>,
-) -> (Outcome, Outcome) {
+/// What a step asks of the inventory.
+enum Request {
+    /// Today's form, as before categories.
+    CreateSingle(EventId, u64),
+    Create(EventDraft),
+    Reserve(Reservation),
+    Confirm(ReservationId),
+    Release(ReservationId),
+    Cancel(ReservationId),
+    Resize(EventId, QuotaId, Resize),
+    Change(EventId, CategoryId, CategoryChange),
+    Nothing,
+}
+
+/// Runs `op` on the model: what it answers, and what to ask of the inventory.
+fn plan(op: &Op, model: &mut Model, now: i64, ids: &mut Vec<ReservationId>) -> (Outcome, Request) {
     let event_id = |event: usize| EventId::parse(EVENTS[event]).unwrap();
     match op {
         Op::Create { event, layout } => {
@@ -663,14 +690,11 @@ fn step(
                 model.events.insert(name, ModelEvent::new(layout));
                 Outcome::Accepted
             };
-            let actual = match layout {
-                // Today's form, as before categories.
-                Layout::Single { capacity } => {
-                    runtime.block_on(real.create_event(event_id(*event), name.into(), *capacity))
-                }
-                Layout::Venue { .. } => runtime.block_on(real.create(draft(name, layout))),
+            let request = match layout {
+                Layout::Single { capacity } => Request::CreateSingle(event_id(*event), *capacity),
+                Layout::Venue { .. } => Request::Create(draft(name, layout)),
             };
-            (expected, outcome(actual, |_| Outcome::Accepted))
+            (expected, request)
         }
         Op::Reserve {
             event,
@@ -713,40 +737,19 @@ fn step(
                 hold_ttl_seconds: ttl_seconds.map(|t| HoldTtl::parse(t.into(), u32::MAX).unwrap()),
                 key: None,
             };
-            let actual = outcome(runtime.block_on(real.reserve(reservation)), |r| {
-                match (r.order, r.short) {
-                    (Some(_), None) => Outcome::Reserved {
-                        remaining: r.remaining,
-                    },
-                    (None, Some(short)) => Outcome::Short {
-                        category: short.category.to_string(),
-                        quota: short.quota.to_string(),
-                        available: short.available,
-                        remaining: r.remaining,
-                    },
-                    _ => Outcome::Failed("an order and a shortage, or neither"),
-                }
-            });
-            (expected, actual)
+            (expected, Request::Reserve(reservation))
         }
         Op::Confirm { order } | Op::Release { order } | Op::Cancel { order } => {
             if ids.is_empty() {
-                return (Outcome::Skipped, Outcome::Skipped);
+                return (Outcome::Skipped, Request::Nothing);
             }
             let id = ids[order % ids.len()];
-            let expected = model.apply(id, op);
-            let actual = match op {
-                Op::Confirm { .. } => outcome(runtime.block_on(real.confirm(id, None)), |o| {
-                    Outcome::Status(o.status)
-                }),
-                Op::Release { .. } => outcome(runtime.block_on(real.release(id, None)), |o| {
-                    Outcome::Status(o.status)
-                }),
-                _ => outcome(runtime.block_on(real.cancel(id, None)), |c| {
-                    Outcome::Cancelled { changed: c.changed }
-                }),
+            let request = match op {
+                Op::Confirm { .. } => Request::Confirm(id),
+                Op::Release { .. } => Request::Release(id),
+                _ => Request::Cancel(id),
             };
-            (expected, actual)
+            (model.apply(id, op), request)
         }
         Op::Resize {
             event,
@@ -758,8 +761,7 @@ fn step(
             let quota = admin_pick(*quota, &quotas.unwrap_or_default(), UNKNOWN_QUOTA);
             let expected = model.resize(name, quota, *resize);
             let quota = QuotaId::parse(quota).unwrap();
-            let actual = runtime.block_on(real.resize_quota(event_id(*event), quota, *resize));
-            (expected, outcome(actual, |_| Outcome::Accepted))
+            (expected, Request::Resize(event_id(*event), quota, *resize))
         }
         Op::Change {
             event,
@@ -779,10 +781,57 @@ fn step(
             };
             let expected = model.change(name, category, change);
             let category = CategoryId::parse(category).unwrap();
-            let actual = runtime.block_on(real.change_category(event_id(*event), category, change));
-            (expected, outcome(actual, |_| Outcome::Accepted))
+            (
+                expected,
+                Request::Change(event_id(*event), category, change),
+            )
         }
-        Op::Advance { .. } | Op::Restart => unreachable!("run by the case itself"),
+        Op::Burst { .. } | Op::Advance { .. } | Op::Restart => {
+            unreachable!("run by the case itself")
+        }
+    }
+}
+
+/// Asks `request` of `real`: what it answered.
+async fn send(real: &Inventory, request: Request) -> Outcome {
+    let accepted = |_| Outcome::Accepted;
+    match request {
+        Request::CreateSingle(id, capacity) => {
+            let name = id.to_string();
+            outcome(real.create_event(id, name, capacity).await, accepted)
+        }
+        Request::Create(draft) => outcome(real.create(draft).await, accepted),
+        Request::Reserve(reservation) => outcome(real.reserve(reservation).await, |r| {
+            match (r.order, r.short) {
+                (Some(_), None) => Outcome::Reserved {
+                    remaining: r.remaining,
+                },
+                (None, Some(short)) => Outcome::Short {
+                    category: short.category.to_string(),
+                    quota: short.quota.to_string(),
+                    available: short.available,
+                    remaining: r.remaining,
+                },
+                _ => Outcome::Failed("an order and a shortage, or neither"),
+            }
+        }),
+        Request::Confirm(id) => {
+            outcome(real.confirm(id, None).await, |o| Outcome::Status(o.status))
+        }
+        Request::Release(id) => {
+            outcome(real.release(id, None).await, |o| Outcome::Status(o.status))
+        }
+        Request::Cancel(id) => outcome(real.cancel(id, None).await, |c| Outcome::Cancelled {
+            changed: c.changed,
+        }),
+        Request::Resize(event, quota, resize) => {
+            outcome(real.resize_quota(event, quota, resize).await, accepted)
+        }
+        Request::Change(event, category, change) => outcome(
+            real.change_category(event, category, change).await,
+            accepted,
+        ),
+        Request::Nothing => Outcome::Skipped,
     }
 }
 
@@ -961,7 +1010,21 @@ fn run_case(ops: &[Op], store: &Store, replicas: usize) -> Result<(), TestCaseEr
                 inventories = store.open(replicas, &clock);
                 (Outcome::Skipped, Outcome::Skipped)
             }
-            _ => step(op, &mut model, real, &runtime, now, &mut ids),
+            Op::Burst { ops } => {
+                // Sent at once, in this order, so the writer decides them in one batch (or a
+                // few): the model decides them one after the other.
+                let (expected, requests): (Vec<_>, Vec<_>) = ops
+                    .iter()
+                    .map(|op| plan(op, &mut model, now, &mut ids))
+                    .unzip();
+                let sent = requests.into_iter().map(|request| send(real, request));
+                let actual = runtime.block_on(futures_util::future::join_all(sent));
+                (Outcome::Burst(expected), Outcome::Burst(actual))
+            }
+            _ => {
+                let (expected, request) = plan(op, &mut model, now, &mut ids);
+                (expected, runtime.block_on(send(real, request)))
+            }
         };
         prop_assert_eq!(&actual, &expected, "step {}: {:?}", step_no, op);
 
