@@ -1180,20 +1180,28 @@ proptest! {
     }
 }
 
-/// Needs `TICKETD_TEST_DATABASE_URL`; without it the test is skipped with a line on stderr (and
-/// fails when `CI` is set, so CI cannot skip it by accident).
-#[test]
-fn replicas_on_postgres_behave_like_the_model() {
+/// The test database's address, from `TICKETD_TEST_DATABASE_URL`. Without it the test named
+/// `test` is skipped with a line on stderr, and fails when `CI` is set, so CI cannot skip it by
+/// accident.
+fn test_database(test: &str) -> Option<String> {
     use std::io::Write;
-    let Ok(base) = std::env::var("TICKETD_TEST_DATABASE_URL") else {
+    let url = std::env::var("TICKETD_TEST_DATABASE_URL").ok();
+    if url.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
             "TICKETD_TEST_DATABASE_URL is not set, and CI must run the PostgreSQL tests"
         );
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED replicas_on_postgres_behave_like_the_model: set TICKETD_TEST_DATABASE_URL"
+            "SKIPPED {test}: set TICKETD_TEST_DATABASE_URL"
         );
+    }
+    url
+}
+
+#[test]
+fn replicas_on_postgres_behave_like_the_model() {
+    let Some(base) = test_database("replicas_on_postgres_behave_like_the_model") else {
         return;
     };
     let config = ProptestConfig {
@@ -1209,4 +1217,70 @@ fn replicas_on_postgres_behave_like_the_model() {
     if let Err(failure) = result {
         panic!("{failure}");
     }
+}
+
+/// Found by the model: two requests of one customer in one batch made PostgreSQL count the
+/// customer's tickets twice (the batch named the customer twice, and each order was added once
+/// per naming), so the second request was refused `customer_limit_reached` too early.
+#[test]
+fn a_customer_named_twice_in_one_batch_is_counted_once_on_postgres() {
+    use super::ledger::{Batch, Ledger, Plan, SharedLedger};
+    let Some(base) =
+        test_database("a_customer_named_twice_in_one_batch_is_counted_once_on_postgres")
+    else {
+        return;
+    };
+    let schema = Schema::create(&base);
+    let mut ledger = PostgresLedger::open(&PostgresConfig {
+        url: crate::config::Secret::new(schema.url()),
+        connections_max: 2,
+        timeout: std::time::Duration::from_secs(10),
+    })
+    .unwrap();
+    ledger.load().unwrap();
+    let layout = Layout::Venue {
+        sizes: [10, 0, 0],
+        max_per_customer: Some(4),
+        customer_required: false,
+    };
+    let mut event = draft("gala", &layout).check(1000).unwrap();
+    event.quotas[0].stock.available -= 2;
+    event.quotas[0].stock.sold += 2;
+    let customer = CustomerId::parse(CUSTOMERS[0]).unwrap();
+    let order = Order {
+        id: ReservationId::generate(),
+        event: event.id.clone(),
+        qty: 2,
+        lines: vec![crate::domain::OrderLine {
+            category: CategoryId::parse("standing").unwrap(),
+            qty: 2,
+            unit_price: None,
+        }]
+        .into(),
+        customer: Some(customer.clone()),
+        status: OrderStatus::Confirmed,
+        remaining: 8,
+        created_at_ms: 1_000_000,
+        updated_at_ms: 1_000_000,
+        expires_at_ms: None,
+    };
+    let stored = Batch {
+        events: vec![event.clone()],
+        orders: vec![order],
+        ..Batch::default()
+    };
+    ledger.commit(&stored).unwrap();
+
+    // Two reservations of the customer in one batch each name them.
+    let named = (event.id.clone(), customer.clone());
+    let plan = Plan {
+        events: vec![event.id.clone()],
+        customers: vec![named.clone(), named],
+        now_ms: 1_000_000,
+        ..Plan::default()
+    };
+    ledger.begin(&plan).unwrap();
+    let taken = ledger.customer_taken(&event.id, &customer);
+    ledger.commit(&Batch::default()).unwrap();
+    assert_eq!(taken.unwrap(), 2);
 }

@@ -160,8 +160,16 @@ pub(super) async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Lock
         let sql = format!("SELECT {KEY_COLUMNS} FROM idempotency_keys WHERE key = ANY($1)");
         query(client, "reading idempotency keys", &sql, &[&keys]).await
     };
-    let customer_events: Vec<&str> = plan.customers.iter().map(|(e, _)| e.as_str()).collect();
-    let customers: Vec<&str> = plan.customers.iter().map(|(_, c)| c.as_str()).collect();
+    // A customer with several requests in the batch is named once per request; the join below
+    // would add each of their orders once per naming, so each customer is named once.
+    let mut named: Vec<(&str, &str)> = plan
+        .customers
+        .iter()
+        .map(|(event, customer)| (event.as_str(), customer.as_str()))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    let (customer_events, customers): (Vec<&str>, Vec<&str>) = named.into_iter().unzip();
     let taken = async {
         if customers.is_empty() {
             return Ok(Vec::new());
