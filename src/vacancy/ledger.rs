@@ -113,7 +113,8 @@ pub struct Plan {
     /// Orders the batch reads, once their events are locked.
     pub orders: Vec<ReservationId>,
     pub keys: Vec<IdempotencyKey>,
-    /// Customers whose tickets the batch counts, once their events are locked.
+    /// Customers whose tickets the batch counts, once their events are locked: one customer is
+    /// named once per request of theirs, so possibly more than once.
     pub customers: Vec<(EventId, CustomerId)>,
     /// Holds due at this time are swept in the same batch.
     pub now_ms: i64,

@@ -1,7 +1,14 @@
 //! Model-based test: random sequences of create / purchase / hold / confirm / release / cancel /
-//! time passing / restart, run against the real inventory on the durable SQLite ledger and, step
-//! by step, against a small reference model written for clarity rather than speed. After every
-//! step the answers must agree and every event's counts must match the model's and add up.
+//! quota resizes / opening, closing and moving the sales windows of categories / time passing /
+//! restart, run against the real inventory on the durable SQLite ledger and, step by step, against
+//! a small reference model written for clarity rather than speed. After every step the answers
+//! must agree and every quota's counts must match the model's and add up; at the end the stored
+//! orders must be exactly the model's and the stored state must pass [`ledger::audit`].
+//!
+//! Events are today's single counter, or a venue with a VIP cap: quotas `venue`, `vip` and `bar`;
+//! categories `standing` → [venue], `vip` → [venue, vip] (two quotas at once) and `bar` → [bar]
+//! (disjoint), with or without a per-customer limit. Orders have one to three lines, for a
+//! customer or for nobody in particular.
 //!
 //! The same sequences run against two replicas sharing one PostgreSQL schema, taking turns step
 //! by step: to a client they must be indistinguishable from one inventory.
@@ -12,12 +19,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use proptest::prelude::*;
 
+use super::ledger;
 use super::postgres::{PostgresConfig, PostgresLedger};
 use super::sqlite::SqliteLedger;
-use super::{Clock, Inventory, InventoryConfig};
+use super::{CategoryChange, Clock, Inventory, InventoryConfig, Resize};
 use crate::domain::{
-    Error, EventId, HoldTtl, OrderStatus, PageLimit, PageQuery, Quantity, Reservation,
-    ReservationId,
+    CategoryDraft, CategoryId, CustomerId, Error, Event, EventDraft, EventId, HoldTtl, LineRequest,
+    Lines, Order, OrderStatus, PageLimit, PageQuery, Quantity, QuotaId, Reservation, ReservationId,
+    SalesWindow,
 };
 
 struct TestClock(AtomicI64);
@@ -35,20 +44,44 @@ impl Clock for TestClock {
     }
 }
 
+const EVENTS: [&str; 3] = ["default", "gala", "matinee"];
+/// The quotas of a venue event, in the event's order.
+const VENUE_QUOTAS: [&str; 3] = ["venue", "vip", "bar"];
+/// The categories of a venue event and the quotas (indexes into [`VENUE_QUOTAS`]) each draws on,
+/// as declared: `vip` names its quotas out of the event's order on purpose.
+const VENUE_CATEGORIES: [(&str, &[usize]); 3] =
+    [("standing", &[0]), ("vip", &[1, 0]), ("bar", &[2])];
+/// A quota no event has.
+const UNKNOWN_QUOTA: &str = "stage";
+/// A category no event has.
+const UNKNOWN_CATEGORY: &str = "box";
+const CUSTOMERS: [&str; 3] = ["c-1", "c-2", "c-3"];
+
+#[derive(Clone, Debug)]
+enum Layout {
+    /// Today's event: one `general` quota and category of `capacity` places.
+    Single { capacity: u64 },
+    /// Quotas [`VENUE_QUOTAS`] of these sizes, categories [`VENUE_CATEGORIES`].
+    Venue {
+        sizes: [u64; 3],
+        max_per_customer: Option<u32>,
+        customer_required: bool,
+    },
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Create {
         event: usize,
-        capacity: u64,
+        layout: Layout,
     },
-    Purchase {
+    /// A purchase, or a hold when `ttl_seconds` is set. Each line is `(category, qty)`, the
+    /// category picked when the step runs (see [`line_category`]).
+    Reserve {
         event: usize,
-        qty: u32,
-    },
-    Hold {
-        event: usize,
-        qty: u32,
-        ttl_seconds: u32,
+        lines: Vec<(usize, u32)>,
+        customer: Option<usize>,
+        ttl_seconds: Option<u32>,
     },
     Confirm {
         order: usize,
@@ -59,40 +92,180 @@ enum Op {
     Cancel {
         order: usize,
     },
+    /// Resizes a quota, picked when the step runs (see [`admin_pick`]).
+    Resize {
+        event: usize,
+        quota: usize,
+        resize: Resize,
+    },
+    /// Opens or closes a category, picked when the step runs (see [`admin_pick`]), or moves
+    /// either end of its sales window: `None` keeps it, `Some(None)` removes it, `Some(Some(ms))`
+    /// puts it `ms` from now.
+    Change {
+        event: usize,
+        category: usize,
+        open: Option<bool>,
+        sales_start: Option<Option<i64>>,
+        sales_end: Option<Option<i64>>,
+    },
+    /// Reservations and changes to orders sent at once (see [`burst`]).
+    Burst {
+        ops: Vec<Op>,
+    },
     Advance {
         ms: i64,
     },
     Restart,
 }
 
-const EVENTS: [&str; 3] = ["default", "gala", "matinee"];
+fn layout() -> impl Strategy<Value = Layout> {
+    prop_oneof![
+        1 => (0..15u64).prop_map(|capacity| Layout::Single { capacity }),
+        2 => (
+            (0..12u64, 0..5u64, 0..6u64),
+            proptest::option::weighted(0.7, 1..6u32),
+            proptest::bool::weighted(0.2),
+        )
+            .prop_map(
+                |((venue, vip, bar), max_per_customer, customer_required)| Layout::Venue {
+                    sizes: [venue, vip, bar],
+                    max_per_customer,
+                    customer_required,
+                }
+            ),
+    ]
+}
+
+fn reserve(ttl_seconds: impl Strategy<Value = Option<u32>>) -> impl Strategy<Value = Op> {
+    (
+        0..EVENTS.len(),
+        proptest::collection::vec((0..16usize, 1..4u32), 1..=3),
+        proptest::option::weighted(0.7, 0..CUSTOMERS.len()),
+        ttl_seconds,
+    )
+        .prop_map(|(event, lines, customer, ttl_seconds)| Op::Reserve {
+            event,
+            lines,
+            customer,
+            ttl_seconds,
+        })
+}
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..EVENTS.len(), 0..15u64).prop_map(|(event, capacity)| Op::Create { event, capacity }),
-        (0..EVENTS.len(), 1..5u32).prop_map(|(event, qty)| Op::Purchase { event, qty }),
-        (0..EVENTS.len(), 1..5u32, 1..4u32).prop_map(|(event, qty, ttl_seconds)| Op::Hold {
-            event,
-            qty,
-            ttl_seconds
-        }),
-        any::<usize>().prop_map(|order| Op::Confirm { order }),
-        any::<usize>().prop_map(|order| Op::Release { order }),
-        any::<usize>().prop_map(|order| Op::Cancel { order }),
-        (0..2500i64).prop_map(|ms| Op::Advance { ms }),
-        Just(Op::Restart),
+        1 => (0..EVENTS.len(), layout()).prop_map(|(event, layout)| Op::Create { event, layout }),
+        2 => reserve(Just(None)),
+        2 => reserve((1..4u32).prop_map(Some)),
+        1 => any::<usize>().prop_map(|order| Op::Confirm { order }),
+        1 => any::<usize>().prop_map(|order| Op::Release { order }),
+        1 => any::<usize>().prop_map(|order| Op::Cancel { order }),
+        1 => (0..EVENTS.len(), 0..8usize, any::<bool>(), 0..10u64).prop_map(
+            |(event, quota, add, n)| Op::Resize {
+                event,
+                quota,
+                resize: if add { Resize::Add(n % 5 + 1) } else { Resize::To(n) },
+            }
+        ),
+        1 => (
+            (0..EVENTS.len(), 0..8usize),
+            proptest::option::weighted(0.7, proptest::bool::weighted(0.6)),
+            window_end(),
+            window_end(),
+        )
+            .prop_map(|((event, category), open, sales_start, sales_end)| Op::Change {
+                event,
+                category,
+                open,
+                sales_start,
+                sales_end,
+            }),
+        1 => burst(),
+        1 => (0..2500i64).prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::Restart),
     ]
+}
+
+/// Two to five reservations and changes to orders, sent together so one batch decides them:
+/// where a customer's tickets are counted within a batch as well as across them.
+fn burst() -> impl Strategy<Value = Op> {
+    let one = prop_oneof![
+        3 => reserve(Just(None)),
+        3 => reserve((1..4u32).prop_map(Some)),
+        1 => any::<usize>().prop_map(|order| Op::Confirm { order }),
+        1 => any::<usize>().prop_map(|order| Op::Release { order }),
+        1 => any::<usize>().prop_map(|order| Op::Cancel { order }),
+    ];
+    proptest::collection::vec(one, 2..6).prop_map(|ops| Op::Burst { ops })
+}
+
+/// A change to one end of a sales window, from now (see [`Op::Change`]).
+fn window_end() -> impl Strategy<Value = Option<Option<i64>>> {
+    prop_oneof![
+        3 => Just(None),
+        1 => Just(Some(None)),
+        1 => (-3000..3000i64).prop_map(|ms| Some(Some(ms))),
+    ]
+}
+
+/// A case: the events other than `default` mostly made first, then anything.
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let create = |event| {
+        proptest::option::weighted(
+            0.9,
+            layout().prop_map(move |layout| Op::Create { event, layout }),
+        )
+    };
+    (create(1), create(2), proptest::collection::vec(op(), 1..40))
+        .prop_map(|(gala, matinee, ops)| gala.into_iter().chain(matinee).chain(ops).collect())
+}
+
+/// The category a line names: mostly one of the event's (`event` lists them), sometimes none (a
+/// line of "the only category") or one the event does not have.
+fn line_category(pick: usize, event: &[&'static str]) -> Option<&'static str> {
+    match pick {
+        0 => None,
+        1 => Some(UNKNOWN_CATEGORY),
+        _ if event.is_empty() => Some("general"),
+        n => Some(event[(n - 2) % event.len()]),
+    }
+}
+
+/// What an admin change names: one of `event`'s ids, or sometimes one it does not have.
+fn admin_pick(pick: usize, event: &[&'static str], unknown: &'static str) -> &'static str {
+    match pick {
+        _ if event.is_empty() => unknown,
+        0 => unknown,
+        n => event[(n - 1) % event.len()],
+    }
 }
 
 /// What a step answered, reduced to what both sides must agree on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Outcome {
     Accepted,
-    Refused,
+    /// A reservation made; `remaining`: what the event's first quota has left after it.
+    Reserved {
+        remaining: u64,
+    },
+    /// A reservation refused for want of places: the first line short, the quota it is short in
+    /// and what that quota has left.
+    Short {
+        category: String,
+        quota: String,
+        available: u64,
+        remaining: u64,
+    },
+    LimitReached {
+        may_still: u64,
+    },
     Status(OrderStatus),
-    Cancelled { changed: bool },
+    Cancelled {
+        changed: bool,
+    },
     Failed(&'static str),
     Skipped,
+    /// The answers to a burst, in the order sent.
+    Burst(Vec<Outcome>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,17 +276,127 @@ struct Counts {
     sold: u64,
 }
 
+impl Counts {
+    fn new(capacity: u64) -> Self {
+        Self {
+            capacity,
+            available: capacity,
+            held: 0,
+            sold: 0,
+        }
+    }
+}
+
+struct ModelCategory {
+    id: &'static str,
+    /// Indexes into the event's quotas, as declared.
+    quotas: Vec<usize>,
+    open: bool,
+    /// Sells from `start` (inclusive) until `end` (exclusive), each unbounded when `None`.
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+}
+
+impl ModelCategory {
+    fn on_sale(&self, now_ms: i64) -> bool {
+        self.open
+            && self.start_ms.is_none_or(|start| start <= now_ms)
+            && self.end_ms.is_none_or(|end| now_ms < end)
+    }
+}
+
+struct ModelEvent {
+    quotas: Vec<(&'static str, Counts)>,
+    categories: Vec<ModelCategory>,
+    max_per_customer: Option<u64>,
+    customer_required: bool,
+}
+
+impl ModelEvent {
+    fn new(layout: &Layout) -> Self {
+        match layout {
+            Layout::Single { capacity } => Self {
+                quotas: vec![("general", Counts::new(*capacity))],
+                categories: vec![ModelCategory {
+                    id: "general",
+                    quotas: vec![0],
+                    open: true,
+                    start_ms: None,
+                    end_ms: None,
+                }],
+                max_per_customer: None,
+                customer_required: false,
+            },
+            Layout::Venue {
+                sizes,
+                max_per_customer,
+                customer_required,
+            } => Self {
+                quotas: VENUE_QUOTAS
+                    .iter()
+                    .zip(sizes)
+                    .map(|(id, size)| (*id, Counts::new(*size)))
+                    .collect(),
+                categories: VENUE_CATEGORIES
+                    .iter()
+                    .map(|(id, quotas)| ModelCategory {
+                        id,
+                        quotas: quotas.to_vec(),
+                        open: true,
+                        start_ms: None,
+                        end_ms: None,
+                    })
+                    .collect(),
+                max_per_customer: max_per_customer.map(u64::from),
+                customer_required: *customer_required,
+            },
+        }
+    }
+
+    fn quota_ids(&self) -> Vec<&'static str> {
+        self.quotas.iter().map(|(id, _)| *id).collect()
+    }
+
+    fn category_ids(&self) -> Vec<&'static str> {
+        self.categories.iter().map(|category| category.id).collect()
+    }
+
+    /// Moves the places of `lines` in every quota of their categories from one count to another.
+    fn shift(&mut self, lines: &[(usize, u64)], from: OrderStatus, to: OrderStatus) {
+        for &(category, qty) in lines {
+            for &quota in &self.categories[category].quotas {
+                let counts = &mut self.quotas[quota].1;
+                *slot(counts, from) -= qty;
+                *slot(counts, to) += qty;
+            }
+        }
+    }
+}
+
+/// The count of a quota an order in `status` is part of.
+fn slot(counts: &mut Counts, status: OrderStatus) -> &mut u64 {
+    match status {
+        OrderStatus::Held => &mut counts.held,
+        OrderStatus::Confirmed => &mut counts.sold,
+        OrderStatus::Cancelled | OrderStatus::Released | OrderStatus::Expired => {
+            &mut counts.available
+        }
+    }
+}
+
 struct ModelOrder {
     event: &'static str,
-    qty: u64,
+    /// `(category index, qty)`, as asked.
+    lines: Vec<(usize, u64)>,
+    customer: Option<&'static str>,
     status: OrderStatus,
     expires_at_ms: Option<i64>,
 }
 
-/// The reference: plain maps, no batching, no storage.
+/// The reference: plain counts per quota, a list of orders; no batching, no storage.
 #[derive(Default)]
 struct Model {
-    events: BTreeMap<&'static str, Counts>,
+    events: BTreeMap<&'static str, ModelEvent>,
     orders: HashMap<ReservationId, ModelOrder>,
 }
 
@@ -121,55 +404,108 @@ impl Model {
     fn expire(&mut self, now: i64) {
         for order in self.orders.values_mut() {
             if order.status == OrderStatus::Held && order.expires_at_ms.is_some_and(|d| d <= now) {
+                let event = self.events.get_mut(order.event).unwrap();
+                event.shift(&order.lines, OrderStatus::Held, OrderStatus::Expired);
                 order.status = OrderStatus::Expired;
-                let counts = self.events.get_mut(order.event).unwrap();
-                counts.held -= order.qty;
-                counts.available += order.qty;
             }
         }
+    }
+
+    /// Tickets `customer` holds or has bought in `event`.
+    fn taken(&self, event: &str, customer: &str) -> u64 {
+        self.orders
+            .values()
+            .filter(|order| order.event == event && order.customer == Some(customer))
+            .filter(|order| matches!(order.status, OrderStatus::Held | OrderStatus::Confirmed))
+            .flat_map(|order| order.lines.iter().map(|(_, qty)| qty))
+            .sum()
     }
 
     fn reserve(
         &mut self,
         id: ReservationId,
-        event: &'static str,
-        qty: u32,
+        name: &'static str,
+        lines: &[(Option<&'static str>, u32)],
+        customer: Option<&'static str>,
         ttl: Option<u32>,
         now: i64,
     ) -> Outcome {
-        let Some(counts) = self.events.get_mut(event) else {
+        let Some(event) = self.events.get(name) else {
             return Outcome::Failed("unknown_event");
         };
-        let qty = u64::from(qty);
-        if counts.available < qty {
-            return Outcome::Refused;
+        let mut resolved = Vec::new();
+        for &(category, qty) in lines {
+            let index = match category {
+                Some(id) => event.categories.iter().position(|c| c.id == id),
+                None if event.categories.len() == 1 => Some(0),
+                None => None,
+            };
+            let Some(index) = index else {
+                return Outcome::Failed("unknown_category");
+            };
+            resolved.push((index, u64::from(qty)));
         }
-        counts.available -= qty;
+        if resolved
+            .iter()
+            .any(|&(c, _)| !event.categories[c].on_sale(now))
+        {
+            return Outcome::Failed("not_on_sale");
+        }
+        if customer.is_none() && event.customer_required {
+            return Outcome::Failed("customer_required");
+        }
+        let total: u64 = resolved.iter().map(|(_, qty)| qty).sum();
+        if let (Some(customer), Some(max)) = (customer, event.max_per_customer) {
+            let taken = self.taken(name, customer);
+            if taken + total > max {
+                return Outcome::LimitReached {
+                    may_still: max.saturating_sub(taken),
+                };
+            }
+        }
+        // What all lines together need of each quota; the first line, as asked, with a quota (in
+        // the event's order) short of that is named.
+        let mut need = vec![0; event.quotas.len()];
+        for &(category, qty) in &resolved {
+            for &quota in &event.categories[category].quotas {
+                need[quota] += qty;
+            }
+        }
+        for &(category, _) in &resolved {
+            let draws = &event.categories[category].quotas;
+            for quota in (0..event.quotas.len()).filter(|q| draws.contains(q)) {
+                let (quota_id, counts) = event.quotas[quota];
+                if counts.available < need[quota] {
+                    return Outcome::Short {
+                        category: event.categories[category].id.into(),
+                        quota: quota_id.into(),
+                        available: counts.available,
+                        remaining: event.quotas[0].1.available,
+                    };
+                }
+            }
+        }
         let (status, expires_at_ms) = match ttl {
-            Some(ttl) => {
-                counts.held += qty;
-                (OrderStatus::Held, Some(now + i64::from(ttl) * 1000))
-            }
-            None => {
-                counts.sold += qty;
-                (OrderStatus::Confirmed, None)
-            }
+            Some(ttl) => (OrderStatus::Held, Some(now + i64::from(ttl) * 1000)),
+            None => (OrderStatus::Confirmed, None),
         };
-        self.orders.insert(
-            id,
-            ModelOrder {
-                event,
-                qty,
-                status,
-                expires_at_ms,
-            },
-        );
-        Outcome::Accepted
+        let event = self.events.get_mut(name).unwrap();
+        // Fresh places are `available`, as those of a released hold.
+        event.shift(&resolved, OrderStatus::Released, status);
+        let remaining = event.quotas[0].1.available;
+        let order = ModelOrder {
+            event: name,
+            lines: resolved,
+            customer,
+            status,
+            expires_at_ms,
+        };
+        self.orders.insert(id, order);
+        Outcome::Reserved { remaining }
     }
 
     fn apply(&mut self, id: ReservationId, op: &Op) -> Outcome {
         let order = self.orders.get_mut(&id).unwrap();
-        let counts = self.events.get_mut(order.event).unwrap();
         let (from, to) = match (op, order.status, order.expires_at_ms) {
             (Op::Confirm { .. }, OrderStatus::Held, _) => {
                 (OrderStatus::Held, OrderStatus::Confirmed)
@@ -194,28 +530,97 @@ impl Model {
             }
             _ => return Outcome::Failed("wrong_state"),
         };
-        *slot(counts, from) -= order.qty;
-        *slot(counts, to) += order.qty;
+        let event = self.events.get_mut(order.event).unwrap();
+        event.shift(&order.lines, from, to);
         order.status = to;
         match op {
             Op::Cancel { .. } => Outcome::Cancelled { changed: true },
             _ => Outcome::Status(to),
         }
     }
-}
 
-fn slot(counts: &mut Counts, status: OrderStatus) -> &mut u64 {
-    match status {
-        OrderStatus::Held => &mut counts.held,
-        OrderStatus::Confirmed => &mut counts.sold,
-        _ => &mut counts.available,
+    fn resize(&mut self, name: &str, quota: &str, resize: Resize) -> Outcome {
+        let Some(event) = self.events.get_mut(name) else {
+            return Outcome::Failed("unknown_event");
+        };
+        let Some((_, counts)) = event.quotas.iter_mut().find(|(id, _)| *id == quota) else {
+            return Outcome::Failed("unknown_quota");
+        };
+        let size = match resize {
+            Resize::Add(n) => counts.capacity + n,
+            Resize::To(n) => n,
+        };
+        let taken = counts.held + counts.sold;
+        if size < taken {
+            return Outcome::Failed("quota_in_use");
+        }
+        counts.capacity = size;
+        counts.available = size - taken;
+        Outcome::Accepted
+    }
+
+    fn change(&mut self, name: &str, category: &str, change: CategoryChange) -> Outcome {
+        let Some(event) = self.events.get_mut(name) else {
+            return Outcome::Failed("unknown_event");
+        };
+        let Some(found) = event.categories.iter_mut().find(|c| c.id == category) else {
+            return Outcome::Failed("unknown_category");
+        };
+        let start_ms = change.sales_start.unwrap_or(found.start_ms);
+        let end_ms = change.sales_end.unwrap_or(found.end_ms);
+        if let (Some(start), Some(end)) = (start_ms, end_ms)
+            && start >= end
+        {
+            return Outcome::Failed("invalid_event");
+        }
+        found.open = change.open.unwrap_or(found.open);
+        found.start_ms = start_ms;
+        found.end_ms = end_ms;
+        Outcome::Accepted
     }
 }
 
 fn outcome<T>(result: Result<T, Error>, ok: impl FnOnce(T) -> Outcome) -> Outcome {
     match result {
         Ok(value) => ok(value),
+        Err(Error::CustomerLimitReached { may_still, .. }) => Outcome::LimitReached { may_still },
         Err(error) => Outcome::Failed(error.code()),
+    }
+}
+
+fn draft(name: &'static str, layout: &Layout) -> EventDraft {
+    let Layout::Venue {
+        sizes,
+        max_per_customer,
+        customer_required,
+    } = layout
+    else {
+        unreachable!("single events are made with a capacity")
+    };
+    let vip_price = crate::domain::Price::parse(9900, "EUR").unwrap();
+    EventDraft {
+        id: EventId::parse(name).unwrap(),
+        name: name.into(),
+        quotas: VENUE_QUOTAS
+            .iter()
+            .zip(sizes)
+            .map(|(id, size)| (QuotaId::parse(id).unwrap(), *size))
+            .collect(),
+        categories: VENUE_CATEGORIES
+            .iter()
+            .map(|(id, quotas)| CategoryDraft {
+                id: CategoryId::parse(id).unwrap(),
+                name: (*id).into(),
+                quotas: quotas
+                    .iter()
+                    .map(|&q| QuotaId::parse(VENUE_QUOTAS[q]).unwrap())
+                    .collect(),
+                price: (*id == "vip").then_some(vip_price),
+                window: SalesWindow::default(),
+            })
+            .collect(),
+        max_per_customer: *max_per_customer,
+        customer_required: *customer_required,
     }
 }
 
@@ -259,6 +664,311 @@ impl Store {
     }
 }
 
+/// What a step asks of the inventory.
+enum Request {
+    /// Today's form, as before categories.
+    CreateSingle(EventId, u64),
+    Create(EventDraft),
+    Reserve(Reservation),
+    Confirm(ReservationId),
+    Release(ReservationId),
+    Cancel(ReservationId),
+    Resize(EventId, QuotaId, Resize),
+    Change(EventId, CategoryId, CategoryChange),
+    Nothing,
+}
+
+/// Runs `op` on the model: what it answers, and what to ask of the inventory.
+fn plan(op: &Op, model: &mut Model, now: i64, ids: &mut Vec<ReservationId>) -> (Outcome, Request) {
+    let event_id = |event: usize| EventId::parse(EVENTS[event]).unwrap();
+    match op {
+        Op::Create { event, layout } => {
+            let name = EVENTS[*event];
+            let expected = if model.events.contains_key(name) {
+                Outcome::Failed("event_exists")
+            } else {
+                model.events.insert(name, ModelEvent::new(layout));
+                Outcome::Accepted
+            };
+            let request = match layout {
+                Layout::Single { capacity } => Request::CreateSingle(event_id(*event), *capacity),
+                Layout::Venue { .. } => Request::Create(draft(name, layout)),
+            };
+            (expected, request)
+        }
+        Op::Reserve {
+            event,
+            lines,
+            customer,
+            ttl_seconds,
+        } => {
+            let name = EVENTS[*event];
+            let categories = model
+                .events
+                .get(name)
+                .map(ModelEvent::category_ids)
+                .unwrap_or_default();
+            let mut asked: Vec<(Option<&'static str>, u32)> = Vec::new();
+            for &(pick, qty) in lines {
+                let category = line_category(pick, &categories);
+                // A request names each category once (that is checked before the inventory).
+                if asked.iter().all(|(c, _)| *c != category) {
+                    asked.push((category, qty));
+                }
+            }
+            let customer = customer.map(|c| CUSTOMERS[c]);
+            let id = ReservationId::generate();
+            let expected = model.reserve(id, name, &asked, customer, *ttl_seconds, now);
+            if let Outcome::Reserved { .. } = expected {
+                ids.push(id);
+            }
+            let lines = asked
+                .iter()
+                .map(|(category, qty)| LineRequest {
+                    category: category.map(|c| CategoryId::parse(c).unwrap()),
+                    qty: Quantity::parse(i64::from(*qty), 10).unwrap(),
+                })
+                .collect();
+            let reservation = Reservation {
+                id,
+                event: event_id(*event),
+                lines: Lines::parse(lines, 10).unwrap(),
+                customer: customer.map(|c| CustomerId::parse(c).unwrap()),
+                hold_ttl_seconds: ttl_seconds.map(|t| HoldTtl::parse(t.into(), u32::MAX).unwrap()),
+                key: None,
+            };
+            (expected, Request::Reserve(reservation))
+        }
+        Op::Confirm { order } | Op::Release { order } | Op::Cancel { order } => {
+            if ids.is_empty() {
+                return (Outcome::Skipped, Request::Nothing);
+            }
+            let id = ids[order % ids.len()];
+            let request = match op {
+                Op::Confirm { .. } => Request::Confirm(id),
+                Op::Release { .. } => Request::Release(id),
+                _ => Request::Cancel(id),
+            };
+            (model.apply(id, op), request)
+        }
+        Op::Resize {
+            event,
+            quota,
+            resize,
+        } => {
+            let name = EVENTS[*event];
+            let quotas = model.events.get(name).map(ModelEvent::quota_ids);
+            let quota = admin_pick(*quota, &quotas.unwrap_or_default(), UNKNOWN_QUOTA);
+            let expected = model.resize(name, quota, *resize);
+            let quota = QuotaId::parse(quota).unwrap();
+            (expected, Request::Resize(event_id(*event), quota, *resize))
+        }
+        Op::Change {
+            event,
+            category,
+            open,
+            sales_start,
+            sales_end,
+        } => {
+            let name = EVENTS[*event];
+            let categories = model.events.get(name).map(ModelEvent::category_ids);
+            let category = admin_pick(*category, &categories.unwrap_or_default(), UNKNOWN_CATEGORY);
+            let from_now = |end: &Option<Option<i64>>| end.map(|at| at.map(|ms| now + ms));
+            let change = CategoryChange {
+                open: *open,
+                sales_start: from_now(sales_start),
+                sales_end: from_now(sales_end),
+            };
+            let expected = model.change(name, category, change);
+            let category = CategoryId::parse(category).unwrap();
+            (
+                expected,
+                Request::Change(event_id(*event), category, change),
+            )
+        }
+        Op::Burst { .. } | Op::Advance { .. } | Op::Restart => {
+            unreachable!("run by the case itself")
+        }
+    }
+}
+
+/// Asks `request` of `real`: what it answered.
+async fn send(real: &Inventory, request: Request) -> Outcome {
+    let accepted = |_| Outcome::Accepted;
+    match request {
+        Request::CreateSingle(id, capacity) => {
+            let name = id.to_string();
+            outcome(real.create_event(id, name, capacity).await, accepted)
+        }
+        Request::Create(draft) => outcome(real.create(draft).await, accepted),
+        Request::Reserve(reservation) => outcome(real.reserve(reservation).await, |r| {
+            match (r.order, r.short) {
+                (Some(_), None) => Outcome::Reserved {
+                    remaining: r.remaining,
+                },
+                (None, Some(short)) => Outcome::Short {
+                    category: short.category.to_string(),
+                    quota: short.quota.to_string(),
+                    available: short.available,
+                    remaining: r.remaining,
+                },
+                _ => Outcome::Failed("an order and a shortage, or neither"),
+            }
+        }),
+        Request::Confirm(id) => {
+            outcome(real.confirm(id, None).await, |o| Outcome::Status(o.status))
+        }
+        Request::Release(id) => {
+            outcome(real.release(id, None).await, |o| Outcome::Status(o.status))
+        }
+        Request::Cancel(id) => outcome(real.cancel(id, None).await, |c| Outcome::Cancelled {
+            changed: c.changed,
+        }),
+        Request::Resize(event, quota, resize) => {
+            outcome(real.resize_quota(event, quota, resize).await, accepted)
+        }
+        Request::Change(event, category, change) => outcome(
+            real.change_category(event, category, change).await,
+            accepted,
+        ),
+        Request::Nothing => Outcome::Skipped,
+    }
+}
+
+/// Every event as `real` lists it, walking the list two at a time.
+fn listed(real: &Inventory, runtime: &tokio::runtime::Runtime) -> Result<Vec<Event>, Error> {
+    let mut events = Vec::new();
+    let mut query = PageQuery {
+        after: None,
+        limit: PageLimit::parse("2").unwrap(),
+    };
+    // Bounded: a cursor that never ends would otherwise hang the test.
+    for _ in 0..=EVENTS.len() {
+        let page = runtime.block_on(real.events(&query))?;
+        events.extend(page.events);
+        query.after = page.next_after;
+        if query.after.is_none() {
+            return Ok(events);
+        }
+    }
+    Err(Error::Internal("the list of events does not end".into()))
+}
+
+/// `events` are the model's, in id order: every quota's counts (which add up) and every
+/// category's availability and whether it sells at `now_ms`.
+fn check_events(model: &Model, events: &[Event], now_ms: i64) -> Result<(), String> {
+    let ids: Vec<&str> = events.iter().map(|event| event.id.as_str()).collect();
+    let modelled: Vec<&str> = model.events.keys().copied().collect();
+    if ids != modelled {
+        return Err(format!("events {ids:?}, the model's {modelled:?}"));
+    }
+    for (event, modelled) in events.iter().zip(model.events.values()) {
+        let name = &event.id;
+        if !event.is_consistent() {
+            return Err(format!("{name} does not add up: {:?}", event.quotas));
+        }
+        for (id, counts) in &modelled.quotas {
+            if counts.available + counts.held + counts.sold != counts.capacity {
+                return Err(format!(
+                    "the model's {id} of {name} does not add up: {counts:?}"
+                ));
+            }
+        }
+        let quotas: Vec<(&str, Counts)> = event
+            .quotas
+            .iter()
+            .map(|quota| {
+                let stock = quota.stock;
+                let counts = Counts {
+                    capacity: stock.capacity,
+                    available: stock.available,
+                    held: stock.held,
+                    sold: stock.sold,
+                };
+                (quota.id.as_str(), counts)
+            })
+            .collect();
+        if quotas != modelled.quotas {
+            return Err(format!(
+                "{name}: quotas {quotas:?}, the model's {:?}",
+                modelled.quotas
+            ));
+        }
+        let categories: Vec<(&str, bool, u64)> = event
+            .catalogue
+            .categories
+            .iter()
+            .map(|c| {
+                (
+                    c.id.as_str(),
+                    c.on_sale(now_ms),
+                    event.category_available(c),
+                )
+            })
+            .collect();
+        let expected: Vec<(&str, bool, u64)> = modelled
+            .categories
+            .iter()
+            .map(|c| {
+                let available = c.quotas.iter().map(|&q| modelled.quotas[q].1.available);
+                (c.id, c.on_sale(now_ms), available.min().unwrap_or(0))
+            })
+            .collect();
+        if categories != expected {
+            return Err(format!(
+                "{name}: categories {categories:?}, the model's {expected:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a store holds at the end of a case: it passes [`ledger::audit`], its events are the
+/// model's, and its orders are exactly the model's (none for a refused reservation), each with
+/// the model's status, lines and customer.
+fn check_stored(
+    model: &Model,
+    events: &[Event],
+    orders: &[Order],
+    now_ms: i64,
+) -> Result<(), String> {
+    ledger::audit(events, orders).map_err(|e| e.to_string())?;
+    check_events(model, events, now_ms)?;
+    if orders.len() != model.orders.len() {
+        return Err(format!(
+            "{} orders stored, the model has {}",
+            orders.len(),
+            model.orders.len()
+        ));
+    }
+    for order in orders {
+        let Some(modelled) = model.orders.get(&order.id) else {
+            return Err(format!("order {} is stored, not in the model", order.id));
+        };
+        let event = &model.events[modelled.event];
+        let lines: Vec<(&str, u64)> = order
+            .lines
+            .iter()
+            .map(|line| (line.category.as_str(), u64::from(line.qty)))
+            .collect();
+        let expected: Vec<(&str, u64)> = modelled
+            .lines
+            .iter()
+            .map(|&(c, qty)| (event.categories[c].id, qty))
+            .collect();
+        let customer = order.customer.as_ref().map(CustomerId::as_str);
+        let stored = (order.event.as_str(), order.status, lines, customer);
+        let wanted = (modelled.event, modelled.status, expected, modelled.customer);
+        if stored != wanted {
+            return Err(format!(
+                "order {} is {stored:?}, the model's {wanted:?}",
+                order.id
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn run_case(ops: &[Op], store: &Store, replicas: usize) -> Result<(), TestCaseError> {
     let clock = Arc::new(TestClock(AtomicI64::new(1_000_000)));
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -267,89 +977,16 @@ fn run_case(ops: &[Op], store: &Store, replicas: usize) -> Result<(), TestCaseEr
         .unwrap();
     let mut inventories = store.open(replicas, &clock);
     let mut model = Model::default();
-    model.events.insert(
-        "default",
-        Counts {
-            capacity: 10,
-            available: 10,
-            held: 0,
-            sold: 0,
-        },
-    );
+    model
+        .events
+        .insert("default", ModelEvent::new(&Layout::Single { capacity: 10 }));
     let mut ids: Vec<ReservationId> = Vec::new();
 
-    for (step, op) in ops.iter().enumerate() {
+    for (step_no, op) in ops.iter().enumerate() {
         let now = clock.now_ms();
         // Replicas take turns: a client cannot tell which one answers.
-        let real = &inventories[step % replicas];
-        let pick = |n: usize| (!ids.is_empty()).then(|| ids[n % ids.len()]);
+        let real = &inventories[step_no % replicas];
         let (expected, actual) = match op {
-            Op::Create { event, capacity } => {
-                let name = EVENTS[*event];
-                let expected = if model.events.contains_key(name) {
-                    Outcome::Failed("event_exists")
-                } else {
-                    let counts = Counts {
-                        capacity: *capacity,
-                        available: *capacity,
-                        held: 0,
-                        sold: 0,
-                    };
-                    model.events.insert(name, counts);
-                    Outcome::Accepted
-                };
-                let id = EventId::parse(name).unwrap();
-                let actual = runtime.block_on(real.create_event(id, name.into(), *capacity));
-                (expected, outcome(actual, |_| Outcome::Accepted))
-            }
-            Op::Purchase { event, qty } | Op::Hold { event, qty, .. } => {
-                let ttl = match op {
-                    Op::Hold { ttl_seconds, .. } => Some(*ttl_seconds),
-                    _ => None,
-                };
-                let id = ReservationId::generate();
-                let expected = model.reserve(id, EVENTS[*event], *qty, ttl, now);
-                if expected == Outcome::Accepted {
-                    ids.push(id);
-                }
-                let reservation = Reservation {
-                    hold_ttl_seconds: ttl.map(|ttl| HoldTtl::parse(ttl.into(), u32::MAX).unwrap()),
-                    ..Reservation::new(
-                        id,
-                        EventId::parse(EVENTS[*event]).unwrap(),
-                        Quantity::parse(i64::from(*qty), 10).unwrap(),
-                    )
-                };
-                let actual = runtime.block_on(real.reserve(reservation));
-                (
-                    expected,
-                    outcome(actual, |r| {
-                        if r.accepted() {
-                            Outcome::Accepted
-                        } else {
-                            Outcome::Refused
-                        }
-                    }),
-                )
-            }
-            Op::Confirm { order } | Op::Release { order } | Op::Cancel { order } => {
-                let Some(id) = pick(*order) else {
-                    continue;
-                };
-                let expected = model.apply(id, op);
-                let actual = match op {
-                    Op::Confirm { .. } => outcome(runtime.block_on(real.confirm(id, None)), |o| {
-                        Outcome::Status(o.status)
-                    }),
-                    Op::Release { .. } => outcome(runtime.block_on(real.release(id, None)), |o| {
-                        Outcome::Status(o.status)
-                    }),
-                    _ => outcome(runtime.block_on(real.cancel(id, None)), |c| {
-                        Outcome::Cancelled { changed: c.changed }
-                    }),
-                };
-                (expected, actual)
-            }
             Op::Advance { ms } => {
                 clock.0.fetch_add(*ms, Ordering::SeqCst);
                 model.expire(clock.now_ms());
@@ -373,70 +1010,92 @@ fn run_case(ops: &[Op], store: &Store, replicas: usize) -> Result<(), TestCaseEr
                 inventories = store.open(replicas, &clock);
                 (Outcome::Skipped, Outcome::Skipped)
             }
+            Op::Burst { ops } => {
+                // Sent at once, in this order, so the writer decides them in one batch (or a
+                // few): the model decides them one after the other.
+                let (expected, requests): (Vec<_>, Vec<_>) = ops
+                    .iter()
+                    .map(|op| plan(op, &mut model, now, &mut ids))
+                    .unzip();
+                let sent = requests.into_iter().map(|request| send(real, request));
+                let actual = runtime.block_on(futures_util::future::join_all(sent));
+                (Outcome::Burst(expected), Outcome::Burst(actual))
+            }
+            _ => {
+                let (expected, request) = plan(op, &mut model, now, &mut ids);
+                (expected, runtime.block_on(send(real, request)))
+            }
         };
-        prop_assert_eq!(&actual, &expected, "step {}: {:?}", step, op);
+        prop_assert_eq!(&actual, &expected, "step {}: {:?}", step_no, op);
 
         let real = &inventories[0];
-        for (name, counts) in &model.events {
-            let stock = runtime
-                .block_on(real.event(&EventId::parse(name).unwrap()))
-                .unwrap()
-                .stock();
-            prop_assert!(stock.is_consistent(), "step {}: {:?}", step, stock);
-            let actual = Counts {
-                capacity: stock.capacity,
-                available: stock.available,
-                held: stock.held,
-                sold: stock.sold,
-            };
-            prop_assert_eq!(actual, *counts, "step {}: {} after {:?}", step, name, op);
-        }
-        // The list, walked two at a time, is the model's events in id order.
-        let mut listed = Vec::new();
-        let mut query = PageQuery {
-            after: None,
-            limit: PageLimit::parse("2").unwrap(),
-        };
-        for _ in 0..=model.events.len() {
-            let page = runtime.block_on(real.events(&query)).unwrap();
-            listed.extend(page.events.into_iter().map(|event| event.id));
-            query.after = page.next_after;
-            if query.after.is_none() {
-                break;
-            }
-        }
-        let modelled: Vec<EventId> = model
-            .events
-            .keys()
-            .map(|name| EventId::parse(name).unwrap())
-            .collect();
-        prop_assert_eq!(listed, modelled, "step {}", step);
+        let events = listed(real, &runtime).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let checked = check_events(&model, &events, clock.now_ms());
+        prop_assert!(
+            checked.is_ok(),
+            "step {} ({:?}): {}",
+            step_no,
+            op,
+            checked.unwrap_err()
+        );
+        // One event read alone too, as the API reads it: the same as listed.
+        let one = &events[step_no % events.len()];
+        let read = runtime.block_on(real.event(&one.id));
+        prop_assert_eq!(read.as_ref(), Ok(one), "step {}", step_no);
     }
-    drop(inventories);
-    let audit = match store {
-        Store::Sqlite(dir) => SqliteLedger::open(dir.path()).unwrap().audit(),
-        Store::Postgres { url } => runtime.block_on(audit_postgres(url)),
+    let (mut events, orders) = match store {
+        Store::Sqlite(dir) => {
+            drop(inventories);
+            let mut stored = ledger::Batch::default();
+            SqliteLedger::open(dir.path())
+                .and_then(|ledger| {
+                    ledger.export(1000, &mut |batch| {
+                        stored.events.extend(batch.events);
+                        stored.orders.extend(batch.orders);
+                        Ok(())
+                    })
+                })
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            (stored.events, stored.orders)
+        }
+        Store::Postgres { url } => runtime
+            .block_on(stored_postgres(url, &inventories[0]))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?,
     };
-    audit.map_err(|e| TestCaseError::fail(e.to_string()))
+    // A store hands its events over in no particular order.
+    events.sort_by(|a, b| a.id.cmp(&b.id));
+    let checked = check_stored(&model, &events, &orders, clock.now_ms());
+    prop_assert!(
+        checked.is_ok(),
+        "stored at the end: {}",
+        checked.unwrap_err()
+    );
+    Ok(())
 }
 
-/// Every event's held and sold must equal its live holds and confirmed orders.
-async fn audit_postgres(url: &str) -> Result<(), Error> {
-    let rows = sql(
-        url,
-        "SELECT e.id FROM events e LEFT JOIN (
-             SELECT event, SUM(CASE WHEN status = 'held' THEN qty ELSE 0 END) AS held,
-                    SUM(CASE WHEN status = 'confirmed' THEN qty ELSE 0 END) AS sold
-             FROM orders GROUP BY event) o ON o.event = e.id
-         WHERE e.held <> COALESCE(o.held, 0) OR e.sold <> COALESCE(o.sold, 0)",
-    )
-    .await;
-    match rows.as_slice() {
-        [] => Ok(()),
-        broken => Err(Error::Storage(format!(
-            "counts do not match orders: {broken:?}"
-        ))),
+/// Everything the schema at `url` stores: every event as `real` (a replica on it) lists it, and
+/// every order in the table, as `real` reads it.
+async fn stored_postgres(url: &str, real: &Inventory) -> Result<(Vec<Event>, Vec<Order>), Error> {
+    let mut events = Vec::new();
+    let mut query = PageQuery {
+        after: None,
+        limit: PageLimit::parse("1000").unwrap(),
+    };
+    loop {
+        let page = real.events(&query).await?;
+        events.extend(page.events);
+        query.after = page.next_after;
+        if query.after.is_none() {
+            break;
+        }
     }
+    let mut orders = Vec::new();
+    for id in sql(url, "SELECT id::text FROM orders").await {
+        let id = uuid::Uuid::parse_str(&id)
+            .map_err(|e| Error::Storage(format!("order id '{id}': {e}")))?;
+        orders.push(real.order(ReservationId::from(id)).await?);
+    }
+    Ok((events, orders))
 }
 
 /// A schema of its own for one case; dropped on drop, so also when the case panics.
@@ -516,25 +1175,33 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_inventory_behaves_like_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+    fn the_inventory_behaves_like_the_model(ops in ops()) {
         run_case(&ops, &Store::Sqlite(tempfile::tempdir().unwrap()), 1)?;
     }
 }
 
-/// Needs `TICKETD_TEST_DATABASE_URL`; without it the test is skipped with a line on stderr (and
-/// fails when `CI` is set, so CI cannot skip it by accident).
-#[test]
-fn replicas_on_postgres_behave_like_the_model() {
+/// The test database's address, from `TICKETD_TEST_DATABASE_URL`. Without it the test named
+/// `test` is skipped with a line on stderr, and fails when `CI` is set, so CI cannot skip it by
+/// accident.
+fn test_database(test: &str) -> Option<String> {
     use std::io::Write;
-    let Ok(base) = std::env::var("TICKETD_TEST_DATABASE_URL") else {
+    let url = std::env::var("TICKETD_TEST_DATABASE_URL").ok();
+    if url.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
             "TICKETD_TEST_DATABASE_URL is not set, and CI must run the PostgreSQL tests"
         );
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED replicas_on_postgres_behave_like_the_model: set TICKETD_TEST_DATABASE_URL"
+            "SKIPPED {test}: set TICKETD_TEST_DATABASE_URL"
         );
+    }
+    url
+}
+
+#[test]
+fn replicas_on_postgres_behave_like_the_model() {
+    let Some(base) = test_database("replicas_on_postgres_behave_like_the_model") else {
         return;
     };
     let config = ProptestConfig {
@@ -542,7 +1209,7 @@ fn replicas_on_postgres_behave_like_the_model() {
         ..ProptestConfig::default()
     };
     let mut runner = proptest::test_runner::TestRunner::new(config);
-    let strategy = proptest::collection::vec(op(), 1..40);
+    let strategy = ops();
     let result = runner.run(&strategy, |ops| {
         let schema = Schema::create(&base);
         run_case(&ops, &Store::Postgres { url: schema.url() }, 2)
