@@ -96,10 +96,7 @@ impl CustomerId {
     pub const PATTERN: &str = "^[!-~]+$";
 
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        let valid = !raw.is_empty()
-            && raw.len() <= Self::LEN_MAX
-            && raw.bytes().all(|b| b.is_ascii_graphic());
-        if valid {
+        if super::is_visible_ascii(raw, Self::LEN_MAX) {
             Ok(Self(raw.into()))
         } else {
             Err(Error::InvalidCustomer(format!(
@@ -201,6 +198,22 @@ impl SalesWindow {
 pub struct Quota {
     pub id: QuotaId,
     pub stock: Stock,
+}
+
+/// The indexes in `quotas` of the quotas named `ids`, as a category keeps them; an error naming
+/// the first id that is not there.
+pub fn quota_indexes<'a>(
+    quotas: &[Quota],
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<usize>, Error> {
+    ids.into_iter()
+        .map(|id| {
+            quotas
+                .iter()
+                .position(|quota| quota.id.as_str() == id)
+                .ok_or_else(|| Error::InvalidEvent(format!("there is no quota '{id}'")))
+        })
+        .collect()
 }
 
 /// A kind of ticket an event sells.

@@ -15,7 +15,7 @@ mod catalogue;
 pub use catalogue::{
     CATEGORIES_MAX, Catalogue, Category, CategoryChange, CategoryDraft, CategoryId, Currency,
     CustomerId, EventDraft, GENERAL, LineRequest, Lines, OrderLine, PRICE_MAX, Price, QUOTAS_MAX,
-    Quota, QuotaId, Resize, SalesWindow, total_price,
+    Quota, QuotaId, Resize, SalesWindow, quota_indexes, total_price,
 };
 
 /// The event the seed-compatible endpoints (`/api/v1/purchase`, `/api/v1/available`, ...) act on.
@@ -172,6 +172,12 @@ impl ReservationId {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
 
+/// True for 1 to `len_max` visible ASCII characters (no spaces): the ids clients choose freely
+/// and ticketd keeps and logs as they are.
+fn is_visible_ascii(raw: &str, len_max: usize) -> bool {
+    !raw.is_empty() && raw.len() <= len_max && raw.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// What starts a key made for one call. The space keeps it apart from every client's key, which is
 /// visible characters only: one client's key can never answer for another's call.
 const CALL_KEY_PREFIX: &str = "call ";
@@ -198,10 +204,7 @@ impl IdempotencyKey {
     }
 
     pub fn parse(raw: &str) -> Result<Self, Error> {
-        let valid = !raw.is_empty()
-            && raw.len() <= Self::LEN_MAX
-            && raw.bytes().all(|b| b.is_ascii_graphic());
-        if valid {
+        if is_visible_ascii(raw, Self::LEN_MAX) {
             Ok(Self(raw.into()))
         } else {
             Err(Error::InvalidIdempotencyKey(format!(

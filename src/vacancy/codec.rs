@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     CATEGORIES_MAX, Catalogue, Category, CategoryId, Error, Event, EventId, OrderLine, Price,
-    QUOTAS_MAX, Quota, QuotaId, SalesWindow, Stock,
+    QUOTAS_MAX, Quota, QuotaId, SalesWindow, Stock, quota_indexes,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -162,16 +162,7 @@ pub fn decode_event(
         .categories
         .into_iter()
         .map(|category| {
-            let quotas = category
-                .quotas
-                .iter()
-                .map(|quota| {
-                    quotas
-                        .iter()
-                        .position(|q| q.id.as_str() == quota)
-                        .ok_or_else(|| Error::Storage(format!("no quota '{quota}'")))
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
+            let quotas = quota_indexes(&quotas, category.quotas.iter().map(String::as_str))?;
             Ok(Category {
                 id: CategoryId::parse(&category.id)?,
                 name: category.name.into(),

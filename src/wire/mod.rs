@@ -590,16 +590,10 @@ impl EventResponse {
         let categories = categories
             .into_iter()
             .map(|category| {
-                let indexes = category
-                    .quotas
-                    .iter()
-                    .map(|id| {
-                        quotas
-                            .iter()
-                            .position(|quota| quota.id.as_str() == id)
-                            .ok_or_else(|| Error::Storage(format!("no quota '{id}'")))
-                    })
-                    .collect::<Result<Vec<_>, Error>>()?;
+                let indexes = crate::domain::quota_indexes(
+                    &quotas,
+                    category.quotas.iter().map(String::as_str),
+                )?;
                 let time = |raw: &Option<String>| raw.as_deref().map(parse_timestamp).transpose();
                 Ok(Category {
                     id: CategoryId::parse(&category.id)?,
