@@ -445,6 +445,10 @@ impl Model {
             };
             resolved.push((index, u64::from(qty)));
         }
+        // A line that names no category and one that names the only one are one category twice.
+        if (1..resolved.len()).any(|n| resolved[..n].iter().any(|&(c, _)| c == resolved[n].0)) {
+            return Outcome::Failed("invalid_quantity");
+        }
         if resolved
             .iter()
             .any(|&(c, _)| !event.categories[c].on_sale(now))
