@@ -18,6 +18,7 @@ mod split;
 mod stores;
 mod ticketing;
 mod traces;
+mod waitlist;
 
 /// Runs each named scenario `fn(Deployment, Launch)` as five tests: the four above, and two
 /// vacancy replicas sharing PostgreSQL.
@@ -81,4 +82,5 @@ in_every_deployment!(
     paging::bad_page_requests_get_a_json_error,
     openapi::wrong_methods_get_405_with_allow,
     openapi::the_document_states_the_limits_it_enforces,
+    waitlist::seats_that_come_back_go_to_the_waiting_list_first,
 );
