@@ -151,6 +151,10 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     idempotency_ttl_seconds: Option<u64>,
+    /// How long a waiting-list offer's hold lasts, in seconds, at most 604800 [default: 900].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waitlist_offer_ttl_seconds: Option<u32>,
     /// Serve /metrics and record metrics [default: true].
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 mod catalogue;
+mod waitlist;
 
 pub use catalogue::{
     CATEGORIES_MAX, Catalogue, Category, CategoryChange, CategoryDraft, CategoryId, Currency,
     CustomerId, EventDraft, GENERAL, LineRequest, Lines, OrderLine, PRICE_MAX, Price, QUOTAS_MAX,
     Quota, QuotaId, Resize, SalesWindow, quota_indexes, total_price,
 };
+pub use waitlist::{Entry, EntryStatus, EntryView, Joining};
 
 /// The event the seed-compatible endpoints (`/api/v1/purchase`, `/api/v1/available`, ...) act on.
 pub const DEFAULT_EVENT: &str = "default";
@@ -601,6 +603,12 @@ pub enum Error {
     EventExists(String),
     #[error("{0}")]
     UnknownOrder(String),
+    /// No waiting-list entry has this id.
+    #[error("{0}")]
+    UnknownEntry(String),
+    /// A waiting list is joined only while its category cannot sell the quantity asked.
+    #[error("{0}")]
+    TicketsAvailable(String),
     /// The hold ran out of time before it was confirmed; its tickets went back to stock.
     #[error("{0}")]
     HoldExpired(String),
@@ -656,6 +664,8 @@ impl Error {
             Error::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Error::EventExists(_) => "event_exists",
             Error::UnknownOrder(_) => "unknown_order",
+            Error::UnknownEntry(_) => "unknown_waitlist_entry",
+            Error::TicketsAvailable(_) => "tickets_available",
             Error::HoldExpired(_) => "hold_expired",
             Error::WrongState(_) => "wrong_state",
             Error::CapacityExceeded(_) => "capacity_exceeded",

@@ -131,6 +131,8 @@ impl ApiError {
                 Error::QuotaInUse(_) => (Status::CONFLICT, Code::QuotaInUse, Own),
                 Error::UnknownEvent(_) => (Status::NOT_FOUND, Code::UnknownEvent, Own),
                 Error::UnknownOrder(_) => (Status::NOT_FOUND, Code::UnknownOrder, Own),
+                Error::UnknownEntry(_) => (Status::NOT_FOUND, Code::UnknownWaitlistEntry, Own),
+                Error::TicketsAvailable(_) => (Status::CONFLICT, Code::TicketsAvailable, Own),
                 Error::EventExists(_) => (Status::CONFLICT, Code::EventExists, Own),
                 Error::WrongState(_) => (Status::CONFLICT, Code::WrongState, Own),
                 Error::CapacityExceeded(_) => (Status::CONFLICT, Code::CapacityExceeded, Own),

@@ -12,7 +12,7 @@ use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::routes::{events, meta, orders, purchase, reserve};
+use super::routes::{events, meta, orders, purchase, reserve, waitlist};
 use crate::domain::{Event, EventId, IdempotencyKey};
 use crate::vacancy::CAPACITY_MAX;
 use crate::wire;
@@ -33,6 +33,7 @@ use crate::wire;
         events::available, events::list, events::read, events::create, events::replenish,
         events::resize_quota, events::change_category,
         orders::read, orders::confirm, orders::release, orders::cancel,
+        waitlist::join, waitlist::read, waitlist::leave,
     ),
     components(schemas(
         wire::CreateEventRequest, wire::StockRequest, wire::AvailableResponse,
@@ -41,6 +42,7 @@ use crate::wire;
         wire::QuotaPatchRequest, wire::CategoryPatchRequest,
         wire::EventResponse, wire::EventsResponse, wire::OrderResponse, wire::CancelResponse,
         wire::AboutResponse, wire::HealthResponse, wire::ReadyResponse,
+        wire::WaitlistRequest, wire::WaitlistEntryResponse, wire::OfferResponse,
         wire::ErrorResponse, wire::ErrorDetail,
     )),
     modifiers(&Security),
@@ -122,7 +124,12 @@ fn state_bounds(document: &mut Document, served: &Served) {
             change(field);
         }
     };
-    for schema in ["PurchaseRequest", "HoldRequest", "ReserveRequest"] {
+    for schema in [
+        "PurchaseRequest",
+        "HoldRequest",
+        "ReserveRequest",
+        "WaitlistRequest",
+    ] {
         bound(schema, "qty", &|qty| {
             qty.maximum = Some(served.max_per_order.into());
         });
@@ -151,6 +158,7 @@ fn state_bounds(document: &mut Document, served: &Served) {
         ("PurchaseRequest", "category"),
         ("HoldRequest", "category"),
         ("ReserveRequest", "category"),
+        ("WaitlistRequest", "category"),
     ] {
         bound(schema, field, &|id| {
             id.pattern = Some(EventId::PATTERN.to_owned());

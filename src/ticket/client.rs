@@ -3,8 +3,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Cancelled, CategoryChange, CategoryId, Error, Event, EventDraft, EventId, EventsPage,
-    IdempotencyKey, Order, PageQuery, QuotaId, Reservation, ReservationId, Reserved, Resize,
+    Cancelled, CategoryChange, CategoryId, EntryView, Error, Event, EventDraft, EventId,
+    EventsPage, IdempotencyKey, Joining, Order, PageQuery, QuotaId, Reservation, ReservationId,
+    Reserved, Resize,
 };
 use crate::vacancy::Inventory;
 
@@ -50,6 +51,12 @@ pub trait VacancyClient: Send + Sync {
         category: CategoryId,
         change: CategoryChange,
     ) -> Result<Event, Error>;
+    /// Joins a sold-out category's waiting list under the caller's id; joining again with the
+    /// same id changes nothing.
+    async fn join_waitlist(&self, joining: Joining) -> Result<EntryView, Error>;
+    async fn waitlist_entry(&self, id: ReservationId) -> Result<EntryView, Error>;
+    /// Leaves a waiting list (declining an open offer); leaving twice changes nothing.
+    async fn leave_waitlist(&self, id: ReservationId) -> Result<EntryView, Error>;
 }
 
 /// The monolith's client: a plain method call on the inventory in this process.
@@ -129,5 +136,17 @@ impl VacancyClient for LocalVacancyClient {
         change: CategoryChange,
     ) -> Result<Event, Error> {
         self.inventory.change_category(id, category, change).await
+    }
+
+    async fn join_waitlist(&self, joining: Joining) -> Result<EntryView, Error> {
+        self.inventory.join_waitlist(joining).await
+    }
+
+    async fn waitlist_entry(&self, id: ReservationId) -> Result<EntryView, Error> {
+        self.inventory.waitlist_entry(id).await
+    }
+
+    async fn leave_waitlist(&self, id: ReservationId) -> Result<EntryView, Error> {
+        self.inventory.leave_waitlist(id).await
     }
 }

@@ -17,9 +17,9 @@ use tracing::Instrument;
 use super::VacancyClient;
 use crate::config::{Mode, Secret};
 use crate::domain::{
-    Cancelled, CategoryChange, CategoryId, Error, Event, EventDraft, EventId, EventsPage,
-    IdempotencyKey, Order, PageLimit, PageQuery, QuotaId, Reservation, ReservationId, Reserved,
-    Resize,
+    Cancelled, CategoryChange, CategoryId, EntryView, Error, Event, EventDraft, EventId,
+    EventsPage, IdempotencyKey, Joining, Order, PageLimit, PageQuery, QuotaId, Reservation,
+    ReservationId, Reserved, Resize,
 };
 use crate::telemetry;
 use crate::wire::{
@@ -688,6 +688,37 @@ impl VacancyClient for RemoteVacancyClient {
         let path = format!("/api/v1/events/{id}/categories/{category}");
         let body = encode(&wire::CategoryPatchRequest::from(change))?;
         self.admin(Method::PATCH, &path, body).await
+    }
+
+    async fn join_waitlist(&self, joining: Joining) -> Result<EntryView, Error> {
+        let path = format!("/api/v1/events/{}/waitlist", joining.event);
+        let body = encode(&wire::WaitlistRequest {
+            qty: Some(joining.qty.get().into()),
+            category: joining.category.as_ref().map(|c| c.as_str().into()),
+            customer: joining.customer.as_ref().map(|c| c.as_str().into()),
+        })?;
+        // The entry's id goes as the call's id: vacancy joins under it, so a retry joins once.
+        let repeat = Repeat::CallId(joining.id.as_uuid());
+        let bytes = self
+            .call(Method::POST, &path, Some(body), repeat, Call::Idempotent)
+            .await?;
+        decode::<wire::WaitlistEntryResponse>(&bytes)?.into_domain()
+    }
+
+    async fn waitlist_entry(&self, id: ReservationId) -> Result<EntryView, Error> {
+        let path = format!("/api/v1/waitlist/{id}");
+        let bytes = self
+            .call(Method::GET, &path, None, Repeat::Plain, Call::Idempotent)
+            .await?;
+        decode::<wire::WaitlistEntryResponse>(&bytes)?.into_domain()
+    }
+
+    async fn leave_waitlist(&self, id: ReservationId) -> Result<EntryView, Error> {
+        let path = format!("/api/v1/waitlist/{id}");
+        let bytes = self
+            .call(Method::DELETE, &path, None, Repeat::Plain, Call::Idempotent)
+            .await?;
+        decode::<wire::WaitlistEntryResponse>(&bytes)?.into_domain()
     }
 }
 

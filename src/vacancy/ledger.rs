@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::domain::{
-    CustomerId, Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order, OrderStatus,
-    PageQuery, ReservationId,
+    CustomerId, Entry, EntryStatus, Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord,
+    Order, OrderStatus, PageQuery, ReservationId,
 };
 
 /// The deadline of a held order read from a store. ticketd gives every hold a deadline (every hold
@@ -86,6 +86,8 @@ pub struct Batch {
     pub events: Vec<Event>,
     /// The new state of every order the batch created or changed.
     pub orders: Vec<Order>,
+    /// The new state of every waiting-list entry the batch created or changed.
+    pub entries: Vec<Entry>,
     /// Idempotency keys first used (or reused after they lapsed) in this batch.
     pub keys: Vec<KeyRecord>,
     /// Forget idempotency keys created before this time.
@@ -98,6 +100,7 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
             && self.orders.is_empty()
+            && self.entries.is_empty()
             && self.keys.is_empty()
             && self.purge_keys_before_ms.is_none()
     }
@@ -116,6 +119,8 @@ pub struct Plan {
     /// Customers whose tickets the batch counts, once their events are locked: one customer is
     /// named once per request of theirs, so possibly more than once.
     pub customers: Vec<(EventId, CustomerId)>,
+    /// Waiting-list entries the batch names (their events are locked, with their lists).
+    pub entries: Vec<ReservationId>,
     /// Holds due at this time are swept in the same batch.
     pub now_ms: i64,
     /// Most due holds to sweep in this batch; 0 for none.
@@ -156,9 +161,16 @@ pub trait Ledger: Send + 'static {
     /// The stored record of an idempotency key, if there is one (lapsed or not).
     fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error>;
 
-    /// Tickets `customer` holds or has bought in `event`, as committed: the sum of their held
-    /// and confirmed orders' quantities.
+    /// Tickets `customer` holds, has bought or waits for in `event`, as committed: the sum of
+    /// their held and confirmed orders' quantities and their waiting entries'.
     fn customer_taken(&mut self, event: &EventId, customer: &CustomerId) -> Result<u64, Error>;
+
+    /// The live (waiting or offered) entries of `event`'s waiting list, in `(joined_at_ms, id)`
+    /// order.
+    fn waitlist(&mut self, event: &EventId) -> Result<Vec<Entry>, Error>;
+
+    /// The waiting-list entry with this id, if there is one.
+    fn find_entry(&mut self, id: ReservationId) -> Result<Option<Entry>, Error>;
 
     /// Stores `batch`: on `Ok` all of it is committed, on `Err` none of it is. After
     /// [`SharedLedger::begin`], this ends the batch's transaction even when `batch` is empty.
@@ -204,8 +216,10 @@ pub struct MemoryLedger {
     events: HashMap<EventId, Event>,
     orders: BTreeMap<ReservationId, Order>,
     keys: HashMap<IdempotencyKey, KeyRecord>,
-    /// Tickets of held and confirmed orders, by customer: kept as orders change.
+    /// Tickets of held and confirmed orders and waiting entries, by customer: kept as they
+    /// change.
     customers: HashMap<(EventId, CustomerId), u64>,
+    entries: BTreeMap<ReservationId, Entry>,
 }
 
 impl MemoryLedger {
@@ -242,6 +256,21 @@ impl Ledger for MemoryLedger {
         Ok(self.customers.get(&of).copied().unwrap_or(0))
     }
 
+    fn waitlist(&mut self, event: &EventId) -> Result<Vec<Entry>, Error> {
+        let mut live: Vec<Entry> = self
+            .entries
+            .values()
+            .filter(|entry| &entry.event == event && entry.status.is_live())
+            .cloned()
+            .collect();
+        live.sort_by_key(Entry::turn);
+        Ok(live)
+    }
+
+    fn find_entry(&mut self, id: ReservationId) -> Result<Option<Entry>, Error> {
+        Ok(self.entries.get(&id).cloned())
+    }
+
     fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
         if let Some(before) = batch.purge_keys_before_ms {
             self.keys.retain(|_, record| record.created_at_ms >= before);
@@ -265,6 +294,21 @@ impl Ledger for MemoryLedger {
                     .or_default();
                 *taken =
                     (*taken + counted(order)).saturating_sub(before.as_ref().map_or(0, counted));
+            }
+        }
+        for entry in &batch.entries {
+            let counted = |entry: &Entry| match entry.status {
+                EntryStatus::Waiting => u64::from(entry.qty),
+                _ => 0,
+            };
+            let before = self.entries.insert(entry.id, entry.clone());
+            if let Some(customer) = &entry.customer {
+                let taken = self
+                    .customers
+                    .entry((entry.event.clone(), customer.clone()))
+                    .or_default();
+                *taken =
+                    (*taken + counted(entry)).saturating_sub(before.as_ref().map_or(0, counted));
             }
         }
         Ok(())

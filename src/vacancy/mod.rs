@@ -21,6 +21,7 @@ pub mod postgres;
 mod rules;
 pub mod sqlite;
 mod store;
+mod waitlist;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -33,8 +34,9 @@ use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Cancelled, CategoryChange, CategoryId, Error, Event, EventDraft, EventId, EventsPage,
-    IdempotencyKey, Order, PageQuery, QuotaId, Reservation, ReservationId, Reserved, Resize,
+    Cancelled, CategoryChange, CategoryId, EntryView, Error, Event, EventDraft, EventId,
+    EventsPage, IdempotencyKey, Joining, Order, PageQuery, QuotaId, Reservation, ReservationId,
+    Reserved, Resize,
 };
 use ledger::{LocalLedger, SharedLedger};
 use store::{FromDatabase, FromMemory, Local, Reads, Shared};
@@ -83,6 +85,8 @@ pub struct InventoryConfig {
     pub queue_size_max: usize,
     /// Most requests decided and committed together.
     pub batch_size_max: usize,
+    /// How long a waiting-list offer's hold lasts.
+    pub waitlist_offer_ttl_seconds: u32,
 }
 
 pub struct Inventory {
@@ -317,6 +321,22 @@ impl Inventory {
         self.ask(Command::ChangeCategory, update).await
     }
 
+    /// Joins a sold-out category's waiting list (see `waitlist.rs` for the rules).
+    pub async fn join_waitlist(&self, joining: Joining) -> Result<EntryView, Error> {
+        self.ask(Command::JoinWaitlist, joining).await
+    }
+
+    /// One waiting-list entry, with its place in the queue.
+    pub async fn waitlist_entry(&self, id: ReservationId) -> Result<EntryView, Error> {
+        self.ensure_running()?;
+        self.ask(Command::FindEntry, id).await
+    }
+
+    /// Leaves a waiting list, declining an open offer.
+    pub async fn leave_waitlist(&self, id: ReservationId) -> Result<EntryView, Error> {
+        self.ask(Command::LeaveWaitlist, id).await
+    }
+
     /// Adds `qty` tickets to an event's capacity and availability.
     pub async fn replenish(&self, event: EventId, qty: u64) -> Result<Event, Error> {
         if qty == 0 || qty > CAPACITY_MAX {
@@ -536,6 +556,15 @@ mod tests {
                 customer: &crate::domain::CustomerId,
             ) -> Result<u64, Error> {
                 self.inner.customer_taken(event, customer)
+            }
+            fn waitlist(&mut self, event: &EventId) -> Result<Vec<crate::domain::Entry>, Error> {
+                self.inner.waitlist(event)
+            }
+            fn find_entry(
+                &mut self,
+                id: ReservationId,
+            ) -> Result<Option<crate::domain::Entry>, Error> {
+                self.inner.find_entry(id)
             }
         };
     }
@@ -891,6 +920,12 @@ mod tests {
             customer: &crate::domain::CustomerId,
         ) -> Result<u64, Error> {
             self.inner.customer_taken(event, customer)
+        }
+        fn waitlist(&mut self, event: &EventId) -> Result<Vec<crate::domain::Entry>, Error> {
+            self.inner.waitlist(event)
+        }
+        fn find_entry(&mut self, id: ReservationId) -> Result<Option<crate::domain::Entry>, Error> {
+            self.inner.find_entry(id)
         }
         fn find_key(
             &mut self,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use super::idempotency::{self, Asked, FirstUse, KeyUse, Keyed};
 use super::{CAPACITY_MAX, expiry, ledger};
+use crate::domain::Entry as WaitlistEntry;
 use crate::domain::{
     Cancelled, Catalogue, Category, CategoryChange, CustomerId, Error, Event, EventId, HoldTtl,
     IdempotencyKey, Order, OrderLine, OrderStatus, QUOTAS_MAX, QuotaId, Reservation, ReservationId,
@@ -37,8 +38,13 @@ pub(crate) struct Read {
     pub orders: HashMap<ReservationId, Result<Option<Order>, Error>>,
     /// `Ok(None)`: the key was never used (or was forgotten).
     pub keys: HashMap<IdempotencyKey, Result<Option<KeyUse>, Error>>,
-    /// Tickets each customer a reservation names holds or has bought in the event.
+    /// Tickets each customer a reservation names holds, has bought or waits for in the event.
     pub customers: HashMap<CustomerOf, Result<u64, Error>>,
+    /// The live waiting-list entries (waiting or offered) of every event the batch may change,
+    /// in the order they are served.
+    pub waitlists: HashMap<EventId, Result<Vec<WaitlistEntry>, Error>>,
+    /// Waiting-list entries the batch names by id, live or not.
+    pub entries: HashMap<ReservationId, Result<Option<WaitlistEntry>, Error>>,
 }
 
 impl Read {
@@ -46,6 +52,8 @@ impl Read {
         self.orders.clear();
         self.keys.clear();
         self.customers.clear();
+        self.waitlists.clear();
+        self.entries.clear();
     }
 }
 
@@ -63,6 +71,10 @@ pub(crate) struct Changes {
     /// How many tickets each customer took (or gave back) in this batch. Stores count a
     /// customer's tickets from their orders, so this is only the batch's own view.
     pub customers: HashMap<CustomerOf, i64>,
+    /// The waiting lists the batch changed, whole (entries that left the list included).
+    pub waitlists: HashMap<EventId, Vec<WaitlistEntry>>,
+    /// Entries the batch created or changed, with their event, in the order first changed.
+    pub entries: Vec<(EventId, ReservationId)>,
     /// Reservations accepted and refused for want of stock (retries and repeats not counted).
     pub accepted: u64,
     pub refused: u64,
@@ -70,10 +82,13 @@ pub(crate) struct Changes {
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.orders.is_empty() && self.keys.is_empty()
+        self.events.is_empty()
+            && self.orders.is_empty()
+            && self.keys.is_empty()
+            && self.entries.is_empty()
     }
 
-    fn put_order(&mut self, order: Order) {
+    pub(super) fn put_order(&mut self, order: Order) {
         match self.orders.entry(order.id) {
             Entry::Vacant(entry) => {
                 self.order_ids.push(order.id);
@@ -97,7 +112,7 @@ impl Changes {
     }
 
     /// Counts `delta` tickets to `customer` of `event`.
-    fn count(&mut self, event: &EventId, customer: Option<&CustomerId>, delta: i64) {
+    pub(super) fn count(&mut self, event: &EventId, customer: Option<&CustomerId>, delta: i64) {
         if let Some(customer) = customer {
             *self
                 .customers
@@ -158,7 +173,7 @@ fn counts(status: OrderStatus) -> bool {
 }
 
 /// The lines of a reservation as the event knows them: each category by its index, and qty.
-type Resolved = Vec<(usize, u32)>;
+pub(super) type Resolved = Vec<(usize, u32)>;
 
 /// One batch's decisions: the state they are taken on and what they changed so far.
 pub(crate) struct Rules<'a> {
@@ -170,11 +185,13 @@ pub(crate) struct Rules<'a> {
     pub now_ms: i64,
     /// How long an idempotency key is remembered.
     pub key_ttl_ms: i64,
+    /// How long a waiting-list offer is held.
+    pub offer_ttl_seconds: u32,
 }
 
 impl Rules<'_> {
     /// The event as this batch sees it: changed by the batch, or as committed.
-    fn event(&self, id: &EventId) -> Result<&Event, Error> {
+    pub(super) fn event(&self, id: &EventId) -> Result<&Event, Error> {
         self.changes
             .events
             .get(id)
@@ -183,7 +200,7 @@ impl Rules<'_> {
     }
 
     /// The event to change: copied from the committed state the first time the batch changes it.
-    fn event_mut(&mut self, id: &EventId) -> Result<&mut Event, Error> {
+    pub(super) fn event_mut(&mut self, id: &EventId) -> Result<&mut Event, Error> {
         match self.changes.events.entry(id.clone()) {
             Entry::Occupied(entry) => Ok(entry.into_mut()),
             Entry::Vacant(entry) => {
@@ -197,7 +214,7 @@ impl Rules<'_> {
     }
 
     /// The order as this batch sees it, if there is one.
-    fn order(&self, id: ReservationId) -> Result<Option<Order>, Error> {
+    pub(super) fn order(&self, id: ReservationId) -> Result<Option<Order>, Error> {
         if let Some(order) = self.changes.orders.get(&id) {
             return Ok(Some(order.clone()));
         }
@@ -241,8 +258,12 @@ impl Rules<'_> {
         Ok(first.cloned())
     }
 
-    /// Tickets `customer` holds or has bought in `event`, this batch included.
-    fn customer_taken(&self, event: &EventId, customer: &CustomerId) -> Result<u64, Error> {
+    /// Tickets `customer` holds, has bought or waits for in `event`, this batch included.
+    pub(super) fn customer_taken(
+        &self,
+        event: &EventId,
+        customer: &CustomerId,
+    ) -> Result<u64, Error> {
         let of = (event.clone(), customer.clone());
         let read = match self.read.customers.get(&of) {
             Some(read) => read.clone()?,
@@ -324,7 +345,11 @@ impl Rules<'_> {
                 need[quota] += u64::from(qty);
             }
         }
-        let short = shortage(event, &catalogue, &lines, &need);
+        let short = match self.held_back(&reservation.event, &catalogue, &lines)? {
+            Some(short) => Some(short),
+            None => shortage(event, &catalogue, &lines, &need),
+        };
+        let event = self.event(&reservation.event)?;
         if let Some(short) = short {
             let remaining = event.stock().available;
             self.changes.refused += 1;
@@ -443,9 +468,17 @@ impl Rules<'_> {
         if let Standing::Held { expires_at_ms } = Standing::of(&order)? {
             self.changes.holds_removed.push((expires_at_ms, order.id));
         }
+        let was = order.status;
         order.status = status;
         order.updated_at_ms = self.now_ms;
         self.changes.put_order(order.clone());
+        if was == OrderStatus::Held {
+            self.settle_offer(&order)?;
+        }
+        if counts(was) && !counts(status) {
+            // Seats came back: the waiting list is served first, in this same batch.
+            self.offer(&order.event)?;
+        }
         Ok(order)
     }
 
@@ -607,7 +640,8 @@ impl Rules<'_> {
         let stock = &mut event.quotas[index].stock;
         stock.capacity = size;
         stock.available = size - taken;
-        Ok(event.clone())
+        self.offer(id)?;
+        Ok(self.event(id)?.clone())
     }
 
     /// Opens or closes a category, or moves its sales window.
@@ -698,7 +732,7 @@ fn shortage(
     })
 }
 
-fn not_on_sale(category: &Category) -> Error {
+pub(super) fn not_on_sale(category: &Category) -> Error {
     let why = if category.open {
         "is not on sale at this time"
     } else {

@@ -59,6 +59,8 @@ impl World {
             read.orders.insert(id(n), Ok(None));
         }
         read.keys.insert(key(), Ok(None));
+        // Nobody waits: every rule here is decided as before waiting lists.
+        read.waitlists.insert(gala(), Ok(Vec::new()));
         Self {
             committed: BTreeMap::from([(gala(), event)]),
             read,
@@ -92,6 +94,7 @@ impl World {
             changes: &mut changes,
             now_ms: NOW_MS,
             key_ttl_ms: KEY_TTL_MS,
+            offer_ttl_seconds: 900,
         });
         (answer, changes)
     }
@@ -751,6 +754,7 @@ mod festival {
             read.orders.insert(id(n), Ok(None));
         }
         read.customers.insert((fest(), customer("c-1")), Ok(taken));
+        read.waitlists.insert(fest(), Ok(Vec::new()));
         World {
             committed: BTreeMap::from([(fest(), event)]),
             read,

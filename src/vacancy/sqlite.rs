@@ -19,13 +19,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::codec;
 use super::ledger::{self, Batch, Ledger, LocalLedger};
 use crate::domain::{
-    CustomerId, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus,
-    ReservationId, Stock,
+    CategoryId, CustomerId, Entry, EntryStatus, Error, Event, EventId, IdempotencyKey, KeyRecord,
+    Order, OrderStatus, ReservationId, Stock,
 };
 
 pub const DATABASE_FILE: &str = "ticketd.db";
 const LOCK_FILE: &str = "ticketd.lock";
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// The first release's tables; [`MIGRATIONS`] bring them up to date, so a new store and an old
 /// one end up alike.
@@ -68,7 +68,7 @@ CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
 
 /// The changes from each schema version to the next: `MIGRATIONS[n]` takes version `n + 1` to
 /// `n + 2`. Each runs in the transaction that sets the new version.
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 1 → 2: categories and quotas (an event's layout beyond its first quota, as JSON text; none
     // for an event of one `general` quota and category), order lines, and customers.
     "ALTER TABLE events ADD COLUMN quotas TEXT;
@@ -78,12 +78,35 @@ const MIGRATIONS: [&str; 1] = [
      CREATE INDEX customer_orders ON orders (event, customer)
         WHERE customer IS NOT NULL AND status IN ('held', 'confirmed');
      ALTER TABLE idempotency_keys ADD COLUMN short TEXT;",
+    // 2 → 3: waiting lists. An entry's id is also its offer's hold's.
+    "CREATE TABLE waitlist (
+        id                  BLOB PRIMARY KEY,
+        event               TEXT NOT NULL REFERENCES events (id),
+        category            TEXT NOT NULL,
+        qty                 INTEGER NOT NULL CHECK (qty > 0),
+        customer            TEXT,
+        status              TEXT NOT NULL
+                            CHECK (status IN ('waiting', 'offered', 'accepted', 'expired', 'left')),
+        joined_at_ms        INTEGER NOT NULL,
+        updated_at_ms       INTEGER NOT NULL,
+        offer_expires_at_ms INTEGER
+     ) STRICT, WITHOUT ROWID;
+     CREATE INDEX waitlist_live ON waitlist (event, joined_at_ms, id)
+        WHERE status IN ('waiting', 'offered');
+     CREATE INDEX waitlist_by_customer ON waitlist (event, customer)
+        WHERE customer IS NOT NULL AND status = 'waiting';",
 ];
 
 /// The columns [`order_row`] decodes, in its order (a macro, so queries are built at compile time).
 macro_rules! order_columns {
     () => {
         "id, event, qty, status, remaining, created_at_ms, updated_at_ms, expires_at_ms, lines, customer"
+    };
+}
+/// The columns [`entry_row`] decodes, in its order.
+macro_rules! entry_columns {
+    () => {
+        "id, event, category, qty, customer, status, joined_at_ms, updated_at_ms, offer_expires_at_ms"
     };
 }
 /// The columns [`key_row`] decodes, in its order.
@@ -117,6 +140,23 @@ type KeyRow = (
     Option<String>,
 );
 
+/// A waiting-list entry's columns as stored, before they are checked.
+type EntryRow = (
+    Vec<u8>,
+    String,
+    String,
+    u32,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+);
+
+fn entry_row(row: &rusqlite::Row) -> rusqlite::Result<EntryRow> {
+    EntryRow::try_from(row)
+}
+
 fn order_row(row: &rusqlite::Row) -> rusqlite::Result<OrderRow> {
     OrderRow::try_from(row)
 }
@@ -130,6 +170,7 @@ fn key_row(row: &rusqlite::Row) -> rusqlite::Result<KeyRow> {
 pub struct Exported {
     pub events: u64,
     pub orders: u64,
+    pub entries: u64,
     pub keys: u64,
 }
 
@@ -293,13 +334,50 @@ impl Ledger for SqliteLedger {
     fn customer_taken(&mut self, event: &EventId, customer: &CustomerId) -> Result<u64, Error> {
         self.connection
             .prepare_cached(
-                "SELECT COALESCE(SUM(qty), 0) FROM orders
-                 WHERE event = ?1 AND customer = ?2 AND status IN ('held', 'confirmed')",
+                "SELECT (SELECT COALESCE(SUM(qty), 0) FROM orders
+                         WHERE event = ?1 AND customer = ?2 AND status IN ('held', 'confirmed'))
+                      + (SELECT COALESCE(SUM(qty), 0) FROM waitlist
+                         WHERE event = ?1 AND customer = ?2 AND status = 'waiting')",
             )
             .and_then(|mut statement| {
                 statement.query_row([event.as_str(), customer.as_str()], |row| row.get(0))
             })
             .map_err(|e| self.failed("counting a customer's tickets", e))
+    }
+
+    fn waitlist(&mut self, event: &EventId) -> Result<Vec<Entry>, Error> {
+        let rows = self
+            .connection
+            .prepare_cached(concat!(
+                "SELECT ",
+                entry_columns!(),
+                " FROM waitlist WHERE event = ?1 AND status IN ('waiting', 'offered')
+                  ORDER BY joined_at_ms, id"
+            ))
+            .and_then(|mut statement| {
+                statement
+                    .query_map([event.as_str()], entry_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| self.failed("reading a waiting list", e))?;
+        rows.into_iter().map(|row| self.entry(row)).collect()
+    }
+
+    fn find_entry(&mut self, id: ReservationId) -> Result<Option<Entry>, Error> {
+        let found = self
+            .connection
+            .prepare_cached(concat!(
+                "SELECT ",
+                entry_columns!(),
+                " FROM waitlist WHERE id = ?1"
+            ))
+            .and_then(|mut statement| {
+                statement
+                    .query_row([id.as_uuid().as_bytes()], entry_row)
+                    .optional()
+            })
+            .map_err(|e| self.failed("looking up a waiting-list entry", e))?;
+        found.map(|row| self.entry(row)).transpose()
     }
 
     fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error> {
@@ -370,6 +448,31 @@ impl Ledger for SqliteLedger {
                         order.expires_at_ms,
                         codec::encode_lines(&order.lines),
                         order.customer.as_ref().map(CustomerId::as_str)
+                    ])
+                    .map_err(failed)?;
+            }
+            let mut upsert_entry = transaction
+                .prepare_cached(
+                    "INSERT INTO waitlist (id, event, category, qty, customer, status,
+                        joined_at_ms, updated_at_ms, offer_expires_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (id) DO UPDATE SET status = excluded.status,
+                        updated_at_ms = excluded.updated_at_ms,
+                        offer_expires_at_ms = excluded.offer_expires_at_ms",
+                )
+                .map_err(failed)?;
+            for entry in &batch.entries {
+                upsert_entry
+                    .execute(params![
+                        entry.id.as_uuid().as_bytes(),
+                        entry.event.as_str(),
+                        entry.category.as_str(),
+                        entry.qty,
+                        entry.customer.as_ref().map(CustomerId::as_str),
+                        entry.status.as_str(),
+                        entry.joined_at_ms,
+                        entry.updated_at_ms,
+                        entry.offer_expires_at_ms
                     ])
                     .map_err(failed)?;
             }
@@ -479,12 +582,24 @@ impl SqliteLedger {
             },
         )?;
         self.each_row(
+            concat!("SELECT ", entry_columns!(), " FROM waitlist"),
+            entry_row,
+            |row| {
+                batch.entries.push(self.entry(row)?);
+                exported.entries += 1;
+                if batch.orders.len() + batch.entries.len() >= chunk {
+                    sink(std::mem::take(&mut batch))?;
+                }
+                Ok(())
+            },
+        )?;
+        self.each_row(
             concat!("SELECT ", key_columns!(), " FROM idempotency_keys"),
             key_row,
             |row| {
                 batch.keys.push(self.key(row)?);
                 exported.keys += 1;
-                if batch.orders.len() + batch.keys.len() >= chunk {
+                if batch.orders.len() + batch.entries.len() + batch.keys.len() >= chunk {
                     sink(std::mem::take(&mut batch))?;
                 }
                 Ok(())
@@ -550,6 +665,28 @@ impl SqliteLedger {
             created_at_ms,
             updated_at_ms,
             expires_at_ms,
+        })
+    }
+
+    fn entry(&self, row: EntryRow) -> Result<Entry, Error> {
+        let (id, event, category, qty, customer, status, joined_at_ms, updated_at_ms, offer) = row;
+        let id = self.id(&id)?;
+        let status = EntryStatus::parse(&status).ok_or_else(|| {
+            Error::Storage(format!(
+                "waiting-list entry {id} in {} has an unknown status '{status}'",
+                self.path.display()
+            ))
+        })?;
+        Ok(Entry {
+            id,
+            event: EventId::parse(&event)?,
+            category: CategoryId::parse(&category)?,
+            qty,
+            customer: customer.as_deref().map(CustomerId::parse).transpose()?,
+            status,
+            joined_at_ms,
+            updated_at_ms,
+            offer_expires_at_ms: offer,
         })
     }
 
@@ -743,6 +880,7 @@ mod tests {
             Exported {
                 events: 2,
                 orders: 5,
+                entries: 0,
                 keys: 1
             }
         );

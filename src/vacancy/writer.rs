@@ -32,8 +32,8 @@ use super::rules::{Changes, Read, Rules};
 use super::store::Store;
 use super::{Clock, InventoryConfig};
 use crate::domain::{
-    Cancelled, CategoryChange, CategoryId, DEFAULT_EVENT, Error, Event, EventId, IdempotencyKey,
-    Order, QuotaId, Reservation, ReservationId, Reserved, Resize,
+    Cancelled, CategoryChange, CategoryId, DEFAULT_EVENT, EntryView, Error, Event, EventId,
+    IdempotencyKey, Joining, Order, QuotaId, Reservation, ReservationId, Reserved, Resize,
 };
 use crate::telemetry;
 
@@ -105,6 +105,9 @@ pub(crate) enum Command {
     Replenish(Call<Replenishment, Event>),
     ResizeQuota(Call<QuotaResize, Event>),
     ChangeCategory(Call<CategoryUpdate, Event>),
+    JoinWaitlist(Call<Joining, EntryView>),
+    FindEntry(Call<ReservationId, EntryView>),
+    LeaveWaitlist(Call<ReservationId, EntryView>),
 }
 
 /// A command with its answer, decided but not yet committed. Each answer has the type its call
@@ -119,6 +122,9 @@ enum Decided {
     Replenish(Call<Replenishment, Event>, Result<Event, Error>),
     ResizeQuota(Call<QuotaResize, Event>, Result<Event, Error>),
     ChangeCategory(Call<CategoryUpdate, Event>, Result<Event, Error>),
+    JoinWaitlist(Call<Joining, EntryView>, Result<EntryView, Error>),
+    FindEntry(Call<ReservationId, EntryView>, Result<EntryView, Error>),
+    LeaveWaitlist(Call<ReservationId, EntryView>, Result<EntryView, Error>),
 }
 
 impl Command {
@@ -132,7 +138,10 @@ impl Command {
             | Command::CreateEvent(_)
             | Command::Replenish(_)
             | Command::ResizeQuota(_)
-            | Command::ChangeCategory(_) => None,
+            | Command::ChangeCategory(_)
+            | Command::JoinWaitlist(_)
+            | Command::FindEntry(_)
+            | Command::LeaveWaitlist(_) => None,
         }
     }
 
@@ -140,6 +149,11 @@ impl Command {
     fn customer(&self) -> Option<(&EventId, &crate::domain::CustomerId)> {
         match self {
             Command::Reserve(call) => call
+                .request
+                .customer
+                .as_ref()
+                .map(|customer| (&call.request.event, customer)),
+            Command::JoinWaitlist(call) => call
                 .request
                 .customer
                 .as_ref()
@@ -155,11 +169,48 @@ impl Command {
             Command::Confirm(call) | Command::Release(call) => Some(call.request.id),
             Command::Cancel(call) => Some(call.request.id),
             Command::Find(call) => Some(call.request),
+            // An entry's id is also its offer's hold's: joining checks no order has it, leaving
+            // may release that hold.
+            Command::JoinWaitlist(call) => Some(call.request.id),
+            Command::LeaveWaitlist(call) => Some(call.request),
             Command::CreateEvent(_)
             | Command::Replenish(_)
             | Command::ResizeQuota(_)
-            | Command::ChangeCategory(_) => None,
+            | Command::ChangeCategory(_)
+            | Command::FindEntry(_) => None,
         }
+    }
+
+    /// The waiting-list entry the request names, if any.
+    fn entry(&self) -> Option<ReservationId> {
+        match self {
+            Command::JoinWaitlist(call) => Some(call.request.id),
+            Command::FindEntry(call) | Command::LeaveWaitlist(call) => Some(call.request),
+            _ => None,
+        }
+    }
+
+    /// The event whose waiting list the request may change or serve, when the request names it
+    /// (requests that name an order or entry reach their event through what was read).
+    fn event(&self) -> Option<&EventId> {
+        match self {
+            Command::Reserve(call) => Some(&call.request.event),
+            Command::JoinWaitlist(call) => Some(&call.request.event),
+            Command::Replenish(call) => Some(&call.request.event),
+            Command::ResizeQuota(call) => Some(&call.request.event),
+            _ => None,
+        }
+    }
+
+    /// Whether the request may change the order it names (and so its event's waiting list).
+    fn changes_order(&self) -> bool {
+        matches!(
+            self,
+            Command::Confirm(_)
+                | Command::Release(_)
+                | Command::Cancel(_)
+                | Command::LeaveWaitlist(_)
+        )
     }
 
     /// Adds what the request touches to a shared store's plan.
@@ -182,6 +233,23 @@ impl Command {
             Command::Replenish(call) => plan.events.push(call.request.event.clone()),
             Command::ResizeQuota(call) => plan.events.push(call.request.event.clone()),
             Command::ChangeCategory(call) => plan.events.push(call.request.event.clone()),
+            Command::JoinWaitlist(call) => {
+                let request = &call.request;
+                plan.events.push(request.event.clone());
+                plan.orders.push(request.id);
+                plan.entries.push(request.id);
+                if let Some(customer) = &request.customer {
+                    plan.customers
+                        .push((request.event.clone(), customer.clone()));
+                }
+            }
+            Command::FindEntry(call) => plan.entries.push(call.request),
+            Command::LeaveWaitlist(call) => {
+                // The offer's hold, if any, has the entry's id.
+                plan.changes.push(call.request);
+                plan.orders.push(call.request);
+                plan.entries.push(call.request);
+            }
         }
     }
 
@@ -233,6 +301,18 @@ impl Command {
                 let answer = rules.change_category(event, category, *change);
                 Decided::ChangeCategory(call, answer)
             }
+            Command::JoinWaitlist(call) => {
+                let answer = rules.join(&call.request);
+                Decided::JoinWaitlist(call, answer)
+            }
+            Command::FindEntry(call) => {
+                let answer = rules.find_entry(call.request);
+                Decided::FindEntry(call, answer)
+            }
+            Command::LeaveWaitlist(call) => {
+                let answer = rules.leave(call.request);
+                Decided::LeaveWaitlist(call, answer)
+            }
         }
     }
 
@@ -246,6 +326,8 @@ impl Command {
             Command::Replenish(call) => &call.origin,
             Command::ResizeQuota(call) => &call.origin,
             Command::ChangeCategory(call) => &call.origin,
+            Command::JoinWaitlist(call) => &call.origin,
+            Command::FindEntry(call) | Command::LeaveWaitlist(call) => &call.origin,
         }
     }
 
@@ -260,6 +342,8 @@ impl Command {
             Command::Replenish(call) => call.fail(error),
             Command::ResizeQuota(call) => call.fail(error),
             Command::ChangeCategory(call) => call.fail(error),
+            Command::JoinWaitlist(call) => call.fail(error),
+            Command::FindEntry(call) | Command::LeaveWaitlist(call) => call.fail(error),
         }
     }
 }
@@ -276,6 +360,10 @@ impl Decided {
             Decided::Replenish(call, answer) => call.answer(answer),
             Decided::ResizeQuota(call, answer) => call.answer(answer),
             Decided::ChangeCategory(call, answer) => call.answer(answer),
+            Decided::JoinWaitlist(call, answer) => call.answer(answer),
+            Decided::FindEntry(call, answer) | Decided::LeaveWaitlist(call, answer) => {
+                call.answer(answer)
+            }
         }
     }
 
@@ -291,6 +379,9 @@ impl Decided {
             Decided::Replenish(call, _) => Command::Replenish(call),
             Decided::ResizeQuota(call, _) => Command::ResizeQuota(call),
             Decided::ChangeCategory(call, _) => Command::ChangeCategory(call),
+            Decided::JoinWaitlist(call, _) => Command::JoinWaitlist(call),
+            Decided::FindEntry(call, _) => Command::FindEntry(call),
+            Decided::LeaveWaitlist(call, _) => Command::LeaveWaitlist(call),
         }
     }
 }
@@ -320,6 +411,8 @@ pub(crate) struct Writer<S> {
     clock: Arc<dyn Clock>,
     /// How long an idempotency key is remembered.
     key_ttl_ms: i64,
+    /// How long a waiting-list offer is held.
+    offer_ttl_seconds: u32,
     /// When lapsed keys are next deleted (monotonic).
     keys_purge_due: Instant,
     /// The last batch failed to commit (for logging an outage once).
@@ -381,6 +474,7 @@ impl<S: Store> Writer<S> {
             batch_size_max: config.batch_size_max,
             clock,
             key_ttl_ms,
+            offer_ttl_seconds: config.waitlist_offer_ttl_seconds,
             keys_purge_due: now,
             failing: false,
             read: Read::default(),
@@ -521,6 +615,7 @@ impl<S: Store> Writer<S> {
             changes: &mut changes,
             now_ms: time.now_ms,
             key_ttl_ms: self.key_ttl_ms,
+            offer_ttl_seconds: self.offer_ttl_seconds,
         };
         let failed = rules.expire_due(&self.due);
         self.decided
@@ -575,6 +670,36 @@ impl<S: Store> Writer<S> {
                 .entry((event.clone(), customer.clone()))
                 .or_insert_with(|| ledger.customer_taken(event, customer));
         }
+        for id in batch.iter().filter_map(Command::entry) {
+            read.entries
+                .entry(id)
+                .or_insert_with(|| ledger.find_entry(id));
+        }
+        // The waiting lists of every event the batch may return seats to or sell from.
+        let mut events: Vec<EventId> = batch.iter().filter_map(Command::event).cloned().collect();
+        let changed = batch.iter().filter(|c| c.changes_order());
+        let changed = changed.filter_map(Command::order);
+        let settled = self.due.iter().map(|(_, id)| *id).chain(changed);
+        let settled = settled.chain(read.keys.values().filter_map(|used| match used {
+            Ok(Some(used)) => used.first.order(),
+            _ => None,
+        }));
+        for id in settled {
+            if let Some(Ok(Some(order))) = read.orders.get(&id) {
+                events.push(order.event.clone());
+            }
+        }
+        for entry in read.entries.values() {
+            if let Ok(Some(entry)) = entry {
+                events.push(entry.event.clone());
+            }
+        }
+        for event in events {
+            if let std::collections::hash_map::Entry::Vacant(slot) = read.waitlists.entry(event) {
+                let list = ledger.waitlist(slot.key());
+                slot.insert(list);
+            }
+        }
     }
 
     fn commit(&mut self, mut changes: Changes, time: Time) -> Result<(), Error> {
@@ -595,9 +720,18 @@ impl<S: Store> Writer<S> {
         // `KEY_PURGE_INTERVAL`.
         let purge = (!changes.is_empty() && time.now >= self.keys_purge_due)
             .then(|| idempotency::lapsed_before_ms(now, self.key_ttl_ms));
+        let entries = changes
+            .entries
+            .iter()
+            .filter_map(|(event, id)| {
+                let list = changes.waitlists.get(event)?;
+                list.iter().find(|entry| entry.id == *id).cloned()
+            })
+            .collect();
         let batch = Batch {
             events: changes.events.into_values().collect(),
             orders,
+            entries,
             keys: changes
                 .keys
                 .iter()

@@ -46,6 +46,8 @@ pub enum ErrorCode {
     NotFound,
     UnknownEvent,
     UnknownOrder,
+    UnknownWaitlistEntry,
+    TicketsAvailable,
     MethodNotAllowed,
     EventExists,
     WrongState,
@@ -76,7 +78,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for reading one back and for the tests that hold README.md to the code.
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::InvalidBody,
         ErrorCode::InvalidContentType,
         ErrorCode::InvalidIdempotencyKey,
@@ -87,6 +89,8 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::UnknownEvent,
         ErrorCode::UnknownOrder,
+        ErrorCode::UnknownWaitlistEntry,
+        ErrorCode::TicketsAvailable,
         ErrorCode::MethodNotAllowed,
         ErrorCode::EventExists,
         ErrorCode::WrongState,
@@ -128,6 +132,8 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::UnknownEvent => "unknown_event",
             ErrorCode::UnknownOrder => "unknown_order",
+            ErrorCode::UnknownWaitlistEntry => "unknown_waitlist_entry",
+            ErrorCode::TicketsAvailable => "tickets_available",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::EventExists => "event_exists",
             ErrorCode::WrongState => "wrong_state",
@@ -242,6 +248,8 @@ impl ErrorDetail {
             ErrorCode::EventExists => Error::EventExists(message),
             ErrorCode::UnknownEvent => Error::UnknownEvent(message),
             ErrorCode::UnknownOrder => Error::UnknownOrder(message),
+            ErrorCode::UnknownWaitlistEntry => Error::UnknownEntry(message),
+            ErrorCode::TicketsAvailable => Error::TicketsAvailable(message),
             ErrorCode::HoldExpired => Error::HoldExpired(message),
             ErrorCode::WrongState => Error::WrongState(message),
             ErrorCode::CapacityExceeded => Error::CapacityExceeded(message),

@@ -16,6 +16,7 @@ use crate::domain::{
 mod catalogue;
 mod errors;
 mod object;
+mod waitlist;
 
 pub use catalogue::{
     CategoryBody, CategoryPatchRequest, CategoryResponse, LineBody, LineResponse, PriceBody,
@@ -24,6 +25,7 @@ pub use catalogue::{
 };
 pub use errors::{ErrorCode, ErrorDetail, ErrorResponse};
 pub use object::{JsonObject, from_object};
+pub use waitlist::{OfferResponse, WaitlistEntryResponse, WaitlistRequest};
 
 /// What `GET /` names as the service, and what the ticket service looks for there in vacancy.
 pub const SERVICE_NAME: &str = "ticketd";

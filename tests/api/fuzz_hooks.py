@@ -46,7 +46,7 @@ def before_call(context, case, kwargs):
 # (`general`), and a new event's categories draw on quotas it lists, in one currency, with windows
 # that open before they close; ill-formed values are sent as drawn.
 ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-BUYING = re.compile(r".*/(purchase|holds|reserve)$")
+BUYING = re.compile(r".*/(purchase|holds|reserve|waitlist)$")
 
 
 def _valid_id(value):
@@ -55,6 +55,9 @@ def _valid_id(value):
 
 def _buyable(body):
     if _valid_id(body.get("category")):
+        body["category"] = "general"
+    elif "category" not in body and "lines" not in body and "qty" in body:
+        # An event of several categories needs one named; every event sells `general`.
         body["category"] = "general"
     lines = body.get("lines")
     if isinstance(lines, list) and lines:
@@ -69,6 +72,10 @@ def _well_formed_event(body):
     if isinstance(quotas, list) and all(isinstance(q, dict) for q in quotas):
         known = []
         for n, quota in enumerate(quotas):
+            # Quotas without categories are one category each, named after the quota: the first
+            # is `general`, the category purchases name (see `_buyable`).
+            if n == 0 and _valid_id(quota.get("id")):
+                quota["id"] = "general"
             if _valid_id(quota.get("id")):
                 if quota["id"] in known:
                     quota["id"] = f"q{n}"
@@ -84,6 +91,9 @@ def _well_formed_event(body):
     for n, category in enumerate(categories):
         if not isinstance(category, dict):
             continue
+        # Every event sells `general`, the category purchases name (see `_buyable`).
+        if n == 0 and _valid_id(category.get("id")):
+            category["id"] = "general"
         if _valid_id(category.get("id")):
             if category["id"] in seen:
                 category["id"] = f"c{n}"

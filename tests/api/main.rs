@@ -19,6 +19,7 @@ mod split;
 mod stores;
 mod ticketing;
 mod traces;
+mod waitlist;
 
 /// Runs each named scenario `fn(Deployment, Launch)` as five tests: the four above, and two
 /// vacancy replicas sharing PostgreSQL.
@@ -89,4 +90,5 @@ in_every_deployment!(
     categories::bad_category_requests_get_a_json_error_and_change_nothing,
     categories::buyers_on_overlapping_quotas_never_oversell,
     categories::one_customer_in_parallel_never_passes_the_limit,
+    waitlist::seats_that_come_back_go_to_the_waiting_list_first,
 );

@@ -3,6 +3,7 @@ pub(crate) mod meta;
 pub(crate) mod orders;
 pub(crate) mod purchase;
 pub(crate) mod reserve;
+pub(crate) mod waitlist;
 
 use actix_web::{HttpRequest, web};
 use serde::de::DeserializeOwned;

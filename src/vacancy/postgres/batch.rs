@@ -10,11 +10,12 @@ use uuid::Uuid;
 
 use super::db::{Failure, execute, failed, query};
 use super::rows::{
-    EVENT_COLUMNS, KEY_COLUMNS, ORDER_COLUMNS, column, event_from, key_from, layout_from,
-    order_from, stored,
+    ENTRY_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, ORDER_COLUMNS, column, entry_from, event_from,
+    key_from, layout_from, order_from, stored,
 };
 use crate::domain::{
-    CustomerId, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, ReservationId, Stock,
+    CustomerId, Entry, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, ReservationId,
+    Stock,
 };
 use crate::vacancy::codec;
 use crate::vacancy::ledger::{Batch, Plan, Snapshot};
@@ -69,6 +70,12 @@ pub(super) struct Locked {
     pub(super) keys_read: HashSet<IdempotencyKey>,
     /// Tickets of each customer the plan names, counted behind the locks.
     pub(super) customers: HashMap<(EventId, CustomerId), u64>,
+    /// The live waiting-list entries of every locked event, in the order they are served.
+    pub(super) waitlists: HashMap<EventId, Vec<Entry>>,
+    /// Waiting-list entries found (by id, or on a locked event's list), as read.
+    pub(super) entries: HashMap<ReservationId, Entry>,
+    /// Every entry looked for by id, found or not.
+    pub(super) entries_read: HashSet<ReservationId>,
 }
 
 /// An event's row as read under its lock, to check it is unchanged when the batch writes it.
@@ -98,14 +105,18 @@ pub(super) async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Lock
     let mut due_holds = Vec::new();
     let mut begun = false;
 
-    // First, only when the batch settles orders or sweeps holds: which events those touch.
-    if !changes.is_empty() || plan.sweep_max > 0 {
+    let named_entries: Vec<Uuid> = plan.entries.iter().map(ReservationId::as_uuid).collect();
+    // First, only when the batch settles orders, names waiting-list entries or sweeps holds:
+    // which events those touch.
+    if !changes.is_empty() || !named_entries.is_empty() || plan.sweep_max > 0 {
         let changed = async {
-            if changes.is_empty() {
+            if changes.is_empty() && named_entries.is_empty() {
                 return Ok(Vec::new());
             }
-            let sql = "SELECT DISTINCT event FROM orders WHERE id = ANY($1)";
-            query(client, "finding the events of orders", sql, &[&changes]).await
+            let sql = "SELECT event FROM orders WHERE id = ANY($1)
+                       UNION SELECT event FROM waitlist WHERE id = ANY($2)";
+            let params: [&(dyn ToSql + Sync); 2] = [&changes, &named_entries];
+            query(client, "finding the events of orders", sql, &params).await
         };
         let limit = i64::try_from(plan.sweep_max).unwrap_or(i64::MAX);
         let due = async {
@@ -176,18 +187,37 @@ pub(super) async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Lock
         }
         // Sent after the locks, so it runs behind them: every order of a locked event that could
         // change these sums changes only under its event's lock.
-        let sql = "SELECT o.event, o.customer, SUM(o.qty)::int8 FROM orders o
+        // Waiting entries count too: an entry's offer will hold its whole quantity.
+        let sql = "SELECT o.event, o.customer, SUM(o.qty)::int8
+                   FROM (SELECT event, customer, qty FROM orders
+                         WHERE status IN ('held', 'confirmed')
+                         UNION ALL
+                         SELECT event, customer, qty FROM waitlist WHERE status = 'waiting') o
                    JOIN UNNEST($1::text[], $2::text[]) AS c (event, customer)
                      ON o.event = c.event AND o.customer = c.customer
-                   WHERE o.status IN ('held', 'confirmed')
                    GROUP BY o.event, o.customer";
         let params: [&(dyn ToSql + Sync); 2] = [&customer_events, &customers];
         query(client, "counting customers' tickets", sql, &params).await
     };
-    let ((), events, (orders, records), taken) =
-        try_join4(start, events, try_join(orders, records), taken).await?;
+    let entries_sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM waitlist
+         WHERE (event = ANY($1) AND status IN ('waiting', 'offered')) OR id = ANY($2)
+         ORDER BY joined_at_ms, id"
+    );
+    let entries = async {
+        // Sent after the locks: a locked event's list changes only under its lock.
+        let params: [&(dyn ToSql + Sync); 2] = [&event_ids, &named_entries];
+        query(client, "reading waiting lists", &entries_sql, &params).await
+    };
+    let ((), events, (orders, records, entries), taken) =
+        try_join4(start, events, try_join3(orders, records, entries), taken).await?;
 
     let mut locked = Locked::default();
+    for row in &entries {
+        let entry = entry_from(row)?;
+        locked.entries.insert(entry.id, entry);
+    }
+    locked.entries_read.extend(plan.entries.iter().copied());
     for row in &events {
         let event = event_from(row)?;
         let layout = layout_from(row)?;
@@ -202,6 +232,18 @@ pub(super) async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Lock
         .iter()
         .map(event_from)
         .collect::<Result<Vec<_>, _>>()?;
+    for event in &events {
+        locked.waitlists.insert(event.id.clone(), Vec::new());
+    }
+    // The rows came in serving order; each live one joins its locked event's list.
+    for row in &entries {
+        let entry = entry_from(row)?;
+        if entry.status.is_live()
+            && let Some(list) = locked.waitlists.get_mut(&entry.event)
+        {
+            list.push(entry);
+        }
+    }
     for (event, customer) in &plan.customers {
         locked
             .customers
@@ -480,15 +522,111 @@ pub(super) async fn apply(
         execute(client, "writing idempotency keys", sql, &params).await
     };
 
+    let was_entry = |id: &ReservationId| locked.and_then(|locked| locked.entries.get(id));
+    let (changed_entries, new_entries): (Vec<&Entry>, Vec<&Entry>) = batch
+        .entries
+        .iter()
+        .partition(|entry| was_entry(&entry.id).is_some());
+    let new_ids: Vec<Uuid> = new_entries.iter().map(|e| e.id.as_uuid()).collect();
+    let new_events: Vec<&str> = new_entries.iter().map(|e| e.event.as_str()).collect();
+    let new_categories: Vec<&str> = new_entries.iter().map(|e| e.category.as_str()).collect();
+    let new_qty = new_entries
+        .iter()
+        .map(|e| {
+            i32::try_from(e.qty).map_err(|_| {
+                Error::Storage(format!(
+                    "entry {} is for {} tickets, more than fit",
+                    e.id, e.qty
+                ))
+            })
+        })
+        .collect::<Result<Vec<i32>, Error>>()?;
+    let new_customers: Vec<Option<&str>> = new_entries
+        .iter()
+        .map(|e| e.customer.as_ref().map(CustomerId::as_str))
+        .collect();
+    let new_status: Vec<&str> = new_entries.iter().map(|e| e.status.as_str()).collect();
+    let new_joined: Vec<i64> = new_entries.iter().map(|e| e.joined_at_ms).collect();
+    let new_updated: Vec<i64> = new_entries.iter().map(|e| e.updated_at_ms).collect();
+    let new_offers: Vec<Option<i64>> = new_entries.iter().map(|e| e.offer_expires_at_ms).collect();
+    let insert_entries = async {
+        if new_entries.is_empty() {
+            return Ok(0);
+        }
+        // Like a reservation id, an entry id used on another replica at the same moment is
+        // inserted there or here, once.
+        let sql = "INSERT INTO waitlist (id, event, category, qty, customer, status, joined_at_ms,
+                                         updated_at_ms, offer_expires_at_ms)
+                   SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int4[],
+                                        $5::text[], $6::text[], $7::int8[], $8::int8[],
+                                        $9::int8[])
+                   ON CONFLICT (id) DO NOTHING";
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &new_ids,
+            &new_events,
+            &new_categories,
+            &new_qty,
+            &new_customers,
+            &new_status,
+            &new_joined,
+            &new_updated,
+            &new_offers,
+        ];
+        execute(client, "writing waiting-list entries", sql, &params).await
+    };
+    let moved_entry_ids: Vec<Uuid> = changed_entries.iter().map(|e| e.id.as_uuid()).collect();
+    let moved_entry_status: Vec<&str> = changed_entries.iter().map(|e| e.status.as_str()).collect();
+    let moved_entry_at: Vec<i64> = changed_entries.iter().map(|e| e.updated_at_ms).collect();
+    let moved_entry_offers: Vec<Option<i64>> = changed_entries
+        .iter()
+        .map(|e| e.offer_expires_at_ms)
+        .collect();
+    let was_entry_status: Vec<&str> = changed_entries
+        .iter()
+        .filter_map(|e| was_entry(&e.id))
+        .map(|e| e.status.as_str())
+        .collect();
+    let update_entries = async {
+        if changed_entries.is_empty() {
+            return Ok(0);
+        }
+        let sql = "UPDATE waitlist AS w SET status = u.status, updated_at_ms = u.updated_at_ms,
+                          offer_expires_at_ms = u.offer_expires_at_ms
+                   FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::int8[], $5::text[])
+                        AS u (id, status, updated_at_ms, offer_expires_at_ms, was_status)
+                   WHERE w.id = u.id AND w.status = u.was_status";
+        let params: [&(dyn ToSql + Sync); 5] = [
+            &moved_entry_ids,
+            &moved_entry_status,
+            &moved_entry_at,
+            &moved_entry_offers,
+            &was_entry_status,
+        ];
+        execute(client, "updating waiting-list entries", sql, &params).await
+    };
+
     // New events first, on their own: the batch's orders may name them, and statements sent
     // together can reach the server out of order while one of them is still being prepared.
     create.await?;
-    let (updated, (placed_count, moved_count), (_, remembered)) = try_join3(
-        update,
-        try_join(insert_orders, update_orders),
-        try_join(purge, remember),
-    )
-    .await?;
+    let (updated, (placed_count, moved_count), (_, remembered), (entries_placed, entries_moved)) =
+        try_join4(
+            update,
+            try_join(insert_orders, update_orders),
+            try_join(purge, remember),
+            try_join(insert_entries, update_entries),
+        )
+        .await?;
+    if entries_placed != new_entries.len() as u64 {
+        return Err(Error::Contention(
+            "a waiting-list entry id was used on another replica at the same moment".into(),
+        ));
+    }
+    if entries_moved != changed_entries.len() as u64 {
+        return Err(Error::Contention(format!(
+            "updated {entries_moved} of {} waiting-list entries: one was no longer as read",
+            changed_entries.len()
+        )));
+    }
     if updated != changed.len() as u64 {
         return Err(Error::Contention(format!(
             "updated {updated} of {} locked events: one was no longer as read under its lock",

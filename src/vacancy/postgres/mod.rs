@@ -44,11 +44,14 @@ use uuid::Uuid;
 use super::codec;
 use super::ledger::{Batch, Ledger, Plan, SharedLedger, SharedReads, Snapshot};
 use crate::domain::{
-    CustomerId, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, ReservationId,
+    CustomerId, Entry, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, ReservationId,
 };
 use batch::{Locked, OpenBatch, lock, write};
 use db::{Db, Failure, connect, execute, query};
-use reads::{PostgresReads, select_customer_taken, select_events, select_key, select_order};
+use reads::{
+    PostgresReads, select_customer_taken, select_entry, select_events, select_key, select_order,
+    select_waitlist,
+};
 use rows::{column, stored};
 use schema::{identify, migrate};
 
@@ -193,6 +196,34 @@ impl Ledger for PostgresLedger {
             Some(taken) => Ok(*taken),
             // Not in the plan: counted now, behind the batch's locks all the same.
             None => select_customer_taken(client, &of.0, &of.1).await,
+        })
+    }
+
+    fn waitlist(&mut self, event: &EventId) -> Result<Vec<Entry>, Error> {
+        if self.batch.is_none() {
+            return self.with_client(false, async |client| select_waitlist(client, event).await);
+        }
+        self.in_batch(async |client, locked| match locked.waitlists.get(event) {
+            Some(list) => Ok(list.clone()),
+            // Not locked by this batch: read now (the batch changes no event it did not lock).
+            None => select_waitlist(client, event).await,
+        })
+    }
+
+    fn find_entry(&mut self, id: ReservationId) -> Result<Option<Entry>, Error> {
+        if self.batch.is_none() {
+            return self.with_client(false, async |client| select_entry(client, id).await);
+        }
+        self.in_batch(async |client, locked| {
+            if locked.entries_read.contains(&id) || locked.entries.contains_key(&id) {
+                return Ok(locked.entries.get(&id).cloned());
+            }
+            let entry = select_entry(client, id).await?;
+            if let Some(entry) = &entry {
+                locked.entries.insert(id, entry.clone());
+            }
+            locked.entries_read.insert(id);
+            Ok(entry)
         })
     }
 

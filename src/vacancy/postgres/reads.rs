@@ -5,10 +5,13 @@ use std::sync::Arc;
 use deadpool_postgres::Object;
 
 use super::db::{Db, query};
-use super::rows::{EVENT_COLUMNS, KEY_COLUMNS, ORDER_COLUMNS, event_from, key_from, order_from};
+use super::rows::{
+    ENTRY_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, ORDER_COLUMNS, entry_from, event_from, key_from,
+    order_from,
+};
 use crate::domain::{
-    CustomerId, Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order, PageQuery,
-    ReservationId,
+    CustomerId, Entry, Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order,
+    PageQuery, ReservationId,
 };
 use crate::vacancy::ledger::SharedReads;
 
@@ -50,8 +53,10 @@ pub(super) async fn select_customer_taken(
     event: &EventId,
     customer: &CustomerId,
 ) -> Result<u64, Error> {
-    let sql = "SELECT COALESCE(SUM(qty), 0)::int8 FROM orders
-               WHERE event = $1 AND customer = $2 AND status IN ('held', 'confirmed')";
+    let sql = "SELECT (SELECT COALESCE(SUM(qty), 0) FROM orders
+                       WHERE event = $1 AND customer = $2 AND status IN ('held', 'confirmed'))
+                    + (SELECT COALESCE(SUM(qty), 0) FROM waitlist
+                       WHERE event = $1 AND customer = $2 AND status = 'waiting')";
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
         [&event.as_str(), &customer.as_str()];
     let rows = query(client, "counting a customer's tickets", sql, &params).await?;
@@ -61,6 +66,31 @@ pub(super) async fn select_customer_taken(
         .transpose()?
         .unwrap_or(0);
     u64::try_from(sum).map_err(|_| Error::Storage("the database holds a negative quantity".into()))
+}
+
+/// The live entries of `event`'s waiting list, in the order they are served.
+pub(super) async fn select_waitlist(client: &Object, event: &EventId) -> Result<Vec<Entry>, Error> {
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM waitlist
+         WHERE event = $1 AND status IN ('waiting', 'offered') ORDER BY joined_at_ms, id"
+    );
+    let rows = query(client, "reading a waiting list", &sql, &[&event.as_str()]).await?;
+    rows.iter().map(entry_from).collect()
+}
+
+pub(super) async fn select_entry(
+    client: &Object,
+    id: ReservationId,
+) -> Result<Option<Entry>, Error> {
+    let sql = format!("SELECT {ENTRY_COLUMNS} FROM waitlist WHERE id = $1");
+    let rows = query(
+        client,
+        "reading a waiting-list entry",
+        &sql,
+        &[&id.as_uuid()],
+    )
+    .await?;
+    rows.first().map(entry_from).transpose()
 }
 
 pub(super) async fn select_key(

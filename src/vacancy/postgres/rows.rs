@@ -5,8 +5,8 @@ use tokio_postgres::types::FromSql;
 use uuid::Uuid;
 
 use crate::domain::{
-    CustomerId, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, OrderStatus,
-    ReservationId, Stock,
+    CategoryId, CustomerId, Entry, EntryStatus, Error, Event, EventId, IdempotencyKey, KeyRecord,
+    Order, OrderStatus, ReservationId, Stock,
 };
 use crate::vacancy::{codec, ledger};
 
@@ -16,6 +16,34 @@ pub(super) const KEY_COLUMNS: &str =
     "key, fingerprint, order_id, remaining, changed, created_at_ms, short";
 pub(super) const ORDER_COLUMNS: &str = "id, event, qty, status, remaining, created_at_ms, \
      updated_at_ms, expires_at_ms, lines, customer";
+
+pub(super) const ENTRY_COLUMNS: &str = "id, event, category, qty, customer, status, \
+     joined_at_ms, updated_at_ms, offer_expires_at_ms";
+
+pub(super) fn entry_from(row: &Row) -> Result<Entry, Error> {
+    let id = ReservationId::from(column::<Uuid>(row, 0)?);
+    let status: &str = column(row, 5)?;
+    let status = EntryStatus::parse(status).ok_or_else(|| {
+        Error::Storage(format!(
+            "waiting-list entry {id} has an unknown status '{status}'"
+        ))
+    })?;
+    let qty = u32::try_from(column::<i32>(row, 3)?)
+        .map_err(|_| Error::Storage(format!("waiting-list entry {id} has a negative quantity")))?;
+    Ok(Entry {
+        id,
+        event: EventId::parse(column(row, 1)?)?,
+        category: CategoryId::parse(column(row, 2)?)?,
+        qty,
+        customer: column::<Option<&str>>(row, 4)?
+            .map(CustomerId::parse)
+            .transpose()?,
+        status,
+        joined_at_ms: column(row, 6)?,
+        updated_at_ms: column(row, 7)?,
+        offer_expires_at_ms: column(row, 8)?,
+    })
+}
 
 pub(super) fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, Error> {
     row.try_get(index)

@@ -89,6 +89,29 @@ CREATE INDEX orders_by_customer ON orders (event, customer)
     WHERE customer IS NOT NULL AND status IN ('held', 'confirmed');
 ",
     ),
+    (
+        3,
+        "waiting lists",
+        // An entry's id is also its offer's hold's (an order's id).
+        "
+CREATE TABLE waitlist (
+    id                  UUID PRIMARY KEY,
+    event               TEXT NOT NULL REFERENCES events (id),
+    category            TEXT NOT NULL,
+    qty                 INTEGER NOT NULL CHECK (qty > 0),
+    customer            TEXT,
+    status              TEXT NOT NULL
+                        CHECK (status IN ('waiting', 'offered', 'accepted', 'expired', 'left')),
+    joined_at_ms        BIGINT NOT NULL,
+    updated_at_ms       BIGINT NOT NULL,
+    offer_expires_at_ms BIGINT
+);
+CREATE INDEX waitlist_live ON waitlist (event, joined_at_ms, id)
+    WHERE status IN ('waiting', 'offered');
+CREATE INDEX waitlist_by_customer ON waitlist (event, customer)
+    WHERE customer IS NOT NULL AND status = 'waiting';
+",
+    ),
 ];
 
 /// Applies the migrations this database lacks. Replicas starting together all try: the one that
