@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -86,17 +87,33 @@ impl Db {
         self.runtime()?.block_on(within(self.timeout, work))
     }
 
-    /// Runs `work` with a pooled connection on the database runtime, from any async context.
+    /// Runs `work` with a pooled connection on the database runtime, from any async context,
+    /// within the time limit (getting the connection included). The connection goes back to the
+    /// pool unless the call left it unsound (see [`Failure::leaves_unsound`]): a connection that
+    /// got no answer in time may never get one (a host that vanished without closing it), and
+    /// every later read that picked it would wait out its whole limit too.
     pub(super) async fn read<T, F, Fut>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(Object) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Object>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, Error>> + Send,
     {
         let pool = self.pool.clone();
-        let task = self.runtime()?.spawn(within(self.timeout, async move {
-            work(connect(&pool).await?).await
-        }));
+        let limit = self.timeout;
+        let task = self.runtime()?.spawn(async move {
+            let deadline = tokio::time::Instant::now() + limit;
+            let client = Arc::new(within_at(deadline, limit, connect(&pool)).await?);
+            let outcome = within_at(deadline, limit, work(Arc::clone(&client))).await;
+            if let Err(failure) = &outcome
+                && failure.leaves_unsound(&client)
+                // The work is over (a late answer is dropped with it), so this is the only
+                // handle, unless the work kept one: then it goes back when that one is dropped.
+                && let Ok(client) = Arc::try_unwrap(client)
+            {
+                drop(Object::take(client));
+            }
+            outcome
+        });
         let outcome = task
             .await
             .map_err(|e| Error::Internal(format!("a database read failed: {e}")))?;
@@ -114,12 +131,7 @@ impl Db {
         failure: &Failure,
         transaction: bool,
     ) -> Option<Object> {
-        let sound = match failure {
-            // A server that stopped answering would only time out again on this connection.
-            Failure::NoAnswer(_) => false,
-            Failure::Failed(_) => !client.is_closed(),
-        };
-        if !sound {
+        if failure.leaves_unsound(&client) {
             drop(Object::take(client));
             return None;
         }
@@ -159,6 +171,17 @@ pub(super) enum Failure {
     Failed(Error),
 }
 
+impl Failure {
+    /// Whether the connection `client` the failed call ran on is of no further use.
+    fn leaves_unsound(&self, client: &Object) -> bool {
+        match self {
+            // A server that stopped answering would only time out again on this connection.
+            Failure::NoAnswer(_) => true,
+            Failure::Failed(_) => client.is_closed(),
+        }
+    }
+}
+
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         Failure::Failed(error)
@@ -177,6 +200,18 @@ impl From<Failure> for Error {
             )),
             Failure::Failed(error) => error,
         }
+    }
+}
+
+/// [`within`], with a deadline instead: several steps sharing one `limit`.
+async fn within_at<T>(
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(outcome) => Ok(outcome?),
+        Err(_) => Err(Failure::NoAnswer(limit)),
     }
 }
 
@@ -300,10 +335,10 @@ mod tests {
         );
     }
 
-    /// Needs `TICKETD_TEST_DATABASE_URL`; without it the test is skipped with a line on stderr (and
-    /// fails when `CI` is set, so CI cannot skip it by accident).
-    #[test]
-    fn a_connection_that_got_no_answer_is_dropped_and_one_that_was_refused_is_kept() {
+    /// A pool on the test database with a 300 ms limit. Needs `TICKETD_TEST_DATABASE_URL`;
+    /// without it the test is skipped with a line on stderr (and fails when `CI` is set, so CI
+    /// cannot skip it by accident).
+    fn test_db(test: &str) -> Option<Db> {
         use std::io::Write;
         let Ok(url) = std::env::var("TICKETD_TEST_DATABASE_URL") else {
             assert!(
@@ -312,10 +347,9 @@ mod tests {
             );
             let _ = writeln!(
                 std::io::stderr(),
-                "SKIPPED a_connection_that_got_no_answer_is_dropped_and_one_that_was_refused_is_kept: \
-                 set TICKETD_TEST_DATABASE_URL"
+                "SKIPPED {test}: set TICKETD_TEST_DATABASE_URL"
             );
-            return;
+            return None;
         };
         let db = Db::open(&PostgresConfig {
             url: Secret::new(url),
@@ -323,6 +357,16 @@ mod tests {
             timeout: Duration::from_millis(300),
         })
         .unwrap();
+        Some(db)
+    }
+
+    #[test]
+    fn a_connection_that_got_no_answer_is_dropped_and_one_that_was_refused_is_kept() {
+        let Some(db) =
+            test_db("a_connection_that_got_no_answer_is_dropped_and_one_that_was_refused_is_kept")
+        else {
+            return;
+        };
         let backend = |client: &Object| -> i32 {
             db.block_on(query(
                 client,
@@ -372,5 +416,39 @@ mod tests {
         );
         let client = db.block_on(connect(&db.pool)).unwrap();
         assert_ne!(backend(&client), first);
+    }
+
+    /// A read that got no answer in time must not hand its connection back to the pool: the
+    /// server may never answer on it (a host that vanished without closing it), and every later
+    /// read that picked it would wait out its whole time limit too.
+    #[test]
+    fn a_read_that_got_no_answer_does_not_return_its_connection_to_the_pool() {
+        let Some(db) =
+            test_db("a_read_that_got_no_answer_does_not_return_its_connection_to_the_pool")
+        else {
+            return;
+        };
+        // `Db::read` puts its own time limit on the work; the runtime only drives it.
+        let read = |sql: &'static str| {
+            db.runtime()
+                .unwrap()
+                .block_on(db.read(move |client| async move {
+                    let rows = query(&client, "reading", sql, &[]).await?;
+                    Ok(rows.first().and_then(|row| row.try_get::<_, i32>(0).ok()))
+                }))
+        };
+        let first = read("SELECT pg_backend_pid()").unwrap();
+        let error = read("SELECT 1 FROM pg_sleep(2)").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the database did not answer within 300 ms"
+        );
+        assert_eq!(
+            db.pool.status().size,
+            0,
+            "the connection that got no answer went back to the pool"
+        );
+        // The next read gets a connection of its own, and an answer at once.
+        assert_ne!(read("SELECT pg_backend_pid()").unwrap(), first);
     }
 }
