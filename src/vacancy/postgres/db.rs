@@ -122,7 +122,8 @@ impl Db {
 
     /// What to do with the writer's `client` after a call on it failed with `failure`: keep it
     /// for the next call if it is sound, or drop it, and the next call opens a new one. A
-    /// connection that got no answer in time or has closed is dropped; one that may be inside a
+    /// connection that got no answer in time, has closed, or is on a server going away or taking
+    /// no writes is dropped; one that may be inside a
     /// transaction (`transaction`) is rolled back first, or dropped if even that fails. Dropping
     /// detaches the connection from the pool, so closing it ends any transaction on it.
     pub(super) fn keep_after(
@@ -177,6 +178,9 @@ impl Failure {
         match self {
             // A server that stopped answering would only time out again on this connection.
             Failure::NoAnswer(_) => true,
+            // The server is going away or takes no writes (see [`failed`]): it will not be the
+            // primary again on this connection, and the next one may find the one that is.
+            Failure::Failed(Error::Unavailable(_)) => true,
             Failure::Failed(_) => client.is_closed(),
         }
     }
@@ -416,6 +420,41 @@ mod tests {
         );
         let client = db.block_on(connect(&db.pool)).unwrap();
         assert_ne!(backend(&client), first);
+    }
+
+    /// A server that no longer takes writes (a primary turned read-only, or a standby reached by
+    /// mistake) answers every write with an error: the connection is dropped, so the next call
+    /// connects again and finds the primary, instead of deciding nothing on this one forever.
+    #[test]
+    fn a_connection_to_a_server_that_refuses_writes_is_dropped() {
+        let Some(db) = test_db("a_connection_to_a_server_that_refuses_writes_is_dropped") else {
+            return;
+        };
+        let client = db.block_on(connect(&db.pool)).unwrap();
+        let read_only = async {
+            client
+                .batch_execute("SET default_transaction_read_only = on")
+                .await
+                .map_err(failed("turning read-only"))
+        };
+        db.block_on(read_only).unwrap();
+        let write = "CREATE TEMPORARY TABLE refused (n INTEGER)";
+        let failure = db
+            .block_on(execute(&client, "writing", write, &[]))
+            .unwrap_err();
+        assert!(
+            matches!(&failure, Failure::Failed(Error::Unavailable(text)) if text.contains("read-only")),
+            "{failure:?}"
+        );
+        assert!(db.keep_after(client, &failure, false).is_none());
+        assert_eq!(
+            db.pool.status().size,
+            0,
+            "the connection went back to the pool"
+        );
+        let client = db.block_on(connect(&db.pool)).unwrap();
+        db.block_on(execute(&client, "writing", write, &[]))
+            .expect("a new connection takes writes");
     }
 
     /// A read that got no answer in time must not hand its connection back to the pool: the
