@@ -234,12 +234,9 @@ impl Before {
             "{again:?}"
         );
 
-        let tries = 200;
-        for _ in 0..tries {
-            if app.counts("gala").await == (18, 2, 0) {
-                break;
-            }
-            actix_web::rt::time::sleep(SETTLE_TIMEOUT / tries).await;
+        let started = Instant::now();
+        while app.counts("gala").await != (18, 2, 0) && started.elapsed() < SETTLE_TIMEOUT {
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(
             app.counts("gala").await,
@@ -406,16 +403,19 @@ async fn assert_unavailable(app: &TestApp) {
 /// Waits (a bounded while) for a purchase to succeed and `/ready` to be true; returns how long
 /// after `since` the first sale was.
 async fn until_served(app: &TestApp, since: Instant) -> Duration {
-    let tries = 2_000;
-    for _ in 0..tries {
-        if app.purchase(json!(1)).await.body["success"] == true {
+    let started = Instant::now();
+    let mut last = None;
+    while started.elapsed() < SETTLE_TIMEOUT {
+        let answer = app.purchase(json!(1)).await;
+        if answer.body["success"] == true {
             let served = since.elapsed();
             assert_eq!(app.get("/ready").await.status, StatusCode::OK);
             return served;
         }
-        actix_web::rt::time::sleep(SETTLE_TIMEOUT / tries).await;
+        last = Some(answer);
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("ticketd did not serve again");
+    panic!("ticketd did not serve again within {SETTLE_TIMEOUT:?}; last answer: {last:?}");
 }
 
 /// On the server that serves now: every acknowledged sale is confirmed there, and every event's
@@ -664,15 +664,15 @@ impl PgServer {
 
     /// Waits (a bounded while) until a standby streams from this server synchronously.
     async fn until_standby_is_synchronous(&self) {
-        let tries = 200;
-        for _ in 0..tries {
+        let started = Instant::now();
+        while started.elapsed() < SETTLE_TIMEOUT {
             let states = self
                 .query("SELECT sync_state FROM pg_stat_replication")
                 .await;
             if states.iter().any(|row| row[0] == "sync") {
                 return;
             }
-            actix_web::rt::time::sleep(SETTLE_TIMEOUT / tries).await;
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the standby never became synchronous");
     }
