@@ -41,8 +41,9 @@ pub enum Deployment {
     Monolith,
     /// `ticketd vacancy` + `ticketd ticket`.
     Split,
-    /// Two `ticketd vacancy` replicas on one PostgreSQL schema of its own, and `ticketd ticket`
-    /// given both. Needs [`DATABASE_URL_VAR`].
+    /// Two `ticketd vacancy` replicas on one PostgreSQL schema of its own (needs
+    /// [`DATABASE_URL_VAR`]), or on [`Options::database_url`] when set, and `ticketd ticket`
+    /// given both.
     Replicated,
 }
 
@@ -348,11 +349,15 @@ impl TestApp {
     pub async fn spawn(deployment: Deployment, launch: Launch, mut options: Options) -> Self {
         let data = TempDir::new().expect("a temporary data directory");
         let mut database = None;
+        // Replicas on the database the options name, or on a schema of their own in the test
+        // database.
         if deployment == Deployment::Replicated {
-            let schema = TestDatabase::create().await;
             options.store = StoreKind::Postgres;
-            options.database_url = Some(schema.url.clone());
-            database = Some(schema);
+            if options.database_url.is_none() {
+                let schema = TestDatabase::create().await;
+                options.database_url = Some(schema.url.clone());
+                database = Some(schema);
+            }
         }
         let mut replica = None;
         let (vacancy, ticket) = match deployment {

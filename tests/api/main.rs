@@ -5,6 +5,7 @@
 
 mod categories;
 mod durability;
+mod failover;
 mod faults;
 mod fuzz;
 mod helpers;

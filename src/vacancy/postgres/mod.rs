@@ -24,13 +24,14 @@
 //!
 //! Where to look: `db` connects, puts a time limit on every call and says what a failure means,
 //! for the batch and for the connection it ran on (what happens when PostgreSQL stalls or drops a
-//! connection); `batch` locks, reads, writes and commits one batch on its one connection; `schema`
+//! connection); `primary` finds the server that takes writes among the URL's hosts (failover); `batch` locks, reads, writes and commits one batch on its one connection; `schema`
 //! migrates and names the store; `reads` serves reads outside any batch; `rows` turns rows into
 //! domain values; `import` fills an empty database with a whole store.
 
 mod batch;
 mod db;
 mod import;
+mod primary;
 mod reads;
 mod rows;
 mod schema;
