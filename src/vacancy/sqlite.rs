@@ -11,6 +11,7 @@
 //! One process per data directory: an exclusive lock on `ticketd.lock` is taken at open and held
 //! until the ledger is dropped, so a second ticketd on the same directory refuses to start.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -177,6 +178,11 @@ pub struct Exported {
 pub struct SqliteLedger {
     connection: Connection,
     path: PathBuf,
+    /// Events that may have a live waiting list: every other event's list is empty, so a batch
+    /// of purchases asks the file nothing about lists. Only this process writes the store, so
+    /// this is kept exactly: filled at open and as entries are committed, and an event is taken
+    /// out once its list is read empty.
+    listed: HashSet<EventId>,
     /// Held (locked) for as long as the ledger lives.
     _lock: File,
 }
@@ -249,9 +255,21 @@ impl SqliteLedger {
                 )));
             }
         }
+        let listed = connection
+            .prepare("SELECT DISTINCT event FROM waitlist WHERE status IN ('waiting', 'offered')")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| row.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(fail)?
+            .iter()
+            .map(|id| EventId::parse(id))
+            .collect::<Result<HashSet<_>, _>>()?;
         Ok(Self {
             connection,
             path,
+            listed,
             _lock: lock,
         })
     }
@@ -346,6 +364,9 @@ impl Ledger for SqliteLedger {
     }
 
     fn waitlist(&mut self, event: &EventId) -> Result<Vec<Entry>, Error> {
+        if !self.listed.contains(event) {
+            return Ok(Vec::new());
+        }
         let rows = self
             .connection
             .prepare_cached(concat!(
@@ -360,6 +381,9 @@ impl Ledger for SqliteLedger {
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(|e| self.failed("reading a waiting list", e))?;
+        if rows.is_empty() {
+            self.listed.remove(event);
+        }
         rows.into_iter().map(|row| self.entry(row)).collect()
     }
 
@@ -504,7 +528,17 @@ impl Ledger for SqliteLedger {
             }
         }
         // Dropping an uncommitted transaction rolls it back, so any `?` above leaves no trace.
-        transaction.commit().map_err(failed)
+        transaction.commit().map_err(failed)?;
+        let live =
+            |entry: &&Entry| matches!(entry.status, EntryStatus::Waiting | EntryStatus::Offered);
+        self.listed.extend(
+            batch
+                .entries
+                .iter()
+                .filter(live)
+                .map(|entry| entry.event.clone()),
+        );
+        Ok(())
     }
 }
 
@@ -742,6 +776,42 @@ impl SqliteLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lists a batch reads come from memory when the event has none, so what is in memory
+    /// must be what the file holds: a live entry committed before a restart is read after it.
+    #[test]
+    fn a_live_waiting_list_is_read_after_reopening() {
+        use crate::domain::{CategoryId, Entry, EntryStatus};
+        let dir = tempfile::tempdir().unwrap();
+        let gala = event("gala", Stock::new(1));
+        let entry = Entry {
+            id: ReservationId::generate(),
+            event: gala.id.clone(),
+            category: CategoryId::general(),
+            qty: 1,
+            customer: None,
+            status: EntryStatus::Waiting,
+            joined_at_ms: 1,
+            updated_at_ms: 1,
+            offer_expires_at_ms: None,
+        };
+        let mut ledger = SqliteLedger::open(dir.path()).unwrap();
+        assert_eq!(ledger.waitlist(&gala.id).unwrap(), []);
+        ledger
+            .commit(&Batch {
+                events: vec![gala.clone()],
+                entries: vec![entry.clone()],
+                ..Batch::default()
+            })
+            .unwrap();
+        assert_eq!(
+            ledger.waitlist(&gala.id).unwrap(),
+            std::slice::from_ref(&entry)
+        );
+        drop(ledger);
+        let mut reopened = SqliteLedger::open(dir.path()).unwrap();
+        assert_eq!(reopened.waitlist(&gala.id).unwrap(), [entry]);
+    }
     use crate::domain::{Quantity, Reservation};
     use crate::vacancy::{Inventory, InventoryConfig};
 
