@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 mod catalogue;
+mod change;
 mod waitlist;
 
 pub use catalogue::{
@@ -18,6 +19,7 @@ pub use catalogue::{
     CustomerId, EventDraft, GENERAL, LineRequest, Lines, OrderLine, PRICE_MAX, Price, QUOTAS_MAX,
     Quota, QuotaId, Resize, SalesWindow, quota_indexes, total_price,
 };
+pub use change::{Change, ChangeFeed, ChangeType, ChangesPage, ChangesQuery};
 pub use waitlist::{Entry, EntryStatus, EntryView, Joining};
 
 /// The event the seed-compatible endpoints (`/api/v1/purchase`, `/api/v1/available`, ...) act on.
