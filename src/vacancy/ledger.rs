@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::domain::{
     CustomerId, Entry, EntryStatus, Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord,
@@ -206,6 +207,18 @@ pub trait SharedLedger: Ledger {
     /// Opens the batch's transaction, locks what `plan` touches (events in id order, so replicas
     /// never deadlock) and returns its committed state. On `Err` nothing is held.
     fn begin(&mut self, plan: &Plan) -> Result<Snapshot, Error>;
+
+    /// Longest a request may wait for the database, its time in the writer's queue included;
+    /// `None` for no limit.
+    fn request_timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Every call of the coming batch ends by `deadline` (its oldest request's limit), or by the
+    /// usual limit of one call when `None`.
+    fn bound(&mut self, deadline: Option<Instant>) {
+        let _ = deadline;
+    }
 }
 
 /// Keeps everything in process memory: for tests and throwaway demos. A restart forgets it all,

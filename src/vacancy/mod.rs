@@ -365,6 +365,7 @@ impl Queue {
             request,
             reply,
             origin,
+            queued: Instant::now(),
         }))?;
         answer
             .await

@@ -12,7 +12,7 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, Either, Ready, ready};
 
@@ -40,6 +40,17 @@ pub(crate) trait Store: Send + 'static {
 
     /// Commits what the batch decided.
     fn commit(&mut self, batch: &Batch) -> Result<(), Error>;
+
+    /// Longest a request may wait for the store, its time in the writer's queue included; `None`
+    /// for a store of this process, whose queue is its only wait.
+    fn request_timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Ends the coming batch's work on the store by `deadline` (see [`SharedLedger::bound`]).
+    fn bound(&mut self, deadline: Option<Instant>) {
+        let _ = deadline;
+    }
 
     /// When the writer must look at the store for due holds it does not know of yet, if ever.
     fn next_sweep(&self) -> Option<Instant>;
@@ -131,6 +142,14 @@ impl Store for Shared {
     fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
         // The batch's transaction is open and must end, even with nothing to write.
         timed_commit(self.ledger.as_mut(), batch)
+    }
+
+    fn request_timeout(&self) -> Option<Duration> {
+        self.ledger.request_timeout()
+    }
+
+    fn bound(&mut self, deadline: Option<Instant>) {
+        self.ledger.bound(deadline);
     }
 
     fn next_sweep(&self) -> Option<Instant> {

@@ -51,6 +51,8 @@ pub(crate) struct Call<R, T> {
     pub reply: Reply<T>,
     /// The span that asked, so the batch deciding it joins the request's trace.
     pub origin: telemetry::Origin,
+    /// When it was queued (real time: what a store's time limit counts).
+    pub queued: Instant,
 }
 
 impl<R, T> Call<R, T> {
@@ -331,6 +333,21 @@ impl Command {
         }
     }
 
+    fn queued(&self) -> Instant {
+        match self {
+            Command::Reserve(call) => call.queued,
+            Command::Confirm(call) | Command::Release(call) => call.queued,
+            Command::Cancel(call) => call.queued,
+            Command::Find(call) => call.queued,
+            Command::CreateEvent(call) => call.queued,
+            Command::Replenish(call) => call.queued,
+            Command::ResizeQuota(call) => call.queued,
+            Command::ChangeCategory(call) => call.queued,
+            Command::JoinWaitlist(call) => call.queued,
+            Command::FindEntry(call) | Command::LeaveWaitlist(call) => call.queued,
+        }
+    }
+
     /// Answers with `error`: nothing of the batch was stored.
     fn fail(self, error: &Error) {
         match self {
@@ -531,7 +548,32 @@ impl<S: Store> Writer<S> {
         Some(next.max(self.holds.paused_until()))
     }
 
+    /// On a store with a time limit, answers the requests that already waited it out (queued
+    /// behind a batch stuck on the database: nothing of theirs was tried) and bounds the batch by
+    /// the limit of its oldest request, so no request waits much longer than the limit.
+    fn bound(&mut self, batch: &mut Vec<Command>) {
+        let Some(limit) = self.store.request_timeout() else {
+            return;
+        };
+        let now = Instant::now();
+        let late = |command: &Command| now.saturating_duration_since(command.queued()) >= limit;
+        if batch.iter().any(late) {
+            let error = Error::Unavailable(format!(
+                "the database did not answer within {} ms",
+                limit.as_millis()
+            ));
+            let (late, on_time): (Vec<Command>, Vec<Command>) = batch.drain(..).partition(late);
+            batch.extend(on_time);
+            for command in late {
+                command.fail(&error);
+            }
+        }
+        let oldest = batch.iter().map(Command::queued).min();
+        self.store.bound(oldest.map(|queued| queued + limit));
+    }
+
     fn process(&mut self, batch: &mut Vec<Command>) {
+        self.bound(batch);
         metrics::histogram!("ticketd_ledger_batch_size").record(batch.len() as f64);
         let span = telemetry::batch_span(batch.len(), batch.iter().map(Command::origin));
         let _span = span.enter();

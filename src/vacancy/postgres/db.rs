@@ -87,7 +87,32 @@ impl Db {
         &self,
         work: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Failure> {
-        self.runtime()?.block_on(within(self.timeout, work))
+        self.block_on_by(None, work)
+    }
+
+    /// [`Self::block_on`], ending by `deadline` too when one is given: the writer's batch ends
+    /// when its oldest request has waited the whole limit, however many calls it makes. A call
+    /// cut short reports the limit, as it is the request's wait that ran out.
+    pub(super) fn block_on_by<T>(
+        &self,
+        deadline: Option<std::time::Instant>,
+        work: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Failure> {
+        let left = deadline.map_or(self.timeout, |deadline| {
+            deadline.saturating_duration_since(std::time::Instant::now())
+        });
+        let outcome = self
+            .runtime()?
+            .block_on(within(left.min(self.timeout), work));
+        outcome.map_err(|failure| match failure {
+            Failure::NoAnswer(_) => Failure::NoAnswer(self.timeout),
+            other => other,
+        })
+    }
+
+    /// The limit of one call, and of one request's whole wait.
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Runs `work` with a pooled connection on the database runtime, from any async context,

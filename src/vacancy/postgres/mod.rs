@@ -69,6 +69,8 @@ pub struct PostgresLedger {
     /// This store's identity, read once the first load has brought the schema up to date;
     /// `None` until then.
     store_id: Option<String>,
+    /// When the writer's current batch must be over (see [`SharedLedger::bound`]).
+    deadline: Option<std::time::Instant>,
 }
 
 impl PostgresLedger {
@@ -80,6 +82,7 @@ impl PostgresLedger {
             idle: None,
             batch: None,
             store_id: None,
+            deadline: None,
         })
     }
 
@@ -87,7 +90,7 @@ impl PostgresLedger {
     fn connection(&mut self) -> Result<Object, Failure> {
         match self.idle.take() {
             Some(client) if !client.is_closed() => Ok(client),
-            _ => self.db.block_on(connect(&self.db.pool)),
+            _ => self.db.block_on_by(self.deadline, connect(&self.db.pool)),
         }
     }
 
@@ -104,7 +107,7 @@ impl PostgresLedger {
             "work outside a batch while one is open"
         );
         let client = self.connection()?;
-        let outcome = self.db.block_on(work(&client));
+        let outcome = self.db.block_on_by(self.deadline, work(&client));
         match &outcome {
             Ok(_) => self.idle = Some(client),
             Err(failure) => self.keep_after(client, failure, transaction),
@@ -127,7 +130,9 @@ impl PostgresLedger {
         let Some(client) = batch.client.as_ref() else {
             return Err(Error::Internal("the batch has ended".into()));
         };
-        let outcome = self.db.block_on(work(client, &mut batch.locked));
+        let outcome = self
+            .db
+            .block_on_by(self.deadline, work(client, &mut batch.locked));
         if let Err(failure) = &outcome {
             batch.failed = Some(failure.clone());
         }
@@ -248,7 +253,9 @@ impl Ledger for PostgresLedger {
         let written = match &open.failed {
             Some(failure) => Err(failure.clone()),
             None => match open.client() {
-                Ok(client) => self.db.block_on(write(client, batch, Some(&open.locked))),
+                Ok(client) => self
+                    .db
+                    .block_on_by(self.deadline, write(client, batch, Some(&open.locked))),
                 Err(error) => Err(Failure::from(error)),
             },
         };
@@ -293,6 +300,14 @@ impl SharedLedger for PostgresLedger {
         })
     }
 
+    fn request_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.db.timeout())
+    }
+
+    fn bound(&mut self, deadline: Option<std::time::Instant>) {
+        self.deadline = deadline;
+    }
+
     fn begin(&mut self, plan: &Plan) -> Result<Snapshot, Error> {
         if let Some(abandoned) = self.batch.take().and_then(OpenBatch::end) {
             // Not committed: whatever it held ends with its transaction.
@@ -300,7 +315,7 @@ impl SharedLedger for PostgresLedger {
             self.keep_after(abandoned, &failure, true);
         }
         let client = self.connection()?;
-        match self.db.block_on(lock(&client, plan)) {
+        match self.db.block_on_by(self.deadline, lock(&client, plan)) {
             Ok((snapshot, locked)) => {
                 self.batch = Some(OpenBatch {
                     client: Some(client),
