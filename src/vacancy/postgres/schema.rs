@@ -114,11 +114,25 @@ CREATE INDEX waitlist_by_customer ON waitlist (event, customer)
     ),
 ];
 
+/// Whether creating a table failed only because another session created it at the same moment.
+fn lost_a_catalogue_race(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    error.code().is_some_and(|code| {
+        [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::DUPLICATE_TABLE,
+            SqlState::DUPLICATE_OBJECT,
+        ]
+        .contains(code)
+    })
+}
+
 /// Applies the migrations this database lacks. Replicas starting together all try: the one that
 /// inserts a migration's row first applies it, the others wait on that row and then skip it.
 pub(super) async fn migrate(client: &Object) -> Result<(), Error> {
-    // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide in the catalogue; the loser
-    // simply tries again and finds the table.
+    // Concurrent `CREATE TABLE IF NOT EXISTS` can still collide in the catalogue (a duplicate
+    // key in `pg_type`, or "already exists" when the other commits between the check and the
+    // create); the loser simply tries again and finds the table.
     let mut attempts = 0;
     loop {
         let created = client
@@ -129,11 +143,11 @@ pub(super) async fn migrate(client: &Object) -> Result<(), Error> {
                     applied_at  TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP
                 )",
             )
-            .await
-            .map_err(failed("creating the migrations table"));
+            .await;
         match created {
-            Err(Error::Contention(_)) if attempts < 5 => attempts += 1,
-            other => break other?,
+            Ok(()) => break,
+            Err(error) if attempts < 5 && lost_a_catalogue_race(&error) => attempts += 1,
+            Err(error) => return Err(failed("creating the migrations table")(error)),
         }
     }
     let newest = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
