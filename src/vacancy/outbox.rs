@@ -38,18 +38,22 @@ use crate::domain::{
 };
 use crate::wire::{EventResponse, OrderResponse, WaitlistEntryResponse};
 
-/// The steps an order took from `before` (`None`: it is new) to `after`, as the changes they make.
-/// `Err` names a pair no decision makes.
+/// The steps an order took from `before` (`None`: it is new) to `after`, as the changes they make;
+/// `hold` says whether it began as a hold (a new order confirmed within one batch may have been
+/// held first). `Err` names a pair no decision makes.
 pub(crate) fn order_steps(
     before: Option<OrderStatus>,
     after: OrderStatus,
+    hold: bool,
 ) -> Result<&'static [ChangeType], (Option<OrderStatus>, OrderStatus)> {
     use ChangeType::*;
     use OrderStatus::*;
     Ok(match (before, after) {
         (Some(before), after) if before == after => &[],
         (None, Held) => &[HoldCreated],
+        (None, Confirmed) if hold => &[HoldCreated, OrderConfirmed],
         (None, Confirmed) => &[OrderConfirmed],
+        (None, Cancelled) if hold => &[HoldCreated, OrderConfirmed, OrderCancelled],
         (None, Cancelled) => &[OrderConfirmed, OrderCancelled],
         (None, Released) => &[HoldCreated, HoldReleased],
         (None, Expired) => &[HoldCreated, HoldExpired],
@@ -166,7 +170,8 @@ impl Derive<'_> {
         };
         for order in orders {
             let before = self.order_before(order);
-            let steps = order_steps(before, order.status).map_err(|(before, after)| {
+            let hold = super::rules::began_as_hold(order);
+            let steps = order_steps(before, order.status, hold).map_err(|(before, after)| {
                 Error::Internal(format!(
                     "order {} went from {before:?} to {after:?}, which no rule does",
                     order.id
@@ -298,6 +303,15 @@ mod tests {
             OrderStatus,
             Option<&'static [ChangeType]>,
         );
+        // A hold made and confirmed (and cancelled) within one batch is new and confirmed.
+        assert_eq!(
+            order_steps(None, Confirmed, true),
+            Ok(&[HoldCreated, OrderConfirmed][..])
+        );
+        assert_eq!(
+            order_steps(None, Cancelled, true),
+            Ok(&[HoldCreated, OrderConfirmed, OrderCancelled][..])
+        );
         let table: [Row; 21] = [
             (None, Held, Some(&[HoldCreated])),
             (None, Confirmed, Some(&[OrderConfirmed])),
@@ -326,8 +340,10 @@ mod tests {
             (Some(Expired), Confirmed, None),
         ];
         for (before, after, steps) in table {
+            // A purchase never began as a hold; the rest did.
+            let hold = !matches!((before, after), (None, Confirmed | Cancelled));
             assert_eq!(
-                order_steps(before, after).ok(),
+                order_steps(before, after, hold).ok(),
                 steps,
                 "{before:?} -> {after:?}"
             );
