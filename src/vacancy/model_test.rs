@@ -1314,6 +1314,85 @@ proptest! {
     }
 }
 
+/// Replicas committing purchases at once, while a reader walks the feed: every page carries on
+/// exactly after the reader's cursor. Were numbers given before commit (a sequence), a reader
+/// could see 8 while 7 was still to commit, move past it, and never read 7: here that reader
+/// would find its next page starting past its cursor (a `cursor_expired`, or a gap).
+#[test]
+fn replicas_number_changes_in_commit_order() {
+    let Some(base) = test_database("replicas_number_changes_in_commit_order") else {
+        return;
+    };
+    const REPLICAS: usize = 3;
+    const BUYERS_PER_REPLICA: usize = 4;
+    const PURCHASES: usize = 60;
+    let schema = Schema::create(&base);
+    let store = Store::Postgres { url: schema.url() };
+    let clock = Arc::new(TestClock(AtomicI64::new(1_000_000)));
+    let inventories: Vec<Arc<Inventory>> = store
+        .open(REPLICAS, &clock)
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gala = EventId::parse("gala").unwrap();
+    runtime
+        .block_on(inventories[0].create_event(gala.clone(), "Gala".into(), 1_000_000))
+        .unwrap();
+    let total = REPLICAS * BUYERS_PER_REPLICA * PURCHASES;
+    let seen = runtime.block_on(async {
+        let mut buyers = Vec::new();
+        for inventory in &inventories {
+            for _ in 0..BUYERS_PER_REPLICA {
+                let inventory = Arc::clone(inventory);
+                let gala = gala.clone();
+                buyers.push(tokio::spawn(async move {
+                    for _ in 0..PURCHASES {
+                        let one = Quantity::parse(1, 10).unwrap();
+                        let reservation =
+                            Reservation::new(ReservationId::generate(), gala.clone(), one);
+                        inventory.reserve(reservation).await.unwrap();
+                    }
+                }));
+            }
+        }
+        // The reader walks while they buy, on another replica than most of them.
+        let reader = Arc::clone(&inventories[1]);
+        let started = std::time::Instant::now();
+        let mut cursor = 0;
+        let mut seen = 0;
+        for _ in 0..100_000 {
+            if seen == total || started.elapsed() > std::time::Duration::from_secs(120) {
+                break;
+            }
+            let query = ChangesQuery {
+                after: cursor,
+                limit: 50,
+                wait: std::time::Duration::from_millis(100),
+            };
+            let page = reader
+                .changes(query)
+                .await
+                .unwrap_or_else(|e| panic!("after {cursor}: {e}"));
+            for change in &page.changes {
+                assert_eq!(change.seq, cursor + 1, "a change skipped after {cursor}");
+                assert_eq!(change.kind, ChangeType::OrderConfirmed);
+                cursor = change.seq;
+                seen += 1;
+            }
+        }
+        for buyer in buyers {
+            buyer.await.unwrap();
+        }
+        seen
+    });
+    assert_eq!(seen, total, "every purchase told once");
+}
+
 /// The test database's address, from `TICKETD_TEST_DATABASE_URL`. Without it the test named
 /// `test` is skipped with a line on stderr, and fails when `CI` is set, so CI cannot skip it by
 /// accident.
