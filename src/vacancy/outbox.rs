@@ -131,9 +131,14 @@ fn encode_order(order: &Order) -> Arc<str> {
         order.status.as_str(),
         order.remaining
     );
-    json_str(&mut out, &crate::wire::timestamp(order.created_at_ms));
+    let created_at = crate::wire::timestamp(order.created_at_ms);
+    json_str(&mut out, &created_at);
     out.push_str(",\"updated_at\":");
-    json_str(&mut out, &crate::wire::timestamp(order.updated_at_ms));
+    if order.updated_at_ms == order.created_at_ms {
+        json_str(&mut out, &created_at);
+    } else {
+        json_str(&mut out, &crate::wire::timestamp(order.updated_at_ms));
+    }
     if let Some(expires_at_ms) = order.expires_at_ms {
         out.push_str(",\"expires_at\":");
         json_str(&mut out, &crate::wire::timestamp(expires_at_ms));
@@ -153,6 +158,12 @@ fn json_price(out: &mut String, price: crate::domain::Price) {
 fn json_str(out: &mut String, raw: &str) {
     use std::fmt::Write as _;
     out.push('"');
+    // Ids and times never need escaping: written whole.
+    if !raw.bytes().any(|b| b == b'"' || b == b'\\' || b < b' ') {
+        out.push_str(raw);
+        out.push('"');
+        return;
+    }
     for c in raw.chars() {
         match c {
             '"' => out.push_str("\\\""),
