@@ -101,6 +101,8 @@ pub struct Settings {
     pub idempotency_ttl_seconds: u64,
     /// How long a waiting-list offer's hold lasts, in seconds.
     pub waitlist_offer_ttl_seconds: u32,
+    /// How long committed changes are kept for the feed (and webhooks), in hours.
+    pub changes_retention_hours: u32,
     /// Bearer token for admin calls (creating events, adding stock); none: admin calls refused.
     pub admin_token: Option<Secret>,
     /// Token vacancy requires from callers (`x-service-token`), and ticket sends; none: not checked.
@@ -202,6 +204,7 @@ impl Settings {
             hold_ttl_seconds_max: 3600,
             idempotency_ttl_seconds: 86_400,
             waitlist_offer_ttl_seconds: 900,
+            changes_retention_hours: 168,
             admin_token: None,
             service_token: None,
             initial_stock: 1000,
@@ -359,7 +362,7 @@ impl Settings {
     /// key, rather than wrapping in a store, overflowing a clock, or asking the machine for more
     /// threads or memory than it has (the queue is allocated up front, one slot per request; each
     /// worker is a thread).
-    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 18] {
+    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 19] {
         // Lossless on every platform ticketd builds for.
         let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         [
@@ -395,6 +398,12 @@ impl Settings {
                 "waitlist_offer_ttl_seconds",
                 u64::from(self.waitlist_offer_ttl_seconds),
                 1..=7 * DAY_SECONDS,
+            ),
+            // At least a day: webhook deliveries are retried for a day. At most ten years.
+            (
+                "changes_retention_hours",
+                u64::from(self.changes_retention_hours),
+                24..=3650 * 24,
             ),
             // The `default` event is an event like any other.
             ("initial_stock", self.initial_stock, 0..=CAPACITY_MAX),
@@ -508,6 +517,7 @@ impl From<&Settings> for InventoryConfig {
             initial_stock: settings.initial_stock,
             idempotency_ttl_seconds: settings.idempotency_ttl_seconds,
             waitlist_offer_ttl_seconds: settings.waitlist_offer_ttl_seconds,
+            changes_retention_hours: settings.changes_retention_hours,
             queue_size_max: settings.inventory_queue_size_max,
             batch_size_max: settings.inventory_batch_size_max,
         }
@@ -744,6 +754,7 @@ mod tests {
             ("hold_ttl_seconds_max", 31_536_000, i64::from(u32::MAX)),
             ("idempotency_ttl_seconds", 315_360_000, i64::MAX),
             ("waitlist_offer_ttl_seconds", 604_800, 604_801),
+            ("changes_retention_hours", 87_600, 87_601),
             ("initial_stock", 1_000_000_000_000, i64::MAX),
             ("inventory_queue_size_max", 1 << 20, i64::MAX),
             ("inventory_batch_size_max", 1 << 16, i64::MAX),

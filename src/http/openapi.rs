@@ -12,7 +12,7 @@ use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::routes::{events, meta, orders, purchase, reserve, waitlist};
+use super::routes::{changes, events, meta, orders, purchase, reserve, waitlist};
 use crate::domain::{Event, EventId, IdempotencyKey};
 use crate::vacancy::CAPACITY_MAX;
 use crate::wire;
@@ -34,6 +34,7 @@ use crate::wire;
         events::resize_quota, events::change_category,
         orders::read, orders::confirm, orders::release, orders::cancel,
         waitlist::join, waitlist::read, waitlist::leave,
+        changes::changes,
     ),
     components(schemas(
         wire::CreateEventRequest, wire::StockRequest, wire::AvailableResponse,
@@ -43,6 +44,7 @@ use crate::wire;
         wire::EventResponse, wire::EventsResponse, wire::OrderResponse, wire::CancelResponse,
         wire::AboutResponse, wire::HealthResponse, wire::ReadyResponse,
         wire::WaitlistRequest, wire::WaitlistEntryResponse, wire::OfferResponse,
+        wire::ChangesResponse, wire::ChangeResponse,
         wire::ErrorResponse, wire::ErrorDetail,
     )),
     modifiers(&Security),

@@ -3,9 +3,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Cancelled, CategoryChange, CategoryId, EntryView, Error, Event, EventDraft, EventId,
-    EventsPage, IdempotencyKey, Joining, Order, PageQuery, QuotaId, Reservation, ReservationId,
-    Reserved, Resize,
+    Cancelled, CategoryChange, CategoryId, ChangeFeed, ChangesPage, ChangesQuery, EntryView, Error,
+    Event, EventDraft, EventId, EventsPage, IdempotencyKey, Joining, Order, PageQuery, QuotaId,
+    Reservation, ReservationId, Reserved, Resize,
 };
 use crate::vacancy::Inventory;
 
@@ -57,6 +57,8 @@ pub trait VacancyClient: Send + Sync {
     async fn waitlist_entry(&self, id: ReservationId) -> Result<EntryView, Error>;
     /// Leaves a waiting list (declining an open offer); leaving twice changes nothing.
     async fn leave_waitlist(&self, id: ReservationId) -> Result<EntryView, Error>;
+    /// Committed changes after a cursor, waiting up to `query.wait` for one when there is none.
+    async fn changes(&self, query: ChangesQuery) -> Result<ChangesPage, Error>;
 }
 
 /// The monolith's client: a plain method call on the inventory in this process.
@@ -144,6 +146,10 @@ impl VacancyClient for LocalVacancyClient {
 
     async fn waitlist_entry(&self, id: ReservationId) -> Result<EntryView, Error> {
         self.inventory.waitlist_entry(id).await
+    }
+
+    async fn changes(&self, query: ChangesQuery) -> Result<ChangesPage, Error> {
+        ChangeFeed::changes(self.inventory.as_ref(), query).await
     }
 
     async fn leave_waitlist(&self, id: ReservationId) -> Result<EntryView, Error> {

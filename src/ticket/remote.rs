@@ -17,9 +17,9 @@ use tracing::Instrument;
 use super::VacancyClient;
 use crate::config::{Mode, Secret};
 use crate::domain::{
-    Cancelled, CategoryChange, CategoryId, EntryView, Error, Event, EventDraft, EventId,
-    EventsPage, IdempotencyKey, Joining, Order, PageLimit, PageQuery, QuotaId, Reservation,
-    ReservationId, Reserved, Resize,
+    Cancelled, CategoryChange, CategoryId, ChangesPage, ChangesQuery, EntryView, Error, Event,
+    EventDraft, EventId, EventsPage, IdempotencyKey, Joining, Order, PageLimit, PageQuery, QuotaId,
+    Reservation, ReservationId, Reserved, Resize,
 };
 use crate::telemetry;
 use crate::wire::{
@@ -75,6 +75,8 @@ enum Call {
     Idempotent,
     /// An admin change that must not be repeated blindly.
     AdminOnce,
+    /// An admin read: repeated like `Idempotent`, sent with the admin token.
+    AdminRead,
 }
 
 /// Wait before the first retry; doubled for each further one.
@@ -299,8 +301,22 @@ impl RemoteVacancyClient {
         repeat: Repeat<'_>,
         kind: Call,
     ) -> Result<Bytes, Error> {
+        self.call_within(method, path, body, repeat, kind, self.config.timeout)
+            .await
+    }
+
+    /// As [`Self::call`], within `timeout` rather than the configured one.
+    async fn call_within(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        repeat: Repeat<'_>,
+        kind: Call,
+        timeout: Duration,
+    ) -> Result<Bytes, Error> {
         let started = Instant::now();
-        let deadline = started + self.config.timeout;
+        let deadline = started + timeout;
         let span = telemetry::vacancy_call_span(method.as_str(), path);
         let outcome = self
             .attempts(method, path, body.as_ref(), repeat, kind, deadline)
@@ -336,7 +352,7 @@ impl RemoteVacancyClient {
             limit_ms: self.config.timeout.as_millis() as u64,
         };
         let attempts_max = match kind {
-            Call::Idempotent => self.config.attempts_max,
+            Call::Idempotent | Call::AdminRead => self.config.attempts_max,
             Call::AdminOnce => 1,
         };
         let mut backoff = RETRY_BACKOFF_FIRST;
@@ -345,6 +361,11 @@ impl RemoteVacancyClient {
             let replica = self.replica(first, attempt as usize - 1);
             let url = format!("{}{path}", replica.base_url);
             let mut request = self.client().request(method.clone(), url);
+            if matches!(kind, Call::AdminRead) {
+                // The client's own limit is the configured one; a long poll needs its whole time
+                // (the attempt is still bounded by `limit` below).
+                request = request.timeout(deadline.saturating_duration_since(Instant::now()));
+            }
             if let Some(id) = &request_id {
                 request = request.insert_header((REQUEST_ID_HEADER, id.as_str()));
             }
@@ -363,13 +384,16 @@ impl RemoteVacancyClient {
             if let Some(token) = &self.config.service_token {
                 request = request.insert_header((SERVICE_TOKEN_HEADER, token.expose()));
             }
-            if let (Call::AdminOnce, Some(token)) = (kind, &self.config.admin_token) {
+            if let (Call::AdminOnce | Call::AdminRead, Some(token)) =
+                (kind, &self.config.admin_token)
+            {
                 request = request.bearer_auth(token.expose());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let last = attempt >= attempts_max;
-            // With another replica to try, one that does not answer gets only half the time left.
-            let limit = if last || self.replicas.len() == 1 {
+            // With another replica to try, one that does not answer gets only half the time left;
+            // but a read of changes may wait on vacancy for most of its time, by design.
+            let limit = if last || self.replicas.len() == 1 || matches!(kind, Call::AdminRead) {
                 left
             } else {
                 left / 2
@@ -711,6 +735,24 @@ impl VacancyClient for RemoteVacancyClient {
             .call(Method::GET, &path, None, Repeat::Plain, Call::Idempotent)
             .await?;
         decode::<wire::WaitlistEntryResponse>(&bytes)?.into_domain()
+    }
+
+    /// A long poll waits on vacancy: the call's time limit is the wait plus this service's
+    /// usual limit for an answer.
+    async fn changes(&self, query: ChangesQuery) -> Result<ChangesPage, Error> {
+        let path = wire::changes_path(&query);
+        let timeout = self.config.timeout + query.wait;
+        let bytes = self
+            .call_within(
+                Method::GET,
+                &path,
+                None,
+                Repeat::Plain,
+                Call::AdminRead,
+                timeout,
+            )
+            .await?;
+        decode::<wire::ChangesResponse>(&bytes)?.into_domain()
     }
 
     async fn leave_waitlist(&self, id: ReservationId) -> Result<EntryView, Error> {

@@ -4,6 +4,7 @@
 //! one of them.
 
 mod categories;
+mod changes;
 mod durability;
 mod failover;
 mod faults;
@@ -92,4 +93,8 @@ in_every_deployment!(
     categories::buyers_on_overlapping_quotas_never_oversell,
     categories::one_customer_in_parallel_never_passes_the_limit,
     waitlist::seats_that_come_back_go_to_the_waiting_list_first,
+    changes::a_sold_out_story_is_told_in_commit_order,
+    changes::a_long_poll_is_answered_when_a_purchase_commits,
+    changes::bad_change_reads_get_a_json_error,
+    changes::an_answered_purchase_keeps_its_change_through_a_crash,
 );
