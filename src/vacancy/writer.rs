@@ -361,6 +361,7 @@ impl Command {
             Command::ChangeCategory(call) => call.queued,
             Command::JoinWaitlist(call) => call.queued,
             Command::FindEntry(call) | Command::LeaveWaitlist(call) => call.queued,
+            Command::Changes(call) => call.queued,
         }
     }
 

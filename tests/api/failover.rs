@@ -430,6 +430,30 @@ async fn check_store(server: &PgServer, acknowledged: &HashSet<String>) {
     let lost: Vec<&String> = acknowledged.difference(&confirmed).collect();
     assert!(lost.is_empty(), "acknowledged sales lost: {lost:?}");
 
+    // The outbox came through too: every confirmed order was told exactly once, and the
+    // numbering has no gap across the takeover.
+    let told = server
+        .query("SELECT data::json->'order'->>'id' FROM changes WHERE kind = 'order.confirmed'")
+        .await;
+    let mut told_once = HashSet::new();
+    for row in &told {
+        assert!(
+            told_once.insert(row[0].clone()),
+            "an order told twice: {row:?}"
+        );
+    }
+    let untold: Vec<&String> = confirmed.difference(&told_once).collect();
+    assert!(untold.is_empty(), "confirmed orders never told: {untold:?}");
+    let numbering = server
+        .query("SELECT count(*), COALESCE(min(seq), 1), COALESCE(max(seq), 0) FROM changes")
+        .await;
+    let n = |column: usize| -> u64 { numbering[0][column].parse().unwrap() };
+    assert_eq!(
+        n(0),
+        n(2) + 1 - n(1),
+        "changes numbered without a gap: {numbering:?}"
+    );
+
     let events = server
         .query(
             "SELECT e.id, e.capacity, e.available, e.held, e.sold,
