@@ -24,7 +24,7 @@ pub use change::{Change, ChangeFeed, ChangeType, ChangesPage, ChangesQuery};
 pub use waitlist::{Entry, EntryStatus, EntryView, Joining};
 pub use webhook::{
     ATTEMPTS_KEPT_MAX, Attempt, AttemptOutcome, SigningSecret, WEBHOOK_URL_LEN_MAX, WEBHOOKS_MAX,
-    Webhook, WebhookId, WebhookTypes, WebhookUrl, message_id,
+    Webhook, WebhookId, WebhookTypes, WebhookUrl, WebhookView, message_id,
 };
 
 /// The event the seed-compatible endpoints (`/api/v1/purchase`, `/api/v1/available`, ...) act on.

@@ -223,6 +223,27 @@ pub struct Webhook {
     pub created_at_ms: i64,
 }
 
+impl Webhook {
+    /// What may be shown of it after it was made: everything but the secret.
+    pub fn view(&self) -> WebhookView {
+        WebhookView {
+            id: self.id,
+            url: self.url.clone(),
+            types: self.types.clone(),
+            created_at_ms: self.created_at_ms,
+        }
+    }
+}
+
+/// A webhook without its secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookView {
+    pub id: WebhookId,
+    pub url: WebhookUrl,
+    pub types: WebhookTypes,
+    pub created_at_ms: i64,
+}
+
 /// How one attempt to deliver a change ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AttemptOutcome {

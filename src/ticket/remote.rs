@@ -17,9 +17,10 @@ use tracing::Instrument;
 use super::VacancyClient;
 use crate::config::{Mode, Secret};
 use crate::domain::{
-    Cancelled, CategoryChange, CategoryId, EntryView, Error, Event, EventDraft, EventId,
+    Attempt, Cancelled, CategoryChange, CategoryId, EntryView, Error, Event, EventDraft, EventId,
     EventsPage, IdempotencyKey, Joining, Order, PageLimit, PageQuery, QuotaId, Reservation,
-    ReservationId, Reserved, Resize,
+    ReservationId, Reserved, Resize, SigningSecret, WebhookId, WebhookTypes, WebhookUrl,
+    WebhookView,
 };
 use crate::telemetry;
 use crate::wire::{
@@ -75,6 +76,8 @@ enum Call {
     Idempotent,
     /// An admin change that must not be repeated blindly.
     AdminOnce,
+    /// An admin call that is safe to repeat (a read, or a delete).
+    Admin,
 }
 
 /// Wait before the first retry; doubled for each further one.
@@ -338,6 +341,7 @@ impl RemoteVacancyClient {
         let attempts_max = match kind {
             Call::Idempotent => self.config.attempts_max,
             Call::AdminOnce => 1,
+            Call::Admin => self.config.attempts_max,
         };
         let mut backoff = RETRY_BACKOFF_FIRST;
         let mut attempt = 1;
@@ -363,7 +367,7 @@ impl RemoteVacancyClient {
             if let Some(token) = &self.config.service_token {
                 request = request.insert_header((SERVICE_TOKEN_HEADER, token.expose()));
             }
-            if let (Call::AdminOnce, Some(token)) = (kind, &self.config.admin_token) {
+            if let (Call::AdminOnce | Call::Admin, Some(token)) = (kind, &self.config.admin_token) {
                 request = request.bearer_auth(token.expose());
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -719,6 +723,73 @@ impl VacancyClient for RemoteVacancyClient {
             .call(Method::DELETE, &path, None, Repeat::Plain, Call::Idempotent)
             .await?;
         decode::<wire::WaitlistEntryResponse>(&bytes)?.into_domain()
+    }
+
+    async fn create_webhook(
+        &self,
+        url: WebhookUrl,
+        types: WebhookTypes,
+    ) -> Result<(WebhookView, SigningSecret), Error> {
+        let names: Vec<serde_json::Value> =
+            types.as_slice().iter().map(|t| t.as_str().into()).collect();
+        let body = encode(&wire::CreateWebhookRequest {
+            url: Some(url.as_str().into()),
+            types: Some(names.into()),
+        })?;
+        let bytes = self
+            .call(
+                Method::POST,
+                "/api/v1/webhooks",
+                Some(body),
+                Repeat::Plain,
+                Call::AdminOnce,
+            )
+            .await?;
+        decode::<wire::CreatedWebhookResponse>(&bytes)?.into_domain()
+    }
+
+    async fn webhooks(&self) -> Result<Vec<WebhookView>, Error> {
+        let bytes = self
+            .call(
+                Method::GET,
+                "/api/v1/webhooks",
+                None,
+                Repeat::Plain,
+                Call::Admin,
+            )
+            .await?;
+        decode::<wire::WebhooksResponse>(&bytes)?
+            .webhooks
+            .into_iter()
+            .map(wire::WebhookResponse::into_domain)
+            .collect()
+    }
+
+    async fn webhook(&self, id: WebhookId) -> Result<WebhookView, Error> {
+        let path = format!("/api/v1/webhooks/{id}");
+        let bytes = self
+            .call(Method::GET, &path, None, Repeat::Plain, Call::Admin)
+            .await?;
+        decode::<wire::WebhookResponse>(&bytes)?.into_domain()
+    }
+
+    async fn delete_webhook(&self, id: WebhookId) -> Result<(), Error> {
+        let path = format!("/api/v1/webhooks/{id}");
+        self.call(Method::DELETE, &path, None, Repeat::Plain, Call::Admin)
+            .await
+            .map(drop)
+    }
+
+    async fn webhook_deliveries(&self, id: WebhookId) -> Result<Vec<Attempt>, Error> {
+        let path = format!("/api/v1/webhooks/{id}/deliveries");
+        let bytes = self
+            .call(Method::GET, &path, None, Repeat::Plain, Call::Admin)
+            .await?;
+        decode::<wire::DeliveriesResponse>(&bytes)?
+            .deliveries
+            .into_iter()
+            .map(wire::DeliveryResponse::into_domain)
+            .collect()
     }
 }
 

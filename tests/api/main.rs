@@ -21,6 +21,7 @@ mod stores;
 mod ticketing;
 mod traces;
 mod waitlist;
+mod webhooks;
 
 /// Runs each named scenario `fn(Deployment, Launch)` as five tests: the four above, and two
 /// vacancy replicas sharing PostgreSQL.
@@ -92,4 +93,5 @@ in_every_deployment!(
     categories::buyers_on_overlapping_quotas_never_oversell,
     categories::one_customer_in_parallel_never_passes_the_limit,
     waitlist::seats_that_come_back_go_to_the_waiting_list_first,
+    webhooks::admins_subscribe_list_and_delete_webhooks,
 );
