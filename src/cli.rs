@@ -169,6 +169,10 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook_lease_ms: Option<u64>,
+    /// How long changes are kept for the feed, in hours, 24 to 87600 [default: 168].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes_retention_hours: Option<u32>,
     /// Serve /metrics and record metrics [default: true].
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -109,6 +109,8 @@ pub struct Settings {
     /// PostgreSQL: how long a replica's claim on delivering a webhook lasts unless renewed; a
     /// replica that stops leaves its webhooks to another this long after.
     pub webhook_lease_ms: u64,
+    /// How long committed changes are kept for the feed (and webhooks), in hours.
+    pub changes_retention_hours: u32,
     /// Bearer token for admin calls (creating events, adding stock); none: admin calls refused.
     pub admin_token: Option<Secret>,
     /// Token vacancy requires from callers (`x-service-token`), and ticket sends; none: not checked.
@@ -213,6 +215,7 @@ impl Settings {
             webhook_timeout_ms: 10_000,
             webhook_retry_first_ms: 5_000,
             webhook_lease_ms: 30_000,
+            changes_retention_hours: 168,
             admin_token: None,
             service_token: None,
             initial_stock: 1000,
@@ -370,7 +373,7 @@ impl Settings {
     /// key, rather than wrapping in a store, overflowing a clock, or asking the machine for more
     /// threads or memory than it has (the queue is allocated up front, one slot per request; each
     /// worker is a thread).
-    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 21] {
+    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 22] {
         // Lossless on every platform ticketd builds for.
         let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         [
@@ -415,6 +418,12 @@ impl Settings {
             ),
             // Long enough for an attempt and the save after it.
             ("webhook_lease_ms", self.webhook_lease_ms, 100..=HOUR_MS),
+            // At least a day: webhook deliveries are retried for a day. At most ten years.
+            (
+                "changes_retention_hours",
+                u64::from(self.changes_retention_hours),
+                24..=3650 * 24,
+            ),
             // The `default` event is an event like any other.
             ("initial_stock", self.initial_stock, 0..=CAPACITY_MAX),
             (
@@ -538,6 +547,7 @@ impl From<&Settings> for InventoryConfig {
             initial_stock: settings.initial_stock,
             idempotency_ttl_seconds: settings.idempotency_ttl_seconds,
             waitlist_offer_ttl_seconds: settings.waitlist_offer_ttl_seconds,
+            changes_retention_hours: settings.changes_retention_hours,
             queue_size_max: settings.inventory_queue_size_max,
             batch_size_max: settings.inventory_batch_size_max,
         }
@@ -777,6 +787,7 @@ mod tests {
             ("webhook_timeout_ms", 3_600_000, 3_600_001),
             ("webhook_retry_first_ms", 3_600_000, 3_600_001),
             ("webhook_lease_ms", 3_600_000, 3_600_001),
+            ("changes_retention_hours", 87_600, 87_601),
             ("initial_stock", 1_000_000_000_000, i64::MAX),
             ("inventory_queue_size_max", 1 << 20, i64::MAX),
             ("inventory_batch_size_max", 1 << 16, i64::MAX),

@@ -636,6 +636,10 @@ pub enum Error {
     CapacityExceeded(String),
     #[error("{0}")]
     UnknownEvent(String),
+    /// A reader of the changes asked for some after its cursor that are no longer kept; `oldest`
+    /// is the first still kept (or the next to come, when none is).
+    #[error("{message}")]
+    CursorExpired { message: String, oldest: u64 },
     #[error("{0}")]
     ReservationConflict(String),
     #[error("too many requests are waiting for the inventory; try again shortly")]
@@ -689,6 +693,7 @@ impl Error {
             Error::WrongState(_) => "wrong_state",
             Error::CapacityExceeded(_) => "capacity_exceeded",
             Error::UnknownEvent(_) => "unknown_event",
+            Error::CursorExpired { .. } => "cursor_expired",
             Error::ReservationConflict(_) => "reservation_conflict",
             Error::Overloaded => "overloaded",
             Error::Unavailable(_) => "unavailable",

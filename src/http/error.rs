@@ -129,6 +129,7 @@ impl ApiError {
                     (Status::CONFLICT, Code::CustomerLimitReached, Own)
                 }
                 Error::QuotaInUse(_) => (Status::CONFLICT, Code::QuotaInUse, Own),
+                Error::CursorExpired { .. } => (Status::GONE, Code::CursorExpired, Own),
                 Error::UnknownEvent(_) => (Status::NOT_FOUND, Code::UnknownEvent, Own),
                 Error::UnknownOrder(_) => (Status::NOT_FOUND, Code::UnknownOrder, Own),
                 Error::UnknownEntry(_) => (Status::NOT_FOUND, Code::UnknownWaitlistEntry, Own),
@@ -305,6 +306,7 @@ mod tests {
                 window: crate::domain::SalesWindow::default(),
             }
             .into(),
+            "cursor_expired" => Error::CursorExpired { message, oldest: 1 }.into(),
             code => ErrorDetail {
                 code: code.to_owned(),
                 message,
@@ -316,7 +318,7 @@ mod tests {
     }
 
     /// One error of every domain kind.
-    fn every_domain_error() -> [Error; 30] {
+    fn every_domain_error() -> [Error; 31] {
         let why = || "why".to_owned();
         [
             Error::InvalidQuantity(why()),
@@ -349,6 +351,10 @@ mod tests {
                 message: why(),
                 category: crate::domain::CategoryId::general(),
                 window: crate::domain::SalesWindow::new(Some(1), None).unwrap(),
+            },
+            Error::CursorExpired {
+                message: why(),
+                oldest: 7,
             },
             Error::Overloaded,
             Error::Unavailable(why()),
@@ -414,13 +420,15 @@ mod tests {
         let with_context = every_domain_error().into_iter().filter(|error| {
             matches!(
                 error,
-                Error::CustomerLimitReached { .. } | Error::NotOnSale { .. }
+                Error::CustomerLimitReached { .. }
+                    | Error::NotOnSale { .. }
+                    | Error::CursorExpired { .. }
             )
         });
         for error in with_context {
             let local = ApiError::from(error).detail();
             assert!(
-                local.may_still.is_some() || local.sales_start.is_some(),
+                local.may_still.is_some() || local.sales_start.is_some() || local.oldest.is_some(),
                 "{local:?}"
             );
             let remote = ApiError::from(local.clone().into_domain()).detail();

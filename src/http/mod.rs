@@ -103,6 +103,7 @@ pub fn app(
         .configure(routes::orders::configure)
         .configure(routes::waitlist::configure)
         .configure(routes::webhooks::configure)
+        .configure(routes::changes::configure)
         .configure(|cfg| openapi::configure(cfg, document));
     app.default_service(web::to(routes::meta::not_found))
         .wrap(actix_web::middleware::from_fn(auth::require_service_token))

@@ -12,7 +12,7 @@ use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::routes::{events, meta, orders, purchase, reserve, waitlist, webhooks};
+use super::routes::{changes, events, meta, orders, purchase, reserve, waitlist, webhooks};
 use crate::domain::{ChangeType, Event, EventId, IdempotencyKey, WEBHOOK_URL_LEN_MAX};
 use crate::vacancy::CAPACITY_MAX;
 use crate::wire;
@@ -40,6 +40,7 @@ const WEBHOOK_URL_PATTERN: &str = "^[hH][tT][tT][pP][sS]?://[!-\"$-.0-?A-~]+(/[!
         orders::read, orders::confirm, orders::release, orders::cancel,
         waitlist::join, waitlist::read, waitlist::leave,
         webhooks::create, webhooks::list, webhooks::read, webhooks::delete, webhooks::deliveries,
+        changes::changes,
     ),
     components(schemas(
         wire::CreateEventRequest, wire::StockRequest, wire::AvailableResponse,
@@ -51,6 +52,7 @@ const WEBHOOK_URL_PATTERN: &str = "^[hH][tT][tT][pP][sS]?://[!-\"$-.0-?A-~]+(/[!
         wire::WaitlistRequest, wire::WaitlistEntryResponse, wire::OfferResponse,
         wire::CreateWebhookRequest, wire::CreatedWebhookResponse, wire::WebhookResponse,
         wire::WebhooksResponse, wire::DeliveryResponse, wire::DeliveriesResponse,
+        wire::ChangesResponse, wire::ChangeResponse,
         wire::ErrorResponse, wire::ErrorDetail,
     )),
     modifiers(&Security),

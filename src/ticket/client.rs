@@ -3,9 +3,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Attempt, Cancelled, CategoryChange, CategoryId, EntryView, Error, Event, EventDraft, EventId,
-    EventsPage, IdempotencyKey, Joining, Order, PageQuery, QuotaId, Reservation, ReservationId,
-    Reserved, Resize, SigningSecret, WebhookId, WebhookTypes, WebhookUrl, WebhookView,
+    Attempt, Cancelled, CategoryChange, CategoryId, ChangeFeed, ChangesPage, ChangesQuery,
+    EntryView, Error, Event, EventDraft, EventId, EventsPage, IdempotencyKey, Joining, Order,
+    PageQuery, QuotaId, Reservation, ReservationId, Reserved, Resize, SigningSecret, WebhookId,
+    WebhookTypes, WebhookUrl, WebhookView,
 };
 use crate::vacancy::Inventory;
 use crate::webhooks::Webhooks;
@@ -70,6 +71,8 @@ pub trait VacancyClient: Send + Sync {
     async fn delete_webhook(&self, id: WebhookId) -> Result<(), Error>;
     /// Admin: a webhook's recent delivery attempts, newest first.
     async fn webhook_deliveries(&self, id: WebhookId) -> Result<Vec<Attempt>, Error>;
+    /// Committed changes after a cursor, waiting up to `query.wait` for one when there is none.
+    async fn changes(&self, query: ChangesQuery) -> Result<ChangesPage, Error>;
 }
 
 /// The monolith's client: a plain method call on the inventory in this process.
@@ -161,6 +164,10 @@ impl VacancyClient for LocalVacancyClient {
 
     async fn waitlist_entry(&self, id: ReservationId) -> Result<EntryView, Error> {
         self.inventory.waitlist_entry(id).await
+    }
+
+    async fn changes(&self, query: ChangesQuery) -> Result<ChangesPage, Error> {
+        ChangeFeed::changes(self.inventory.as_ref(), query).await
     }
 
     async fn leave_waitlist(&self, id: ReservationId) -> Result<EntryView, Error> {

@@ -17,10 +17,10 @@ use tracing::Instrument;
 use super::VacancyClient;
 use crate::config::{Mode, Secret};
 use crate::domain::{
-    Attempt, Cancelled, CategoryChange, CategoryId, EntryView, Error, Event, EventDraft, EventId,
-    EventsPage, IdempotencyKey, Joining, Order, PageLimit, PageQuery, QuotaId, Reservation,
-    ReservationId, Reserved, Resize, SigningSecret, WebhookId, WebhookTypes, WebhookUrl,
-    WebhookView,
+    Attempt, Cancelled, CategoryChange, CategoryId, ChangesPage, ChangesQuery, EntryView, Error,
+    Event, EventDraft, EventId, EventsPage, IdempotencyKey, Joining, Order, PageLimit, PageQuery,
+    QuotaId, Reservation, ReservationId, Reserved, Resize, SigningSecret, WebhookId, WebhookTypes,
+    WebhookUrl, WebhookView,
 };
 use crate::telemetry;
 use crate::wire::{
@@ -76,8 +76,9 @@ enum Call {
     Idempotent,
     /// An admin change that must not be repeated blindly.
     AdminOnce,
-    /// An admin call that is safe to repeat (a read, or a delete).
-    Admin,
+    /// An admin read (or a delete, which is safe to repeat): repeated like `Idempotent`, sent
+    /// with the admin token.
+    AdminRead,
 }
 
 /// Wait before the first retry; doubled for each further one.
@@ -302,8 +303,22 @@ impl RemoteVacancyClient {
         repeat: Repeat<'_>,
         kind: Call,
     ) -> Result<Bytes, Error> {
+        self.call_within(method, path, body, repeat, kind, self.config.timeout)
+            .await
+    }
+
+    /// As [`Self::call`], within `timeout` rather than the configured one.
+    async fn call_within(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        repeat: Repeat<'_>,
+        kind: Call,
+        timeout: Duration,
+    ) -> Result<Bytes, Error> {
         let started = Instant::now();
-        let deadline = started + self.config.timeout;
+        let deadline = started + timeout;
         let span = telemetry::vacancy_call_span(method.as_str(), path);
         let outcome = self
             .attempts(method, path, body.as_ref(), repeat, kind, deadline)
@@ -339,9 +354,8 @@ impl RemoteVacancyClient {
             limit_ms: self.config.timeout.as_millis() as u64,
         };
         let attempts_max = match kind {
-            Call::Idempotent => self.config.attempts_max,
+            Call::Idempotent | Call::AdminRead => self.config.attempts_max,
             Call::AdminOnce => 1,
-            Call::Admin => self.config.attempts_max,
         };
         let mut backoff = RETRY_BACKOFF_FIRST;
         let mut attempt = 1;
@@ -367,13 +381,16 @@ impl RemoteVacancyClient {
             if let Some(token) = &self.config.service_token {
                 request = request.insert_header((SERVICE_TOKEN_HEADER, token.expose()));
             }
-            if let (Call::AdminOnce | Call::Admin, Some(token)) = (kind, &self.config.admin_token) {
+            if let (Call::AdminOnce | Call::AdminRead, Some(token)) =
+                (kind, &self.config.admin_token)
+            {
                 request = request.bearer_auth(token.expose());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let last = attempt >= attempts_max;
-            // With another replica to try, one that does not answer gets only half the time left.
-            let limit = if last || self.replicas.len() == 1 {
+            // With another replica to try, one that does not answer gets only half the time left;
+            // but a read of changes may wait on vacancy for most of its time, by design.
+            let limit = if last || self.replicas.len() == 1 || matches!(kind, Call::AdminRead) {
                 left
             } else {
                 left / 2
@@ -717,6 +734,24 @@ impl VacancyClient for RemoteVacancyClient {
         decode::<wire::WaitlistEntryResponse>(&bytes)?.into_domain()
     }
 
+    /// A long poll waits on vacancy: the call's time limit is the wait plus this service's
+    /// usual limit for an answer.
+    async fn changes(&self, query: ChangesQuery) -> Result<ChangesPage, Error> {
+        let path = wire::changes_path(&query);
+        let timeout = self.config.timeout + query.wait;
+        let bytes = self
+            .call_within(
+                Method::GET,
+                &path,
+                None,
+                Repeat::Plain,
+                Call::AdminRead,
+                timeout,
+            )
+            .await?;
+        decode::<wire::ChangesResponse>(&bytes)?.into_domain()
+    }
+
     async fn leave_waitlist(&self, id: ReservationId) -> Result<EntryView, Error> {
         let path = format!("/api/v1/waitlist/{id}");
         let bytes = self
@@ -755,7 +790,7 @@ impl VacancyClient for RemoteVacancyClient {
                 "/api/v1/webhooks",
                 None,
                 Repeat::Plain,
-                Call::Admin,
+                Call::AdminRead,
             )
             .await?;
         decode::<wire::WebhooksResponse>(&bytes)?
@@ -768,14 +803,14 @@ impl VacancyClient for RemoteVacancyClient {
     async fn webhook(&self, id: WebhookId) -> Result<WebhookView, Error> {
         let path = format!("/api/v1/webhooks/{id}");
         let bytes = self
-            .call(Method::GET, &path, None, Repeat::Plain, Call::Admin)
+            .call(Method::GET, &path, None, Repeat::Plain, Call::AdminRead)
             .await?;
         decode::<wire::WebhookResponse>(&bytes)?.into_domain()
     }
 
     async fn delete_webhook(&self, id: WebhookId) -> Result<(), Error> {
         let path = format!("/api/v1/webhooks/{id}");
-        self.call(Method::DELETE, &path, None, Repeat::Plain, Call::Admin)
+        self.call(Method::DELETE, &path, None, Repeat::Plain, Call::AdminRead)
             .await
             .map(drop)
     }
@@ -783,7 +818,7 @@ impl VacancyClient for RemoteVacancyClient {
     async fn webhook_deliveries(&self, id: WebhookId) -> Result<Vec<Attempt>, Error> {
         let path = format!("/api/v1/webhooks/{id}/deliveries");
         let bytes = self
-            .call(Method::GET, &path, None, Repeat::Plain, Call::Admin)
+            .call(Method::GET, &path, None, Repeat::Plain, Call::AdminRead)
             .await?;
         decode::<wire::DeliveriesResponse>(&bytes)?
             .deliveries

@@ -13,12 +13,13 @@
 //!   the database. Decisions stay in one place and stay the same; only their starting point
 //!   comes from the database.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+pub use super::outbox::Kept;
 use crate::domain::{
-    CustomerId, Entry, EntryStatus, Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord,
-    Order, OrderStatus, PageQuery, ReservationId,
+    Change, CustomerId, Entry, EntryStatus, Error, Event, EventId, EventsPage, IdempotencyKey,
+    KeyRecord, Order, OrderStatus, PageQuery, ReservationId,
 };
 
 /// The deadline of a held order read from a store. ticketd gives every hold a deadline (every hold
@@ -94,6 +95,12 @@ pub struct Batch {
     pub purge_keys_before_ms: Option<i64>,
     /// Keys created before this time have lapsed: `keys` may replace them, and nothing younger.
     pub keys_lapsed_before_ms: i64,
+    /// What integrators hear about the batch, in order. A store of one process stores them with
+    /// the numbers the writer gave them (the last committed, plus one on); a shared store numbers
+    /// them itself, in commit order among the replicas.
+    pub changes: Vec<Change>,
+    /// Forget changes committed before this time (with `purge_keys_before_ms`).
+    pub purge_changes_before_ms: Option<i64>,
 }
 
 impl Batch {
@@ -102,7 +109,9 @@ impl Batch {
             && self.orders.is_empty()
             && self.entries.is_empty()
             && self.keys.is_empty()
+            && self.changes.is_empty()
             && self.purge_keys_before_ms.is_none()
+            && self.purge_changes_before_ms.is_none()
     }
 }
 
@@ -144,6 +153,8 @@ pub trait SharedReads: Send + Sync {
     /// One page of events, in id order (byte order, as the other stores).
     async fn events(&self, query: &PageQuery) -> Result<EventsPage, Error>;
     async fn order(&self, id: ReservationId) -> Result<Option<Order>, Error>;
+    /// At most `limit` changes after `after`, in commit order, with the last number given.
+    async fn changes(&self, after: u64, limit: usize) -> Result<Kept, Error>;
 }
 
 /// Durable (or not) storage behind the inventory. Called only from the inventory's writer thread,
@@ -171,6 +182,12 @@ pub trait Ledger: Send + 'static {
 
     /// The waiting-list entry with this id, if there is one.
     fn find_entry(&mut self, id: ReservationId) -> Result<Option<Entry>, Error>;
+
+    /// The number of the last change ever committed (0 if none), kept or purged since.
+    fn last_change_seq(&mut self) -> Result<u64, Error>;
+
+    /// At most `limit` kept changes after `after`, in commit order, with the last number given.
+    fn changes(&mut self, after: u64, limit: usize) -> Result<Kept, Error>;
 
     /// Stores `batch`: on `Ok` all of it is committed, on `Err` none of it is. After
     /// [`SharedLedger::begin`], this ends the batch's transaction even when `batch` is empty.
@@ -220,7 +237,13 @@ pub struct MemoryLedger {
     /// change.
     customers: HashMap<(EventId, CustomerId), u64>,
     entries: BTreeMap<ReservationId, Entry>,
+    /// The changes kept, oldest first: at most [`MEMORY_CHANGES_MAX`].
+    changes: VecDeque<Change>,
+    last_change_seq: u64,
 }
+
+/// Most changes a memory store keeps: the oldest go first beyond this, whatever their age.
+pub const MEMORY_CHANGES_MAX: usize = 100_000;
 
 impl MemoryLedger {
     pub fn new() -> Self {
@@ -271,9 +294,47 @@ impl Ledger for MemoryLedger {
         Ok(self.entries.get(&id).cloned())
     }
 
+    fn last_change_seq(&mut self) -> Result<u64, Error> {
+        Ok(self.last_change_seq)
+    }
+
+    fn changes(&mut self, after: u64, limit: usize) -> Result<Kept, Error> {
+        // Kept changes are numbered without a gap, so the one after `after` is found by place.
+        let first = self.changes.front().map_or(0, |c| c.seq);
+        let skip = usize::try_from((after + 1).saturating_sub(first)).unwrap_or(usize::MAX);
+        Ok(Kept {
+            changes: self
+                .changes
+                .iter()
+                .skip(skip)
+                .take(limit)
+                .cloned()
+                .collect(),
+            last_seq: self.last_change_seq,
+        })
+    }
+
     fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
         if let Some(before) = batch.purge_keys_before_ms {
             self.keys.retain(|_, record| record.created_at_ms >= before);
+        }
+        if let Some(before) = batch.purge_changes_before_ms {
+            while self.changes.front().is_some_and(|c| c.at_ms < before) {
+                self.changes.pop_front();
+            }
+        }
+        for change in &batch.changes {
+            if change.seq != self.last_change_seq + 1 {
+                return Err(Error::Internal(format!(
+                    "change {} would follow {}: changes are numbered without a gap",
+                    change.seq, self.last_change_seq
+                )));
+            }
+            self.last_change_seq = change.seq;
+        }
+        self.changes.extend(batch.changes.iter().cloned());
+        while self.changes.len() > MEMORY_CHANGES_MAX {
+            self.changes.pop_front();
         }
         for record in &batch.keys {
             self.keys.insert(record.key.clone(), record.clone());

@@ -17,6 +17,7 @@ mod idempotency;
 pub mod ledger;
 #[cfg(test)]
 mod model_test;
+mod outbox;
 pub mod postgres;
 mod rules;
 pub mod sqlite;
@@ -28,15 +29,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use crate::domain::{
-    Cancelled, CategoryChange, CategoryId, EntryView, Error, Event, EventDraft, EventId,
-    EventsPage, IdempotencyKey, Joining, Order, PageQuery, QuotaId, Reservation, ReservationId,
-    Reserved, Resize,
+    Cancelled, CategoryChange, CategoryId, ChangeFeed, ChangesPage, ChangesQuery, EntryView, Error,
+    Event, EventDraft, EventId, EventsPage, IdempotencyKey, Joining, Order, PageQuery, QuotaId,
+    Reservation, ReservationId, Reserved, Resize,
 };
 use ledger::{LocalLedger, SharedLedger};
 use store::{FromDatabase, FromMemory, Local, Reads, Shared};
@@ -87,10 +88,14 @@ pub struct InventoryConfig {
     pub batch_size_max: usize,
     /// How long a waiting-list offer's hold lasts.
     pub waitlist_offer_ttl_seconds: u32,
+    /// How long committed changes are kept for readers of the feed.
+    pub changes_retention_hours: u32,
 }
 
 pub struct Inventory {
     queue: Queue,
+    /// Counts this process's commits that wrote changes: readers of the feed wait on it.
+    committed: tokio::sync::watch::Receiver<u64>,
     /// Where reads are served from, fixed by the kind of store when the inventory opens.
     reads: Box<dyn Reads>,
     /// The shared store's identity; `None` for a store of this process alone.
@@ -155,17 +160,20 @@ impl Inventory {
         let (commands, queue) = mpsc::sync_channel(config.queue_size_max);
         metrics::gauge!("ticketd_inventory_queue_requests_max").set(config.queue_size_max as f64);
         let (opened, open) = mpsc::sync_channel(1);
+        let (committed_tx, committed) = tokio::sync::watch::channel(0);
         let writer = {
             let config = config.clone();
             std::thread::Builder::new()
                 .name("inventory-writer".into())
-                .spawn(move || match Writer::open(store, events, &config, clock) {
-                    Ok(writer) => {
-                        let _ = opened.send(Ok(writer.store_id()));
-                        writer.run(queue)
-                    }
-                    Err(error) => drop(opened.send(Err(error))),
-                })
+                .spawn(
+                    move || match Writer::open(store, events, &config, clock, committed_tx) {
+                        Ok(writer) => {
+                            let _ = opened.send(Ok(writer.store_id()));
+                            writer.run(queue)
+                        }
+                        Err(error) => drop(opened.send(Err(error))),
+                    },
+                )
                 .map_err(|e| Error::Internal(format!("cannot start the inventory writer: {e}")))?
         };
         let loaded = open.recv().unwrap_or_else(|_| {
@@ -184,6 +192,7 @@ impl Inventory {
             queue: Queue {
                 commands: Some(commands),
             },
+            committed,
             reads,
             store_id,
             writer: Some(writer),
@@ -350,6 +359,44 @@ impl Inventory {
 
     async fn ask<R, T>(&self, command: fn(Call<R, T>) -> Command, request: R) -> Result<T, Error> {
         self.queue.ask(command, request).await
+    }
+}
+
+/// How often a reader waiting for changes on a shared store looks again: other replicas' commits
+/// are not signalled to this process, so it polls the database, at this pace, while it waits.
+const CHANGES_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+#[async_trait::async_trait]
+impl ChangeFeed for Inventory {
+    /// Changes after `query.after` in commit order. With nothing to return yet, waits up to
+    /// `query.wait` for a commit: woken by this process's commits at once, and on a shared store
+    /// also looking again every [`CHANGES_POLL_INTERVAL`] for other replicas'.
+    async fn changes(&self, query: ChangesQuery) -> Result<ChangesPage, Error> {
+        self.ensure_running()?;
+        let deadline = tokio::time::Instant::now() + query.wait;
+        let mut committed = self.committed.clone();
+        loop {
+            // Marked seen before reading, so a commit after the read wakes the wait below.
+            committed.borrow_and_update();
+            let kept = self
+                .reads
+                .changes(query.after, query.limit, &self.queue)
+                .await?;
+            let page = outbox::page(query.after, kept)?;
+            let now = tokio::time::Instant::now();
+            if !page.changes.is_empty() || now >= deadline {
+                return Ok(page);
+            }
+            let mut wait = deadline - now;
+            if self.store_id.is_some() {
+                wait = wait.min(CHANGES_POLL_INTERVAL);
+            }
+            match tokio::time::timeout(wait, committed.changed()).await {
+                Ok(Ok(())) | Err(_) => {}
+                // The writer is gone: nothing more will commit here.
+                Ok(Err(_)) => return Ok(page),
+            }
+        }
     }
 }
 
@@ -566,6 +613,12 @@ mod tests {
             ) -> Result<Option<crate::domain::Entry>, Error> {
                 self.inner.find_entry(id)
             }
+            fn last_change_seq(&mut self) -> Result<u64, Error> {
+                self.inner.last_change_seq()
+            }
+            fn changes(&mut self, after: u64, limit: usize) -> Result<ledger::Kept, Error> {
+                self.inner.changes(after, limit)
+            }
         };
     }
 
@@ -772,6 +825,207 @@ mod tests {
         });
     }
 
+    /// The outbox over one story: every committed transition is one change, numbered in commit
+    /// order from 1, none from refusals or repeats; the feed pages after its cursor.
+    #[test]
+    fn every_committed_change_is_in_the_feed_in_commit_order() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let config = InventoryConfig {
+            initial_stock: 4,
+            ..InventoryConfig::default()
+        };
+        let inventory =
+            Inventory::open_with_clock(Box::new(MemoryLedger::new()), config, clock.clone())
+                .unwrap();
+        let all = async || {
+            let query = ChangesQuery {
+                after: 0,
+                limit: 1000,
+                wait: Duration::ZERO,
+            };
+            inventory.changes(query).await.unwrap()
+        };
+        let hold = |qty, ttl| Reservation {
+            hold_ttl_seconds: Some(HoldTtl::parse(ttl, 3600).unwrap()),
+            ..reservation(qty)
+        };
+        run(async {
+            assert_eq!(all().await, ChangesPage::default());
+            let first = inventory
+                .reserve(reservation(1))
+                .await
+                .unwrap()
+                .order
+                .unwrap();
+            let held = inventory.reserve(hold(3, 60)).await.unwrap().order.unwrap();
+            // Refused, and repeated: no change.
+            assert!(!inventory.reserve(reservation(1)).await.unwrap().accepted());
+            inventory.confirm(first.id, None).await.unwrap_err();
+            let entry = inventory
+                .join_waitlist(Joining {
+                    id: ReservationId::generate(),
+                    event: EventId::default_event(),
+                    category: None,
+                    qty: Quantity::parse(2, 10).unwrap(),
+                    customer: None,
+                })
+                .await
+                .unwrap();
+            inventory.release(held.id, None).await.unwrap();
+            inventory.release(held.id, None).await.unwrap();
+            clock.advance_ms(900_000);
+            // Any batch expires what is due.
+            let offer = inventory.order(entry.entry.id).await.unwrap();
+            assert_eq!(offer.status, crate::domain::OrderStatus::Expired);
+            let last = inventory
+                .reserve(reservation(3))
+                .await
+                .unwrap()
+                .order
+                .unwrap();
+            inventory.cancel(first.id, None).await.unwrap();
+            inventory.cancel(first.id, None).await.unwrap();
+
+            let page = all().await;
+            assert_eq!(
+                outbox::kinds(&page.changes),
+                [
+                    "order.confirmed",
+                    "hold.created",
+                    "event.sold_out",
+                    "hold.released",
+                    "waitlist.offered",
+                    "event.back_on_sale",
+                    "waitlist.offer_expired",
+                    "order.confirmed",
+                    "event.sold_out",
+                    "order.cancelled",
+                    "event.back_on_sale",
+                ]
+            );
+            let seqs: Vec<u64> = page.changes.iter().map(|c| c.seq).collect();
+            assert_eq!(seqs, (1..=11).collect::<Vec<u64>>());
+            assert_eq!(page.next_after, 11);
+            let data = |n: usize| -> serde_json::Value {
+                serde_json::from_str(&page.changes[n].data).unwrap()
+            };
+            assert_eq!(data(0)["order"]["order_id"], first.id.to_string());
+            assert_eq!(data(0)["order"]["status"], "confirmed");
+            assert_eq!(data(1)["order"]["status"], "held");
+            assert_eq!(data(2)["event"]["available"], 0);
+            assert_eq!(data(4)["entry"]["entry_id"], entry.entry.id.to_string());
+            assert_eq!(
+                data(4)["entry"]["offer"]["hold_id"],
+                entry.entry.id.to_string()
+            );
+            assert_eq!(data(6)["entry"]["status"], "expired");
+            assert_eq!(data(7)["order"]["order_id"], last.id.to_string());
+            assert_eq!(data(9)["order"]["status"], "cancelled");
+
+            let query = ChangesQuery {
+                after: 3,
+                limit: 2,
+                wait: Duration::from_secs(5),
+            };
+            let page = inventory.changes(query).await.unwrap();
+            let seqs: Vec<u64> = page.changes.iter().map(|c| c.seq).collect();
+            assert_eq!((seqs, page.next_after), (vec![4, 5], 5));
+            let query = ChangesQuery {
+                after: 11,
+                limit: 2,
+                wait: Duration::ZERO,
+            };
+            assert_eq!(
+                inventory.changes(query).await.unwrap(),
+                ChangesPage {
+                    changes: Vec::new(),
+                    next_after: 11
+                }
+            );
+        });
+    }
+
+    /// A reader waiting for changes is answered when one commits, not when its wait runs out.
+    #[test]
+    fn a_waiting_reader_is_answered_when_a_change_commits() {
+        let inventory = Arc::new(inventory(5));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let reader = {
+                let inventory = Arc::clone(&inventory);
+                tokio::spawn(async move {
+                    let query = ChangesQuery {
+                        after: 0,
+                        limit: 10,
+                        wait: Duration::from_secs(60),
+                    };
+                    let started = Instant::now();
+                    (inventory.changes(query).await, started.elapsed())
+                })
+            };
+            // The reader waits: no change yet. Then a purchase commits.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(!reader.is_finished());
+            inventory.reserve(reservation(1)).await.unwrap();
+            let (page, waited) = tokio::time::timeout(Duration::from_secs(30), reader)
+                .await
+                .expect("the reader was not woken by the commit")
+                .unwrap();
+            let page = page.unwrap();
+            assert_eq!(outbox::kinds(&page.changes), ["order.confirmed"]);
+            assert!(waited < Duration::from_secs(30), "{waited:?}");
+        });
+    }
+
+    /// A memory store keeps at most so many changes; a reader behind them is told, not skipped.
+    #[test]
+    fn a_cursor_older_than_what_is_kept_is_refused_by_name() {
+        let mut ledger = MemoryLedger::new();
+        let change = |seq| crate::domain::Change {
+            seq,
+            kind: crate::domain::ChangeType::OrderConfirmed,
+            event: EventId::default_event(),
+            at_ms: 1,
+            data: "{}".into(),
+        };
+        let batch = Batch {
+            changes: (1..=ledger::MEMORY_CHANGES_MAX as u64 + 2)
+                .map(change)
+                .collect(),
+            ..Batch::default()
+        };
+        ledger.commit(&batch).unwrap();
+        let kept = ledger.changes(0, 1).unwrap();
+        assert_eq!(kept.changes[0].seq, 3);
+        let expired = outbox::page(1, ledger.changes(1, 10).unwrap()).unwrap_err();
+        assert_eq!(expired.code(), "cursor_expired");
+        assert!(
+            matches!(expired, Error::CursorExpired { oldest: 3, .. }),
+            "{expired:?}"
+        );
+        let page = outbox::page(2, ledger.changes(2, 10).unwrap()).unwrap();
+        assert_eq!(page.changes[0].seq, 3);
+        // Purged by age: everything after the cursor is gone.
+        let purge = Batch {
+            purge_changes_before_ms: Some(2),
+            ..Batch::default()
+        };
+        ledger.commit(&purge).unwrap();
+        let expired = outbox::page(5, ledger.changes(5, 10).unwrap()).unwrap_err();
+        let last = ledger::MEMORY_CHANGES_MAX as u64 + 2;
+        assert!(
+            matches!(expired, Error::CursorExpired { oldest, .. } if oldest == last + 1),
+            "{expired:?}"
+        );
+        // Nothing after the last: an empty page, not an error; nor from 0.
+        assert!(outbox::page(last, ledger.changes(last, 10).unwrap()).is_ok());
+        assert!(outbox::page(0, ledger.changes(0, 10).unwrap()).is_ok());
+    }
+
     #[test]
     fn events_are_created_once_and_replenished() {
         let inventory = inventory(5);
@@ -927,6 +1181,12 @@ mod tests {
         fn find_entry(&mut self, id: ReservationId) -> Result<Option<crate::domain::Entry>, Error> {
             self.inner.find_entry(id)
         }
+        fn last_change_seq(&mut self) -> Result<u64, Error> {
+            self.inner.last_change_seq()
+        }
+        fn changes(&mut self, after: u64, limit: usize) -> Result<ledger::Kept, Error> {
+            self.inner.changes(after, limit)
+        }
         fn find_key(
             &mut self,
             key: &IdempotencyKey,
@@ -1043,6 +1303,9 @@ mod tests {
         }
         async fn order(&self, _: ReservationId) -> Result<Option<Order>, Error> {
             Ok(None)
+        }
+        async fn changes(&self, _: u64, _: usize) -> Result<ledger::Kept, Error> {
+            Ok(ledger::Kept::default())
         }
     }
 

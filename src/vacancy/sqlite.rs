@@ -18,15 +18,15 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::codec;
-use super::ledger::{self, Batch, Ledger, LocalLedger};
+use super::ledger::{self, Batch, Kept, Ledger, LocalLedger};
 use crate::domain::{
-    CategoryId, CustomerId, Entry, EntryStatus, Error, Event, EventId, IdempotencyKey, KeyRecord,
-    Order, OrderStatus, ReservationId, Stock,
+    CategoryId, Change, ChangeType, CustomerId, Entry, EntryStatus, Error, Event, EventId,
+    IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId, Stock,
 };
 
 pub const DATABASE_FILE: &str = "ticketd.db";
 const LOCK_FILE: &str = "ticketd.lock";
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// The first release's tables; [`MIGRATIONS`] bring them up to date, so a new store and an old
 /// one end up alike.
@@ -69,7 +69,7 @@ CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
 
 /// The changes from each schema version to the next: `MIGRATIONS[n]` takes version `n + 1` to
 /// `n + 2`. Each runs in the transaction that sets the new version.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // 1 → 2: categories and quotas (an event's layout beyond its first quota, as JSON text; none
     // for an event of one `general` quota and category), order lines, and customers.
     "ALTER TABLE events ADD COLUMN quotas TEXT;
@@ -96,6 +96,17 @@ const MIGRATIONS: [&str; 2] = [
         WHERE status IN ('waiting', 'offered');
      CREATE INDEX waitlist_by_customer ON waitlist (event, customer)
         WHERE customer IS NOT NULL AND status = 'waiting';",
+    // 3 → 4: the outbox of changes. The writer numbers them (one process writes the store);
+    // AUTOINCREMENT keeps the last number given even once every change is purged, so a number
+    // is never given twice. `data` is JSON text, encoded once and served as is.
+    "CREATE TABLE changes (
+        seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind  TEXT NOT NULL,
+        event TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        data  TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX changes_by_age ON changes (at_ms);",
 ];
 
 /// The columns [`order_row`] decodes, in its order (a macro, so queries are built at compile time).
@@ -404,6 +415,64 @@ impl Ledger for SqliteLedger {
         found.map(|row| self.entry(row)).transpose()
     }
 
+    fn last_change_seq(&mut self) -> Result<u64, Error> {
+        let last: Option<i64> = self
+            .connection
+            .query_row(
+                "SELECT MAX(seq) FROM (SELECT seq FROM sqlite_sequence WHERE name = 'changes'
+                                       UNION ALL SELECT MAX(seq) FROM changes)",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.failed("reading the last change's number", e))?;
+        Ok(last.map_or(0, |last| u64::try_from(last).unwrap_or(0)))
+    }
+
+    fn changes(&mut self, after: u64, limit: usize) -> Result<Kept, Error> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, String, String, i64, String)> = self
+            .connection
+            .prepare_cached(
+                "SELECT seq, kind, event, at_ms, data FROM changes
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_map([after, limit], |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    })?
+                    .collect()
+            })
+            .map_err(|e| self.failed("reading changes", e))?;
+        let mut kept = Kept {
+            changes: Vec::with_capacity(rows.len()),
+            last_seq: self.last_change_seq()?,
+        };
+        for (seq, kind, event, at_ms, data) in rows {
+            kept.changes.push(Change {
+                seq: u64::try_from(seq).unwrap_or(0),
+                kind: ChangeType::parse(&kind).ok_or_else(|| {
+                    Error::Storage(format!(
+                        "change {seq} is of a kind ticketd does not know: {kind:?}"
+                    ))
+                })?,
+                event: EventId::parse(&event).map_err(|e| {
+                    Error::Storage(format!("change {seq} names an unreadable event: {e}"))
+                })?,
+                at_ms,
+                data: data.into(),
+            });
+        }
+        Ok(kept)
+    }
+
     fn find_key(&mut self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, Error> {
         let found = self
             .connection
@@ -505,6 +574,31 @@ impl Ledger for SqliteLedger {
                     .prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ms < ?1")
                     .and_then(|mut purge| purge.execute([before]))
                     .map_err(failed)?;
+            }
+            if let Some(before) = batch.purge_changes_before_ms {
+                transaction
+                    .prepare_cached("DELETE FROM changes WHERE at_ms < ?1")
+                    .and_then(|mut purge| purge.execute([before]))
+                    .map_err(failed)?;
+            }
+            if !batch.changes.is_empty() {
+                let mut insert_change = transaction
+                    .prepare_cached(
+                        "INSERT INTO changes (seq, kind, event, at_ms, data)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(failed)?;
+                for change in &batch.changes {
+                    insert_change
+                        .execute(params![
+                            change.seq,
+                            change.kind.as_str(),
+                            change.event.as_str(),
+                            change.at_ms,
+                            &*change.data
+                        ])
+                        .map_err(failed)?;
+                }
             }
             let mut upsert_key = transaction
                 .prepare_cached(

@@ -18,7 +18,7 @@ use futures_util::future::{BoxFuture, Either, Ready, ready};
 
 use super::Queue;
 use super::expiry::{Holds, SWEEP_INTERVAL};
-use super::ledger::{Batch, Ledger, LocalLedger, Plan, SharedLedger, SharedReads};
+use super::ledger::{Batch, Kept, Ledger, LocalLedger, Plan, SharedLedger, SharedReads};
 use super::writer::{Command, Events, Time};
 use crate::domain::{Error, Event, EventId, EventsPage, Order, PageQuery, ReservationId};
 
@@ -160,6 +160,8 @@ pub(crate) trait Reads: Send + Sync {
     fn events<'a>(&'a self, query: &'a PageQuery) -> Read<'a, EventsPage>;
     /// One order or hold as committed; `queue` is the writer's, for a store only it may read.
     fn order<'a>(&'a self, id: ReservationId, queue: &'a Queue) -> Read<'a, Order>;
+    /// At most `limit` kept changes after `after`, with the last number given.
+    fn changes<'a>(&'a self, after: u64, limit: usize, queue: &'a Queue) -> Read<'a, Kept>;
 }
 
 /// A store of this process alone: events from the writer's committed memory.
@@ -193,6 +195,12 @@ impl Reads for FromMemory {
     fn order<'a>(&'a self, id: ReservationId, queue: &'a Queue) -> Read<'a, Order> {
         Either::Right(Box::pin(queue.ask(Command::Find, id)))
     }
+
+    /// Changes live in the store too: the writer answers the read as it takes it from the queue,
+    /// before deciding the batch it is gathering.
+    fn changes<'a>(&'a self, after: u64, limit: usize, queue: &'a Queue) -> Read<'a, Kept> {
+        Either::Right(Box::pin(queue.ask(Command::Changes, (after, limit))))
+    }
 }
 
 /// A shared store: everything from the database, since other replicas change it too.
@@ -214,5 +222,9 @@ impl Reads for FromDatabase {
                 .await?
                 .ok_or_else(|| Error::UnknownOrder(format!("unknown order or hold '{id}'")))
         }))
+    }
+
+    fn changes<'a>(&'a self, after: u64, limit: usize, _queue: &'a Queue) -> Read<'a, Kept> {
+        Either::Right(self.0.changes(after, limit))
     }
 }

@@ -27,7 +27,8 @@ use tokio::sync::oneshot;
 
 use super::expiry::Holds;
 use super::idempotency::{self, KeyUse};
-use super::ledger::{Batch, Plan};
+use super::ledger::{Batch, Kept, Plan};
+use super::outbox;
 use super::rules::{Changes, Read, Rules};
 use super::store::Store;
 use super::{Clock, InventoryConfig};
@@ -108,6 +109,9 @@ pub(crate) enum Command {
     JoinWaitlist(Call<Joining, EntryView>),
     FindEntry(Call<ReservationId, EntryView>),
     LeaveWaitlist(Call<ReservationId, EntryView>),
+    /// Committed changes after a number, at most so many: a read of a store of this process,
+    /// answered as the writer takes it from the queue, never decided in a batch.
+    Changes(Call<(u64, usize), Kept>),
 }
 
 /// A command with its answer, decided but not yet committed. Each answer has the type its call
@@ -125,6 +129,7 @@ enum Decided {
     JoinWaitlist(Call<Joining, EntryView>, Result<EntryView, Error>),
     FindEntry(Call<ReservationId, EntryView>, Result<EntryView, Error>),
     LeaveWaitlist(Call<ReservationId, EntryView>, Result<EntryView, Error>),
+    Changes(Call<(u64, usize), Kept>, Result<Kept, Error>),
 }
 
 impl Command {
@@ -141,7 +146,8 @@ impl Command {
             | Command::ChangeCategory(_)
             | Command::JoinWaitlist(_)
             | Command::FindEntry(_)
-            | Command::LeaveWaitlist(_) => None,
+            | Command::LeaveWaitlist(_)
+            | Command::Changes(_) => None,
         }
     }
 
@@ -177,7 +183,8 @@ impl Command {
             | Command::Replenish(_)
             | Command::ResizeQuota(_)
             | Command::ChangeCategory(_)
-            | Command::FindEntry(_) => None,
+            | Command::FindEntry(_)
+            | Command::Changes(_) => None,
         }
     }
 
@@ -244,6 +251,7 @@ impl Command {
                 }
             }
             Command::FindEntry(call) => plan.entries.push(call.request),
+            Command::Changes(_) => {}
             Command::LeaveWaitlist(call) => {
                 // The offer's hold, if any, has the entry's id.
                 plan.changes.push(call.request);
@@ -313,6 +321,13 @@ impl Command {
                 let answer = rules.leave(call.request);
                 Decided::LeaveWaitlist(call, answer)
             }
+            // Answered when taken from the queue (`Writer::take`): never part of a batch.
+            Command::Changes(call) => Decided::Changes(
+                call,
+                Err(Error::Internal(
+                    "a read of changes reached a batch's decisions".into(),
+                )),
+            ),
         }
     }
 
@@ -328,6 +343,7 @@ impl Command {
             Command::ChangeCategory(call) => &call.origin,
             Command::JoinWaitlist(call) => &call.origin,
             Command::FindEntry(call) | Command::LeaveWaitlist(call) => &call.origin,
+            Command::Changes(call) => &call.origin,
         }
     }
 
@@ -344,6 +360,7 @@ impl Command {
             Command::ChangeCategory(call) => call.fail(error),
             Command::JoinWaitlist(call) => call.fail(error),
             Command::FindEntry(call) | Command::LeaveWaitlist(call) => call.fail(error),
+            Command::Changes(call) => call.fail(error),
         }
     }
 }
@@ -364,6 +381,7 @@ impl Decided {
             Decided::FindEntry(call, answer) | Decided::LeaveWaitlist(call, answer) => {
                 call.answer(answer)
             }
+            Decided::Changes(call, answer) => call.answer(answer),
         }
     }
 
@@ -382,6 +400,7 @@ impl Decided {
             Decided::JoinWaitlist(call, _) => Command::JoinWaitlist(call),
             Decided::FindEntry(call, _) => Command::FindEntry(call),
             Decided::LeaveWaitlist(call, _) => Command::LeaveWaitlist(call),
+            Decided::Changes(call, _) => Command::Changes(call),
         }
     }
 }
@@ -413,6 +432,13 @@ pub(crate) struct Writer<S> {
     key_ttl_ms: i64,
     /// How long a waiting-list offer is held.
     offer_ttl_seconds: u32,
+    /// How long committed changes are kept.
+    changes_retention_ms: i64,
+    /// The number the batch's first change gets on a store of this process (a shared store
+    /// numbers changes itself, in commit order among replicas).
+    next_seq: u64,
+    /// Counts commits that wrote changes, for readers waiting for one.
+    committed: tokio::sync::watch::Sender<u64>,
     /// When lapsed keys are next deleted (monotonic).
     keys_purge_due: Instant,
     /// The last batch failed to commit (for logging an outage once).
@@ -433,6 +459,7 @@ impl<S: Store> Writer<S> {
         events: Events,
         config: &InventoryConfig,
         clock: Arc<dyn Clock>,
+        committed: tokio::sync::watch::Sender<u64>,
     ) -> Result<Self, Error> {
         let ledger = store.ledger();
         let mut loaded: BTreeMap<EventId, Event> = BTreeMap::new();
@@ -463,6 +490,7 @@ impl<S: Store> Writer<S> {
         }
         *events.write() = loaded;
         let live = ledger.live_holds()?;
+        let next_seq = ledger.last_change_seq()? + 1;
         // Everything periodic is due at once: a new writer sweeps and purges first.
         let now = clock.monotonic();
         let key_ttl_ms =
@@ -475,6 +503,9 @@ impl<S: Store> Writer<S> {
             clock,
             key_ttl_ms,
             offer_ttl_seconds: config.waitlist_offer_ttl_seconds,
+            changes_retention_ms: i64::from(config.changes_retention_hours) * 3_600_000,
+            next_seq,
+            committed,
             keys_purge_due: now,
             failing: false,
             read: Read::default(),
@@ -497,22 +528,47 @@ impl<S: Store> Writer<S> {
                     commands.recv_timeout(wake.saturating_duration_since(self.clock.monotonic()))
                 }
             };
+            let mut taken = 0;
             match next {
-                Ok(command) => batch.push(command),
+                Ok(command) => {
+                    taken += 1;
+                    self.take(command, &mut batch);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 // Every sender is gone: the inventory was dropped, time to stop.
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             while batch.len() < self.batch_size_max {
                 match commands.try_recv() {
-                    Ok(command) => batch.push(command),
+                    Ok(command) => {
+                        taken += 1;
+                        self.take(command, &mut batch);
+                    }
                     Err(_) => break,
                 }
             }
-            metrics::gauge!("ticketd_inventory_queue_requests").decrement(batch.len() as f64);
+            metrics::gauge!("ticketd_inventory_queue_requests").decrement(f64::from(taken));
+            if batch.is_empty() && taken > 0 {
+                // Only reads of changes came: nothing to decide (no due hold is lost: the next
+                // wait is computed anew).
+                continue;
+            }
             self.process(&mut batch);
         }
         tracing::debug!("inventory writer stopped");
+    }
+
+    /// Adds `command` to the batch, or answers it at once when it only reads committed changes:
+    /// those are as committed by the last batch, whatever this one will decide.
+    fn take(&mut self, command: Command, batch: &mut Vec<Command>) {
+        match command {
+            Command::Changes(call) => {
+                let (after, limit) = call.request;
+                let kept = self.store.ledger().changes(after, limit);
+                call.answer(kept);
+            }
+            command => batch.push(command),
+        }
     }
 
     /// When the writer must wake with no request (monotonic): when the next hold is due, or a
@@ -711,7 +767,7 @@ impl<S: Store> Writer<S> {
                 broken.id, broken.quotas
             )));
         }
-        let orders = changes
+        let orders: Vec<Order> = changes
             .order_ids
             .iter()
             .filter_map(|id| changes.orders.remove(id))
@@ -728,8 +784,20 @@ impl<S: Store> Writer<S> {
                 list.iter().find(|entry| entry.id == *id).cloned()
             })
             .collect();
+        let events: Vec<Event> = changes.events.drain().map(|(_, event)| event).collect();
+        let mut outbox = Vec::new();
+        if !orders.is_empty() || !events.is_empty() {
+            let committed = self.events.read();
+            let derive = outbox::Derive {
+                read: &self.read,
+                committed: &committed,
+                changes: &changes,
+                now_ms: now,
+            };
+            derive.changes(&orders, &events, self.next_seq, &mut outbox)?;
+        }
         let batch = Batch {
-            events: changes.events.into_values().collect(),
+            events,
             orders,
             entries,
             keys: changes
@@ -739,12 +807,19 @@ impl<S: Store> Writer<S> {
                 .collect(),
             purge_keys_before_ms: purge,
             keys_lapsed_before_ms: idempotency::lapsed_before_ms(now, self.key_ttl_ms),
+            changes: outbox,
+            purge_changes_before_ms: purge.map(|_| now.saturating_sub(self.changes_retention_ms)),
         };
         let started = Instant::now();
         self.store.commit(&batch)?;
         telemetry::record_commit(started.elapsed());
         if purge.is_some() {
             self.keys_purge_due = time.now + KEY_PURGE_INTERVAL;
+        }
+        if !batch.changes.is_empty() {
+            self.next_seq += batch.changes.len() as u64;
+            self.committed
+                .send_modify(|commits| *commits = commits.wrapping_add(1));
         }
         let mut events = self.events.write();
         for event in batch.events {

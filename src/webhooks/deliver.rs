@@ -242,6 +242,18 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
                     changed |= page.next_after != progress.cursor;
                     progress.cursor = progress.cursor.max(page.next_after);
                 }
+                // Changes past the retention (`changes_retention_hours`, at least a day) were
+                // purged before this webhook read them: it goes on from the oldest one kept.
+                Err(Error::CursorExpired { oldest, .. }) => {
+                    tracing::warn!(
+                        webhook = %webhook.id,
+                        after = progress.cursor,
+                        oldest,
+                        "changes a webhook had not read were purged; it goes on from the oldest kept"
+                    );
+                    progress.cursor = oldest.saturating_sub(1).max(progress.cursor);
+                    changed = true;
+                }
                 Err(error) => {
                     tracing::warn!(webhook = %webhook.id, %error, "cannot read the changes feed");
                     actix_rt::time::sleep(shared.config.poll).await;

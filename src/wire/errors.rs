@@ -28,6 +28,10 @@ pub struct ErrorDetail {
     pub sales_start: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sales_end: Option<String>,
+    /// `cursor_expired`: the number of the oldest change still kept (or of the next to come,
+    /// when none is); read on from `after` = this minus 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<u64>,
 }
 
 /// Every `code` an error answer can carry: the API's names for what went wrong, as README.md's
@@ -72,6 +76,7 @@ pub enum ErrorCode {
     NotOnSale,
     CustomerLimitReached,
     QuotaInUse,
+    CursorExpired,
     Internal,
     Unavailable,
     Timeout,
@@ -81,7 +86,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for reading one back and for the tests that hold README.md to the code.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 42] = [
         ErrorCode::InvalidBody,
         ErrorCode::InvalidContentType,
         ErrorCode::InvalidIdempotencyKey,
@@ -118,6 +123,7 @@ impl ErrorCode {
         ErrorCode::NotOnSale,
         ErrorCode::CustomerLimitReached,
         ErrorCode::QuotaInUse,
+        ErrorCode::CursorExpired,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
         ErrorCode::Timeout,
@@ -164,6 +170,7 @@ impl ErrorCode {
             ErrorCode::NotOnSale => "not_on_sale",
             ErrorCode::CustomerLimitReached => "customer_limit_reached",
             ErrorCode::QuotaInUse => "quota_in_use",
+            ErrorCode::CursorExpired => "cursor_expired",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Timeout => "timeout",
@@ -188,6 +195,7 @@ impl ErrorDetail {
     pub fn add_context(&mut self, error: &Error) {
         match error {
             Error::CustomerLimitReached { may_still, .. } => self.may_still = Some(*may_still),
+            Error::CursorExpired { oldest, .. } => self.oldest = Some(*oldest),
             Error::NotOnSale {
                 category, window, ..
             } => {
@@ -212,6 +220,7 @@ impl ErrorDetail {
             category,
             sales_start,
             sales_end,
+            oldest,
         } = self;
         let Some(known) = ErrorCode::parse(&code) else {
             return Error::Unavailable(format!("{code}: {message}"));
@@ -231,6 +240,12 @@ impl ErrorDetail {
             ErrorCode::CategoryNotFound => Error::CategoryNotFound(message),
             ErrorCode::UnknownQuota => Error::UnknownQuota(message),
             ErrorCode::QuotaInUse => Error::QuotaInUse(message),
+            ErrorCode::CursorExpired => match oldest {
+                Some(oldest) => Error::CursorExpired { message, oldest },
+                None => Error::Unavailable(format!(
+                    "vacancy sent a cursor_expired without the oldest change kept: {message}"
+                )),
+            },
             ErrorCode::CustomerLimitReached => Error::CustomerLimitReached {
                 message,
                 may_still: may_still.unwrap_or(0),

@@ -14,6 +14,7 @@ use crate::domain::{
 };
 
 mod catalogue;
+mod changes;
 mod errors;
 mod object;
 mod waitlist;
@@ -23,6 +24,10 @@ pub use catalogue::{
     CategoryBody, CategoryPatchRequest, CategoryResponse, LineBody, LineResponse, PriceBody,
     QuotaBody, QuotaPatchRequest, QuotaResponse, ShortResponse, customer_from, line_responses,
     lines_from, lines_json, short_from_vacancy, short_response, total_price_body,
+};
+pub use changes::{
+    CHANGES_LIMIT_DEFAULT, CHANGES_LIMIT_MAX, CHANGES_WAIT_SECONDS_MAX, ChangeResponse,
+    ChangesParams, ChangesResponse, changes_path,
 };
 pub use errors::{ErrorCode, ErrorDetail, ErrorResponse};
 pub use object::{JsonObject, from_object};

@@ -572,6 +572,34 @@ impl TestApp {
         .await
     }
 
+    /// `GET /api/v1/changes` as the admin, with `query` (`after=N&limit=N&wait_seconds=S`).
+    pub async fn changes(&self, query: &str) -> Answer {
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        let path = format!("/api/v1/changes?{query}");
+        self.request("GET", &path, &[("authorization", bearer.as_str())], None)
+            .await
+    }
+
+    /// Every change kept, in order, checked to be numbered 1, 2, ... without a gap: their types.
+    pub async fn change_types(&self) -> Vec<String> {
+        let answer = self.changes("after=0&limit=1000").await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        let changes = answer.body["changes"].as_array().expect("changes");
+        for (n, change) in changes.iter().enumerate() {
+            assert_eq!(change["seq"], serde_json::json!(n + 1), "{answer:?}");
+            assert!(change["data"].is_object(), "{change}");
+        }
+        assert_eq!(
+            answer.body["next_after"],
+            serde_json::json!(changes.len()),
+            "{answer:?}"
+        );
+        changes
+            .iter()
+            .map(|change| change["type"].as_str().expect("a type").to_owned())
+            .collect()
+    }
+
     /// The event's counts: `(available, held, sold)`, checked to add up to its capacity.
     pub async fn counts(&self, event: &str) -> (u64, u64, u64) {
         let answer = self.get(&format!("/api/v1/events/{event}")).await;

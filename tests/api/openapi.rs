@@ -8,8 +8,10 @@ use serde_json::{Value, json};
 use crate::helpers::{Deployment, Launch, Options, TestApp};
 
 /// The route modules, read as text: every `web::resource("PATH")` with the methods routed on it.
-const ROUTE_SOURCES: [&str; 5] = [
+const ROUTE_SOURCES: [&str; 7] = [
     include_str!("../../src/http/routes/meta.rs"),
+    include_str!("../../src/http/routes/changes.rs"),
+    include_str!("../../src/http/routes/waitlist.rs"),
     include_str!("../../src/http/routes/events.rs"),
     include_str!("../../src/http/routes/orders.rs"),
     include_str!("../../src/http/routes/purchase.rs"),

@@ -50,6 +50,20 @@ async fn opens_embedded(name: &str) {
     )
     .await;
     carries_on_from_the_fixture(&app, &manifest(name)).await;
+    the_feed_begins_with_this_release(&app).await;
+}
+
+/// The changes feed of a store from before it existed starts empty: what this release did with the
+/// fixture is numbered from 1 without a gap, and nothing of the earlier history is made up.
+async fn the_feed_begins_with_this_release(app: &TestApp) {
+    let types = app.change_types().await;
+    assert!(!types.is_empty(), "the fixture test changes orders");
+    assert!(
+        types
+            .iter()
+            .all(|kind| ticketd::domain::ChangeType::parse(kind).is_some()),
+        "{types:?}"
+    );
 }
 
 /// The same, for what the first release left in a PostgreSQL database.
@@ -89,12 +103,13 @@ async fn opens_postgres(test: &str, name: &str) {
     })
     .await;
     carries_on_from_the_fixture(&app, &manifest(name)).await;
+    the_feed_begins_with_this_release(&app).await;
     let migrations = database
         .query("SELECT version FROM ticketd_migrations ORDER BY version")
         .await;
     assert_eq!(
         migrations,
-        ["1", "2", "3", "5"],
+        ["1", "2", "3", "4", "5"],
         "each migration applied once"
     );
     an_earlier_release_still_running_cannot_write(&app, &database).await;

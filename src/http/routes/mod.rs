@@ -1,3 +1,4 @@
+pub(crate) mod changes;
 pub(crate) mod events;
 pub(crate) mod meta;
 pub(crate) mod orders;

@@ -482,6 +482,13 @@ pub(super) async fn apply(
         let sql = "DELETE FROM idempotency_keys WHERE created_at_ms < $1";
         execute(client, "forgetting lapsed keys", sql, &[&before]).await
     };
+    let purge_changes = async {
+        let Some(before) = batch.purge_changes_before_ms else {
+            return Ok(0);
+        };
+        let sql = "DELETE FROM changes WHERE at_ms < $1";
+        execute(client, "forgetting old changes", sql, &[&before]).await
+    };
 
     let records = &batch.keys;
     let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
@@ -612,7 +619,7 @@ pub(super) async fn apply(
         try_join4(
             update,
             try_join(insert_orders, update_orders),
-            try_join(purge, remember),
+            try_join(try_join(purge, purge_changes), remember),
             try_join(insert_entries, update_entries),
         )
         .await?;
@@ -648,6 +655,49 @@ pub(super) async fn apply(
         return Err(Error::Contention(
             "an idempotency key was used on another replica at the same moment".into(),
         ));
+    }
+    number_changes(client, batch).await
+}
+
+/// Stores the batch's changes, numbered in commit order: the last statement of the batch's
+/// transaction before COMMIT.
+///
+/// A sequence would not do: with replicas committing at once, a transaction can take number 7,
+/// another 8, and 8 commit first; a reader that saw 8 and moved its cursor past it would never
+/// see 7. Here every batch that writes changes takes its numbers by updating the one row of
+/// `change_counter`, and that row stays locked until the batch commits or rolls back. A second
+/// batch updating it waits for the first to end and then reads the value the first committed. So
+/// numbers are given in the order batches commit, without a gap (a rolled-back batch gives its
+/// numbers back): when a reader sees change n, every change before n is committed and visible
+/// too (PostgreSQL makes a commit visible before the row lock is released).
+///
+/// The cost: batches that write changes commit one after the other across replicas, for the
+/// time between this statement and COMMIT. That is why it comes last, after every other write
+/// of the batch has gone through and been checked. Each replica still commits whole batches, so
+/// the hand-over is once per batch, not once per change.
+async fn number_changes(client: &Object, batch: &Batch) -> Result<(), Error> {
+    if batch.changes.is_empty() {
+        return Ok(());
+    }
+    let count = batch.changes.len() as i64;
+    let kinds: Vec<&str> = batch.changes.iter().map(|c| c.kind.as_str()).collect();
+    let events: Vec<&str> = batch.changes.iter().map(|c| c.event.as_str()).collect();
+    let at: Vec<i64> = batch.changes.iter().map(|c| c.at_ms).collect();
+    let data: Vec<&str> = batch.changes.iter().map(|c| &*c.data).collect();
+    let sql = "WITH counter AS (
+                   UPDATE change_counter SET last_seq = last_seq + $1 RETURNING last_seq
+               )
+               INSERT INTO changes (seq, kind, event, at_ms, data)
+               SELECT counter.last_seq - $1 + u.n, u.kind, u.event, u.at_ms, u.data
+               FROM counter, UNNEST($2::text[], $3::text[], $4::int8[], $5::text[])
+                    WITH ORDINALITY AS u (kind, event, at_ms, data, n)";
+    let params: [&(dyn ToSql + Sync); 5] = [&count, &kinds, &events, &at, &data];
+    let inserted = execute(client, "writing changes", sql, &params).await?;
+    if inserted != batch.changes.len() as u64 {
+        return Err(Error::Storage(format!(
+            "wrote {inserted} of {} changes: the change counter is missing",
+            batch.changes.len()
+        )));
     }
     Ok(())
 }

@@ -43,15 +43,15 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::codec;
-use super::ledger::{Batch, Ledger, Plan, SharedLedger, SharedReads, Snapshot};
+use super::ledger::{Batch, Kept, Ledger, Plan, SharedLedger, SharedReads, Snapshot};
 use crate::domain::{
     CustomerId, Entry, Error, Event, EventId, IdempotencyKey, KeyRecord, Order, ReservationId,
 };
 use batch::{Locked, OpenBatch, lock, write};
 use db::{Db, Failure, connect, execute, query};
 use reads::{
-    PostgresReads, select_customer_taken, select_entry, select_events, select_key, select_order,
-    select_waitlist,
+    PostgresReads, select_changes, select_customer_taken, select_entry, select_events, select_key,
+    select_order, select_waitlist,
 };
 use rows::{column, stored};
 use schema::{identify, migrate};
@@ -225,6 +225,17 @@ impl Ledger for PostgresLedger {
             }
             locked.entries_read.insert(id);
             Ok(entry)
+        })
+    }
+
+    /// Not needed: the database numbers a shared store's changes as they commit.
+    fn last_change_seq(&mut self) -> Result<u64, Error> {
+        Ok(0)
+    }
+
+    fn changes(&mut self, after: u64, limit: usize) -> Result<Kept, Error> {
+        self.with_client(false, async |client| {
+            select_changes(client, after, limit).await
         })
     }
 

@@ -5,15 +5,16 @@ use std::sync::Arc;
 use deadpool_postgres::Object;
 
 use super::db::{Db, query};
+use super::rows::column;
 use super::rows::{
     ENTRY_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, ORDER_COLUMNS, entry_from, event_from, key_from,
     order_from,
 };
 use crate::domain::{
-    CustomerId, Entry, Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order,
-    PageQuery, ReservationId,
+    Change, ChangeType, CustomerId, Entry, Error, Event, EventId, EventsPage, IdempotencyKey,
+    KeyRecord, Order, PageQuery, ReservationId,
 };
-use crate::vacancy::ledger::SharedReads;
+use crate::vacancy::ledger::{Kept, SharedReads};
 
 pub(super) async fn select_events(client: &Object) -> Result<Vec<Event>, Error> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY id");
@@ -132,4 +133,54 @@ impl SharedReads for PostgresReads {
             .read(move |client| async move { select_order(&client, id).await })
             .await
     }
+
+    async fn changes(&self, after: u64, limit: usize) -> Result<Kept, Error> {
+        self.db
+            .read(move |client| async move { select_changes(&client, after, limit).await })
+            .await
+    }
+}
+
+/// At most `limit` changes after `after`, with the counter, in one statement (one snapshot):
+/// a change purged between two statements would otherwise look like no change at all.
+pub(super) async fn select_changes(
+    client: &Object,
+    after: u64,
+    limit: usize,
+) -> Result<Kept, Error> {
+    let sql = "SELECT c.last_seq, p.seq, p.kind, p.event, p.at_ms, p.data
+               FROM change_counter AS c
+               LEFT JOIN LATERAL (
+                   SELECT seq, kind, event, at_ms, data FROM changes
+                   WHERE seq > $1 ORDER BY seq LIMIT $2
+               ) AS p ON TRUE
+               ORDER BY p.seq";
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = query(client, "reading changes", sql, &[&after, &limit]).await?;
+    let mut kept = Kept::default();
+    for row in &rows {
+        let last: i64 = column(row, 0)?;
+        kept.last_seq = u64::try_from(last).unwrap_or(0);
+        let Some(seq) = column::<Option<i64>>(row, 1)? else {
+            continue;
+        };
+        let kind: String = column(row, 2)?;
+        let event: String = column(row, 3)?;
+        let data: String = column(row, 5)?;
+        kept.changes.push(Change {
+            seq: u64::try_from(seq).unwrap_or(0),
+            kind: ChangeType::parse(&kind).ok_or_else(|| {
+                Error::Storage(format!(
+                    "change {seq} is of a kind ticketd does not know: {kind:?}"
+                ))
+            })?,
+            event: EventId::parse(&event).map_err(|e| {
+                Error::Storage(format!("change {seq} names an unreadable event: {e}"))
+            })?,
+            at_ms: column(row, 4)?,
+            data: data.into(),
+        });
+    }
+    Ok(kept)
 }

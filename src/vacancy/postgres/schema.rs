@@ -113,6 +113,30 @@ CREATE INDEX waitlist_by_customer ON waitlist (event, customer)
 ",
     ),
     (
+        4,
+        "the outbox of changes",
+        // `data` is JSON text, encoded once by the writer and served as is.
+        "
+CREATE TABLE changes (
+    seq   BIGINT PRIMARY KEY CHECK (seq > 0),
+    kind  TEXT NOT NULL,
+    event TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    data  TEXT NOT NULL
+);
+CREATE INDEX changes_by_age ON changes (at_ms);
+
+-- One row: the number of the last change committed. A batch that writes changes takes its
+-- numbers from here last, just before COMMIT, and the row stays locked until then: see
+-- `batch::number_changes`.
+CREATE TABLE change_counter (
+    only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+    last_seq BIGINT NOT NULL CHECK (last_seq >= 0)
+);
+INSERT INTO change_counter (last_seq) VALUES (0);
+",
+    ),
+    (
         5,
         "webhooks",
         // A webhook's progress (cursor and pending changes) and each attempt are JSON text, read
