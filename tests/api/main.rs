@@ -94,4 +94,6 @@ in_every_deployment!(
     categories::one_customer_in_parallel_never_passes_the_limit,
     waitlist::seats_that_come_back_go_to_the_waiting_list_first,
     webhooks::admins_subscribe_list_and_delete_webhooks,
+    webhooks::deliveries_reach_a_receiver_that_fails_for_a_while,
+    webhooks::a_crash_between_commit_and_delivery_delays_it_only,
 );
