@@ -39,7 +39,7 @@ impl CreateWebhookRequest {
             Some(_) => return Err(Error::InvalidWebhook("url must be a string".into())),
         };
         let types = match &self.types {
-            None | Some(Value::Null) => WebhookTypes::all(),
+            None => WebhookTypes::all(),
             Some(Value::Array(names)) => {
                 if names.len() > 4 * ChangeType::ALL.len() {
                     return Err(Error::InvalidWebhook(format!(
