@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use uuid::Uuid;
 
-use super::{Claimed, Pending, Progress, WebhookStore};
+use super::{Claimed, Progress, WebhookStore};
 use crate::domain::{
     Attempt, AttemptOutcome, Change, ChangeFeed, ChangesQuery, Error, Webhook, WebhookId,
     message_id,
@@ -232,11 +232,7 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
                     let now_ms = shared.clock.now_ms();
                     for change in page.changes {
                         if change.seq > progress.cursor && webhook.types.contains(change.kind) {
-                            progress.pending.push(Pending {
-                                change,
-                                attempts: 0,
-                                next_at_ms: now_ms,
-                            });
+                            progress.add(change, now_ms);
                         }
                     }
                     changed |= page.next_after != progress.cursor;

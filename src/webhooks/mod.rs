@@ -67,12 +67,23 @@ struct StoredPending {
 }
 
 impl Progress {
+    /// The progress as saved: small whatever the backlog. Changes never attempted yet are left
+    /// out, with the cursor put back before the first of them: after a restart they are read
+    /// from the feed again (and a change of another event delivered meanwhile may be delivered
+    /// again: at least once). Only changes already attempted, with their retry state, are kept.
     pub fn to_stored(&self) -> String {
+        let cursor = self
+            .pending
+            .iter()
+            .find(|p| p.attempts == 0)
+            .map_or(self.cursor, |p| p.change.seq.saturating_sub(1))
+            .min(self.cursor);
         let stored = StoredProgress {
-            cursor: self.cursor,
+            cursor,
             pending: self
                 .pending
                 .iter()
+                .filter(|p| p.attempts > 0)
                 .map(|p| StoredPending {
                     seq: p.change.seq,
                     kind: p.change.kind.as_str().into(),
@@ -113,6 +124,29 @@ impl Progress {
             cursor: stored.cursor,
             pending,
         })
+    }
+
+    /// Adds a change read from the feed, unless it is pending already or is older than a pending
+    /// change of its event (then it was finished before that one was first sent: both can only
+    /// happen when reading again after a restart, see [`Self::to_stored`]). Pending changes stay
+    /// in feed order.
+    pub fn add(&mut self, change: Change, now_ms: i64) {
+        let known = self.pending.iter().any(|p| {
+            p.change.seq == change.seq
+                || (p.change.event == change.event && p.change.seq > change.seq)
+        });
+        if known {
+            return;
+        }
+        let at = self.pending.partition_point(|p| p.change.seq < change.seq);
+        self.pending.insert(
+            at,
+            Pending {
+                change,
+                attempts: 0,
+                next_at_ms: now_ms,
+            },
+        );
     }
 }
 

@@ -316,6 +316,41 @@ fn progress_and_attempts_read_back_as_stored() {
     );
 }
 
+/// What is saved stays small however far behind a webhook is: changes never attempted are read
+/// from the feed again after a restart, and come back in order, without the finished ones.
+#[test]
+fn saved_progress_keeps_only_attempted_changes_and_reads_the_rest_again() {
+    let change = |seq: u64, event: &str| Change {
+        seq,
+        kind: ChangeType::OrderConfirmed,
+        event: EventId::parse(event).unwrap(),
+        at_ms: 0,
+        data: Arc::from("{}"),
+    };
+    // Event a: 3 was delivered, 5 is being retried, 8 waits. Event b: 4 waits.
+    let mut progress = Progress::default();
+    for (seq, event) in [(4, "b"), (5, "a"), (8, "a")] {
+        progress.add(change(seq, event), 0);
+    }
+    progress.cursor = 9;
+    progress.pending[1].attempts = 2;
+    progress.pending[1].next_at_ms = 77;
+    let stored = Progress::from_stored(&progress.to_stored()).unwrap();
+    assert_eq!(
+        stored.cursor, 3,
+        "back before the first change never attempted"
+    );
+    assert_eq!(stored.pending.len(), 1);
+    // Read again from the feed after the restart: 3 (a, older than the pending 5) is skipped as
+    // finished, 5 is pending already, 4 and 8 come back, in feed order.
+    let mut reloaded = stored;
+    for (seq, event) in [(3, "a"), (4, "b"), (5, "a"), (8, "a")] {
+        reloaded.add(change(seq, event), 0);
+    }
+    reloaded.cursor = 9;
+    assert_eq!(reloaded, progress);
+}
+
 /// A receiver that fails for a while, then recovers: every change of the subscribed types arrives,
 /// signed, in order per event; the retries carry the first attempt's `webhook-id`.
 #[test]
