@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::{Claimed, Progress, WebhookStore};
 use crate::domain::{
-    Attempt, AttemptOutcome, Change, ChangeFeed, ChangesQuery, Error, Webhook, WebhookId,
+    Attempt, AttemptOutcome, Change, ChangeFeed, ChangesQuery, Error, EventId, Webhook, WebhookId,
     message_id,
 };
 use crate::vacancy::Clock;
@@ -37,6 +37,8 @@ pub const PENDING_MAX: usize = 1000;
 const FEED_PAGE_MAX: usize = 100;
 /// Most events whose oldest change is sent to one webhook at the same time.
 const CONCURRENT_MAX: usize = 8;
+/// Most changes of one event sent one after the other between two saves of the progress.
+const BURST_MAX: usize = 32;
 /// The retries' delays as multiples of the first: with the default 5 s, retries come after 5 s,
 /// 5 min, 30 min, 2 h, 5 h, 10 h and 10 h, about 28 hours after the first attempt in all.
 const BACKOFF_FACTORS: [u32; 7] = [1, 60, 360, 1440, 3600, 7200, 7200];
@@ -211,7 +213,7 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
     let mut saved_at_ms = i64::MIN;
     loop {
         let now_ms = shared.clock.now_ms();
-        let ready = ready_heads(&progress, now_ms);
+        let ready = ready_runs(&progress, now_ms);
         let room = PENDING_MAX.saturating_sub(progress.pending.len());
         let mut changed = false;
         if room > 0 {
@@ -261,17 +263,33 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
             actix_rt::time::sleep(Duration::from_millis(wait_ms as u64)).await;
         }
 
+        // Each event's due changes one after the other (the next only once the one before is
+        // delivered), several events at once; then one save for all of them.
         let now_ms = shared.clock.now_ms();
-        let ready = ready_heads(&progress, now_ms);
-        let outcomes = join_all(ready.iter().map(|&index| {
-            let pending = &progress.pending[index];
-            send(&shared, &webhook, &signer, &pending.change)
+        let runs = ready_runs(&progress, now_ms);
+        let (pending, shared_ref, webhook_ref, signer_ref) =
+            (&progress.pending, &*shared, &webhook, &signer);
+        let outcomes: Vec<(usize, AttemptOutcome)> = join_all(runs.iter().map(|run| async move {
+            let mut outcomes = Vec::with_capacity(run.len());
+            for &index in run {
+                let change = &pending[index].change;
+                let outcome = send(shared_ref, webhook_ref, signer_ref, change).await;
+                let delivered = outcome.delivered();
+                outcomes.push((index, outcome));
+                if !delivered {
+                    break;
+                }
+            }
+            outcomes
         }))
-        .await;
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
         let mut attempts = Vec::with_capacity(outcomes.len());
         let mut finished = HashSet::new();
         let done_ms = shared.clock.now_ms();
-        for (index, outcome) in ready.into_iter().zip(outcomes) {
+        for (index, outcome) in outcomes {
             let pending = &mut progress.pending[index];
             pending.attempts += 1;
             let delivered = outcome.delivered();
@@ -338,23 +356,39 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
     }
 }
 
-/// The index of the oldest pending change of each event, when it is due; at most
-/// [`CONCURRENT_MAX`].
-fn ready_heads(progress: &Progress, now_ms: i64) -> Vec<usize> {
-    let mut seen = HashSet::new();
-    let mut ready = Vec::new();
+/// For each event whose oldest pending change is due (at most [`CONCURRENT_MAX`] events), the
+/// indexes of its due changes in feed order, from that oldest one on: at most [`BURST_MAX`], and
+/// none past one that is not due.
+fn ready_runs(progress: &Progress, now_ms: i64) -> Vec<Vec<usize>> {
+    let mut runs: Vec<(&EventId, Vec<usize>, bool)> = Vec::new();
     for (index, pending) in progress.pending.iter().enumerate() {
-        if !seen.insert(&pending.change.event) {
-            continue;
-        }
-        if pending.next_at_ms <= now_ms {
-            ready.push(index);
-            if ready.len() == CONCURRENT_MAX {
-                break;
+        let due = pending.next_at_ms <= now_ms;
+        match runs
+            .iter_mut()
+            .find(|(event, _, _)| **event == pending.change.event)
+        {
+            Some((_, run, open)) => {
+                if *open && due && run.len() < BURST_MAX {
+                    run.push(index);
+                } else {
+                    *open = false;
+                }
+            }
+            None => {
+                if runs.iter().filter(|(_, run, _)| !run.is_empty()).count() == CONCURRENT_MAX {
+                    // Enough events to send to; later events wait, but their heads still stop
+                    // nothing of the events already chosen.
+                    continue;
+                }
+                let run = if due { vec![index] } else { Vec::new() };
+                runs.push((&pending.change.event, run, due));
             }
         }
     }
-    ready
+    runs.into_iter()
+        .map(|(_, run, _)| run)
+        .filter(|run| !run.is_empty())
+        .collect()
 }
 
 /// When the next head of an event is due, if any change is pending.

@@ -25,6 +25,8 @@ use crate::domain::{
 
 /// The file's name in the data directory.
 pub const FILE_NAME: &str = "webhooks.sqlite3";
+/// Old attempts are deleted when the attempts' row number passes a multiple of this.
+const TRIM_EVERY: i64 = 32;
 /// The layout of the file this release writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
 
@@ -283,10 +285,8 @@ impl WebhookStore for SqliteWebhookStore {
             let tx = connection.transaction().map_err(storage)?;
             let id = id.to_string();
             let updated = tx
-                .execute(
-                    "UPDATE webhooks SET progress = ?2 WHERE id = ?1",
-                    params![id, progress],
-                )
+                .prepare_cached("UPDATE webhooks SET progress = ?2 WHERE id = ?1")
+                .and_then(|mut update| update.execute(params![id, progress]))
                 .map_err(storage)?;
             if updated == 0 {
                 return Ok(false);
@@ -302,13 +302,18 @@ impl WebhookStore for SqliteWebhookStore {
                         insert.execute(params![id, attempt]).map_err(storage)?;
                     }
                 }
-                tx.execute(
-                    "DELETE FROM webhook_attempts WHERE webhook_id = ?1 AND n <= (
-                         SELECT n FROM webhook_attempts WHERE webhook_id = ?1
-                         ORDER BY n DESC LIMIT 1 OFFSET ?2)",
-                    params![id, ATTEMPTS_KEPT_MAX as i64],
-                )
-                .map_err(storage)?;
+                // Older attempts go now and then, not on every save: reads take the newest
+                // ATTEMPTS_KEPT_MAX anyway, and a few dozen more rows cost less than a delete
+                // each time.
+                if tx.last_insert_rowid() % TRIM_EVERY < attempts.len() as i64 {
+                    tx.prepare_cached(
+                        "DELETE FROM webhook_attempts WHERE webhook_id = ?1 AND n <= (
+                             SELECT n FROM webhook_attempts WHERE webhook_id = ?1
+                             ORDER BY n DESC LIMIT 1 OFFSET ?2)",
+                    )
+                    .and_then(|mut trim| trim.execute(params![id, ATTEMPTS_KEPT_MAX as i64]))
+                    .map_err(storage)?;
+                }
             }
             tx.commit().map_err(storage)?;
             Ok(true)
