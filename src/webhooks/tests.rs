@@ -647,3 +647,29 @@ fn the_sqlite_store_keeps_webhooks_progress_and_recent_attempts_across_reopening
         ));
     });
 }
+
+/// An https url is reached over TLS (rustls with the ring provider): against a receiver that
+/// speaks plain HTTP, the handshake fails and the attempt says so, and nothing is delivered.
+#[test]
+fn an_https_url_is_reached_over_tls() {
+    let setup = setup();
+    let receiver = receiver(Arc::clone(&setup.secret), 0, Answer::Ok);
+    let url = receiver.url.replace("http://", "https://");
+    let webhook = setup.subscribe(&url, None);
+    setup.feed.push(ChangeType::EventSoldOut, "gig", "{}");
+    let deliverer = setup.start(config());
+    until("an attempt", || !setup.attempts(&webhook).is_empty());
+    drop(deliverer);
+    let attempts = setup.attempts(&webhook);
+    assert!(
+        matches!(
+            &attempts[0].outcome,
+            crate::domain::AttemptOutcome::Error(_)
+        ),
+        "{attempts:?}"
+    );
+    assert!(
+        receiver.seen.lock().iter().all(|r| r.id.is_empty()),
+        "no plain request with a webhook-id got through"
+    );
+}
