@@ -363,6 +363,11 @@ impl RemoteVacancyClient {
             let replica = self.replica(first, attempt as usize - 1);
             let url = format!("{}{path}", replica.base_url);
             let mut request = self.client().request(method.clone(), url);
+            if matches!(kind, Call::AdminRead) {
+                // The client's own limit is the configured one; a long poll needs its whole time
+                // (the attempt is still bounded by `limit` below).
+                request = request.timeout(deadline.saturating_duration_since(Instant::now()));
+            }
             if let Some(id) = &request_id {
                 request = request.insert_header((REQUEST_ID_HEADER, id.as_str()));
             }

@@ -622,6 +622,59 @@ mod tests {
         };
     }
 
+    /// A memory ledger whose next commit fails while `fail` is set.
+    struct FailingCommits {
+        inner: MemoryLedger,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl LocalLedger for FailingCommits {}
+
+    impl Ledger for FailingCommits {
+        reads_from_inner!();
+        fn commit(&mut self, batch: &Batch) -> Result<(), Error> {
+            if self.fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Storage("the disk is full".into()));
+            }
+            self.inner.commit(batch)
+        }
+    }
+
+    /// A batch that fails to commit tells nothing, and takes no number: the next change is 1.
+    #[test]
+    fn a_batch_that_fails_tells_nothing() {
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ledger = FailingCommits {
+            inner: MemoryLedger::new(),
+            fail: Arc::clone(&fail),
+        };
+        let config = InventoryConfig {
+            initial_stock: 5,
+            ..InventoryConfig::default()
+        };
+        let inventory = Inventory::open(Box::new(ledger), config).unwrap();
+        run(async {
+            fail.store(true, std::sync::atomic::Ordering::SeqCst);
+            let failed = inventory.reserve(reservation(1)).await.unwrap_err();
+            assert_eq!(failed.code(), "storage_failure");
+            let order = inventory
+                .reserve(reservation(2))
+                .await
+                .unwrap()
+                .order
+                .unwrap();
+            let query = ChangesQuery {
+                after: 0,
+                limit: 10,
+                wait: Duration::ZERO,
+            };
+            let page = inventory.changes(query).await.unwrap();
+            assert_eq!(outbox::kinds(&page.changes), ["order.confirmed"]);
+            assert_eq!(page.changes[0].seq, 1);
+            assert!(page.changes[0].data.contains(&order.id.to_string()));
+        });
+    }
+
     /// A memory ledger that runs `before_commit(n)` ahead of its n-th commit (the first is the one
     /// `open` makes for the default event).
     struct HookedLedger<F> {

@@ -24,9 +24,9 @@ use super::postgres::{PostgresConfig, PostgresLedger};
 use super::sqlite::SqliteLedger;
 use super::{CategoryChange, Clock, Inventory, InventoryConfig, Resize};
 use crate::domain::{
-    CategoryDraft, CategoryId, CustomerId, Error, Event, EventDraft, EventId, HoldTtl, LineRequest,
-    Lines, Order, OrderStatus, PageLimit, PageQuery, Quantity, QuotaId, Reservation, ReservationId,
-    SalesWindow,
+    CategoryDraft, CategoryId, Change, ChangeFeed, ChangeType, ChangesQuery, CustomerId, Error,
+    Event, EventDraft, EventId, HoldTtl, LineRequest, Lines, Order, OrderStatus, PageLimit,
+    PageQuery, Quantity, QuotaId, Reservation, ReservationId, SalesWindow,
 };
 
 struct TestClock(AtomicI64);
@@ -353,6 +353,18 @@ impl ModelEvent {
         }
     }
 
+    /// Whether the public could buy a seat: a category with a place in every quota it draws on
+    /// (sales windows do not count; see `outbox.rs`).
+    fn on_sale(&self) -> bool {
+        self.categories.iter().any(|category| {
+            !category.quotas.is_empty()
+                && category
+                    .quotas
+                    .iter()
+                    .all(|&quota| self.quotas[quota].1.available > 0)
+        })
+    }
+
     fn quota_ids(&self) -> Vec<&'static str> {
         self.quotas.iter().map(|(id, _)| *id).collect()
     }
@@ -398,15 +410,23 @@ struct ModelOrder {
 struct Model {
     events: BTreeMap<&'static str, ModelEvent>,
     orders: HashMap<ReservationId, ModelOrder>,
+    /// The changes each order's committed transitions must tell, in order.
+    told: HashMap<ReservationId, Vec<ChangeType>>,
+    /// Whether each event was on sale when created.
+    began_on_sale: HashMap<&'static str, bool>,
 }
 
 impl Model {
     fn expire(&mut self, now: i64) {
-        for order in self.orders.values_mut() {
+        for (id, order) in self.orders.iter_mut() {
             if order.status == OrderStatus::Held && order.expires_at_ms.is_some_and(|d| d <= now) {
                 let event = self.events.get_mut(order.event).unwrap();
                 event.shift(&order.lines, OrderStatus::Held, OrderStatus::Expired);
                 order.status = OrderStatus::Expired;
+                self.told
+                    .entry(*id)
+                    .or_default()
+                    .push(ChangeType::HoldExpired);
             }
         }
     }
@@ -493,6 +513,11 @@ impl Model {
             Some(ttl) => (OrderStatus::Held, Some(now + i64::from(ttl) * 1000)),
             None => (OrderStatus::Confirmed, None),
         };
+        let told = match status {
+            OrderStatus::Held => ChangeType::HoldCreated,
+            _ => ChangeType::OrderConfirmed,
+        };
+        self.told.insert(id, vec![told]);
         let event = self.events.get_mut(name).unwrap();
         // Fresh places are `available`, as those of a released hold.
         event.shift(&resolved, OrderStatus::Released, status);
@@ -537,6 +562,13 @@ impl Model {
         let event = self.events.get_mut(order.event).unwrap();
         event.shift(&order.lines, from, to);
         order.status = to;
+        let told = match to {
+            OrderStatus::Confirmed => ChangeType::OrderConfirmed,
+            OrderStatus::Released => ChangeType::HoldReleased,
+            OrderStatus::Cancelled => ChangeType::OrderCancelled,
+            OrderStatus::Held | OrderStatus::Expired => unreachable!("no request makes these"),
+        };
+        self.told.entry(id).or_default().push(told);
         match op {
             Op::Cancel { .. } => Outcome::Cancelled { changed: true },
             _ => Outcome::Status(to),
@@ -691,7 +723,9 @@ fn plan(op: &Op, model: &mut Model, now: i64, ids: &mut Vec<ReservationId>) -> (
             let expected = if model.events.contains_key(name) {
                 Outcome::Failed("event_exists")
             } else {
-                model.events.insert(name, ModelEvent::new(layout));
+                let created = ModelEvent::new(layout);
+                model.began_on_sale.insert(name, created.on_sale());
+                model.events.insert(name, created);
                 Outcome::Accepted
             };
             let request = match layout {
@@ -984,6 +1018,7 @@ fn run_case(ops: &[Op], store: &Store, replicas: usize) -> Result<(), TestCaseEr
     model
         .events
         .insert("default", ModelEvent::new(&Layout::Single { capacity: 10 }));
+    model.began_on_sale.insert("default", true);
     let mut ids: Vec<ReservationId> = Vec::new();
 
     for (step_no, op) in ops.iter().enumerate() {
@@ -1047,6 +1082,11 @@ fn run_case(ops: &[Op], store: &Store, replicas: usize) -> Result<(), TestCaseEr
         let read = runtime.block_on(real.event(&one.id));
         prop_assert_eq!(read.as_ref(), Ok(one), "step {}", step_no);
     }
+    let told = runtime
+        .block_on(every_change(&inventories[0]))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let checked = check_told(&model, &told);
+    prop_assert!(checked.is_ok(), "changes told: {}", checked.unwrap_err());
     let (mut events, orders) = match store {
         Store::Sqlite(dir) => {
             drop(inventories);
@@ -1074,6 +1114,96 @@ fn run_case(ops: &[Op], store: &Store, replicas: usize) -> Result<(), TestCaseEr
         "stored at the end: {}",
         checked.unwrap_err()
     );
+    Ok(())
+}
+
+/// Every change kept, read page by page after the last cursor.
+async fn every_change(real: &Inventory) -> Result<Vec<Change>, Error> {
+    let mut all: Vec<Change> = Vec::new();
+    for _ in 0..10_000 {
+        let query = ChangesQuery {
+            after: all.last().map_or(0, |c| c.seq),
+            limit: 7,
+            wait: std::time::Duration::ZERO,
+        };
+        let page = real.changes(query).await?;
+        if page.changes.is_empty() {
+            return Ok(all);
+        }
+        all.extend(page.changes);
+    }
+    Err(Error::Internal("the feed did not end".into()))
+}
+
+/// The outbox against the model: numbered 1, 2, ... in order; for every order exactly the
+/// changes of its committed transitions, in order (none for refusals); for every event, sold
+/// out and back on sale taking turns from how it began, ending where the model's event is.
+fn check_told(model: &Model, told: &[Change]) -> Result<(), String> {
+    let mut orders: HashMap<ReservationId, Vec<ChangeType>> = HashMap::new();
+    let mut events: HashMap<String, Vec<ChangeType>> = HashMap::new();
+    for (n, change) in told.iter().enumerate() {
+        if change.seq != n as u64 + 1 {
+            return Err(format!("change {n} is numbered {}", change.seq));
+        }
+        let data: serde_json::Value =
+            serde_json::from_str(&change.data).map_err(|e| format!("{change:?}: {e}"))?;
+        match change.kind {
+            ChangeType::EventSoldOut | ChangeType::EventBackOnSale => {
+                if data["event"]["id"] != change.event.as_str() {
+                    return Err(format!("{change:?} carries another event"));
+                }
+                events
+                    .entry(change.event.as_str().to_owned())
+                    .or_default()
+                    .push(change.kind);
+            }
+            ChangeType::WaitlistOffered | ChangeType::WaitlistOfferExpired => {
+                return Err(format!("no one waits in this model: {change:?}"));
+            }
+            _ => {
+                let id = data["order"]["order_id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| format!("{change:?} names no order"))?;
+                orders.entry(id).or_default().push(change.kind);
+            }
+        }
+    }
+    for (id, expected) in &model.told {
+        let actual = orders.remove(id).unwrap_or_default();
+        if &actual != expected {
+            return Err(format!(
+                "order {id}: told {actual:?}, expected {expected:?}"
+            ));
+        }
+    }
+    if let Some((id, kinds)) = orders.into_iter().next() {
+        return Err(format!("order {id} never committed, yet told {kinds:?}"));
+    }
+    for (name, event) in &model.events {
+        let kinds = events.remove(*name).unwrap_or_default();
+        let mut on_sale = model.began_on_sale[name];
+        for kind in &kinds {
+            let expected = if on_sale {
+                ChangeType::EventSoldOut
+            } else {
+                ChangeType::EventBackOnSale
+            };
+            if *kind != expected {
+                return Err(format!("event {name}: {kinds:?} do not take turns"));
+            }
+            on_sale = !on_sale;
+        }
+        if on_sale != event.on_sale() {
+            return Err(format!(
+                "event {name}: told {kinds:?}, but it is {}on sale",
+                if event.on_sale() { "" } else { "not " }
+            ));
+        }
+    }
+    if let Some((name, kinds)) = events.into_iter().next() {
+        return Err(format!("event {name} does not exist, yet told {kinds:?}"));
+    }
     Ok(())
 }
 
@@ -1182,6 +1312,85 @@ proptest! {
     fn the_inventory_behaves_like_the_model(ops in ops()) {
         run_case(&ops, &Store::Sqlite(tempfile::tempdir().unwrap()), 1)?;
     }
+}
+
+/// Replicas committing purchases at once, while a reader walks the feed: every page carries on
+/// exactly after the reader's cursor. Were numbers given before commit (a sequence), a reader
+/// could see 8 while 7 was still to commit, move past it, and never read 7: here that reader
+/// would find its next page starting past its cursor (a `cursor_expired`, or a gap).
+#[test]
+fn replicas_number_changes_in_commit_order() {
+    let Some(base) = test_database("replicas_number_changes_in_commit_order") else {
+        return;
+    };
+    const REPLICAS: usize = 3;
+    const BUYERS_PER_REPLICA: usize = 4;
+    const PURCHASES: usize = 60;
+    let schema = Schema::create(&base);
+    let store = Store::Postgres { url: schema.url() };
+    let clock = Arc::new(TestClock(AtomicI64::new(1_000_000)));
+    let inventories: Vec<Arc<Inventory>> = store
+        .open(REPLICAS, &clock)
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gala = EventId::parse("gala").unwrap();
+    runtime
+        .block_on(inventories[0].create_event(gala.clone(), "Gala".into(), 1_000_000))
+        .unwrap();
+    let total = REPLICAS * BUYERS_PER_REPLICA * PURCHASES;
+    let seen = runtime.block_on(async {
+        let mut buyers = Vec::new();
+        for inventory in &inventories {
+            for _ in 0..BUYERS_PER_REPLICA {
+                let inventory = Arc::clone(inventory);
+                let gala = gala.clone();
+                buyers.push(tokio::spawn(async move {
+                    for _ in 0..PURCHASES {
+                        let one = Quantity::parse(1, 10).unwrap();
+                        let reservation =
+                            Reservation::new(ReservationId::generate(), gala.clone(), one);
+                        inventory.reserve(reservation).await.unwrap();
+                    }
+                }));
+            }
+        }
+        // The reader walks while they buy, on another replica than most of them.
+        let reader = Arc::clone(&inventories[1]);
+        let started = std::time::Instant::now();
+        let mut cursor = 0;
+        let mut seen = 0;
+        for _ in 0..100_000 {
+            if seen == total || started.elapsed() > std::time::Duration::from_secs(120) {
+                break;
+            }
+            let query = ChangesQuery {
+                after: cursor,
+                limit: 50,
+                wait: std::time::Duration::from_millis(100),
+            };
+            let page = reader
+                .changes(query)
+                .await
+                .unwrap_or_else(|e| panic!("after {cursor}: {e}"));
+            for change in &page.changes {
+                assert_eq!(change.seq, cursor + 1, "a change skipped after {cursor}");
+                assert_eq!(change.kind, ChangeType::OrderConfirmed);
+                cursor = change.seq;
+                seen += 1;
+            }
+        }
+        for buyer in buyers {
+            buyer.await.unwrap();
+        }
+        seen
+    });
+    assert_eq!(seen, total, "every purchase told once");
 }
 
 /// The test database's address, from `TICKETD_TEST_DATABASE_URL`. Without it the test named

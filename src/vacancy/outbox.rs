@@ -36,20 +36,24 @@ use super::rules::{Changes, Read};
 use crate::domain::{
     Change, ChangeType, Entry, EntryStatus, EntryView, Error, Event, EventId, Order, OrderStatus,
 };
-use crate::wire::{EventResponse, OrderResponse, WaitlistEntryResponse};
+use crate::wire::{EventResponse, WaitlistEntryResponse};
 
-/// The steps an order took from `before` (`None`: it is new) to `after`, as the changes they make.
-/// `Err` names a pair no decision makes.
+/// The steps an order took from `before` (`None`: it is new) to `after`, as the changes they make;
+/// `hold` says whether it began as a hold (a new order confirmed within one batch may have been
+/// held first). `Err` names a pair no decision makes.
 pub(crate) fn order_steps(
     before: Option<OrderStatus>,
     after: OrderStatus,
+    hold: bool,
 ) -> Result<&'static [ChangeType], (Option<OrderStatus>, OrderStatus)> {
     use ChangeType::*;
     use OrderStatus::*;
     Ok(match (before, after) {
         (Some(before), after) if before == after => &[],
         (None, Held) => &[HoldCreated],
+        (None, Confirmed) if hold => &[HoldCreated, OrderConfirmed],
         (None, Confirmed) => &[OrderConfirmed],
+        (None, Cancelled) if hold => &[HoldCreated, OrderConfirmed, OrderCancelled],
         (None, Cancelled) => &[OrderConfirmed, OrderCancelled],
         (None, Released) => &[HoldCreated, HoldReleased],
         (None, Expired) => &[HoldCreated, HoldExpired],
@@ -78,11 +82,6 @@ pub(crate) fn on_sale(event: &Event, waiting: &[Entry]) -> bool {
 }
 
 #[derive(Serialize)]
-struct OrderData<'a> {
-    order: &'a OrderResponse,
-}
-
-#[derive(Serialize)]
 struct EntryData<'a> {
     entry: &'a WaitlistEntryResponse,
 }
@@ -90,6 +89,97 @@ struct EntryData<'a> {
 #[derive(Serialize)]
 struct EventData<'a> {
     event: &'a EventResponse,
+}
+
+/// `{"order": ...}` exactly as `serde_json` writes [`OrderResponse`] (a test holds the two
+/// together byte for byte), written straight into one string: every purchase makes one, and
+/// building the response's strings and vectors first cost more than the rest of the change.
+fn encode_order(order: &Order) -> Arc<str> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(320);
+    let mut uuid = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.push_str("{\"order\":{\"order_id\":\"");
+    out.push_str(order.id.as_uuid().hyphenated().encode_lower(&mut uuid));
+    out.push_str("\",\"event\":");
+    json_str(&mut out, order.event.as_str());
+    let _ = write!(out, ",\"qty\":{},\"lines\":[", order.qty);
+    for (n, line) in order.lines.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"category\":");
+        json_str(&mut out, line.category.as_str());
+        let _ = write!(out, ",\"qty\":{}", line.qty);
+        if let Some(price) = line.unit_price {
+            out.push_str(",\"unit_price\":");
+            json_price(&mut out, price);
+        }
+        out.push('}');
+    }
+    out.push(']');
+    if let Some(customer) = &order.customer {
+        out.push_str(",\"customer\":");
+        json_str(&mut out, customer.as_str());
+    }
+    if let Some(total) = crate::domain::total_price(&order.lines) {
+        out.push_str(",\"total_price\":");
+        json_price(&mut out, total);
+    }
+    let _ = write!(
+        out,
+        ",\"status\":\"{}\",\"remaining\":{},\"created_at\":",
+        order.status.as_str(),
+        order.remaining
+    );
+    let created_at = crate::wire::timestamp(order.created_at_ms);
+    json_str(&mut out, &created_at);
+    out.push_str(",\"updated_at\":");
+    if order.updated_at_ms == order.created_at_ms {
+        json_str(&mut out, &created_at);
+    } else {
+        json_str(&mut out, &crate::wire::timestamp(order.updated_at_ms));
+    }
+    if let Some(expires_at_ms) = order.expires_at_ms {
+        out.push_str(",\"expires_at\":");
+        json_str(&mut out, &crate::wire::timestamp(expires_at_ms));
+    }
+    out.push_str("}}");
+    Arc::from(out)
+}
+
+fn json_price(out: &mut String, price: crate::domain::Price) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "{{\"amount\":{},\"currency\":", price.amount);
+    json_str(out, price.currency.as_str());
+    out.push('}');
+}
+
+/// `raw` as a JSON string, escaped as `serde_json` escapes it.
+fn json_str(out: &mut String, raw: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    // Ids and times never need escaping: written whole.
+    if !raw.bytes().any(|b| b == b'"' || b == b'\\' || b < b' ') {
+        out.push_str(raw);
+        out.push('"');
+        return;
+    }
+    for c in raw.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if c < ' ' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn encode(value: &impl Serialize) -> Result<Arc<str>, Error> {
@@ -166,7 +256,8 @@ impl Derive<'_> {
         };
         for order in orders {
             let before = self.order_before(order);
-            let steps = order_steps(before, order.status).map_err(|(before, after)| {
+            let hold = super::rules::began_as_hold(order);
+            let steps = order_steps(before, order.status, hold).map_err(|(before, after)| {
                 Error::Internal(format!(
                     "order {} went from {before:?} to {after:?}, which no rule does",
                     order.id
@@ -199,15 +290,7 @@ impl Derive<'_> {
                         );
                         continue;
                     }
-                    _ => match &order_data {
-                        Some(data) => Arc::clone(data),
-                        None => {
-                            let response = OrderResponse::from(order);
-                            let data = encode(&OrderData { order: &response })?;
-                            order_data = Some(Arc::clone(&data));
-                            data
-                        }
-                    },
+                    _ => Arc::clone(order_data.get_or_insert_with(|| encode_order(order))),
                 };
                 push(step, &order.event, data);
             }
@@ -298,6 +381,15 @@ mod tests {
             OrderStatus,
             Option<&'static [ChangeType]>,
         );
+        // A hold made and confirmed (and cancelled) within one batch is new and confirmed.
+        assert_eq!(
+            order_steps(None, Confirmed, true),
+            Ok(&[HoldCreated, OrderConfirmed][..])
+        );
+        assert_eq!(
+            order_steps(None, Cancelled, true),
+            Ok(&[HoldCreated, OrderConfirmed, OrderCancelled][..])
+        );
         let table: [Row; 21] = [
             (None, Held, Some(&[HoldCreated])),
             (None, Confirmed, Some(&[OrderConfirmed])),
@@ -326,12 +418,73 @@ mod tests {
             (Some(Expired), Confirmed, None),
         ];
         for (before, after, steps) in table {
+            // A purchase never began as a hold; the rest did.
+            let hold = !matches!((before, after), (None, Confirmed | Cancelled));
             assert_eq!(
-                order_steps(before, after).ok(),
+                order_steps(before, after, hold).ok(),
                 steps,
                 "{before:?} -> {after:?}"
             );
         }
+    }
+
+    /// The order's data is what `serde_json` makes of the API's order, byte for byte: holds and
+    /// purchases, priced lines or not, customers whose ids need escaping.
+    #[test]
+    fn an_orders_data_is_the_api_order() {
+        use crate::domain::{CategoryId, Currency, CustomerId, OrderLine, Price, ReservationId};
+        use crate::wire::OrderResponse;
+        let eur = Currency::parse("EUR").unwrap();
+        let priced = |category: &str, qty, amount| OrderLine {
+            category: CategoryId::parse(category).unwrap(),
+            qty,
+            unit_price: Some(Price {
+                amount,
+                currency: eur,
+            }),
+        };
+        let purchase = Order {
+            id: ReservationId::generate(),
+            event: EventId::parse("gala_2027-x").unwrap(),
+            qty: 3,
+            lines: vec![OrderLine::general(3)].into(),
+            customer: None,
+            status: OrderStatus::Confirmed,
+            remaining: 97,
+            created_at_ms: 1_764_000_000_123,
+            updated_at_ms: 1_764_000_000_123,
+            expires_at_ms: None,
+        };
+        let hold = Order {
+            lines: vec![priced("seated", 2, 6900), priced("standing", 1, 4500)].into(),
+            customer: Some(CustomerId::parse(r#"c-"7"\x"#).unwrap()),
+            status: OrderStatus::Held,
+            expires_at_ms: Some(1_764_000_300_000),
+            ..purchase.clone()
+        };
+        let cancelled = Order {
+            status: OrderStatus::Cancelled,
+            updated_at_ms: 1_764_000_900_001,
+            customer: Some(CustomerId::parse("c-81").unwrap()),
+            ..hold.clone()
+        };
+        for order in [purchase, hold, cancelled] {
+            #[derive(Serialize)]
+            struct Data {
+                order: OrderResponse,
+            }
+            let expected = serde_json::to_string(&Data {
+                order: OrderResponse::from(&order),
+            })
+            .unwrap();
+            assert_eq!(&*encode_order(&order), expected);
+        }
+        let mut escaped = String::new();
+        json_str(&mut escaped, "a\"b\\c\u{1}\n\u{7f}é");
+        assert_eq!(
+            escaped,
+            serde_json::to_string("a\"b\\c\u{1}\n\u{7f}é").unwrap()
+        );
     }
 
     fn entry(category: &str, status: EntryStatus) -> Entry {

@@ -4,6 +4,7 @@
 //! one of them.
 
 mod categories;
+mod changes;
 mod durability;
 mod failover;
 mod faults;
@@ -93,6 +94,10 @@ in_every_deployment!(
     categories::buyers_on_overlapping_quotas_never_oversell,
     categories::one_customer_in_parallel_never_passes_the_limit,
     waitlist::seats_that_come_back_go_to_the_waiting_list_first,
+    changes::a_sold_out_story_is_told_in_commit_order,
+    changes::a_long_poll_is_answered_when_a_purchase_commits,
+    changes::bad_change_reads_get_a_json_error,
+    changes::an_answered_purchase_keeps_its_change_through_a_crash,
     webhooks::admins_subscribe_list_and_delete_webhooks,
     webhooks::deliveries_reach_a_receiver_that_fails_for_a_while,
     webhooks::a_crash_between_commit_and_delivery_delays_it_only,

@@ -615,14 +615,22 @@ pub(super) async fn apply(
     // New events first, on their own: the batch's orders may name them, and statements sent
     // together can reach the server out of order while one of them is still being prepared.
     create.await?;
-    let (updated, (placed_count, moved_count), (_, remembered), (entries_placed, entries_moved)) =
-        try_join4(
-            update,
-            try_join(insert_orders, update_orders),
-            try_join(try_join(purge, purge_changes), remember),
+    // The changes go out last, with the rest rather than after it: no round trip of their own.
+    let (
+        updated,
+        (placed_count, moved_count),
+        (_, remembered),
+        ((entries_placed, entries_moved), ()),
+    ) = try_join4(
+        update,
+        try_join(insert_orders, update_orders),
+        try_join(try_join(purge, purge_changes), remember),
+        try_join(
             try_join(insert_entries, update_entries),
-        )
-        .await?;
+            number_changes(client, batch),
+        ),
+    )
+    .await?;
     if entries_placed != new_entries.len() as u64 {
         return Err(Error::Contention(
             "a waiting-list entry id was used on another replica at the same moment".into(),
@@ -656,11 +664,11 @@ pub(super) async fn apply(
             "an idempotency key was used on another replica at the same moment".into(),
         ));
     }
-    number_changes(client, batch).await
+    Ok(())
 }
 
-/// Stores the batch's changes, numbered in commit order: the last statement of the batch's
-/// transaction before COMMIT.
+/// Stores the batch's changes, numbered in commit order: the last statement the batch sends
+/// before COMMIT.
 ///
 /// A sequence would not do: with replicas committing at once, a transaction can take number 7,
 /// another 8, and 8 commit first; a reader that saw 8 and moved its cursor past it would never
@@ -672,9 +680,10 @@ pub(super) async fn apply(
 /// too (PostgreSQL makes a commit visible before the row lock is released).
 ///
 /// The cost: batches that write changes commit one after the other across replicas, for the
-/// time between this statement and COMMIT. That is why it comes last, after every other write
-/// of the batch has gone through and been checked. Each replica still commits whole batches, so
-/// the hand-over is once per batch, not once per change.
+/// time between this statement and COMMIT (the answers' way back, COMMIT's way there, and the
+/// commit itself). That is why it is sent last, behind every other write of the batch in the
+/// same round trip. Each replica still commits whole batches, so the hand-over is once per
+/// batch, not once per change.
 async fn number_changes(client: &Object, batch: &Batch) -> Result<(), Error> {
     if batch.changes.is_empty() {
         return Ok(());
