@@ -15,7 +15,8 @@ use ticketd::domain::{Event, EventId, Lines, Quantity, Reservation, ReservationI
 use ticketd::ticket::{LocalVacancyClient, Tickets};
 use ticketd::vacancy::ledger::{Batch, Ledger, MemoryLedger};
 use ticketd::vacancy::sqlite::SqliteLedger;
-use ticketd::vacancy::{Inventory, InventoryConfig};
+use ticketd::vacancy::{Inventory, InventoryConfig, SystemClock};
+use ticketd::webhooks::{MemoryWebhookStore, Webhooks};
 
 #[path = "support/mod.rs"]
 mod support;
@@ -47,7 +48,14 @@ fn reservation() -> Reservation {
 fn purchase(c: &mut Criterion) {
     let runtime = runtime();
     let inventory = inventory();
-    let tickets = Tickets::new(Arc::new(LocalVacancyClient::new(Arc::clone(&inventory))));
+    let webhooks = Arc::new(Webhooks::new(
+        Arc::new(MemoryWebhookStore::new()),
+        Arc::new(SystemClock),
+    ));
+    let tickets = Tickets::new(Arc::new(LocalVacancyClient::new(
+        Arc::clone(&inventory),
+        webhooks,
+    )));
     let one = Lines::one(Quantity::parse(1, 10).expect("a quantity"));
     let mut group = c.benchmark_group("purchase");
     group.bench_function("inventory directly", |b| {

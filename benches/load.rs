@@ -19,6 +19,9 @@
 //! Environment: `BENCH_ROUNDS` (default 3), `BENCH_SECONDS` per measurement (default 5),
 //! `BENCH_CONNECTIONS` (default 64), `BENCH_SWEEP=1` adds a concurrency sweep
 //! (1, 16, 64, 256, 1024 connections) of the durable monolith and the split pair.
+//! The webhooks section runs the durable monolith with and without a webhook subscribed to every
+//! type, pointing at a receiver on 127.0.0.1 (this executable again, in a third role, answering
+//! 204 to everything), in alternating rounds, and gives the ratio of the medians.
 //! `BENCH_BASELINE_TICKETD=PATH` adds the memory and durable monoliths and the split pair of
 //! another `ticketd` build (say, the last release) to the same alternating rounds, so a change is
 //! measured against what it replaces side by side, on the same machine at the same moments.
@@ -40,6 +43,10 @@ const STOCK: &str = "1000000000";
 fn main() {
     if let Ok(port) = std::env::var(CEILING_ROLE) {
         ceiling::serve(port.parse().expect("a port"));
+        return;
+    }
+    if let Ok(port) = std::env::var(webhooks::RECEIVER_ROLE) {
+        webhooks::receive(port.parse().expect("a port"));
         return;
     }
     if Command::new("wrk").arg("--version").output().is_err() {
@@ -201,6 +208,8 @@ fn main() {
         );
     }
 
+    webhooks::section(&mut report, rounds, &purchase);
+
     if env_number("BENCH_SWEEP", 0) == 1 {
         let _ = writeln!(
             report,
@@ -248,6 +257,8 @@ enum Target {
     /// The durable monolith selling orders of three lines, each of a category drawing on two of
     /// three quotas (`fest`).
     MonolithThreeLines,
+    /// The durable monolith with a webhook of every type to a receiver on this machine.
+    MonolithWebhook,
     Split,
     /// The same three of the `BENCH_BASELINE_TICKETD` build.
     BaselineMemory,
@@ -264,6 +275,7 @@ impl Target {
             Target::MonolithNoMetrics => "… metrics off",
             Target::MonolithManyEvents => "… 10,000 events",
             Target::MonolithThreeLines => "… 3-line orders",
+            Target::MonolithWebhook => "… webhook of every type",
             Target::Split => "split, durable",
             Target::BaselineMemory => "baseline: monolith, memory",
             Target::BaselineDurable => "baseline: monolith, durable",
@@ -523,6 +535,12 @@ fn start(target: Target, data: &Path) -> Servers {
                 children: vec![child],
                 public,
             }
+        }
+        Target::MonolithWebhook => {
+            let receiver = webhooks::start_receiver(data);
+            let mut servers = start(Target::MonolithDurable, data);
+            servers.children.push(receiver);
+            servers
         }
         Target::MonolithMemory
         | Target::MonolithDurable
@@ -786,5 +804,90 @@ mod ceiling {
             .await
             .expect("the ceiling runs");
         });
+    }
+}
+
+/// What delivering webhooks costs a purchase: the durable monolith with and without a webhook of
+/// every type (each purchase is an `order.confirmed`) to a receiver on 127.0.0.1.
+mod webhooks {
+    use std::fmt::Write as _;
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use ticketd::domain::{WebhookTypes, WebhookUrl};
+    use ticketd::vacancy::SystemClock;
+    use ticketd::webhooks::Webhooks;
+    use ticketd::webhooks::sqlite::SqliteWebhookStore;
+
+    use super::{Run, Target, free_port, median_run};
+
+    pub const RECEIVER_ROLE: &str = "BENCH_WEBHOOK_RECEIVER_PORT";
+
+    /// The receiver: 204 to every request, as fast as one worker can.
+    pub fn receive(port: u16) {
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(|| {
+                App::new().default_service(web::to(|| async { HttpResponse::NoContent().finish() }))
+            })
+            .workers(1)
+            .bind(("127.0.0.1", port))
+            .expect("the receiver binds")
+            .run()
+            .await
+            .expect("the receiver runs");
+        });
+    }
+
+    /// Starts the receiver and subscribes to it, in the store in `data`, before ticketd opens it.
+    pub fn start_receiver(data: &Path) -> Child {
+        let port = free_port();
+        let child = Command::new(std::env::current_exe().expect("this bench"))
+            .env(RECEIVER_ROLE, port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the receiver starts");
+        let url = WebhookUrl::parse(&format!("http://127.0.0.1:{port}/hooks")).expect("a url");
+        let store = Arc::new(SqliteWebhookStore::open(data).expect("the webhooks store"));
+        let webhooks = Webhooks::new(store, Arc::new(SystemClock));
+        actix_web::rt::System::new()
+            .block_on(webhooks.create(url, WebhookTypes::all()))
+            .expect("subscribed");
+        child
+    }
+
+    pub fn section(report: &mut String, rounds: u64, purchase: &dyn Fn(Target, u64) -> Run) {
+        let connections = super::env_number("BENCH_CONNECTIONS", 64);
+        let _ = writeln!(
+            report,
+            "\n## Webhooks under purchase load (POST purchase, durable monolith)\n"
+        );
+        let _ = writeln!(report, "| webhooks | req/s | p50 ms | p99 ms | errors |");
+        let _ = writeln!(report, "|---|---:|---:|---:|---:|");
+        let mut runs: Vec<(Target, Vec<Run>)> = vec![
+            (Target::MonolithDurable, Vec::new()),
+            (Target::MonolithWebhook, Vec::new()),
+        ];
+        for round in 0..rounds {
+            for (target, list) in &mut runs {
+                let run = purchase(*target, connections);
+                eprintln!("webhooks round {round}: {:<24} {run}", target.name());
+                list.push(run);
+            }
+        }
+        let medians: Vec<Run> = runs.iter().map(|(_, list)| median_run(list)).collect();
+        for (label, run) in ["none", "one, every type"].iter().zip(&medians) {
+            let _ = writeln!(
+                report,
+                "| {label} | {:.0} | {:.3} | {:.3} | {} |",
+                run.rps, run.p50_ms, run.p99_ms, run.errors
+            );
+        }
+        let _ = writeln!(
+            report,
+            "\nWith a webhook / without: {:.3} (issue 14 asks for at least 0.90).",
+            medians[1].rps / medians[0].rps
+        );
     }
 }

@@ -155,6 +155,20 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     waitlist_offer_ttl_seconds: Option<u32>,
+    /// Longest one webhook delivery attempt takes, in ms [default: 10000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_timeout_ms: Option<u64>,
+    /// Delay before a failed webhook delivery is first tried again, in ms; later retries wait
+    /// 60, 360, 1440, 3600, 7200 and 7200 times as long [default: 5000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_retry_first_ms: Option<u64>,
+    /// PostgreSQL: how long a replica's claim on delivering a webhook lasts unless renewed, in
+    /// ms [default: 30000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_lease_ms: Option<u64>,
     /// How long changes are kept for the feed, in hours, 24 to 87600 [default: 168].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -101,6 +101,14 @@ pub struct Settings {
     pub idempotency_ttl_seconds: u64,
     /// How long a waiting-list offer's hold lasts, in seconds.
     pub waitlist_offer_ttl_seconds: u32,
+    /// Longest one webhook delivery attempt takes, connecting and reading the answer included.
+    pub webhook_timeout_ms: u64,
+    /// Delay before a failed webhook delivery is tried again the first time; the later retries
+    /// wait 60, 360, 1440, 3600, 7200 and 7200 times as long.
+    pub webhook_retry_first_ms: u64,
+    /// PostgreSQL: how long a replica's claim on delivering a webhook lasts unless renewed; a
+    /// replica that stops leaves its webhooks to another this long after.
+    pub webhook_lease_ms: u64,
     /// How long committed changes are kept for the feed (and webhooks), in hours.
     pub changes_retention_hours: u32,
     /// Bearer token for admin calls (creating events, adding stock); none: admin calls refused.
@@ -204,6 +212,9 @@ impl Settings {
             hold_ttl_seconds_max: 3600,
             idempotency_ttl_seconds: 86_400,
             waitlist_offer_ttl_seconds: 900,
+            webhook_timeout_ms: 10_000,
+            webhook_retry_first_ms: 5_000,
+            webhook_lease_ms: 30_000,
             changes_retention_hours: 168,
             admin_token: None,
             service_token: None,
@@ -362,7 +373,7 @@ impl Settings {
     /// key, rather than wrapping in a store, overflowing a clock, or asking the machine for more
     /// threads or memory than it has (the queue is allocated up front, one slot per request; each
     /// worker is a thread).
-    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 19] {
+    fn numbers(&self) -> [(&'static str, u64, RangeInclusive<u64>); 22] {
         // Lossless on every platform ticketd builds for.
         let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         [
@@ -399,6 +410,14 @@ impl Settings {
                 u64::from(self.waitlist_offer_ttl_seconds),
                 1..=7 * DAY_SECONDS,
             ),
+            ("webhook_timeout_ms", self.webhook_timeout_ms, 1..=HOUR_MS),
+            (
+                "webhook_retry_first_ms",
+                self.webhook_retry_first_ms,
+                0..=HOUR_MS,
+            ),
+            // Long enough for an attempt and the save after it.
+            ("webhook_lease_ms", self.webhook_lease_ms, 100..=HOUR_MS),
             // At least a day: webhook deliveries are retried for a day. At most ten years.
             (
                 "changes_retention_hours",
@@ -458,6 +477,17 @@ impl Settings {
 
     pub fn vacancy_timeout(&self) -> Duration {
         Duration::from_millis(self.vacancy_timeout_ms)
+    }
+
+    /// How webhook deliveries are made, where the inventory runs.
+    pub fn delivery(&self) -> crate::webhooks::deliver::DeliveryConfig {
+        let lease = Duration::from_millis(self.webhook_lease_ms);
+        crate::webhooks::deliver::DeliveryConfig {
+            timeout: Duration::from_millis(self.webhook_timeout_ms),
+            retry_first: Duration::from_millis(self.webhook_retry_first_ms),
+            lease,
+            poll: (lease / 3).min(Duration::from_secs(1)),
+        }
     }
 
     pub fn database_timeout(&self) -> Duration {
@@ -754,6 +784,9 @@ mod tests {
             ("hold_ttl_seconds_max", 31_536_000, i64::from(u32::MAX)),
             ("idempotency_ttl_seconds", 315_360_000, i64::MAX),
             ("waitlist_offer_ttl_seconds", 604_800, 604_801),
+            ("webhook_timeout_ms", 3_600_000, 3_600_001),
+            ("webhook_retry_first_ms", 3_600_000, 3_600_001),
+            ("webhook_lease_ms", 3_600_000, 3_600_001),
             ("changes_retention_hours", 87_600, 87_601),
             ("initial_stock", 1_000_000_000_000, i64::MAX),
             ("inventory_queue_size_max", 1 << 20, i64::MAX),

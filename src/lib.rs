@@ -11,4 +11,5 @@ pub mod startup;
 pub mod telemetry;
 pub mod ticket;
 pub mod vacancy;
+pub mod webhooks;
 pub mod wire;

@@ -9,6 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 
 use crate::config::{Mode, Settings, StoreKind};
+use crate::domain::ChangeFeed;
 use crate::domain::OrderLimits;
 use crate::http::auth::Tokens;
 use crate::http::{self, Parts, ServerConfig};
@@ -18,11 +19,17 @@ use crate::ticket::{
 use crate::vacancy::ledger::MemoryLedger;
 use crate::vacancy::postgres::{PostgresConfig, PostgresLedger};
 use crate::vacancy::sqlite::{Exported, SqliteLedger};
-use crate::vacancy::{self, Inventory, InventoryConfig};
+use crate::vacancy::{self, Inventory, InventoryConfig, SystemClock};
+use crate::webhooks::deliver::Deliverer;
+use crate::webhooks::postgres::PostgresWebhookStore;
+use crate::webhooks::sqlite::SqliteWebhookStore;
+use crate::webhooks::{MemoryWebhookStore, WebhookStore, Webhooks};
 
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    /// Delivers webhooks where the inventory runs; stopped when the application is dropped.
+    _deliverer: Option<Deliverer>,
 }
 
 impl Application {
@@ -42,8 +49,23 @@ impl Application {
             Mode::Monolith | Mode::Vacancy => Some(Arc::new(open_inventory(settings)?)),
             Mode::Ticket => None,
         };
+        // Webhooks are kept and delivered where the inventory runs; the ticket service forwards
+        // their admin calls to vacancy.
+        let mut deliverer = None;
         let vacancy: Arc<dyn VacancyClient> = match &inventory {
-            Some(inventory) => Arc::new(LocalVacancyClient::new(Arc::clone(inventory))),
+            Some(inventory) => {
+                let store = open_webhook_store(settings)?;
+                let webhooks = Arc::new(Webhooks::new(Arc::clone(&store), Arc::new(SystemClock)));
+                if let Some(feed) = change_feed(inventory) {
+                    deliverer = Some(Deliverer::start(
+                        store,
+                        feed,
+                        settings.delivery(),
+                        Arc::new(SystemClock),
+                    )?);
+                }
+                Arc::new(LocalVacancyClient::new(Arc::clone(inventory), webhooks))
+            }
             None => Arc::new(RemoteVacancyClient::new(RemoteConfig::from(settings))?),
         };
         let tickets = (mode != Mode::Vacancy).then(|| Arc::new(Tickets::new(Arc::clone(&vacancy))));
@@ -88,6 +110,7 @@ impl Application {
         Ok(Self {
             server: server.run(),
             addr,
+            _deliverer: deliverer,
         })
     }
 
@@ -126,6 +149,22 @@ fn open_inventory(settings: &Settings) -> anyhow::Result<Inventory> {
         }
     };
     Ok(inventory?)
+}
+
+/// Where webhooks are kept: beside the inventory's store, never on its connection.
+fn open_webhook_store(settings: &Settings) -> anyhow::Result<Arc<dyn WebhookStore>> {
+    Ok(match settings.store {
+        StoreKind::Memory => Arc::new(MemoryWebhookStore::new()),
+        StoreKind::Embedded => Arc::new(SqliteWebhookStore::open(&settings.data_dir)?),
+        StoreKind::Postgres => Arc::new(PostgresWebhookStore::open(&PostgresConfig::try_from(
+            settings,
+        )?)?),
+    })
+}
+
+/// The inventory's changes, in commit order, as webhooks are delivered from them.
+fn change_feed(inventory: &Arc<Inventory>) -> Option<Arc<dyn ChangeFeed>> {
+    Some(Arc::clone(inventory) as Arc<dyn ChangeFeed>)
 }
 
 fn is_loopback(host: &str) -> bool {

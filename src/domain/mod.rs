@@ -13,6 +13,7 @@ use uuid::Uuid;
 mod catalogue;
 mod change;
 mod waitlist;
+mod webhook;
 
 pub use catalogue::{
     CATEGORIES_MAX, Catalogue, Category, CategoryChange, CategoryDraft, CategoryId, Currency,
@@ -21,6 +22,10 @@ pub use catalogue::{
 };
 pub use change::{Change, ChangeFeed, ChangeType, ChangesPage, ChangesQuery};
 pub use waitlist::{Entry, EntryStatus, EntryView, Joining};
+pub use webhook::{
+    ATTEMPTS_KEPT_MAX, Attempt, AttemptOutcome, SigningSecret, WEBHOOK_URL_LEN_MAX, WEBHOOKS_MAX,
+    Webhook, WebhookId, WebhookTypes, WebhookUrl, WebhookView, message_id,
+};
 
 /// The event the seed-compatible endpoints (`/api/v1/purchase`, `/api/v1/available`, ...) act on.
 pub const DEFAULT_EVENT: &str = "default";
@@ -611,6 +616,15 @@ pub enum Error {
     /// A waiting list is joined only while its category cannot sell the quantity asked.
     #[error("{0}")]
     TicketsAvailable(String),
+    /// A webhook's url or types that cannot be taken.
+    #[error("{0}")]
+    InvalidWebhook(String),
+    /// No webhook has this id.
+    #[error("{0}")]
+    UnknownWebhook(String),
+    /// The store keeps [`WEBHOOKS_MAX`] webhooks already.
+    #[error("{0}")]
+    WebhooksLimitReached(String),
     /// The hold ran out of time before it was confirmed; its tickets went back to stock.
     #[error("{0}")]
     HoldExpired(String),
@@ -672,6 +686,9 @@ impl Error {
             Error::UnknownOrder(_) => "unknown_order",
             Error::UnknownEntry(_) => "unknown_waitlist_entry",
             Error::TicketsAvailable(_) => "tickets_available",
+            Error::InvalidWebhook(_) => "invalid_webhook",
+            Error::UnknownWebhook(_) => "unknown_webhook",
+            Error::WebhooksLimitReached(_) => "webhooks_limit_reached",
             Error::HoldExpired(_) => "hold_expired",
             Error::WrongState(_) => "wrong_state",
             Error::CapacityExceeded(_) => "capacity_exceeded",

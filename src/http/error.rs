@@ -134,6 +134,13 @@ impl ApiError {
                 Error::UnknownOrder(_) => (Status::NOT_FOUND, Code::UnknownOrder, Own),
                 Error::UnknownEntry(_) => (Status::NOT_FOUND, Code::UnknownWaitlistEntry, Own),
                 Error::TicketsAvailable(_) => (Status::CONFLICT, Code::TicketsAvailable, Own),
+                Error::InvalidWebhook(_) => {
+                    (Status::UNPROCESSABLE_ENTITY, Code::InvalidWebhook, Own)
+                }
+                Error::UnknownWebhook(_) => (Status::NOT_FOUND, Code::UnknownWebhook, Own),
+                Error::WebhooksLimitReached(_) => {
+                    (Status::CONFLICT, Code::WebhooksLimitReached, Own)
+                }
                 Error::EventExists(_) => (Status::CONFLICT, Code::EventExists, Own),
                 Error::WrongState(_) => (Status::CONFLICT, Code::WrongState, Own),
                 Error::CapacityExceeded(_) => (Status::CONFLICT, Code::CapacityExceeded, Own),

@@ -102,6 +102,7 @@ pub fn app(
         .configure(routes::meta::configure)
         .configure(routes::orders::configure)
         .configure(routes::waitlist::configure)
+        .configure(routes::webhooks::configure)
         .configure(routes::changes::configure)
         .configure(|cfg| openapi::configure(cfg, document));
     app.default_service(web::to(routes::meta::not_found))

@@ -12,10 +12,15 @@ use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::routes::{changes, events, meta, orders, purchase, reserve, waitlist};
-use crate::domain::{Event, EventId, IdempotencyKey};
+use super::routes::{changes, events, meta, orders, purchase, reserve, waitlist, webhooks};
+use crate::domain::{ChangeType, Event, EventId, IdempotencyKey, WEBHOOK_URL_LEN_MAX};
 use crate::vacancy::CAPACITY_MAX;
 use crate::wire;
+
+/// What a webhook url looks like: http or https, a host of visible ASCII without `@`, `#` or
+/// `/`, then a path and query without `#`. (That a port is a number, and an IPv6 host closes its
+/// bracket, is past what the document says.)
+const WEBHOOK_URL_PATTERN: &str = "^[hH][tT][tT][pP][sS]?://[!-\"$-.0-?A-~]+(/[!-\"$-~]*)?$";
 
 /// What every mode serves.
 #[derive(OpenApi)]
@@ -34,6 +39,7 @@ use crate::wire;
         events::resize_quota, events::change_category,
         orders::read, orders::confirm, orders::release, orders::cancel,
         waitlist::join, waitlist::read, waitlist::leave,
+        webhooks::create, webhooks::list, webhooks::read, webhooks::delete, webhooks::deliveries,
         changes::changes,
     ),
     components(schemas(
@@ -44,6 +50,8 @@ use crate::wire;
         wire::EventResponse, wire::EventsResponse, wire::OrderResponse, wire::CancelResponse,
         wire::AboutResponse, wire::HealthResponse, wire::ReadyResponse,
         wire::WaitlistRequest, wire::WaitlistEntryResponse, wire::OfferResponse,
+        wire::CreateWebhookRequest, wire::CreatedWebhookResponse, wire::WebhookResponse,
+        wire::WebhooksResponse, wire::DeliveryResponse, wire::DeliveriesResponse,
         wire::ChangesResponse, wire::ChangeResponse,
         wire::ErrorResponse, wire::ErrorDetail,
     )),
@@ -194,6 +202,10 @@ fn state_bounds(document: &mut Document, served: &Served) {
             });
         }
     }
+    bound("CreateWebhookRequest", "url", &|url| {
+        url.pattern = Some(WEBHOOK_URL_PATTERN.to_owned());
+        url.max_length = Some(WEBHOOK_URL_LEN_MAX);
+    });
     // The quotas a category draws on are quota ids.
     if let Some(RefOr::T(Schema::Object(category))) = schemas.get_mut("CategoryBody")
         && let Some(RefOr::T(Schema::Array(quotas))) = category.properties.get_mut("quotas")
@@ -203,6 +215,19 @@ fn state_bounds(document: &mut Document, served: &Served) {
         id.pattern = Some(EventId::PATTERN.to_owned());
         id.min_length = Some(1);
         id.max_length = Some(EventId::LEN_MAX);
+    }
+    // A webhook's url and the names of its types, as `WebhookUrl` and `ChangeType` read them.
+    if let Some(RefOr::T(Schema::Object(request))) = schemas.get_mut("CreateWebhookRequest")
+        && let Some(RefOr::T(Schema::Array(types))) = request.properties.get_mut("types")
+        && let ArrayItems::RefOrSchema(item) = &mut types.items
+        && let RefOr::T(Schema::Object(name)) = item.as_mut()
+    {
+        name.enum_values = Some(
+            ChangeType::ALL
+                .iter()
+                .map(|kind| kind.as_str().into())
+                .collect(),
+        );
     }
     // Of two ways to say what to buy or what to sell, a request takes one: JSON Schema says so
     // with `oneOf`, which the document's object type has no field for; it is written beside the

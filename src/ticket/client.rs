@@ -3,11 +3,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Cancelled, CategoryChange, CategoryId, ChangeFeed, ChangesPage, ChangesQuery, EntryView, Error,
-    Event, EventDraft, EventId, EventsPage, IdempotencyKey, Joining, Order, PageQuery, QuotaId,
-    Reservation, ReservationId, Reserved, Resize,
+    Attempt, Cancelled, CategoryChange, CategoryId, ChangeFeed, ChangesPage, ChangesQuery,
+    EntryView, Error, Event, EventDraft, EventId, EventsPage, IdempotencyKey, Joining, Order,
+    PageQuery, QuotaId, Reservation, ReservationId, Reserved, Resize, SigningSecret, WebhookId,
+    WebhookTypes, WebhookUrl, WebhookView,
 };
 use crate::vacancy::Inventory;
+use crate::webhooks::Webhooks;
 
 /// Everything the ticket side needs from the inventory.
 ///
@@ -57,6 +59,18 @@ pub trait VacancyClient: Send + Sync {
     async fn waitlist_entry(&self, id: ReservationId) -> Result<EntryView, Error>;
     /// Leaves a waiting list (declining an open offer); leaving twice changes nothing.
     async fn leave_waitlist(&self, id: ReservationId) -> Result<EntryView, Error>;
+    /// Admin: a new webhook, and its signing secret (which is never shown again).
+    async fn create_webhook(
+        &self,
+        url: WebhookUrl,
+        types: WebhookTypes,
+    ) -> Result<(WebhookView, SigningSecret), Error>;
+    /// Admin: every webhook, oldest first.
+    async fn webhooks(&self) -> Result<Vec<WebhookView>, Error>;
+    async fn webhook(&self, id: WebhookId) -> Result<WebhookView, Error>;
+    async fn delete_webhook(&self, id: WebhookId) -> Result<(), Error>;
+    /// Admin: a webhook's recent delivery attempts, newest first.
+    async fn webhook_deliveries(&self, id: WebhookId) -> Result<Vec<Attempt>, Error>;
     /// Committed changes after a cursor, waiting up to `query.wait` for one when there is none.
     async fn changes(&self, query: ChangesQuery) -> Result<ChangesPage, Error>;
 }
@@ -64,11 +78,15 @@ pub trait VacancyClient: Send + Sync {
 /// The monolith's client: a plain method call on the inventory in this process.
 pub struct LocalVacancyClient {
     inventory: Arc<Inventory>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl LocalVacancyClient {
-    pub fn new(inventory: Arc<Inventory>) -> Self {
-        Self { inventory }
+    pub fn new(inventory: Arc<Inventory>, webhooks: Arc<Webhooks>) -> Self {
+        Self {
+            inventory,
+            webhooks,
+        }
     }
 }
 
@@ -154,5 +172,31 @@ impl VacancyClient for LocalVacancyClient {
 
     async fn leave_waitlist(&self, id: ReservationId) -> Result<EntryView, Error> {
         self.inventory.leave_waitlist(id).await
+    }
+
+    async fn create_webhook(
+        &self,
+        url: WebhookUrl,
+        types: WebhookTypes,
+    ) -> Result<(WebhookView, SigningSecret), Error> {
+        let webhook = self.webhooks.create(url, types).await?;
+        Ok((webhook.view(), webhook.secret))
+    }
+
+    async fn webhooks(&self) -> Result<Vec<WebhookView>, Error> {
+        let webhooks = self.webhooks.list().await?;
+        Ok(webhooks.iter().map(|w| w.view()).collect())
+    }
+
+    async fn webhook(&self, id: WebhookId) -> Result<WebhookView, Error> {
+        Ok(self.webhooks.get(id).await?.view())
+    }
+
+    async fn delete_webhook(&self, id: WebhookId) -> Result<(), Error> {
+        self.webhooks.delete(id).await
+    }
+
+    async fn webhook_deliveries(&self, id: WebhookId) -> Result<Vec<Attempt>, Error> {
+        self.webhooks.attempts(id).await
     }
 }

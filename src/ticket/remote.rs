@@ -17,9 +17,10 @@ use tracing::Instrument;
 use super::VacancyClient;
 use crate::config::{Mode, Secret};
 use crate::domain::{
-    Cancelled, CategoryChange, CategoryId, ChangesPage, ChangesQuery, EntryView, Error, Event,
-    EventDraft, EventId, EventsPage, IdempotencyKey, Joining, Order, PageLimit, PageQuery, QuotaId,
-    Reservation, ReservationId, Reserved, Resize,
+    Attempt, Cancelled, CategoryChange, CategoryId, ChangesPage, ChangesQuery, EntryView, Error,
+    Event, EventDraft, EventId, EventsPage, IdempotencyKey, Joining, Order, PageLimit, PageQuery,
+    QuotaId, Reservation, ReservationId, Reserved, Resize, SigningSecret, WebhookId, WebhookTypes,
+    WebhookUrl, WebhookView,
 };
 use crate::telemetry;
 use crate::wire::{
@@ -75,7 +76,8 @@ enum Call {
     Idempotent,
     /// An admin change that must not be repeated blindly.
     AdminOnce,
-    /// An admin read: repeated like `Idempotent`, sent with the admin token.
+    /// An admin read (or a delete, which is safe to repeat): repeated like `Idempotent`, sent
+    /// with the admin token.
     AdminRead,
 }
 
@@ -761,6 +763,73 @@ impl VacancyClient for RemoteVacancyClient {
             .call(Method::DELETE, &path, None, Repeat::Plain, Call::Idempotent)
             .await?;
         decode::<wire::WaitlistEntryResponse>(&bytes)?.into_domain()
+    }
+
+    async fn create_webhook(
+        &self,
+        url: WebhookUrl,
+        types: WebhookTypes,
+    ) -> Result<(WebhookView, SigningSecret), Error> {
+        let names: Vec<serde_json::Value> =
+            types.as_slice().iter().map(|t| t.as_str().into()).collect();
+        let body = encode(&wire::CreateWebhookRequest {
+            url: Some(url.as_str().into()),
+            types: Some(names.into()),
+        })?;
+        let bytes = self
+            .call(
+                Method::POST,
+                "/api/v1/webhooks",
+                Some(body),
+                Repeat::Plain,
+                Call::AdminOnce,
+            )
+            .await?;
+        decode::<wire::CreatedWebhookResponse>(&bytes)?.into_domain()
+    }
+
+    async fn webhooks(&self) -> Result<Vec<WebhookView>, Error> {
+        let bytes = self
+            .call(
+                Method::GET,
+                "/api/v1/webhooks",
+                None,
+                Repeat::Plain,
+                Call::AdminRead,
+            )
+            .await?;
+        decode::<wire::WebhooksResponse>(&bytes)?
+            .webhooks
+            .into_iter()
+            .map(wire::WebhookResponse::into_domain)
+            .collect()
+    }
+
+    async fn webhook(&self, id: WebhookId) -> Result<WebhookView, Error> {
+        let path = format!("/api/v1/webhooks/{id}");
+        let bytes = self
+            .call(Method::GET, &path, None, Repeat::Plain, Call::AdminRead)
+            .await?;
+        decode::<wire::WebhookResponse>(&bytes)?.into_domain()
+    }
+
+    async fn delete_webhook(&self, id: WebhookId) -> Result<(), Error> {
+        let path = format!("/api/v1/webhooks/{id}");
+        self.call(Method::DELETE, &path, None, Repeat::Plain, Call::AdminRead)
+            .await
+            .map(drop)
+    }
+
+    async fn webhook_deliveries(&self, id: WebhookId) -> Result<Vec<Attempt>, Error> {
+        let path = format!("/api/v1/webhooks/{id}/deliveries");
+        let bytes = self
+            .call(Method::GET, &path, None, Repeat::Plain, Call::AdminRead)
+            .await?;
+        decode::<wire::DeliveriesResponse>(&bytes)?
+            .deliveries
+            .into_iter()
+            .map(wire::DeliveryResponse::into_domain)
+            .collect()
     }
 }
 

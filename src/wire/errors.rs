@@ -52,6 +52,9 @@ pub enum ErrorCode {
     UnknownOrder,
     UnknownWaitlistEntry,
     TicketsAvailable,
+    InvalidWebhook,
+    UnknownWebhook,
+    WebhooksLimitReached,
     MethodNotAllowed,
     EventExists,
     WrongState,
@@ -83,7 +86,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for reading one back and for the tests that hold README.md to the code.
-    pub const ALL: [ErrorCode; 39] = [
+    pub const ALL: [ErrorCode; 42] = [
         ErrorCode::InvalidBody,
         ErrorCode::InvalidContentType,
         ErrorCode::InvalidIdempotencyKey,
@@ -96,6 +99,9 @@ impl ErrorCode {
         ErrorCode::UnknownOrder,
         ErrorCode::UnknownWaitlistEntry,
         ErrorCode::TicketsAvailable,
+        ErrorCode::InvalidWebhook,
+        ErrorCode::UnknownWebhook,
+        ErrorCode::WebhooksLimitReached,
         ErrorCode::MethodNotAllowed,
         ErrorCode::EventExists,
         ErrorCode::WrongState,
@@ -140,6 +146,9 @@ impl ErrorCode {
             ErrorCode::UnknownOrder => "unknown_order",
             ErrorCode::UnknownWaitlistEntry => "unknown_waitlist_entry",
             ErrorCode::TicketsAvailable => "tickets_available",
+            ErrorCode::InvalidWebhook => "invalid_webhook",
+            ErrorCode::UnknownWebhook => "unknown_webhook",
+            ErrorCode::WebhooksLimitReached => "webhooks_limit_reached",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::EventExists => "event_exists",
             ErrorCode::WrongState => "wrong_state",
@@ -265,6 +274,9 @@ impl ErrorDetail {
             ErrorCode::UnknownOrder => Error::UnknownOrder(message),
             ErrorCode::UnknownWaitlistEntry => Error::UnknownEntry(message),
             ErrorCode::TicketsAvailable => Error::TicketsAvailable(message),
+            ErrorCode::InvalidWebhook => Error::InvalidWebhook(message),
+            ErrorCode::UnknownWebhook => Error::UnknownWebhook(message),
+            ErrorCode::WebhooksLimitReached => Error::WebhooksLimitReached(message),
             ErrorCode::HoldExpired => Error::HoldExpired(message),
             ErrorCode::WrongState => Error::WrongState(message),
             ErrorCode::CapacityExceeded => Error::CapacityExceeded(message),

@@ -18,6 +18,7 @@ mod changes;
 mod errors;
 mod object;
 mod waitlist;
+mod webhooks;
 
 pub use catalogue::{
     CategoryBody, CategoryPatchRequest, CategoryResponse, LineBody, LineResponse, PriceBody,
@@ -31,6 +32,10 @@ pub use changes::{
 pub use errors::{ErrorCode, ErrorDetail, ErrorResponse};
 pub use object::{JsonObject, from_object};
 pub use waitlist::{OfferResponse, WaitlistEntryResponse, WaitlistRequest};
+pub use webhooks::{
+    CreateWebhookRequest, CreatedWebhookResponse, DeliveriesResponse, DeliveryResponse,
+    WebhookResponse, WebhooksResponse,
+};
 
 /// What `GET /` names as the service, and what the ticket service looks for there in vacancy.
 pub const SERVICE_NAME: &str = "ticketd";

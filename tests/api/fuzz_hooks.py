@@ -177,3 +177,35 @@ def make_references_hold(case):
             body.setdefault("sales_start", None)
             body.setdefault("sales_end", None)
         _whole_window(body)
+    elif case.method.upper() == "POST" and path == "/api/v1/webhooks":
+        _loopback_url(body)
+
+
+# A webhook's url is where the server will post, and the fuzz run must reach nothing but this
+# machine: the host of every url is 127.0.0.1. Everything else about the url (scheme, user name,
+# port, path) is sent as drawn, so a url that was invalid stays invalid and still tests the
+# refusal; one whose host itself is ill-formed (empty, not visible ASCII, an unclosed IPv6
+# bracket) is refused for that host, and left as drawn.
+URL = re.compile(r"(?is)^(https?://)([^/?#]*)(.*)$")
+HOST = re.compile(r"[!-~]+")
+
+
+def _loopback_url(body):
+    url = body.get("url")
+    match = URL.match(url) if isinstance(url, str) else None
+    if not match:
+        return
+    scheme, authority, rest = match.groups()
+    userinfo, _, hostport = authority.rpartition("@")
+    userinfo = userinfo + "@" if userinfo else ""
+    if hostport.startswith("["):
+        host, bracket, port = hostport.partition("]")
+        if not bracket:
+            return
+        host += "]"
+    else:
+        host, colon, port = hostport.partition(":")
+        port = colon + port
+    if not HOST.fullmatch(host):
+        return
+    body["url"] = f"{scheme}{userinfo}127.0.0.1{port}{rest}"

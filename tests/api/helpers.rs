@@ -209,6 +209,10 @@ pub fn settings(
     settings.database_url = options.database_url.clone().map(Secret::new);
     settings.database_connections_max = 4;
     settings.database_timeout_ms = options.database_timeout_ms;
+    // Webhook retries and hand-overs within a test's patience.
+    settings.webhook_retry_first_ms = 200;
+    settings.webhook_timeout_ms = 2000;
+    settings.webhook_lease_ms = 3000;
     if let Some(url) = vacancy_url {
         settings.vacancy_url = url.split(',').map(str::to_owned).collect();
     }
@@ -277,7 +281,16 @@ pub fn start_binary(mode: Mode, settings: &Settings, env: &[(&str, &str)]) -> Se
                 .args(["--initial-stock", &settings.initial_stock.to_string()])
                 .args(["--store", store])
                 .arg("--data-dir")
-                .arg(&settings.data_dir);
+                .arg(&settings.data_dir)
+                .args([
+                    "--webhook-retry-first-ms",
+                    &settings.webhook_retry_first_ms.to_string(),
+                ])
+                .args([
+                    "--webhook-timeout-ms",
+                    &settings.webhook_timeout_ms.to_string(),
+                ])
+                .args(["--webhook-lease-ms", &settings.webhook_lease_ms.to_string()]);
         }
         Mode::Ticket => {
             command
@@ -466,6 +479,17 @@ impl TestApp {
     /// The second vacancy replica (replicated deployment only).
     pub fn replica(&self) -> Option<&Server> {
         self.replica.as_ref()
+    }
+
+    /// Kills the second vacancy replica at once (replicated deployment only); returns its port.
+    pub async fn kill_replica(&mut self) -> SocketAddr {
+        let replica = self
+            .replica
+            .take()
+            .expect("a replicated deployment has a replica");
+        let addr = replica.addr();
+        replica.kill().await;
+        addr
     }
 
     /// The schema this app's replicas share (replicated deployment only).

@@ -22,6 +22,7 @@ mod stores;
 mod ticketing;
 mod traces;
 mod waitlist;
+mod webhooks;
 
 /// Runs each named scenario `fn(Deployment, Launch)` as five tests: the four above, and two
 /// vacancy replicas sharing PostgreSQL.
@@ -97,4 +98,7 @@ in_every_deployment!(
     changes::a_long_poll_is_answered_when_a_purchase_commits,
     changes::bad_change_reads_get_a_json_error,
     changes::an_answered_purchase_keeps_its_change_through_a_crash,
+    webhooks::admins_subscribe_list_and_delete_webhooks,
+    webhooks::deliveries_reach_a_receiver_that_fails_for_a_while,
+    webhooks::a_crash_between_commit_and_delivery_delays_it_only,
 );

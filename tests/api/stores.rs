@@ -109,7 +109,7 @@ async fn opens_postgres(test: &str, name: &str) {
         .await;
     assert_eq!(
         migrations,
-        ["1", "2", "3", "4"],
+        ["1", "2", "3", "4", "5"],
         "each migration applied once"
     );
     an_earlier_release_still_running_cannot_write(&app, &database).await;

@@ -5,6 +5,7 @@ pub(crate) mod orders;
 pub(crate) mod purchase;
 pub(crate) mod reserve;
 pub(crate) mod waitlist;
+pub(crate) mod webhooks;
 
 use actix_web::{HttpRequest, web};
 use serde::de::DeserializeOwned;

@@ -30,7 +30,7 @@ pub struct PostgresConfig {
 }
 
 /// The pool and the runtime its connections live on.
-pub(super) struct Db {
+pub(crate) struct Db {
     /// `None` only while dropping.
     runtime: Option<Runtime>,
     pub(super) pool: Pool,
@@ -38,7 +38,7 @@ pub(super) struct Db {
 }
 
 impl Db {
-    pub(super) fn open(config: &PostgresConfig) -> Result<Self, Error> {
+    pub(crate) fn open(config: &PostgresConfig) -> Result<Self, Error> {
         let mut pg = tokio_postgres::Config::from_str(config.url.expose()).map_err(|e| {
             // The parser's message never repeats the URL, so no password reaches the log.
             Error::Storage(format!("the database URL is not valid: {e}"))
@@ -120,7 +120,7 @@ impl Db {
     /// pool unless the call left it unsound (see [`Failure::leaves_unsound`]): a connection that
     /// got no answer in time may never get one (a host that vanished without closing it), and
     /// every later read that picked it would wait out its whole limit too.
-    pub(super) async fn read<T, F, Fut>(&self, work: F) -> Result<T, Error>
+    pub(crate) async fn read<T, F, Fut>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(Arc<Object>) -> Fut + Send + 'static,
@@ -284,7 +284,7 @@ fn describe(error: &tokio_postgres::Error) -> String {
 
 /// What a failed statement means for the batch: collided with another replica (decide again),
 /// lost the database (unavailable), or refused by it (a storage failure).
-pub(super) fn failed(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
+pub(crate) fn failed(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
     move |error| {
         let text = format!("{what}: {}", describe(&error));
         match error.code() {
@@ -311,7 +311,7 @@ pub(super) fn failed(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Er
     }
 }
 
-pub(super) async fn query(
+pub(crate) async fn query(
     client: &Object,
     what: &'static str,
     sql: &str,
@@ -321,7 +321,7 @@ pub(super) async fn query(
     client.query(&statement, params).await.map_err(failed(what))
 }
 
-pub(super) async fn execute(
+pub(crate) async fn execute(
     client: &Object,
     what: &'static str,
     sql: &str,

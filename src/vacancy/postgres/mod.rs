@@ -29,11 +29,11 @@
 //! domain values; `import` fills an empty database with a whole store.
 
 mod batch;
-mod db;
+pub(crate) mod db;
 mod import;
 mod primary;
 mod reads;
-mod rows;
+pub(crate) mod rows;
 mod schema;
 
 use std::sync::Arc;

@@ -45,7 +45,7 @@ pub(super) fn entry_from(row: &Row) -> Result<Entry, Error> {
     })
 }
 
-pub(super) fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, Error> {
+pub(crate) fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, Error> {
     row.try_get(index)
         .map_err(|e| Error::Storage(format!("the database holds an unexpected value: {e}")))
 }

@@ -136,6 +136,31 @@ CREATE TABLE change_counter (
 INSERT INTO change_counter (last_seq) VALUES (0);
 ",
     ),
+    (
+        5,
+        "webhooks",
+        // A webhook's progress (cursor and pending changes) and each attempt are JSON text, read
+        // and written by `webhooks` alone. The lease says which replica delivers it, until when
+        // (the database's clock, in ms since the epoch).
+        "
+CREATE TABLE webhooks (
+    id             UUID PRIMARY KEY,
+    url            TEXT NOT NULL,
+    types          TEXT NOT NULL,
+    secret         TEXT NOT NULL,
+    created_at_ms  BIGINT NOT NULL,
+    progress       TEXT NOT NULL,
+    lease_owner    UUID,
+    lease_until_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE webhook_attempts (
+    n          BIGSERIAL PRIMARY KEY,
+    webhook_id UUID NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    attempt    TEXT NOT NULL
+);
+CREATE INDEX webhook_attempts_by_webhook ON webhook_attempts (webhook_id, n);
+",
+    ),
 ];
 
 /// Whether creating a table failed only because another session created it at the same moment.
@@ -178,21 +203,24 @@ pub(super) async fn migrate(client: &Object) -> Result<(), Error> {
     let rows = query(
         client,
         "reading the schema version",
-        "SELECT COALESCE(MAX(version), 0) FROM ticketd_migrations",
+        "SELECT version FROM ticketd_migrations",
         &[],
     )
     .await?;
-    let applied: i32 = rows
-        .first()
-        .map(|row| column(row, 0))
-        .transpose()?
-        .unwrap_or(0);
-    if applied > newest {
+    let applied = rows
+        .iter()
+        .map(|row| column::<i32>(row, 0))
+        .collect::<Result<Vec<i32>, Error>>()?;
+    if let Some(&applied) = applied.iter().max()
+        && applied > newest
+    {
         return Err(Error::Storage(format!(
             "the database has schema version {applied}, newer than this ticketd knows ({newest})"
         )));
     }
-    for (version, description, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > applied) {
+    // Every migration not applied yet, not only those past the newest applied: migrations made
+    // side by side may be numbered in another order than they were first applied in.
+    for (version, description, sql) in MIGRATIONS.iter().filter(|(v, _, _)| !applied.contains(v)) {
         client
             .batch_execute("BEGIN")
             .await

@@ -1,0 +1,461 @@
+//! Delivery: posts every change a webhook subscribed to, signed as Standard Webhooks says, until
+//! the receiver answers 2xx or the retries run out.
+//!
+//! One thread runs an actix system (awc's client is bound to its thread). Every `poll` it claims
+//! the webhooks it may deliver and starts a task for each new one. A webhook's task reads the feed
+//! after the webhook's cursor, keeps what it has still to deliver in its progress, and sends the
+//! oldest change of each event (never a later change of an event before an earlier one is
+//! finished), several events at once. After each round it saves the progress and the attempts:
+//! a crash between a delivery and that save delivers the change again, with the same
+//! `webhook-id` (at least once, never lost).
+//!
+//! Every attempt is bounded: it times out, follows no redirect (a 3xx is a failure), and reads at
+//! most `ANSWER_BYTES_MAX` of the answer.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use uuid::Uuid;
+
+use super::{Claimed, Progress, WebhookStore};
+use crate::domain::{
+    Attempt, AttemptOutcome, Change, ChangeFeed, ChangesQuery, Error, EventId, Webhook, WebhookId,
+    message_id,
+};
+use crate::vacancy::Clock;
+
+/// Largest answer body read from a receiver; a larger one fails the attempt.
+pub const ANSWER_BYTES_MAX: usize = 64 * 1024;
+/// Most changes one webhook keeps read ahead of what it delivered; past it, it reads no further
+/// until some are finished.
+pub const PENDING_MAX: usize = 1000;
+/// Most changes read from the feed at once.
+const FEED_PAGE_MAX: usize = 100;
+/// Most events whose oldest change is sent to one webhook at the same time.
+const CONCURRENT_MAX: usize = 8;
+/// Most changes of one event sent one after the other between two saves of the progress.
+const BURST_MAX: usize = 32;
+/// The retries' delays as multiples of the first: with the default 5 s, retries come after 5 s,
+/// 5 min, 30 min, 2 h, 5 h, 10 h and 10 h, about 28 hours after the first attempt in all.
+const BACKOFF_FACTORS: [u32; 7] = [1, 60, 360, 1440, 3600, 7200, 7200];
+
+#[derive(Clone, Debug)]
+pub struct DeliveryConfig {
+    /// Longest one attempt takes, connecting and reading the answer included.
+    pub timeout: Duration,
+    /// Delay before the first retry; the later ones are multiples of it ([`BACKOFF_FACTORS`]).
+    pub retry_first: Duration,
+    /// How long a claim on a webhook lasts without being renewed (shared stores).
+    pub lease: Duration,
+    /// How often new webhooks are noticed, and the longest wait for new changes.
+    pub poll: Duration,
+}
+
+/// How long to wait after `failed` attempts before the next one; `None` when they are used up.
+pub fn retry_delay(first: Duration, failed: u32) -> Option<Duration> {
+    let factor = *BACKOFF_FACTORS.get(usize::try_from(failed).ok()?.checked_sub(1)?)?;
+    Some(first.saturating_mul(factor))
+}
+
+/// The delivery thread; stopped and joined when dropped.
+pub struct Deliverer {
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Deliverer {
+    pub fn start(
+        store: Arc<dyn WebhookStore>,
+        feed: Arc<dyn ChangeFeed>,
+        config: DeliveryConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        let tls = tls_config()?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("webhook-delivery".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                system.block_on(supervise(store, feed, config, clock, tls, stopped));
+            })
+            .map_err(|e| Error::Internal(format!("cannot start webhook delivery: {e}")))?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Deliverer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// TLS for https receivers: rustls with the ring provider and the Mozilla roots.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Internal(format!("cannot set up TLS for webhooks: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+struct Shared {
+    store: Arc<dyn WebhookStore>,
+    feed: Arc<dyn ChangeFeed>,
+    config: DeliveryConfig,
+    clock: Arc<dyn Clock>,
+    client: awc::Client,
+    owner: Uuid,
+}
+
+async fn supervise(
+    store: Arc<dyn WebhookStore>,
+    feed: Arc<dyn ChangeFeed>,
+    config: DeliveryConfig,
+    clock: Arc<dyn Clock>,
+    tls: Arc<rustls::ClientConfig>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let connector = awc::Connector::new()
+        .rustls_0_23(tls)
+        .timeout(config.timeout)
+        .limit(CONCURRENT_MAX * 4);
+    let client = awc::Client::builder()
+        .connector(connector)
+        .disable_redirects()
+        .timeout(config.timeout)
+        .finish();
+    let shared = Rc::new(Shared {
+        store,
+        feed,
+        config,
+        clock,
+        client,
+        owner: Uuid::now_v7(),
+    });
+    let mut running: HashMap<WebhookId, actix_rt::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        running.retain(|_, task| !task.is_finished());
+        let now_ms = shared.clock.now_ms();
+        let lease_ms = duration_ms(shared.config.lease);
+        match shared.store.claim(shared.owner, now_ms, lease_ms).await {
+            Ok(claimed) => {
+                // A webhook no longer claimed was deleted (or, in a shared store, taken over by
+                // another replica after this one lost its lease): its task stops now.
+                let ids: HashSet<WebhookId> = claimed.iter().map(|c| c.webhook.id).collect();
+                running.retain(|id, task| {
+                    let keep = ids.contains(id);
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+                for claimed in claimed {
+                    let id = claimed.webhook.id;
+                    if running.contains_key(&id) {
+                        continue;
+                    }
+                    let task = actix_rt::spawn(deliver(Rc::clone(&shared), claimed));
+                    running.insert(id, task);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the webhooks to deliver"),
+        }
+        tokio::select! {
+            _ = stopped.changed() => break,
+            () = actix_rt::time::sleep(shared.config.poll) => {}
+        }
+    }
+    for (_, task) in running.drain() {
+        task.abort();
+    }
+    if let Err(error) = shared.store.release(shared.owner).await {
+        tracing::warn!(%error, "cannot give up the webhooks this process delivered");
+    }
+}
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Delivers one webhook's changes for as long as it is this deliverer's.
+async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
+    let Claimed {
+        webhook,
+        mut progress,
+    } = claimed;
+    let signer = match standardwebhooks::Webhook::new(webhook.secret.expose()) {
+        Ok(signer) => signer,
+        Err(error) => {
+            tracing::error!(webhook = %webhook.id, %error, "a webhook's secret cannot sign");
+            return;
+        }
+    };
+    let lease_ms = duration_ms(shared.config.lease);
+    let poll_ms = duration_ms(shared.config.poll).max(1);
+    let mut saved_at_ms = i64::MIN;
+    loop {
+        let now_ms = shared.clock.now_ms();
+        let ready = ready_runs(&progress, now_ms);
+        let room = PENDING_MAX.saturating_sub(progress.pending.len());
+        let mut changed = false;
+        if room > 0 {
+            // Wait for new changes only while nothing is due; at most until the next retry.
+            let wait_ms = if ready.is_empty() {
+                next_due_ms(&progress)
+                    .map_or(poll_ms, |due| due.saturating_sub(now_ms).clamp(0, poll_ms))
+            } else {
+                0
+            };
+            let query = ChangesQuery {
+                after: progress.cursor,
+                limit: room.min(FEED_PAGE_MAX),
+                wait: Duration::from_millis(wait_ms as u64),
+            };
+            match shared.feed.changes(query).await {
+                Ok(page) => {
+                    let now_ms = shared.clock.now_ms();
+                    for change in page.changes {
+                        if change.seq > progress.cursor && webhook.types.contains(change.kind) {
+                            progress.add(change, now_ms);
+                        }
+                    }
+                    changed |= page.next_after != progress.cursor;
+                    progress.cursor = progress.cursor.max(page.next_after);
+                }
+                // Changes past the retention (`changes_retention_hours`, at least a day) were
+                // purged before this webhook read them: it goes on from the oldest one kept.
+                Err(Error::CursorExpired { oldest, .. }) => {
+                    tracing::warn!(
+                        webhook = %webhook.id,
+                        after = progress.cursor,
+                        oldest,
+                        "changes a webhook had not read were purged; it goes on from the oldest kept"
+                    );
+                    progress.cursor = oldest.saturating_sub(1).max(progress.cursor);
+                    changed = true;
+                }
+                Err(error) => {
+                    tracing::warn!(webhook = %webhook.id, %error, "cannot read the changes feed");
+                    actix_rt::time::sleep(shared.config.poll).await;
+                }
+            }
+        } else if ready.is_empty() {
+            let wait_ms = next_due_ms(&progress)
+                .map_or(poll_ms, |due| due.saturating_sub(now_ms).clamp(1, poll_ms));
+            actix_rt::time::sleep(Duration::from_millis(wait_ms as u64)).await;
+        }
+
+        // Each event's due changes one after the other (the next only once the one before is
+        // delivered), several events at once; then one save for all of them.
+        let now_ms = shared.clock.now_ms();
+        let runs = ready_runs(&progress, now_ms);
+        let (pending, shared_ref, webhook_ref, signer_ref) =
+            (&progress.pending, &*shared, &webhook, &signer);
+        let outcomes: Vec<(usize, AttemptOutcome)> = join_all(runs.iter().map(|run| async move {
+            let mut outcomes = Vec::with_capacity(run.len());
+            for &index in run {
+                let change = &pending[index].change;
+                let outcome = send(shared_ref, webhook_ref, signer_ref, change).await;
+                let delivered = outcome.delivered();
+                outcomes.push((index, outcome));
+                if !delivered {
+                    break;
+                }
+            }
+            outcomes
+        }))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut attempts = Vec::with_capacity(outcomes.len());
+        let mut finished = HashSet::new();
+        let done_ms = shared.clock.now_ms();
+        for (index, outcome) in outcomes {
+            let pending = &mut progress.pending[index];
+            pending.attempts += 1;
+            let delivered = outcome.delivered();
+            let delay = (!delivered)
+                .then(|| retry_delay(shared.config.retry_first, pending.attempts))
+                .flatten();
+            let next_retry_at_ms = delay.map(|delay| done_ms.saturating_add(duration_ms(delay)));
+            let failed = !delivered && delay.is_none();
+            if let AttemptOutcome::Error(error) = &outcome {
+                tracing::debug!(webhook = %webhook.id, seq = pending.change.seq, %error, "webhook attempt failed");
+            }
+            if failed {
+                tracing::warn!(webhook = %webhook.id, seq = pending.change.seq, "a change could not be delivered to a webhook and is given up");
+            }
+            attempts.push(Attempt {
+                seq: pending.change.seq,
+                kind: pending.change.kind,
+                message_id: message_id(pending.change.seq),
+                attempt: pending.attempts,
+                at_ms: done_ms,
+                outcome,
+                next_retry_at_ms,
+                failed,
+            });
+            match next_retry_at_ms {
+                Some(at_ms) => pending.next_at_ms = at_ms,
+                None => {
+                    finished.insert(index);
+                }
+            }
+        }
+        if !finished.is_empty() {
+            let mut index = 0;
+            progress.pending.retain(|_| {
+                let keep = !finished.contains(&index);
+                index += 1;
+                keep
+            });
+        }
+        changed |= !attempts.is_empty();
+        let now_ms = shared.clock.now_ms();
+        if changed || now_ms.saturating_sub(saved_at_ms) >= lease_ms / 3 {
+            match shared
+                .store
+                .save(
+                    webhook.id,
+                    shared.owner,
+                    &progress,
+                    &attempts,
+                    now_ms,
+                    lease_ms,
+                )
+                .await
+            {
+                Ok(true) => saved_at_ms = now_ms,
+                // Deleted, or claimed by another replica after this one lost its lease.
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(webhook = %webhook.id, %error, "cannot save a webhook's progress");
+                    actix_rt::time::sleep(shared.config.poll).await;
+                }
+            }
+        }
+    }
+}
+
+/// For each event whose oldest pending change is due (at most [`CONCURRENT_MAX`] events), the
+/// indexes of its due changes in feed order, from that oldest one on: at most [`BURST_MAX`], and
+/// none past one that is not due.
+fn ready_runs(progress: &Progress, now_ms: i64) -> Vec<Vec<usize>> {
+    let mut runs: Vec<(&EventId, Vec<usize>, bool)> = Vec::new();
+    for (index, pending) in progress.pending.iter().enumerate() {
+        let due = pending.next_at_ms <= now_ms;
+        match runs
+            .iter_mut()
+            .find(|(event, _, _)| **event == pending.change.event)
+        {
+            Some((_, run, open)) => {
+                if *open && due && run.len() < BURST_MAX {
+                    run.push(index);
+                } else {
+                    *open = false;
+                }
+            }
+            None => {
+                if runs.iter().filter(|(_, run, _)| !run.is_empty()).count() == CONCURRENT_MAX {
+                    // Enough events to send to; later events wait, but their heads still stop
+                    // nothing of the events already chosen.
+                    continue;
+                }
+                let run = if due { vec![index] } else { Vec::new() };
+                runs.push((&pending.change.event, run, due));
+            }
+        }
+    }
+    runs.into_iter()
+        .map(|(_, run, _)| run)
+        .filter(|run| !run.is_empty())
+        .collect()
+}
+
+/// When the next head of an event is due, if any change is pending.
+fn next_due_ms(progress: &Progress) -> Option<i64> {
+    let mut seen = HashSet::new();
+    progress
+        .pending
+        .iter()
+        .filter(|pending| seen.insert(&pending.change.event))
+        .map(|pending| pending.next_at_ms)
+        .min()
+}
+
+/// The body of a delivery: `{"type", "timestamp", "data"}`, `data` as the change stored it.
+pub fn payload(change: &Change) -> String {
+    format!(
+        "{{\"type\":\"{}\",\"timestamp\":\"{}\",\"data\":{}}}",
+        change.kind.as_str(),
+        crate::wire::timestamp(change.at_ms),
+        change.data
+    )
+}
+
+/// One attempt: post, signed; read at most [`ANSWER_BYTES_MAX`] of the answer, all within the
+/// timeout.
+async fn send(
+    shared: &Shared,
+    webhook: &Webhook,
+    signer: &standardwebhooks::Webhook,
+    change: &Change,
+) -> AttemptOutcome {
+    let body = payload(change);
+    let id = message_id(change.seq);
+    let timestamp = shared.clock.now_ms().div_euclid(1000);
+    let signature = match signer.sign(&id, timestamp, body.as_bytes()) {
+        Ok(signature) => signature,
+        Err(error) => return AttemptOutcome::Error(format!("cannot sign: {error}")),
+    };
+    let timeout = shared.config.timeout;
+    let attempt = async {
+        let mut answer = shared
+            .client
+            .post(webhook.url.as_str())
+            .insert_header(("content-type", "application/json"))
+            .insert_header(("webhook-id", id.as_str()))
+            .insert_header(("webhook-timestamp", timestamp.to_string()))
+            .insert_header(("webhook-signature", signature))
+            .timeout(timeout)
+            .send_body(body)
+            .await
+            .map_err(|e| match e {
+                awc::error::SendRequestError::Timeout => timed_out(timeout),
+                e => format!("no answer: {e}"),
+            })?;
+        let status = answer.status().as_u16();
+        answer.body().limit(ANSWER_BYTES_MAX).await.map_err(|e| {
+            format!("answer {status} unreadable or over {ANSWER_BYTES_MAX} bytes: {e}")
+        })?;
+        Ok::<u16, String>(status)
+    };
+    match actix_rt::time::timeout(timeout, attempt).await {
+        Ok(Ok(status)) => AttemptOutcome::Status(status),
+        Ok(Err(error)) => AttemptOutcome::Error(error),
+        Err(_) => AttemptOutcome::Error(timed_out(timeout)),
+    }
+}
+
+fn timed_out(timeout: Duration) -> String {
+    format!("no complete answer within {} ms", timeout.as_millis())
+}
