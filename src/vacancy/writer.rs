@@ -110,6 +110,30 @@ pub(crate) enum Command {
     LeaveWaitlist(Call<ReservationId, EntryView>),
 }
 
+/// What the writer's queue carries: one command, or several sent together so that they are
+/// decided in one batch (a call that coalesced many reservations).
+pub(crate) enum Queued {
+    One(Command),
+    Many(Vec<Command>),
+}
+
+impl Queued {
+    /// Commands it carries.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Queued::One(_) => 1,
+            Queued::Many(commands) => commands.len(),
+        }
+    }
+
+    fn into_batch(self, batch: &mut Vec<Command>) {
+        match self {
+            Queued::One(command) => batch.push(command),
+            Queued::Many(commands) => batch.extend(commands),
+        }
+    }
+}
+
 /// A command with its answer, decided but not yet committed. Each answer has the type its call
 /// expects, so no answer of the wrong kind can reach a caller.
 enum Decided {
@@ -487,7 +511,9 @@ impl<S: Store> Writer<S> {
         self.store.store_id()
     }
 
-    pub fn run(mut self, commands: Receiver<Command>) {
+    /// Takes batches off the queue and processes them until every sender is gone. Commands sent
+    /// together stay together, so a batch may pass `batch_size_max` by the last one's size.
+    pub fn run(mut self, commands: Receiver<Queued>) {
         let mut batch = Vec::with_capacity(self.batch_size_max);
         loop {
             // Wait for a request, or until the next hold is due.
@@ -498,14 +524,14 @@ impl<S: Store> Writer<S> {
                 }
             };
             match next {
-                Ok(command) => batch.push(command),
+                Ok(queued) => queued.into_batch(&mut batch),
                 Err(RecvTimeoutError::Timeout) => {}
                 // Every sender is gone: the inventory was dropped, time to stop.
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             while batch.len() < self.batch_size_max {
                 match commands.try_recv() {
-                    Ok(command) => batch.push(command),
+                    Ok(queued) => queued.into_batch(&mut batch),
                     Err(_) => break,
                 }
             }
