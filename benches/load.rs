@@ -159,9 +159,12 @@ fn main() {
     let (durable_workers, durable_run) = best(durable);
     let _ = writeln!(
         report,
-        "\n## What each costs (POST purchase, durable monolith, {durable_workers} workers)\n"
+        "\n## What each costs (POST purchase, durable monolith, workers: {durable_workers})\n"
     );
-    let _ = writeln!(report, "| change | req/s | without | cost |");
+    let _ = writeln!(
+        report,
+        "| variant | req/s | durable monolith req/s | × durable monolith |"
+    );
     let _ = writeln!(report, "|---|---:|---:|---:|");
     for (target, what) in [
         (
@@ -173,10 +176,10 @@ fn main() {
         let with = median_run(&runs[&(target, Endpoint::Purchase)][&durable_workers]);
         let _ = writeln!(
             report,
-            "| {what} | {:.0} | {:.0} | {:+.1}% |",
+            "| {what} | {:.0} | {:.0} | {:.2} |",
             with.rps,
             durable_run.rps,
-            (durable_run.rps / with.rps - 1.0) * 100.0
+            with.rps / durable_run.rps
         );
     }
 
