@@ -43,6 +43,11 @@ use support::{QUIET, env_number, spawn_ticketd};
 /// Log filter with the access log on: a JSON line per request, as an operator would run it.
 const ACCESS_LOG: [&str; 4] = ["--log-level", "warn,ticketd=info", "--log-format", "json"];
 
+/// The allocator ticketd runs with (see src/main.rs), so the ceiling differs from ticketd only
+/// in what it does per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CEILING_ROLE: &str = "BENCH_CEILING_PORT";
 const CEILING_WORKERS: &str = "BENCH_CEILING_WORKERS";
 const STOCK: &str = "1000000000";
