@@ -156,6 +156,30 @@ for bin in "${binaries[@]}"; do
     dump=$(ls "$work"/callgrind.*.1 2>/dev/null | head -1 || true)
     ir=$(awk '/^summary:|^totals:/ {print $2; exit}' "$dump")
     echo "instructions per request: $(per "$ir" "$n") ($n requests under callgrind)"
+    # Calls into the allocator, whichever it is: glibc's entry points (SQLite's, and Rust's with
+    # the system allocator) and mimalloc's aligned ones (what Rust's global allocator calls).
+    calls=$(python3 - "$dump" <<'PY'
+import re, sys
+names, total, current = {}, 0, None
+entry = re.compile(r"^(malloc|calloc|realloc|mi_malloc_aligned|mi_zalloc_aligned|mi_realloc_aligned)(\s|$)")
+for line in open(sys.argv[1], errors="replace"):
+    if line.startswith("cfn="):
+        m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line)
+        if m.group(2):
+            names[m.group(1)] = m.group(2).strip()
+        current = names.get(m.group(1), "")
+    elif line.startswith("fn="):
+        m = re.match(r"fn=\((\d+)\)(?: (.*))?", line)
+        if m and m.group(2):
+            names[m.group(1)] = m.group(2).strip()
+    elif line.startswith("calls=") and current is not None:
+        if entry.match(current):
+            total += int(line.split("=")[1].split()[0])
+        current = None
+print(total)
+PY
+)
+    echo "allocator calls per request: $(per "$calls" "$n") (under callgrind)"
     rm -f "$work"/callgrind.*
 
     # 3. Heap allocations, under DHAT (which sees only the system allocator's; ALLOCATIONS=0

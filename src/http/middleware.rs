@@ -18,7 +18,11 @@ use crate::telemetry;
 use crate::telemetry::trace::{TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::wire::REQUEST_ID_HEADER;
 
+// Header names as values: looking a header up by a `&str` that is not a standard name builds
+// (and allocates) a `HeaderName` on every request.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+const TRACEPARENT: HeaderName = HeaderName::from_static(TRACEPARENT_HEADER);
+const TRACESTATE: HeaderName = HeaderName::from_static(TRACESTATE_HEADER);
 
 /// Longest request id accepted from a client; a longer or odd one is replaced by a fresh id.
 const REQUEST_ID_LEN_MAX: usize = 128;
@@ -36,7 +40,7 @@ pub async fn request_context(
     let started = Instant::now();
     let request_id = request
         .headers()
-        .get(REQUEST_ID_HEADER)
+        .get(X_REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .filter(|id| is_sane_request_id(id))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
@@ -46,16 +50,13 @@ pub async fn request_context(
     let route = request
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let header = |name: &str| {
+    let header = |name: HeaderName| {
         request
             .headers()
             .get(name)
             .and_then(|value| value.to_str().ok())
     };
-    let parent = telemetry::trace::parent_from_headers(
-        header(TRACEPARENT_HEADER),
-        header(TRACESTATE_HEADER),
-    );
+    let parent = telemetry::trace::parent_from_headers(header(TRACEPARENT), header(TRACESTATE));
 
     // Log lines written while the request is served carry its request id and trace id through
     // this span; the access line below carries them itself.
