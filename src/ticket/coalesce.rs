@@ -67,21 +67,21 @@ pub(super) async fn reserve<F>(
 where
     F: AsyncFn(&[Reservation]) -> Vec<Result<Reserved, Error>>,
 {
-    let mut waiting = None;
+    let mut told = None;
     let leads = with_line(client, |line| {
         if line.leading {
-            let (turn, told) = oneshot::channel();
+            let (turn, receiver) = oneshot::channel();
             line.waiting.push_back(Waiting { reservation, turn });
-            waiting = Some(told);
+            told = Some(Told { client, receiver });
             None
         } else {
             line.leading = true;
             Some(reservation)
         }
     });
-    let mine = match (leads, waiting) {
+    let mine = match (leads, told) {
         (Some(mine), _) => mine,
-        (None, Some(told)) => match told.await {
+        (None, Some(mut told)) => match (&mut told.receiver).await {
             Ok(Turn::Answered(answer)) => return answer,
             Ok(Turn::Lead(mine)) => mine,
             // Every path that takes a reservation out of the line answers it or hands it the
@@ -95,6 +95,33 @@ where
         (None, None) => unreachable!("a reservation either leads or waits"),
     };
     lead(client, mine, send).await
+}
+
+/// A request waiting in a line for its turn. Dropped after it was told to lead but before it
+/// did (its client went away at that very moment), it hands the lead on, so a line never waits
+/// for a leader that is gone.
+struct Told {
+    client: u64,
+    receiver: oneshot::Receiver<Turn>,
+}
+
+impl Drop for Told {
+    fn drop(&mut self) {
+        if let Ok(Turn::Lead(_)) = self.receiver.try_recv() {
+            with_line(self.client, hand_over);
+        }
+    }
+}
+
+/// The first request still waiting leads next; with nobody waiting, the line is idle.
+fn hand_over(line: &mut Line) {
+    line.leading = false;
+    while let Some(next) = line.waiting.pop_front() {
+        if next.turn.send(Turn::Lead(next.reservation)).is_ok() {
+            line.leading = true;
+            return;
+        }
+    }
 }
 
 /// Makes one call for `mine` and everything waiting, answers them, hands the lead on.
@@ -164,14 +191,7 @@ impl Drop for Leading {
             for waiting in back.into_iter().rev() {
                 line.waiting.push_front(waiting);
             }
-            // The first still listening leads next; with nobody waiting, the line is idle.
-            line.leading = false;
-            while let Some(next) = line.waiting.pop_front() {
-                if next.turn.send(Turn::Lead(next.reservation)).is_ok() {
-                    line.leading = true;
-                    break;
-                }
-            }
+            hand_over(line);
         });
     }
 }
@@ -232,6 +252,49 @@ mod tests {
         }
         assert_eq!(*calls.borrow(), vec![1, 4]);
         assert!(with_line(client, |line| !line.leading && line.waiting.is_empty()));
+    }
+
+    /// A request told to lead that goes away before it leads hands the lead on: the line does
+    /// not wait for it, and a later reservation is still made.
+    #[actix_web::test]
+    async fn a_request_that_goes_away_when_told_to_lead_hands_the_lead_on() {
+        let client = 9_003;
+        let (open, opened) = oneshot::channel::<()>();
+        let opened = Rc::new(RefCell::new(Some(opened)));
+        async fn answer(batch: &[Reservation]) -> Vec<Result<Reserved, Error>> {
+            batch.iter().map(|_| Ok(reserved())).collect()
+        }
+        let leader = actix_web::rt::spawn(async move {
+            reserve(client, reservation(), async |batch: &[Reservation]| {
+                let gate = opened.borrow_mut().take();
+                if let Some(gate) = gate {
+                    let _ = gate.await;
+                }
+                batch.iter().map(|_| Ok(reserved())).collect()
+            })
+            .await
+        });
+        actix_web::rt::task::yield_now().await;
+        // Waits in the line; told to lead once the leader is answered.
+        let mut follower = Box::pin(reserve(client, reservation(), answer));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(follower.as_mut().poll(&mut context).is_pending());
+        let _ = open.send(());
+        assert!(leader.await.unwrap().is_ok());
+        assert!(
+            with_line(client, |line| line.leading),
+            "the follower was told to lead"
+        );
+        // Its client goes away before it is polled again.
+        drop(follower);
+        assert!(with_line(client, |line| !line.leading && line.waiting.is_empty()));
+        let later = reserve(client, reservation(), answer);
+        let later = actix_web::rt::time::timeout(std::time::Duration::from_secs(5), later).await;
+        assert!(
+            later
+                .expect("the line was left waiting for a leader")
+                .is_ok()
+        );
     }
 
     /// A leader dropped mid-call hands its batch and the lead on: the others are sent again.
