@@ -739,6 +739,12 @@ impl RemoteVacancyClient {
                 let each = reservations.iter().map(|r| self.reserve_one(r));
                 futures_util::future::join_all(each).await
             }
+            // Refused as a whole for what one of them asks (vacancy's limits may differ from this
+            // service's during an upgrade): nothing was made, and alone each gets its own answer.
+            Err(error) if refused_as_a_whole(&error) => {
+                let each = reservations.iter().map(|r| self.reserve_one(r));
+                futures_util::future::join_all(each).await
+            }
             Err(error) => reservations.iter().map(|_| Err(error.clone())).collect(),
         }
     }
@@ -806,6 +812,18 @@ impl RemoteVacancyClient {
 /// route does not exist there. The batch route names no event, so nothing else answers so.
 fn route_missing(error: &Error) -> bool {
     matches!(error, Error::Unavailable(message) if message.starts_with("not_found:"))
+}
+
+/// Vacancy refused the batch call for what it asked, not for being unable to answer: an invalid
+/// reservation in it, or a body it would not read.
+fn refused_as_a_whole(error: &Error) -> bool {
+    match error {
+        Error::Unavailable(message) => {
+            message.starts_with("invalid_body:") || message.starts_with("body_too_large:")
+        }
+        Error::Timeout { .. } | Error::Overloaded | Error::Storage(_) | Error::Internal(_) => false,
+        _ => true,
+    }
 }
 
 /// The body of one reservation, as the single call and a batch both carry it.

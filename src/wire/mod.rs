@@ -205,7 +205,8 @@ pub struct ReserveBatchRequest {
 }
 
 /// One reservation of a batch: the event, the client's idempotency key (the header of a single
-/// call) and the body of a single call.
+/// call) and the body of a single call. Each is checked as its own call would be, and one that
+/// is not valid is answered with that call's error.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchReservation {
@@ -214,6 +215,8 @@ pub struct BatchReservation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "order-7")]
     pub idempotency_key: Option<String>,
+    /// The body of a `reserve` call; one that is not valid is answered with its error.
+    #[schema(value_type = Object)]
     pub reserve: ReserveRequest,
 }
 

@@ -544,19 +544,17 @@ async fn the_batch_route_answers_each_reservation_as_its_own_call(launch: Launch
     let ids: Vec<String> = (0..3).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     let body = json!({"reservations": [
         item("default", json!(2), &ids[0]),
-        item("default", json!(0), &ids[1]),
-        item("nowhere", json!(1), &ids[2]),
+        item("nowhere", json!(1), &ids[1]),
         item("default", json!(5), &ids[2]),
     ]});
     let first = batch(body.clone()).await;
     assert_eq!(first.status, StatusCode::OK, "{first:?}");
     let answers = first.body["answers"].as_array().unwrap();
-    assert_eq!(answers.len(), 4, "{first:?}");
+    assert_eq!(answers.len(), 3, "{first:?}");
     assert_eq!(answers[0]["reserved"]["success"], true, "{first:?}");
     assert_eq!(answers[0]["reserved"]["remaining"], 3, "{first:?}");
-    assert_eq!(answers[1]["error"]["code"], "invalid_quantity", "{first:?}");
-    assert_eq!(answers[2]["error"]["code"], "unknown_event", "{first:?}");
-    assert_eq!(answers[3]["reserved"]["success"], false, "{first:?}");
+    assert_eq!(answers[1]["error"]["code"], "unknown_event", "{first:?}");
+    assert_eq!(answers[2]["reserved"]["success"], false, "{first:?}");
     assert_eq!(app.counts("default").await, (3, 0, 2));
 
     let again = batch(body).await;
@@ -569,6 +567,24 @@ async fn the_batch_route_answers_each_reservation_as_its_own_call(launch: Launch
         (3, 0, 2),
         "a repeat sold again"
     );
+
+    // An invalid reservation gets its own call's error and sells nothing; the others sell.
+    let fresh = uuid::Uuid::now_v7().to_string();
+    let mixed = json!({"reservations": [
+        item("default", json!(1), &fresh),
+        item("default", json!(0), &uuid::Uuid::now_v7().to_string()),
+    ]});
+    let answered = batch(mixed).await;
+    assert_eq!(answered.status, StatusCode::OK, "{answered:?}");
+    assert_eq!(
+        answered.body["answers"][0]["reserved"]["success"], true,
+        "{answered:?}"
+    );
+    assert_eq!(
+        answered.body["answers"][1]["error"]["code"], "invalid_quantity",
+        "{answered:?}"
+    );
+    assert_eq!(app.counts("default").await, (2, 0, 3));
 
     let many: Vec<Value> = (0..65)
         .map(|_| item("default", json!(1), &uuid::Uuid::now_v7().to_string()))
@@ -589,7 +605,7 @@ async fn the_batch_route_answers_each_reservation_as_its_own_call(launch: Launch
     }
     assert_eq!(
         app.counts("default").await,
-        (3, 0, 2),
+        (2, 0, 3),
         "a refusal changed stock"
     );
 }

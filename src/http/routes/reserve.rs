@@ -88,8 +88,10 @@ async fn reserve_in(
 
 /// Decides every reservation of the batch together: they are queued as one, so the writer takes
 /// them into one batch and one commit. Each gets the answer its own `reserve` call would have
-/// got, success or error, in the order sent; one that is not valid changes nothing and does not
-/// stop the others.
+/// got, success or error, in the order sent: one that is not valid gets its error, changes
+/// nothing and stops nothing else. Each reservation is the body of a `reserve` call, so the
+/// document gives it as an object: its rules are `reserve`'s, answered reservation by
+/// reservation, never by refusing the batch.
 #[utoipa::path(post, path = "/api/v1/reservations", tag = "inventory", request_body = ReserveBatchRequest,
     security((), ("service" = [])),
     responses(
@@ -103,7 +105,7 @@ async fn reserve_batch(
     limits: web::Data<OrderLimits>,
     raw: web::Json<JsonObject>,
 ) -> Result<web::Json<ReserveBatchResponse>, ApiError> {
-    let batch: ReserveBatchRequest = body(raw)?;
+    let batch: BatchIn = body(raw)?;
     let count = batch.reservations.len();
     if !(1..=RESERVE_BATCH_MAX).contains(&count) {
         return Err(ApiError::InvalidBody(format!(
@@ -114,21 +116,24 @@ async fn reserve_batch(
     let mut asked = Vec::with_capacity(count);
     let mut totals = Vec::with_capacity(count);
     for item in &batch.reservations {
-        let parsed = event_id(&item.event).and_then(|event| {
-            let key = item
-                .idempotency_key
-                .as_deref()
-                .map(IdempotencyKey::parse)
-                .transpose()?;
-            reservation_from(&limits, event, &item.reserve, key)
-        });
+        let parsed = crate::wire::from_object::<ReserveRequest>(item.reserve.clone())
+            .map_err(ApiError::InvalidBody)
+            .and_then(|reserve| {
+                let event = event_id(&item.event)?;
+                let key = item
+                    .idempotency_key
+                    .as_deref()
+                    .map(IdempotencyKey::parse)
+                    .transpose()?;
+                Ok(reservation_from(&limits, event, &reserve, key)?)
+            });
         match parsed {
             Ok((reservation, total)) => {
                 asked.push(reservation);
                 totals.push(total);
                 answers.push(None);
             }
-            Err(error) => answers.push(Some(BatchAnswer::Error(ApiError::from(error).detail()))),
+            Err(error) => answers.push(Some(BatchAnswer::Error(error.detail()))),
         }
     }
     let mut decided = inventory
@@ -154,6 +159,23 @@ async fn reserve_batch(
         })
         .collect();
     Ok(web::Json(ReserveBatchResponse { answers }))
+}
+
+/// A batch as read: each reservation's body a JSON object, read as `reserve` reads its own, so
+/// that a reservation that is not valid is answered alone. Written as [`ReserveBatchRequest`].
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchIn {
+    reservations: Vec<BatchItemIn>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItemIn {
+    event: String,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    reserve: JsonObject,
 }
 
 /// The reservation a `reserve` body asks for, and how many tickets it takes.
