@@ -14,6 +14,12 @@
 //! second role) that parses the same JSON and decrements a locked counter: what one HTTP hop
 //! costs here, with no inventory behind it.
 //!
+//! wrk shares the machine's cores with the servers, so more server threads are not always
+//! faster: every server (the ceiling and each ticketd deployment) runs with each of
+//! [`WORKER_COUNTS`] HTTP workers, and the report gives each its best count, says which, and
+//! measures against the best ceiling. The access log and metrics are measured as costs of their
+//! own: the durable monolith with each turned on or off against itself at the same worker count.
+//!
 //! Writes `target/bench-report/load.md` and `target/bench-report/load.svg`.
 //!
 //! Environment: `BENCH_ROUNDS` (default 3), `BENCH_SECONDS` per measurement (default 5),
@@ -37,12 +43,22 @@ mod support;
 
 use support::{QUIET, env_number, spawn_ticketd};
 
+/// Log filter with the access log on: a JSON line per request, as an operator would run it.
+const ACCESS_LOG: [&str; 4] = ["--log-level", "warn,ticketd=info", "--log-format", "json"];
+
+/// The allocator ticketd runs with (see src/main.rs), so the ceiling differs from ticketd only
+/// in what it does per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CEILING_ROLE: &str = "BENCH_CEILING_PORT";
+const CEILING_WORKERS: &str = "BENCH_CEILING_WORKERS";
 const STOCK: &str = "1000000000";
 
 fn main() {
     if let Ok(port) = std::env::var(CEILING_ROLE) {
-        ceiling::serve(port.parse().expect("a port"));
+        let workers = env_number(CEILING_WORKERS, 1) as usize;
+        ceiling::serve(port.parse().expect("a port"), workers);
         return;
     }
     if let Ok(port) = std::env::var(webhooks::RECEIVER_ROLE) {
@@ -63,6 +79,7 @@ fn main() {
         Target::Ceiling,
         Target::MonolithMemory,
         Target::MonolithDurable,
+        Target::MonolithAccessLog,
         Target::MonolithNoMetrics,
         Target::Split,
     ];
@@ -73,28 +90,31 @@ fn main() {
             Target::BaselineSplit,
         ]);
     }
-    let mut runs: BTreeMap<(Target, Endpoint), Vec<Run>> = BTreeMap::new();
+    let mut runs = Runs::new();
     for round in 0..rounds {
         for &target in &targets {
-            for endpoint in [Endpoint::Purchase, Endpoint::Available] {
-                let purchase_only = matches!(target, Target::Ceiling | Target::MonolithNoMetrics);
-                if purchase_only && endpoint == Endpoint::Available {
-                    continue;
+            for &endpoint in target.endpoints() {
+                for workers in WORKER_COUNTS {
+                    let run = measure(
+                        target,
+                        workers,
+                        endpoint,
+                        connections,
+                        seconds,
+                        &scripts,
+                        work.path(),
+                    );
+                    eprintln!(
+                        "round {round}: {:<18} {:<9} {workers}w {run}",
+                        target.name(),
+                        endpoint.name()
+                    );
+                    runs.entry((target, endpoint))
+                        .or_default()
+                        .entry(workers)
+                        .or_default()
+                        .push(run);
                 }
-                let run = measure(
-                    target,
-                    endpoint,
-                    connections,
-                    seconds,
-                    &scripts,
-                    work.path(),
-                );
-                eprintln!(
-                    "round {round}: {:<18} {:<9} {run}",
-                    target.name(),
-                    endpoint.name()
-                );
-                runs.entry((target, endpoint)).or_default().push(run);
             }
         }
     }
@@ -105,22 +125,32 @@ fn main() {
         report,
         "# Load: {connections} connections, {rounds} rounds of {seconds} s, medians\n\n{machine}\n"
     );
-    let ceiling = median_run(&runs[&(Target::Ceiling, Endpoint::Purchase)]).rps;
+    let (ceiling_workers, ceiling) = best(&runs[&(Target::Ceiling, Endpoint::Purchase)]);
+    let ceiling = ceiling.rps;
     let _ = writeln!(
         report,
-        "| target | endpoint | req/s | × ceiling | mean ms | p50 ms | p99 ms | max ms | errors | peak RSS MB |"
+        "The ceiling is the faster of its worker counts ({ceiling_workers}); every target is \
+         given at its own best worker count, with its req/s at each count beside it.\n"
     );
-    let _ = writeln!(report, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        report,
+        "| target | endpoint | workers | req/s | × ceiling | req/s by workers | mean ms | p50 ms | p99 ms | max ms | errors | peak RSS MB |"
+    );
+    let _ = writeln!(
+        report,
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+    );
     let mut chart = Vec::new();
-    for ((target, endpoint), list) in &runs {
-        let run = median_run(list);
+    for ((target, endpoint), by_workers) in &runs {
+        let (workers, run) = best(by_workers);
         let _ = writeln!(
             report,
-            "| {} | {} | {:.0} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} |",
+            "| {} | {} | {workers} | {:.0} | {:.2} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1} |",
             target.name(),
             endpoint.name(),
             run.rps,
             run.rps / ceiling,
+            by_workers_text(by_workers),
             run.mean_ms,
             run.p50_ms,
             run.p99_ms,
@@ -135,9 +165,41 @@ fn main() {
         ));
     }
 
+    // What the access log and metrics cost: the durable monolith against itself at the same
+    // worker count (its best), measured in the same alternating rounds.
+    let durable = &runs[&(Target::MonolithDurable, Endpoint::Purchase)];
+    let (durable_workers, durable_run) = best(durable);
+    let _ = writeln!(
+        report,
+        "\n## What each costs (POST purchase, durable monolith, workers: {durable_workers})\n"
+    );
+    let _ = writeln!(
+        report,
+        "| variant | req/s | durable monolith req/s | × durable monolith |"
+    );
+    let _ = writeln!(report, "|---|---:|---:|---:|");
+    for (target, what) in [
+        (
+            Target::MonolithAccessLog,
+            "access log on (a line per request)",
+        ),
+        (Target::MonolithNoMetrics, "metrics off"),
+    ] {
+        let with = median_run(&runs[&(target, Endpoint::Purchase)][&durable_workers]);
+        let _ = writeln!(
+            report,
+            "| {what} | {:.0} | {:.0} | {:.2} |",
+            with.rps,
+            durable_run.rps,
+            with.rps / durable_run.rps
+        );
+    }
+
+    // The sections below run the durable monolith at the worker count it did best with.
     let purchase = |target, connections| {
         measure(
             target,
+            durable_workers,
             Endpoint::Purchase,
             connections,
             seconds,
@@ -245,11 +307,37 @@ fn main() {
     eprintln!("wrote {}", out.display());
 }
 
+/// HTTP worker threads each server is measured with; the best counts.
+const WORKER_COUNTS: [usize; 2] = [1, 2];
+
+/// Every run of a target and endpoint, by worker count.
+type Runs = BTreeMap<(Target, Endpoint), BTreeMap<usize, Vec<Run>>>;
+
+/// The worker count whose median throughput is highest, and that median.
+fn best(by_workers: &BTreeMap<usize, Vec<Run>>) -> (usize, Run) {
+    by_workers
+        .iter()
+        .map(|(&workers, runs)| (workers, median_run(runs)))
+        .max_by(|a, b| a.1.rps.total_cmp(&b.1.rps))
+        .expect("at least one worker count was measured")
+}
+
+/// `1: 150,123 · 2: 130,456`: the median req/s at each worker count.
+fn by_workers_text(by_workers: &BTreeMap<usize, Vec<Run>>) -> String {
+    by_workers
+        .iter()
+        .map(|(workers, runs)| format!("{workers}: {:.0}", median_run(runs).rps))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Target {
     Ceiling,
     MonolithMemory,
     MonolithDurable,
+    /// The durable monolith with its access log on: what a log line per request costs.
+    MonolithAccessLog,
     /// The durable monolith with metrics off: what metrics cost.
     MonolithNoMetrics,
     /// The durable monolith selling 10,000 events at random instead of one.
@@ -272,6 +360,7 @@ impl Target {
             Target::Ceiling => "ceiling (1 hop)",
             Target::MonolithMemory => "monolith, memory",
             Target::MonolithDurable => "monolith, durable",
+            Target::MonolithAccessLog => "… access log on",
             Target::MonolithNoMetrics => "… metrics off",
             Target::MonolithManyEvents => "… 10,000 events",
             Target::MonolithThreeLines => "… 3-line orders",
@@ -280,6 +369,16 @@ impl Target {
             Target::BaselineMemory => "baseline: monolith, memory",
             Target::BaselineDurable => "baseline: monolith, durable",
             Target::BaselineSplit => "baseline: split, durable",
+        }
+    }
+
+    /// What is measured of it: the cost variants and the ceiling only purchase.
+    fn endpoints(self) -> &'static [Endpoint] {
+        match self {
+            Target::Ceiling | Target::MonolithAccessLog | Target::MonolithNoMetrics => {
+                &[Endpoint::Purchase]
+            }
+            _ => &[Endpoint::Purchase, Endpoint::Available],
         }
     }
 
@@ -454,6 +553,7 @@ fn create_festival(data: &Path) {
 /// Starts `target`, loads it with wrk, stops it.
 fn measure(
     target: Target,
+    workers: usize,
     endpoint: Endpoint,
     connections: u64,
     seconds: u64,
@@ -461,7 +561,7 @@ fn measure(
     work: &Path,
 ) -> Run {
     let data = tempfile::tempdir_in(work).expect("a data directory");
-    let servers = start(target, data.path());
+    let servers = start(target, workers, data.path());
     let url = match endpoint {
         Endpoint::Purchase => format!("http://{}/api/v1/purchase", servers.public),
         Endpoint::Available => format!("http://{}/api/v1/available", servers.public),
@@ -518,14 +618,18 @@ impl Drop for Servers {
     }
 }
 
-fn start(target: Target, data: &Path) -> Servers {
+/// Starts `target` with `workers` HTTP worker threads per server process.
+fn start(target: Target, workers: usize, data: &Path) -> Servers {
     let (ticketd, target) = target.binary();
     let ticketd = ticketd.as_str();
+    let worker_count = workers;
+    let workers = workers.to_string();
     match target {
         Target::Ceiling => {
             let port = free_port();
             let child = Command::new(std::env::current_exe().expect("this bench"))
                 .env(CEILING_ROLE, port.to_string())
+                .env(CEILING_WORKERS, &workers)
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("the ceiling server starts");
@@ -538,12 +642,13 @@ fn start(target: Target, data: &Path) -> Servers {
         }
         Target::MonolithWebhook => {
             let receiver = webhooks::start_receiver(data);
-            let mut servers = start(Target::MonolithDurable, data);
+            let mut servers = start(Target::MonolithDurable, worker_count, data);
             servers.children.push(receiver);
             servers
         }
         Target::MonolithMemory
         | Target::MonolithDurable
+        | Target::MonolithAccessLog
         | Target::MonolithNoMetrics
         | Target::MonolithManyEvents
         | Target::MonolithThreeLines => {
@@ -563,13 +668,19 @@ fn start(target: Target, data: &Path) -> Servers {
             } else {
                 "true"
             };
+            let log = if target == Target::MonolithAccessLog {
+                ACCESS_LOG
+            } else {
+                QUIET
+            };
             let (child, public) = spawn_ticketd(
                 Command::new(ticketd)
                     .args(["monolith", "--host", "127.0.0.1", "--port", "0"])
+                    .args(["--workers", &workers])
                     .args(["--store", store, "--initial-stock", STOCK, "--data-dir"])
                     .arg(data)
                     .args(["--metrics-enabled", metrics])
-                    .args(QUIET),
+                    .args(log),
             );
             Servers {
                 children: vec![child],
@@ -580,6 +691,7 @@ fn start(target: Target, data: &Path) -> Servers {
             let (vacancy, vacancy_addr) = spawn_ticketd(
                 Command::new(ticketd)
                     .args(["vacancy", "--host", "127.0.0.1", "--port", "0"])
+                    .args(["--workers", &workers])
                     .args(["--initial-stock", STOCK, "--data-dir"])
                     .arg(data)
                     .args(QUIET),
@@ -595,6 +707,7 @@ fn start(target: Target, data: &Path) -> Servers {
                         "--vacancy-url",
                     ])
                     .arg(format!("http://{vacancy_addr}"))
+                    .args(["--workers", &workers])
                     .args(QUIET),
             );
             wait_ready(&format!("http://{public}/ready"));
@@ -751,7 +864,10 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("Machine: {cores} cores ({cpu}); wrk (1 thread) on the same machine; release build.")
+    format!(
+        "Machine: {cores} cores, {cpu}; wrk (1 thread) on the same cores as the servers; \
+         release build."
+    )
 }
 
 fn report_dir() -> PathBuf {
@@ -772,7 +888,7 @@ mod ceiling {
         qty: u64,
     }
 
-    pub fn serve(port: u16) {
+    pub fn serve(port: u16, workers: usize) {
         let stock = web::Data::new(Mutex::new(u64::MAX));
         actix_web::rt::System::new().block_on(async move {
             HttpServer::new(move || {
@@ -798,6 +914,7 @@ mod ceiling {
                         ),
                     )
             })
+            .workers(workers)
             .bind(("127.0.0.1", port))
             .expect("the ceiling binds")
             .run()

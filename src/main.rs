@@ -8,6 +8,13 @@ use ticketd::config::{Mode, Settings};
 use ticketd::startup::{self, Application};
 use ticketd::telemetry;
 
+/// The system allocator (glibc's) took about an eighth of the durable monolith's CPU under load:
+/// an HTTP worker allocates a request's order and answer, the writer thread frees much of it, and
+/// glibc pays for that in arena locks and consolidation. mimalloc frees across threads without a
+/// shared lock. See docs/PERFORMANCE.md, "Where the time goes".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (mode, config_file, flags) = match cli.command.into_run() {

@@ -7,7 +7,7 @@ use std::future::{Ready, ready};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::Payload;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, HeaderName};
 use actix_web::middleware::Next;
 use actix_web::{Error as ActixError, web};
 use actix_web::{FromRequest, HttpRequest, ResponseError};
@@ -16,6 +16,9 @@ use super::ApiError;
 use crate::config::Secret;
 use crate::domain::Error;
 use crate::wire::SERVICE_TOKEN_HEADER;
+
+/// As a value: a lookup by `&str` would build (and allocate) the name on every call.
+const SERVICE_TOKEN: HeaderName = HeaderName::from_static(SERVICE_TOKEN_HEADER);
 
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
@@ -83,7 +86,7 @@ pub async fn require_service_token(
     {
         let offered = request
             .headers()
-            .get(SERVICE_TOKEN_HEADER)
+            .get(SERVICE_TOKEN)
             .and_then(|value| value.to_str().ok());
         if !offered.is_some_and(|offered| token.matches(offered)) {
             let error = ApiError::Unauthorized(format!(

@@ -95,7 +95,7 @@ pub fn app(
     if let Some(inventory) = parts.inventory {
         app = app
             .app_data(web::Data::from(inventory))
-            .configure(routes::reserve::configure);
+            .configure(|cfg| routes::reserve::configure(cfg, limit));
     }
     let app = app
         .configure(routes::events::configure)

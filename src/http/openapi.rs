@@ -75,8 +75,15 @@ struct Purchases;
 /// The inventory's own operation: the monolith and vacancy.
 #[derive(OpenApi)]
 #[openapi(
-    paths(reserve::reserve_default, reserve::reserve),
-    components(schemas(wire::ReserveRequest, wire::ReserveResponse))
+    paths(reserve::reserve_default, reserve::reserve, reserve::reserve_batch),
+    components(schemas(
+        wire::ReserveRequest,
+        wire::ReserveResponse,
+        wire::ReserveBatchRequest,
+        wire::BatchReservation,
+        wire::ReserveBatchResponse,
+        wire::BatchAnswer,
+    ))
 )]
 struct Reservations;
 

@@ -4,6 +4,7 @@
 //! monolith hands it a [`LocalVacancyClient`], the ticket service a [`RemoteVacancyClient`].
 
 mod client;
+mod coalesce;
 mod remote;
 
 use std::sync::Arc;

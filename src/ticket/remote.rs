@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::VacancyClient;
+use super::{VacancyClient, coalesce};
 use crate::config::{Mode, Secret};
 use crate::domain::{
     Attempt, Cancelled, CategoryChange, CategoryId, ChangesPage, ChangesQuery, EntryView, Error,
@@ -143,6 +143,9 @@ pub struct RemoteVacancyClient {
     /// The store every replica must share: the first vetted replica's.
     store_id: OnceLock<String>,
     started: Instant,
+    /// Reservations go one call each until then (ms since start): a vacancy answered that it has
+    /// no batch route (an older version, during a rolling upgrade). 0 while batches are taken.
+    batches_refused_until_elapsed_ms: AtomicU64,
     config: RemoteConfig,
 }
 
@@ -175,6 +178,7 @@ impl RemoteVacancyClient {
             next: AtomicUsize::new(0),
             store_id: OnceLock::new(),
             started: Instant::now(),
+            batches_refused_until_elapsed_ms: AtomicU64::new(0),
             config,
         })
     }
@@ -540,40 +544,15 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 #[async_trait(?Send)]
 impl VacancyClient for RemoteVacancyClient {
     async fn reserve(&self, reservation: Reservation) -> Result<Reserved, Error> {
-        let path = format!("/api/v1/events/{}/reserve", reservation.event);
-        let body = encode(&wire::ReserveRequest {
-            qty: None,
-            category: None,
-            lines: Some(wire::lines_json(&reservation.lines)),
-            customer: reservation
-                .customer
-                .as_ref()
-                .map(|customer| customer.as_str().into()),
-            ttl_seconds: reservation.hold_ttl_seconds.map(|ttl| ttl.seconds().into()),
-            reservation_id: Some(reservation.id.to_string()),
-        })?;
-        let bytes = self
-            .call(
-                Method::POST,
-                &path,
-                Some(body),
-                reservation.key.as_ref().map_or(Repeat::Plain, Repeat::Key),
-                Call::Idempotent,
-            )
-            .await?;
-        let answer: wire::ReserveResponse = decode(&bytes)?;
-        Ok(Reserved {
-            order: answer
-                .order
-                .map(wire::OrderResponse::into_domain)
-                .transpose()?,
-            remaining: answer.remaining,
-            short: answer
-                .short
-                .as_ref()
-                .map(wire::short_from_vacancy)
-                .transpose()?,
-        })
+        if self.batches_refused() {
+            return self.reserve_one(&reservation).await;
+        }
+        coalesce::reserve(
+            self.key,
+            reservation,
+            async |reservations: &[Reservation]| self.reserve_together(reservations).await,
+        )
+        .await
     }
 
     async fn confirm(
@@ -842,6 +821,150 @@ impl RemoteVacancyClient {
             .await?;
         decode::<wire::EventResponse>(&bytes)?.into_domain()
     }
+}
+
+/// How long reservations go one call each after a vacancy answered that it has no batch route.
+const BATCHES_REFUSED_FOR: Duration = Duration::from_secs(60);
+
+/// Reservations: one call for each, or one call for several (see [`coalesce`]).
+impl RemoteVacancyClient {
+    fn batches_refused(&self) -> bool {
+        self.batches_refused_until_elapsed_ms
+            .load(Ordering::Relaxed)
+            > self.elapsed_ms()
+    }
+
+    /// One call for all of `reservations`, an answer for each in order. A vacancy without the
+    /// batch route (an older version) gets them one call each, now and for a while.
+    async fn reserve_together(&self, reservations: &[Reservation]) -> Vec<Result<Reserved, Error>> {
+        if let [reservation] = reservations {
+            return vec![self.reserve_one(reservation).await];
+        }
+        match self.reserve_batch(reservations).await {
+            Ok(answers) => answers,
+            Err(error) if route_missing(&error) => {
+                let until_ms = self.elapsed_ms() + BATCHES_REFUSED_FOR.as_millis() as u64;
+                self.batches_refused_until_elapsed_ms
+                    .store(until_ms, Ordering::Relaxed);
+                tracing::info!("vacancy has no batch route; sending reservations one call each");
+                let each = reservations.iter().map(|r| self.reserve_one(r));
+                futures_util::future::join_all(each).await
+            }
+            // Refused as a whole for what one of them asks (vacancy's limits may differ from this
+            // service's during an upgrade): nothing was made, and alone each gets its own answer.
+            Err(error) if refused_as_a_whole(&error) => {
+                let each = reservations.iter().map(|r| self.reserve_one(r));
+                futures_util::future::join_all(each).await
+            }
+            Err(error) => reservations.iter().map(|_| Err(error.clone())).collect(),
+        }
+    }
+
+    async fn reserve_one(&self, reservation: &Reservation) -> Result<Reserved, Error> {
+        let path = format!("/api/v1/events/{}/reserve", reservation.event);
+        let body = encode(&reserve_request(reservation))?;
+        let bytes = self
+            .call(
+                Method::POST,
+                &path,
+                Some(body),
+                reservation.key.as_ref().map_or(Repeat::Plain, Repeat::Key),
+                Call::Idempotent,
+            )
+            .await?;
+        reserved(decode(&bytes)?)
+    }
+
+    /// The batch call. Safe to repeat like a single one: each reservation carries its own id
+    /// (and its client's key), so a repeat gets the first answers and sells nothing twice.
+    async fn reserve_batch(
+        &self,
+        reservations: &[Reservation],
+    ) -> Result<Vec<Result<Reserved, Error>>, Error> {
+        let body = encode(&wire::ReserveBatchRequest {
+            reservations: reservations
+                .iter()
+                .map(|reservation| wire::BatchReservation {
+                    event: reservation.event.to_string(),
+                    idempotency_key: reservation.key.as_ref().map(|key| key.as_str().into()),
+                    reserve: reserve_request(reservation),
+                })
+                .collect(),
+        })?;
+        let bytes = self
+            .call(
+                Method::POST,
+                "/api/v1/reservations",
+                Some(body),
+                Repeat::Plain,
+                Call::Idempotent,
+            )
+            .await?;
+        let answer: wire::ReserveBatchResponse = decode(&bytes)?;
+        if answer.answers.len() != reservations.len() {
+            return Err(Error::Unavailable(format!(
+                "vacancy answered {} of {} reservations",
+                answer.answers.len(),
+                reservations.len()
+            )));
+        }
+        Ok(answer
+            .answers
+            .into_iter()
+            .map(|answer| match answer {
+                wire::BatchAnswer::Reserved(answer) => reserved(answer),
+                wire::BatchAnswer::Error(error) => Err(error.into_domain()),
+            })
+            .collect())
+    }
+}
+
+/// Vacancy answered 404 `not_found` (read as unavailable, see `ErrorDetail::into_domain`): the
+/// route does not exist there. The batch route names no event, so nothing else answers so.
+fn route_missing(error: &Error) -> bool {
+    matches!(error, Error::Unavailable(message) if message.starts_with("not_found:"))
+}
+
+/// Vacancy refused the batch call for what it asked, not for being unable to answer: an invalid
+/// reservation in it, or a body it would not read.
+fn refused_as_a_whole(error: &Error) -> bool {
+    match error {
+        Error::Unavailable(message) => {
+            message.starts_with("invalid_body:") || message.starts_with("body_too_large:")
+        }
+        Error::Timeout { .. } | Error::Overloaded | Error::Storage(_) | Error::Internal(_) => false,
+        _ => true,
+    }
+}
+
+/// The body of one reservation, as the single call and a batch both carry it.
+fn reserve_request(reservation: &Reservation) -> wire::ReserveRequest {
+    wire::ReserveRequest {
+        qty: None,
+        category: None,
+        lines: Some(wire::lines_json(&reservation.lines)),
+        customer: reservation
+            .customer
+            .as_ref()
+            .map(|customer| customer.as_str().into()),
+        ttl_seconds: reservation.hold_ttl_seconds.map(|ttl| ttl.seconds().into()),
+        reservation_id: Some(reservation.id.to_string()),
+    }
+}
+
+fn reserved(answer: wire::ReserveResponse) -> Result<Reserved, Error> {
+    Ok(Reserved {
+        order: answer
+            .order
+            .map(wire::OrderResponse::into_domain)
+            .transpose()?,
+        remaining: answer.remaining,
+        short: answer
+            .short
+            .as_ref()
+            .map(wire::short_from_vacancy)
+            .transpose()?,
+    })
 }
 
 #[cfg(test)]

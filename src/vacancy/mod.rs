@@ -42,7 +42,7 @@ use crate::domain::{
 use ledger::{LocalLedger, SharedLedger};
 use store::{FromDatabase, FromMemory, Local, Reads, Shared};
 use writer::{
-    Call, CategoryUpdate, Command, Events, OrderChange, QuotaResize, Replenishment, Writer,
+    Call, CategoryUpdate, Command, Events, OrderChange, Queued, QuotaResize, Replenishment, Writer,
 };
 
 /// Largest capacity of one event: far beyond any venue, well inside every store's integer range.
@@ -106,7 +106,7 @@ pub struct Inventory {
 /// The writer's queue: every change, and a local store's order lookups, wait in it.
 pub(crate) struct Queue {
     /// `None` only while dropping, so the writer sees the channel close before we join it.
-    commands: Option<SyncSender<Command>>,
+    commands: Option<SyncSender<Queued>>,
 }
 
 impl Inventory {
@@ -236,6 +236,15 @@ impl Inventory {
     /// came in (they are settings of the API, not of the stock).
     pub async fn reserve(&self, reservation: Reservation) -> Result<Reserved, Error> {
         self.ask(Command::Reserve, reservation).await
+    }
+
+    /// Several reservations queued as one, so the writer takes them all into one batch and one
+    /// commit; an answer for each, in order, each as [`Inventory::reserve`] would give it.
+    pub async fn reserve_many(
+        &self,
+        reservations: Vec<Reservation>,
+    ) -> Vec<Result<Reserved, Error>> {
+        self.queue.ask_many(Command::Reserve, reservations).await
     }
 
     /// Turns a live hold into a sale; a hold past its time is `HoldExpired`.
@@ -419,16 +428,58 @@ impl Queue {
             .map_err(|_| Error::Internal("the inventory writer stopped before answering".into()))?
     }
 
+    /// Asks every request of `requests` in one message, so the writer finds them together; an
+    /// answer for each, in order.
+    pub(crate) async fn ask_many<R, T>(
+        &self,
+        command: fn(Call<R, T>) -> Command,
+        requests: Vec<R>,
+    ) -> Vec<Result<T, Error>> {
+        let origin = crate::telemetry::Origin::current();
+        let queued = Instant::now();
+        let mut answers = Vec::with_capacity(requests.len());
+        let commands = requests
+            .into_iter()
+            .map(|request| {
+                let (reply, answer) = oneshot::channel();
+                answers.push(answer);
+                command(Call {
+                    request,
+                    reply,
+                    origin: origin.clone(),
+                    queued,
+                })
+            })
+            .collect();
+        if let Err(error) = self.send_queued(Queued::Many(commands)) {
+            return answers.iter().map(|_| Err(error.clone())).collect();
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(answer.await.unwrap_or_else(|_| {
+                Err(Error::Internal(
+                    "the inventory writer stopped before answering".into(),
+                ))
+            }));
+        }
+        results
+    }
+
     fn send(&self, command: Command) -> Result<(), Error> {
+        self.send_queued(Queued::One(command))
+    }
+
+    fn send_queued(&self, queued_commands: Queued) -> Result<(), Error> {
         let commands = self
             .commands
             .as_ref()
             .ok_or_else(|| Error::Unavailable("the inventory is closing".into()))?;
         // Counted before it is sent, so the writer never takes off what is not on yet.
         let queued = metrics::gauge!("ticketd_inventory_queue_requests");
-        queued.increment(1.0);
-        commands.try_send(command).map_err(|e| {
-            queued.decrement(1.0);
+        let count = queued_commands.len() as f64;
+        queued.increment(count);
+        commands.try_send(queued_commands).map_err(|e| {
+            queued.decrement(count);
             match e {
                 TrySendError::Full(_) => {
                     metrics::counter!("ticketd_inventory_overloaded_total").increment(1);

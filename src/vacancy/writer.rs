@@ -116,6 +116,23 @@ pub(crate) enum Command {
     Changes(Call<(u64, usize), Kept>),
 }
 
+/// What the writer's queue carries: one command, or several sent together so that they are
+/// decided in one batch (a call that coalesced many reservations).
+pub(crate) enum Queued {
+    One(Command),
+    Many(Vec<Command>),
+}
+
+impl Queued {
+    /// Commands it carries.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Queued::One(_) => 1,
+            Queued::Many(commands) => commands.len(),
+        }
+    }
+}
+
 /// A command with its answer, decided but not yet committed. Each answer has the type its call
 /// expects, so no answer of the wrong kind can reach a caller.
 enum Decided {
@@ -536,7 +553,9 @@ impl<S: Store> Writer<S> {
         self.store.store_id()
     }
 
-    pub fn run(mut self, commands: Receiver<Command>) {
+    /// Takes batches off the queue and processes them until every sender is gone. Commands sent
+    /// together stay together, so a batch may pass `batch_size_max` by the last one's size.
+    pub fn run(mut self, commands: Receiver<Queued>) {
         let mut batch = Vec::with_capacity(self.batch_size_max);
         loop {
             // Wait for a request, or until the next hold is due.
@@ -548,24 +567,18 @@ impl<S: Store> Writer<S> {
             };
             let mut taken = 0;
             match next {
-                Ok(command) => {
-                    taken += 1;
-                    self.take(command, &mut batch);
-                }
+                Ok(queued) => taken += self.take(queued, &mut batch),
                 Err(RecvTimeoutError::Timeout) => {}
                 // Every sender is gone: the inventory was dropped, time to stop.
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             while batch.len() < self.batch_size_max {
                 match commands.try_recv() {
-                    Ok(command) => {
-                        taken += 1;
-                        self.take(command, &mut batch);
-                    }
+                    Ok(queued) => taken += self.take(queued, &mut batch),
                     Err(_) => break,
                 }
             }
-            metrics::gauge!("ticketd_inventory_queue_requests").decrement(f64::from(taken));
+            metrics::gauge!("ticketd_inventory_queue_requests").decrement(taken as f64);
             if batch.is_empty() && taken > 0 {
                 // Only reads of changes came: nothing to decide (no due hold is lost: the next
                 // wait is computed anew).
@@ -576,9 +589,23 @@ impl<S: Store> Writer<S> {
         tracing::debug!("inventory writer stopped");
     }
 
-    /// Adds `command` to the batch, or answers it at once when it only reads committed changes:
-    /// those are as committed by the last batch, whatever this one will decide.
-    fn take(&mut self, command: Command, batch: &mut Vec<Command>) {
+    /// Adds what was queued to the batch, answering at once each command that only reads
+    /// committed changes: those are as committed by the last batch, whatever this one will decide.
+    /// Says how many commands it took.
+    fn take(&mut self, queued: Queued, batch: &mut Vec<Command>) -> usize {
+        let taken = queued.len();
+        match queued {
+            Queued::One(command) => self.take_one(command, batch),
+            Queued::Many(commands) => {
+                for command in commands {
+                    self.take_one(command, batch);
+                }
+            }
+        }
+        taken
+    }
+
+    fn take_one(&mut self, command: Command, batch: &mut Vec<Command>) {
         match command {
             Command::Changes(call) => {
                 let (after, limit) = call.request;

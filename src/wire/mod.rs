@@ -202,6 +202,49 @@ pub struct ReserveResponse {
     pub message: String,
 }
 
+/// Most reservations in one call to the batch route, `POST /api/v1/reservations`.
+pub const RESERVE_BATCH_MAX: usize = 64;
+
+/// Body of `reserve_batch`: reservations the ticket service coalesced into one call, decided by
+/// vacancy in one batch. Each is what one `reserve` call would carry.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveBatchRequest {
+    #[schema(min_items = 1, max_items = 64)]
+    pub reservations: Vec<BatchReservation>,
+}
+
+/// One reservation of a batch: the event, the client's idempotency key (the header of a single
+/// call) and the body of a single call. Each is checked as its own call would be, and one that
+/// is not valid is answered with that call's error.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchReservation {
+    #[schema(example = "default")]
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "order-7")]
+    pub idempotency_key: Option<String>,
+    /// The body of a `reserve` call; one that is not valid is answered with its error.
+    #[schema(value_type = Object)]
+    pub reserve: ReserveRequest,
+}
+
+/// An answer for each reservation of a batch, in the order they were sent.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReserveBatchResponse {
+    pub answers: Vec<BatchAnswer>,
+}
+
+/// What one reservation of a batch got: what a single call would have answered, its body on
+/// success or its error.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchAnswer {
+    Reserved(ReserveResponse),
+    Error(ErrorDetail),
+}
+
 /// A purchase: the order's lines, or `success: false` and which line was short.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PurchaseResponse {

@@ -169,6 +169,9 @@ in_process_and_binary!(
     a_lost_answer_is_retried_without_selling_twice,
     a_lost_answer_to_a_change_is_retried_with_the_first_answer,
     something_that_is_not_a_vacancy_is_named_as_such,
+    a_lost_answer_to_a_batch_is_retried_without_selling_twice,
+    a_vacancy_without_the_batch_route_gets_one_call_each,
+    the_batch_route_answers_each_reservation_as_its_own_call,
 );
 
 /// What a neighbour answers on every path: status, content type, body.
@@ -329,7 +332,7 @@ async fn vacancy_takes_calls_only_with_the_service_token(launch: Launch) {
 /// drops). The ticket service tries again with the same reservation id; vacancy recognises it and
 /// answers as the first time. One purchase, one sale.
 async fn a_lost_answer_is_retried_without_selling_twice(launch: Launch) {
-    let hop = LossyHop::start(launch, &["/reserve"]).await;
+    let hop = LossyHop::start(launch, &["/reserve"], &[]).await;
     let LossyHop { app, proxy, .. } = &hop;
 
     let bought = app.purchase(json!(2)).await;
@@ -360,7 +363,7 @@ async fn a_lost_answer_is_retried_without_selling_twice(launch: Launch) {
 /// client's own Idempotency-Key too, and that key goes on working as before.
 async fn a_lost_answer_to_a_change_is_retried_with_the_first_answer(launch: Launch) {
     let losses = ["/confirm", "/cancel", "DELETE ", "/cancel"];
-    let hop = LossyHop::start(launch, &losses).await;
+    let hop = LossyHop::start(launch, &losses, &[]).await;
     let LossyHop {
         app,
         proxy,
@@ -461,6 +464,152 @@ async fn a_lost_answer_to_a_change_is_retried_with_the_first_answer(launch: Laun
     assert_eq!(cancel(&[]).await.body["cancelled"], false);
 }
 
+/// Purchases in flight at once, as many clients make them: `count` of one ticket each.
+async fn purchases_at_once(app: &TestApp, count: usize) -> Vec<crate::helpers::Answer> {
+    futures_util::future::join_all((0..count).map(|_| app.purchase(json!(1)))).await
+}
+
+/// Every purchase was sold once, under an order id of its own.
+fn sold_once_each(answers: &[crate::helpers::Answer]) {
+    let mut ids = std::collections::HashSet::new();
+    for answer in answers {
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        assert_eq!(answer.body["success"], true, "{answer:?}");
+        assert!(ids.insert(answer.body["order_id"].as_str().unwrap().to_owned()));
+    }
+}
+
+/// Purchases that arrive while a call to vacancy is in flight go together in the next call, and
+/// that call's answer is lost. The ticket service sends the batch again; every reservation in it
+/// keeps its id, so vacancy answers each as the first time. Each purchase sells once.
+async fn a_lost_answer_to_a_batch_is_retried_without_selling_twice(launch: Launch) {
+    let hop = LossyHop::start(launch, &["POST /api/v1/reservations "], &[]).await;
+    let LossyHop { app, proxy, .. } = &hop;
+
+    let answers = purchases_at_once(app, 20).await;
+    sold_once_each(&answers);
+    assert_eq!(
+        proxy.dropped.load(Ordering::SeqCst),
+        1,
+        "no batch call was made, or its answer was not lost"
+    );
+    assert_eq!(
+        app.counts("default").await,
+        (80, 0, 20),
+        "the retry sold again"
+    );
+}
+
+/// During a rolling upgrade a new ticket service may meet a vacancy without the batch route
+/// (404 `not_found`). The reservations of that call go one call each, and so do later ones.
+async fn a_vacancy_without_the_batch_route_gets_one_call_each(launch: Launch) {
+    let hop = LossyHop::start(launch, &[], &["POST /api/v1/reservations "]).await;
+    let LossyHop { app, proxy, .. } = &hop;
+
+    sold_once_each(&purchases_at_once(app, 20).await);
+    let refused = proxy.refused.load(Ordering::SeqCst);
+    assert!(refused >= 1, "no batch call was made");
+    assert_eq!(app.counts("default").await, (80, 0, 20));
+
+    sold_once_each(&purchases_at_once(app, 20).await);
+    assert_eq!(
+        proxy.refused.load(Ordering::SeqCst),
+        refused,
+        "batches were tried again at once"
+    );
+    assert_eq!(app.counts("default").await, (60, 0, 40));
+}
+
+/// Vacancy's batch route: each reservation gets what its own call would get, an invalid one
+/// changes nothing and stops nothing else, a repeat gets the first answers, and a batch that is
+/// not one changes nothing at all.
+async fn the_batch_route_answers_each_reservation_as_its_own_call(launch: Launch) {
+    let options = Options {
+        initial_stock: 5,
+        ..Options::default()
+    };
+    let app = TestApp::spawn(Deployment::Split, launch, options).await;
+    let vacancy = app.vacancy().expect("split has vacancy").url();
+    let batch = async |body: Value| {
+        let request = app
+            .client()
+            .post(format!("{vacancy}/api/v1/reservations"))
+            .insert_header(("x-service-token", crate::helpers::SERVICE_TOKEN));
+        let body = serde_json::to_vec(&body).unwrap();
+        app.send(request, Some((Some("application/json"), body)))
+            .await
+            .unwrap()
+    };
+    let item = |event: &str, qty: Value, id: &str| json!({"event": event, "reserve": {"qty": qty, "reservation_id": id}});
+    let ids: Vec<String> = (0..3).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let body = json!({"reservations": [
+        item("default", json!(2), &ids[0]),
+        item("nowhere", json!(1), &ids[1]),
+        item("default", json!(5), &ids[2]),
+    ]});
+    let first = batch(body.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    let answers = first.body["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 3, "{first:?}");
+    assert_eq!(answers[0]["reserved"]["success"], true, "{first:?}");
+    assert_eq!(answers[0]["reserved"]["remaining"], 3, "{first:?}");
+    assert_eq!(answers[1]["error"]["code"], "unknown_event", "{first:?}");
+    assert_eq!(answers[2]["reserved"]["success"], false, "{first:?}");
+    assert_eq!(app.counts("default").await, (3, 0, 2));
+
+    let again = batch(body).await;
+    assert_eq!(
+        again.body["answers"][0], first.body["answers"][0],
+        "{again:?}"
+    );
+    assert_eq!(
+        app.counts("default").await,
+        (3, 0, 2),
+        "a repeat sold again"
+    );
+
+    // An invalid reservation gets its own call's error and sells nothing; the others sell.
+    let fresh = uuid::Uuid::now_v7().to_string();
+    let mixed = json!({"reservations": [
+        item("default", json!(1), &fresh),
+        item("default", json!(0), &uuid::Uuid::now_v7().to_string()),
+    ]});
+    let answered = batch(mixed).await;
+    assert_eq!(answered.status, StatusCode::OK, "{answered:?}");
+    assert_eq!(
+        answered.body["answers"][0]["reserved"]["success"], true,
+        "{answered:?}"
+    );
+    assert_eq!(
+        answered.body["answers"][1]["error"]["code"], "invalid_quantity",
+        "{answered:?}"
+    );
+    assert_eq!(app.counts("default").await, (2, 0, 3));
+
+    let many: Vec<Value> = (0..65)
+        .map(|_| item("default", json!(1), &uuid::Uuid::now_v7().to_string()))
+        .collect();
+    for bad in [
+        json!({"reservations": []}),
+        json!({"reservations": many}),
+        json!({"reservations": [1]}),
+        json!({"reservations": [item("default", json!(1), &ids[0])], "more": true}),
+        json!([item("default", json!(1), &ids[0])]),
+    ] {
+        let refused = batch(bad.clone()).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (StatusCode::BAD_REQUEST, "invalid_body"),
+            "{bad}: {refused:?}"
+        );
+    }
+    assert_eq!(
+        app.counts("default").await,
+        (2, 0, 3),
+        "a refusal changed stock"
+    );
+}
+
 /// An HTTP/1.1 relay to `target` that loses one answer for each of `losses`: to the first request
 /// whose request line contains it (and was not picked by an earlier one). It passes the request
 /// on, waits for vacancy's answer, and then closes the caller's connection without sending it.
@@ -468,11 +617,14 @@ async fn a_lost_answer_to_a_change_is_retried_with_the_first_answer(launch: Laun
 struct LossyProxy {
     addr: SocketAddr,
     dropped: Arc<AtomicUsize>,
+    /// Requests answered 404 for a route `missing` names.
+    refused: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
 /// A vacancy with 100 tickets and a ticket service that reaches it through a [`LossyProxy`]
-/// losing the answers `losses` name. Fields drop in order: the ticket service first.
+/// losing the answers `losses` name and answering 404 for the routes `missing` names, as a
+/// vacancy without them would. Fields drop in order: the ticket service first.
 struct LossyHop {
     app: TestApp,
     proxy: LossyProxy,
@@ -481,7 +633,7 @@ struct LossyHop {
 }
 
 impl LossyHop {
-    async fn start(launch: Launch, losses: &[&'static str]) -> Self {
+    async fn start(launch: Launch, losses: &[&'static str], missing: &[&'static str]) -> Self {
         let options = Options {
             initial_stock: 100,
             ..Options::default()
@@ -489,7 +641,7 @@ impl LossyHop {
         let data = tempfile::tempdir().unwrap();
         let vacancy_settings = settings(Mode::Vacancy, 0, &options, None, data.path());
         let vacancy = start_server(launch, vacancy_settings, Mode::Vacancy);
-        let proxy = LossyProxy::start(vacancy.addr(), losses);
+        let proxy = LossyProxy::start(vacancy.addr(), losses, missing);
         let app = TestApp::ticket_only(launch, format!("http://{}", proxy.addr), options).await;
         app.wait_until_ready().await;
         Self {
@@ -502,26 +654,39 @@ impl LossyHop {
 }
 
 impl LossyProxy {
-    fn start(target: SocketAddr, losses: &[&'static str]) -> Self {
+    fn start(target: SocketAddr, losses: &[&'static str], missing: &[&'static str]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let dropped = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let losses = Arc::new(Mutex::new(losses.to_vec()));
-        let (dropped_by_relay, stop_relay) = (Arc::clone(&dropped), Arc::clone(&stop));
+        let missing = Arc::new(missing.to_vec());
+        let (dropped_by_relay, refused_by_relay, stop_relay) = (
+            Arc::clone(&dropped),
+            Arc::clone(&refused),
+            Arc::clone(&stop),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if stop_relay.load(Ordering::SeqCst) {
                     return;
                 }
                 let Ok(client) = client else { continue };
-                let (dropped, losses) = (Arc::clone(&dropped_by_relay), Arc::clone(&losses));
-                std::thread::spawn(move || relay(client, target, &losses, &dropped));
+                let hop = Hop {
+                    target,
+                    losses: Arc::clone(&losses),
+                    missing: Arc::clone(&missing),
+                    dropped: Arc::clone(&dropped_by_relay),
+                    refused: Arc::clone(&refused_by_relay),
+                };
+                std::thread::spawn(move || relay(client, &hop));
             }
         });
         Self {
             addr,
             dropped,
+            refused,
             stop,
         }
     }
@@ -535,15 +700,43 @@ impl Drop for LossyProxy {
     }
 }
 
-fn relay(
-    mut client: TcpStream,
+/// What a relay does with the requests it passes on.
+struct Hop {
     target: SocketAddr,
-    losses: &Mutex<Vec<&'static str>>,
-    dropped: &AtomicUsize,
-) {
+    losses: Arc<Mutex<Vec<&'static str>>>,
+    missing: Arc<Vec<&'static str>>,
+    dropped: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+}
+
+/// What ticketd answers for a route it does not have.
+const NOT_FOUND: &str = "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+                         content-length: 52\r\n\r\n\
+                         {\"error\":{\"code\":\"not_found\",\"message\":\"Not Found\"}}";
+
+fn relay(mut client: TcpStream, hop: &Hop) {
+    let Hop {
+        target,
+        losses,
+        missing,
+        dropped,
+        refused,
+    } = hop;
     let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
     // Requests on one kept-alive connection, one after another.
     while let Some(request) = read_message(&mut client) {
+        let request_line = String::from_utf8_lossy(&request)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if missing.iter().any(|route| request_line.contains(route)) {
+            refused.fetch_add(1, Ordering::SeqCst);
+            if client.write_all(NOT_FOUND.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
         let Ok(mut upstream) = TcpStream::connect(target) else {
             return;
         };
@@ -554,11 +747,9 @@ fn relay(
         let Some(answer) = read_message(&mut upstream) else {
             return;
         };
-        let request_text = String::from_utf8_lossy(&request);
-        let line = request_text.lines().next().unwrap_or_default();
         let lose = {
             let mut losses = losses.lock().unwrap();
-            let found = losses.iter().position(|loss| line.contains(loss));
+            let found = losses.iter().position(|loss| request_line.contains(loss));
             found.map(|at| losses.remove(at)).is_some()
         };
         if lose {

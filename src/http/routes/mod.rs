@@ -7,6 +7,7 @@ pub(crate) mod reserve;
 pub(crate) mod waitlist;
 pub(crate) mod webhooks;
 
+use actix_web::http::header::HeaderName;
 use actix_web::{HttpRequest, web};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -15,6 +16,11 @@ use crate::config::Mode;
 use crate::domain::{Error, EventId, IdempotencyKey};
 use crate::http::ApiError;
 use crate::wire::{CALL_ID_HEADER, IDEMPOTENCY_KEY_HEADER, JsonObject};
+
+// Header names as values: looking a header up by a `&str` that is not a standard name builds
+// (and allocates) a `HeaderName` on every request.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(IDEMPOTENCY_KEY_HEADER);
+const CALL_ID: HeaderName = HeaderName::from_static(CALL_ID_HEADER);
 
 /// A JSON object body as `T`. Taking `JsonObject` (not any `Value`) is what keeps a repeated key
 /// or a non-object out of every route.
@@ -45,8 +51,8 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<IdempotencyKey>, Erro
         .app_data::<web::Data<Mode>>()
         .is_some_and(|mode| *mode.as_ref() == Mode::Vacancy);
     let headers = request.headers();
-    let call_id = headers.get(CALL_ID_HEADER).filter(|_| on_vacancy);
-    match (headers.get(IDEMPOTENCY_KEY_HEADER), call_id) {
+    let call_id = headers.get(CALL_ID).filter(|_| on_vacancy);
+    match (headers.get(IDEMPOTENCY_KEY), call_id) {
         (None, None) => Ok(None),
         (Some(key), None) => {
             let key = key.to_str().map_err(|_| {
