@@ -20,7 +20,13 @@
 //!   that takes it back makes `event.back_on_sale`; the comparison is of the committed states, so
 //!   a batch that sells out and refills an event within itself makes neither. Sales windows and
 //!   closed categories do not count: they are about when, not about seats, and change with the
-//!   clock rather than with a commit. A new event makes none.
+//!   clock rather than with a commit. Every batch that changed an event's stock *or its waiting
+//!   list* is compared: joining a list can hold the last seats back (`sold_out`), leaving it can
+//!   give them back (`back_on_sale`). A new event is taken as on sale before it existed: one made
+//!   with nothing the public could buy (capacity 0, or sold out by the batch that made it) makes
+//!   `event.sold_out`, so for every event a `back_on_sale` follows a `sold_out` and the two
+//!   alternate. (Events sold out before the outbox existed are the one exception: their first
+//!   change may be `back_on_sale`.)
 //!
 //! Within a batch, changes follow the order the batch first changed each order, then the events
 //! in id order. `data` is the JSON integrators need without another call: `{"order": ...}` as
@@ -270,14 +276,22 @@ impl Derive<'_> {
             let mut order_data = None;
             for &step in steps {
                 let data = match (step, offer) {
-                    (ChangeType::HoldCreated, Some(entry))
-                        if entry.status == EntryStatus::Offered =>
-                    {
-                        push(
-                            ChangeType::WaitlistOffered,
-                            &order.event,
-                            self.entry(entry)?,
-                        );
+                    // A hold with an entry's id is that entry's offer, whatever became of the
+                    // entry later in the same batch (accepted, expired, left): told as offered.
+                    (ChangeType::HoldCreated, Some(entry)) => {
+                        let data = if entry.status == EntryStatus::Offered {
+                            self.entry(entry)?
+                        } else {
+                            let offered = Entry {
+                                status: EntryStatus::Offered,
+                                offer_expires_at_ms: order
+                                    .expires_at_ms
+                                    .or(entry.offer_expires_at_ms),
+                                ..entry.clone()
+                            };
+                            self.entry(&offered)?
+                        };
+                        push(ChangeType::WaitlistOffered, &order.event, data);
                         continue;
                     }
                     (ChangeType::HoldExpired, Some(entry))
@@ -295,25 +309,43 @@ impl Derive<'_> {
                 push(step, &order.event, data);
             }
         }
-        let mut sorted: Vec<&Event> = Vec::new();
+        // Every event whose stock or waiting list the batch changed: joining or leaving a list
+        // changes what the public may buy as surely as a sale does.
+        let mut told: Vec<(&Event, ChangeType)> = Vec::new();
+        let tell = |before: Option<&Event>, after: &Event| {
+            let is = on_sale(after, self.waiting_after(&after.id));
+            match before {
+                Some(before) => {
+                    let was = on_sale(before, self.waiting_before(&after.id));
+                    (was != is).then_some(if was {
+                        ChangeType::EventSoldOut
+                    } else {
+                        ChangeType::EventBackOnSale
+                    })
+                }
+                // A new event is on sale from the start unless it has nothing to sell: then it
+                // is sold out, so every `back_on_sale` follows a `sold_out`.
+                None => (!is).then_some(ChangeType::EventSoldOut),
+            }
+        };
         for event in events {
-            let Some(before) = self.committed.get(&event.id) else {
-                continue;
-            };
-            let was = on_sale(before, self.waiting_before(&event.id));
-            let is = on_sale(event, self.waiting_after(&event.id));
-            if was != is {
-                sorted.push(event);
+            if let Some(kind) = tell(self.committed.get(&event.id), event) {
+                told.push((event, kind));
             }
         }
-        sorted.sort_by(|a, b| a.id.cmp(&b.id));
-        for event in sorted {
-            let was = on_sale(&self.committed[&event.id], self.waiting_before(&event.id));
-            let kind = if was {
-                ChangeType::EventSoldOut
-            } else {
-                ChangeType::EventBackOnSale
+        for id in self.changes.waitlists.keys() {
+            if self.changes.events.contains_key(id) || events.iter().any(|e| e.id == *id) {
+                continue;
+            }
+            let Some(event) = self.committed.get(id) else {
+                continue;
             };
+            if let Some(kind) = tell(Some(event), event) {
+                told.push((event, kind));
+            }
+        }
+        told.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        for (event, kind) in told {
             let response = EventResponse::detail(event, self.now_ms);
             push(kind, &event.id, encode(&EventData { event: &response })?);
         }
