@@ -373,8 +373,17 @@ pub struct Kept {
 }
 
 /// The page a reader gets from what a store kept after `after`: an error when changes after
-/// `after` were committed but are no longer kept (the reader would miss them).
-pub(crate) fn page(after: u64, kept: Kept) -> Result<crate::domain::ChangesPage, Error> {
+/// `after` were committed but are no longer kept (the reader would miss them). A page is always
+/// consecutive from its cursor: a hole among what is kept (a store purged by an older release
+/// by age rather than by number) ends the page before it, and the read from there is refused.
+pub(crate) fn page(after: u64, mut kept: Kept) -> Result<crate::domain::ChangesPage, Error> {
+    if let Some(hole) = kept
+        .changes
+        .windows(2)
+        .position(|pair| pair[1].seq != pair[0].seq + 1)
+    {
+        kept.changes.truncate(hole + 1);
+    }
     // Numbers are given without a gap, so the first kept after `after` must be `after + 1`.
     let oldest = kept.changes.first().map_or(kept.last_seq + 1, |c| c.seq);
     if after > 0 && after < kept.last_seq && oldest > after + 1 {
@@ -574,5 +583,17 @@ mod tests {
         assert!(expired.to_string().contains("after=4"), "{expired}");
         let expired = page(3, kept(std::ops::Range::default(), 6)).unwrap_err();
         assert!(matches!(expired, Error::CursorExpired { oldest: 7, .. }));
+        // A hole among what is kept ends the page; the read from there is refused.
+        let holed = || Kept {
+            changes: [5, 6, 8, 9].into_iter().map(change).collect(),
+            last_seq: 9,
+        };
+        let first = page(4, holed()).unwrap();
+        let seqs: Vec<u64> = first.changes.iter().map(|c| c.seq).collect();
+        assert_eq!((seqs, first.next_after), (vec![5, 6], 6));
+        let mut rest = holed();
+        rest.changes.drain(..2);
+        let expired = page(6, rest).unwrap_err();
+        assert!(matches!(expired, Error::CursorExpired { oldest: 8, .. }));
     }
 }

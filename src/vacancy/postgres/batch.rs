@@ -486,7 +486,10 @@ pub(super) async fn apply(
         let Some(before) = batch.purge_changes_before_ms else {
             return Ok(0);
         };
-        let sql = "DELETE FROM changes WHERE at_ms < $1";
+        // A prefix by number, never a hole: `at_ms` is when a batch decided, `seq` when it
+        // committed, and replicas (or a clock stepped back) can make a later number older.
+        let sql = "DELETE FROM changes
+                   WHERE seq <= (SELECT MAX(seq) FROM changes WHERE at_ms < $1)";
         execute(client, "forgetting old changes", sql, &[&before]).await
     };
 
