@@ -377,6 +377,16 @@ pub struct Kept {
 /// consecutive from its cursor: a hole among what is kept (a store purged by an older release
 /// by age rather than by number) ends the page before it, and the read from there is refused.
 pub(crate) fn page(after: u64, mut kept: Kept) -> Result<crate::domain::ChangesPage, Error> {
+    if after > kept.last_seq {
+        return Err(Error::CursorAhead {
+            message: format!(
+                "the cursor {after} is past the last change, {}: the store was restored or \
+                 restarted and numbers began again; read again from after={} (or 0)",
+                kept.last_seq, kept.last_seq
+            ),
+            last: kept.last_seq,
+        });
+    }
     if let Some(hole) = kept
         .changes
         .windows(2)
@@ -572,11 +582,17 @@ mod tests {
         };
         assert_eq!(page(4, kept(5..7, 6)).unwrap().next_after, 6);
         assert_eq!(page(0, kept(5..7, 6)).unwrap().next_after, 6);
+        // Past the last number given: refused, naming it.
+        let ahead = page(9, kept(std::ops::Range::default(), 6)).unwrap_err();
+        assert!(
+            matches!(ahead, Error::CursorAhead { last: 6, .. }),
+            "{ahead:?}"
+        );
         assert_eq!(
-            page(9, kept(std::ops::Range::default(), 6))
+            page(6, kept(std::ops::Range::default(), 6))
                 .unwrap()
                 .next_after,
-            9
+            6
         );
         let expired = page(3, kept(5..7, 6)).unwrap_err();
         assert!(matches!(expired, Error::CursorExpired { oldest: 5, .. }));
