@@ -275,9 +275,12 @@ pub(super) async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Lock
     Ok((snapshot, locked))
 }
 
+/// Begins a transaction that writes its changes with it: migration 5 refuses writes to events,
+/// orders and waiting lists from any other (replicas of earlier releases). Both statements go in
+/// one round trip.
 pub(super) async fn begin(client: &Object) -> Result<(), Error> {
     client
-        .batch_execute("BEGIN")
+        .batch_execute("BEGIN; SET LOCAL ticketd.writes_changes = 'on'")
         .await
         .map_err(failed("beginning a transaction"))
 }
