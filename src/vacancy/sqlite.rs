@@ -184,6 +184,9 @@ pub struct Exported {
     pub orders: u64,
     pub entries: u64,
     pub keys: u64,
+    /// Changes kept, copied with their numbers, and the last number given (kept or not).
+    pub changes: u64,
+    pub last_change_seq: u64,
 }
 
 pub struct SqliteLedger {
@@ -1049,7 +1052,8 @@ mod tests {
                 events: 2,
                 orders: 5,
                 entries: 0,
-                keys: 1
+                keys: 1,
+                ..Exported::default()
             }
         );
         assert_eq!(batches[0].events.len(), 2);
