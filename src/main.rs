@@ -106,12 +106,14 @@ fn run_copy(config_file: Option<&std::path::Path>, flags: CopyArgs) -> ExitCode 
     match copied {
         Ok((data_dir, copied)) => {
             println!(
-                "copied {} into the database: events {}, orders {}, idempotency keys {}; run \
-                 ticketd with --store postgres from now on",
+                "copied {} into the database: events {}, orders {}, idempotency keys {}, \
+                 changes {} (numbered up to {}); run ticketd with --store postgres from now on",
                 data_dir.display(),
                 copied.events,
                 copied.orders,
-                copied.keys
+                copied.keys,
+                copied.changes,
+                copied.last_change_seq
             );
             ExitCode::SUCCESS
         }

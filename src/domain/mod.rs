@@ -640,6 +640,11 @@ pub enum Error {
     /// is the first still kept (or the next to come, when none is).
     #[error("{message}")]
     CursorExpired { message: String, oldest: u64 },
+    /// A reader's cursor is past the last change ever committed (`last`): the store was
+    /// restored, or a memory store restarted, and numbers begin again lower. Waiting would miss
+    /// every change up to the cursor.
+    #[error("{message}")]
+    CursorAhead { message: String, last: u64 },
     #[error("{0}")]
     ReservationConflict(String),
     #[error("too many requests are waiting for the inventory; try again shortly")]
@@ -694,6 +699,7 @@ impl Error {
             Error::CapacityExceeded(_) => "capacity_exceeded",
             Error::UnknownEvent(_) => "unknown_event",
             Error::CursorExpired { .. } => "cursor_expired",
+            Error::CursorAhead { .. } => "cursor_ahead",
             Error::ReservationConflict(_) => "reservation_conflict",
             Error::Overloaded => "overloaded",
             Error::Unavailable(_) => "unavailable",

@@ -130,6 +130,7 @@ impl ApiError {
                 }
                 Error::QuotaInUse(_) => (Status::CONFLICT, Code::QuotaInUse, Own),
                 Error::CursorExpired { .. } => (Status::GONE, Code::CursorExpired, Own),
+                Error::CursorAhead { .. } => (Status::CONFLICT, Code::CursorAhead, Own),
                 Error::UnknownEvent(_) => (Status::NOT_FOUND, Code::UnknownEvent, Own),
                 Error::UnknownOrder(_) => (Status::NOT_FOUND, Code::UnknownOrder, Own),
                 Error::UnknownEntry(_) => (Status::NOT_FOUND, Code::UnknownWaitlistEntry, Own),
@@ -307,6 +308,7 @@ mod tests {
             }
             .into(),
             "cursor_expired" => Error::CursorExpired { message, oldest: 1 }.into(),
+            "cursor_ahead" => Error::CursorAhead { message, last: 0 }.into(),
             code => ErrorDetail {
                 code: code.to_owned(),
                 message,
@@ -318,7 +320,7 @@ mod tests {
     }
 
     /// One error of every domain kind.
-    fn every_domain_error() -> [Error; 31] {
+    fn every_domain_error() -> [Error; 32] {
         let why = || "why".to_owned();
         [
             Error::InvalidQuantity(why()),
@@ -355,6 +357,10 @@ mod tests {
             Error::CursorExpired {
                 message: why(),
                 oldest: 7,
+            },
+            Error::CursorAhead {
+                message: why(),
+                last: 7,
             },
             Error::Overloaded,
             Error::Unavailable(why()),
@@ -423,12 +429,16 @@ mod tests {
                 Error::CustomerLimitReached { .. }
                     | Error::NotOnSale { .. }
                     | Error::CursorExpired { .. }
+                    | Error::CursorAhead { .. }
             )
         });
         for error in with_context {
             let local = ApiError::from(error).detail();
             assert!(
-                local.may_still.is_some() || local.sales_start.is_some() || local.oldest.is_some(),
+                local.may_still.is_some()
+                    || local.sales_start.is_some()
+                    || local.oldest.is_some()
+                    || local.last.is_some(),
                 "{local:?}"
             );
             let remote = ApiError::from(local.clone().into_domain()).detail();

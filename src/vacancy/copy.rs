@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::ledger::Batch;
+use super::ledger::Ledger as _;
 use super::postgres::{self, PostgresConfig};
 use super::sqlite::{self, Exported, SqliteLedger};
 use crate::domain::Error;
@@ -23,12 +25,28 @@ pub fn copy_to_postgres(data_dir: &Path, mut target: PostgresConfig) -> Result<E
             data_dir.display()
         )));
     }
-    let source = SqliteLedger::open(data_dir)?;
+    let mut source = SqliteLedger::open(data_dir)?;
     source.audit()?;
     let mut exported = Exported::default();
     postgres::import(&target, |sink| {
         exported = source.export(COPY_CHUNK, sink)?;
-        Ok(())
+        // The changes kept, with their own numbers, and the counter where the store left it:
+        // a reader's cursor means the same on the database as on the embedded store.
+        let mut after = 0;
+        loop {
+            let kept = source.changes(after, COPY_CHUNK)?;
+            let Some(last) = kept.changes.last() else {
+                break;
+            };
+            after = last.seq;
+            exported.changes += kept.changes.len() as u64;
+            sink(Batch {
+                changes: kept.changes,
+                ..Batch::default()
+            })?;
+        }
+        exported.last_change_seq = source.last_change_seq()?;
+        Ok(exported.last_change_seq)
     })?;
     Ok(exported)
 }

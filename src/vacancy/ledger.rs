@@ -100,7 +100,8 @@ pub struct Batch {
     /// the numbers the writer gave them (the last committed, plus one on); a shared store numbers
     /// them itself, in commit order among the replicas.
     pub changes: Vec<Change>,
-    /// Forget changes committed before this time (with `purge_keys_before_ms`).
+    /// Forget changes committed before this time (with `purge_keys_before_ms`): a prefix by
+    /// number, every change up to the last one older than this, so what is kept has no hole.
     pub purge_changes_before_ms: Option<i64>,
 }
 
@@ -332,8 +333,10 @@ impl Ledger for MemoryLedger {
             self.keys.retain(|_, record| record.created_at_ms >= before);
         }
         if let Some(before) = batch.purge_changes_before_ms {
-            while self.changes.front().is_some_and(|c| c.at_ms < before) {
-                self.changes.pop_front();
+            // A prefix by number, never a hole: everything up to the last change older than
+            // `before` (a wall clock stepped back can make a later change older).
+            if let Some(last) = self.changes.iter().rposition(|c| c.at_ms < before) {
+                self.changes.drain(..=last);
             }
         }
         for change in &batch.changes {

@@ -724,7 +724,9 @@ fn plan(op: &Op, model: &mut Model, now: i64, ids: &mut Vec<ReservationId>) -> (
                 Outcome::Failed("event_exists")
             } else {
                 let created = ModelEvent::new(layout);
-                model.began_on_sale.insert(name, created.on_sale());
+                // A new event counts as on sale before it existed: made with nothing to sell,
+                // it is told sold out (see `outbox.rs`).
+                model.began_on_sale.insert(name, true);
                 model.events.insert(name, created);
                 Outcome::Accepted
             };

@@ -20,7 +20,13 @@
 //!   that takes it back makes `event.back_on_sale`; the comparison is of the committed states, so
 //!   a batch that sells out and refills an event within itself makes neither. Sales windows and
 //!   closed categories do not count: they are about when, not about seats, and change with the
-//!   clock rather than with a commit. A new event makes none.
+//!   clock rather than with a commit. Every batch that changed an event's stock *or its waiting
+//!   list* is compared: joining a list can hold the last seats back (`sold_out`), leaving it can
+//!   give them back (`back_on_sale`). A new event is taken as on sale before it existed: one made
+//!   with nothing the public could buy (capacity 0, or sold out by the batch that made it) makes
+//!   `event.sold_out`, so for every event a `back_on_sale` follows a `sold_out` and the two
+//!   alternate. (Events sold out before the outbox existed are the one exception: their first
+//!   change may be `back_on_sale`.)
 //!
 //! Within a batch, changes follow the order the batch first changed each order, then the events
 //! in id order. `data` is the JSON integrators need without another call: `{"order": ...}` as
@@ -270,14 +276,22 @@ impl Derive<'_> {
             let mut order_data = None;
             for &step in steps {
                 let data = match (step, offer) {
-                    (ChangeType::HoldCreated, Some(entry))
-                        if entry.status == EntryStatus::Offered =>
-                    {
-                        push(
-                            ChangeType::WaitlistOffered,
-                            &order.event,
-                            self.entry(entry)?,
-                        );
+                    // A hold with an entry's id is that entry's offer, whatever became of the
+                    // entry later in the same batch (accepted, expired, left): told as offered.
+                    (ChangeType::HoldCreated, Some(entry)) => {
+                        let data = if entry.status == EntryStatus::Offered {
+                            self.entry(entry)?
+                        } else {
+                            let offered = Entry {
+                                status: EntryStatus::Offered,
+                                offer_expires_at_ms: order
+                                    .expires_at_ms
+                                    .or(entry.offer_expires_at_ms),
+                                ..entry.clone()
+                            };
+                            self.entry(&offered)?
+                        };
+                        push(ChangeType::WaitlistOffered, &order.event, data);
                         continue;
                     }
                     (ChangeType::HoldExpired, Some(entry))
@@ -295,25 +309,43 @@ impl Derive<'_> {
                 push(step, &order.event, data);
             }
         }
-        let mut sorted: Vec<&Event> = Vec::new();
+        // Every event whose stock or waiting list the batch changed: joining or leaving a list
+        // changes what the public may buy as surely as a sale does.
+        let mut told: Vec<(&Event, ChangeType)> = Vec::new();
+        let tell = |before: Option<&Event>, after: &Event| {
+            let is = on_sale(after, self.waiting_after(&after.id));
+            match before {
+                Some(before) => {
+                    let was = on_sale(before, self.waiting_before(&after.id));
+                    (was != is).then_some(if was {
+                        ChangeType::EventSoldOut
+                    } else {
+                        ChangeType::EventBackOnSale
+                    })
+                }
+                // A new event is on sale from the start unless it has nothing to sell: then it
+                // is sold out, so every `back_on_sale` follows a `sold_out`.
+                None => (!is).then_some(ChangeType::EventSoldOut),
+            }
+        };
         for event in events {
-            let Some(before) = self.committed.get(&event.id) else {
-                continue;
-            };
-            let was = on_sale(before, self.waiting_before(&event.id));
-            let is = on_sale(event, self.waiting_after(&event.id));
-            if was != is {
-                sorted.push(event);
+            if let Some(kind) = tell(self.committed.get(&event.id), event) {
+                told.push((event, kind));
             }
         }
-        sorted.sort_by(|a, b| a.id.cmp(&b.id));
-        for event in sorted {
-            let was = on_sale(&self.committed[&event.id], self.waiting_before(&event.id));
-            let kind = if was {
-                ChangeType::EventSoldOut
-            } else {
-                ChangeType::EventBackOnSale
+        for id in self.changes.waitlists.keys() {
+            if self.changes.events.contains_key(id) || events.iter().any(|e| e.id == *id) {
+                continue;
+            }
+            let Some(event) = self.committed.get(id) else {
+                continue;
             };
+            if let Some(kind) = tell(Some(event), event) {
+                told.push((event, kind));
+            }
+        }
+        told.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        for (event, kind) in told {
             let response = EventResponse::detail(event, self.now_ms);
             push(kind, &event.id, encode(&EventData { event: &response })?);
         }
@@ -341,8 +373,27 @@ pub struct Kept {
 }
 
 /// The page a reader gets from what a store kept after `after`: an error when changes after
-/// `after` were committed but are no longer kept (the reader would miss them).
-pub(crate) fn page(after: u64, kept: Kept) -> Result<crate::domain::ChangesPage, Error> {
+/// `after` were committed but are no longer kept (the reader would miss them). A page is always
+/// consecutive from its cursor: a hole among what is kept (a store purged by an older release
+/// by age rather than by number) ends the page before it, and the read from there is refused.
+pub(crate) fn page(after: u64, mut kept: Kept) -> Result<crate::domain::ChangesPage, Error> {
+    if after > kept.last_seq {
+        return Err(Error::CursorAhead {
+            message: format!(
+                "the cursor {after} is past the last change, {}: the store was restored or \
+                 restarted and numbers began again; read again from after={} (or 0)",
+                kept.last_seq, kept.last_seq
+            ),
+            last: kept.last_seq,
+        });
+    }
+    if let Some(hole) = kept
+        .changes
+        .windows(2)
+        .position(|pair| pair[1].seq != pair[0].seq + 1)
+    {
+        kept.changes.truncate(hole + 1);
+    }
     // Numbers are given without a gap, so the first kept after `after` must be `after + 1`.
     let oldest = kept.changes.first().map_or(kept.last_seq + 1, |c| c.seq);
     if after > 0 && after < kept.last_seq && oldest > after + 1 {
@@ -531,16 +582,34 @@ mod tests {
         };
         assert_eq!(page(4, kept(5..7, 6)).unwrap().next_after, 6);
         assert_eq!(page(0, kept(5..7, 6)).unwrap().next_after, 6);
+        // Past the last number given: refused, naming it.
+        let ahead = page(9, kept(std::ops::Range::default(), 6)).unwrap_err();
+        assert!(
+            matches!(ahead, Error::CursorAhead { last: 6, .. }),
+            "{ahead:?}"
+        );
         assert_eq!(
-            page(9, kept(std::ops::Range::default(), 6))
+            page(6, kept(std::ops::Range::default(), 6))
                 .unwrap()
                 .next_after,
-            9
+            6
         );
         let expired = page(3, kept(5..7, 6)).unwrap_err();
         assert!(matches!(expired, Error::CursorExpired { oldest: 5, .. }));
         assert!(expired.to_string().contains("after=4"), "{expired}");
         let expired = page(3, kept(std::ops::Range::default(), 6)).unwrap_err();
         assert!(matches!(expired, Error::CursorExpired { oldest: 7, .. }));
+        // A hole among what is kept ends the page; the read from there is refused.
+        let holed = || Kept {
+            changes: [5, 6, 8, 9].into_iter().map(change).collect(),
+            last_seq: 9,
+        };
+        let first = page(4, holed()).unwrap();
+        let seqs: Vec<u64> = first.changes.iter().map(|c| c.seq).collect();
+        assert_eq!((seqs, first.next_after), (vec![5, 6], 6));
+        let mut rest = holed();
+        rest.changes.drain(..2);
+        let expired = page(6, rest).unwrap_err();
+        assert!(matches!(expired, Error::CursorExpired { oldest: 8, .. }));
     }
 }

@@ -184,6 +184,9 @@ pub struct Exported {
     pub orders: u64,
     pub entries: u64,
     pub keys: u64,
+    /// Changes kept, copied with their numbers, and the last number given (kept or not).
+    pub changes: u64,
+    pub last_change_seq: u64,
 }
 
 pub struct SqliteLedger {
@@ -577,7 +580,11 @@ impl Ledger for SqliteLedger {
             }
             if let Some(before) = batch.purge_changes_before_ms {
                 transaction
-                    .prepare_cached("DELETE FROM changes WHERE at_ms < ?1")
+                    .prepare_cached(
+                        "DELETE FROM changes WHERE seq <= (
+                             SELECT MAX(seq) FROM changes WHERE at_ms < ?1
+                         )",
+                    )
                     .and_then(|mut purge| purge.execute([before]))
                     .map_err(failed)?;
             }
@@ -1045,7 +1052,8 @@ mod tests {
                 events: 2,
                 orders: 5,
                 entries: 0,
-                keys: 1
+                keys: 1,
+                ..Exported::default()
             }
         );
         assert_eq!(batches[0].events.len(), 2);
@@ -1124,6 +1132,39 @@ mod tests {
             panic!("opened a store under a plain file")
         };
         assert!(error.to_string().contains("plain-file"), "{error}");
+    }
+
+    /// Changes are forgotten as a prefix by number: a change numbered later but timed earlier (a
+    /// wall clock stepped back) does not cut a hole a reader would skip in silence.
+    #[test]
+    fn purging_old_changes_never_cuts_a_hole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = SqliteLedger::open(dir.path()).unwrap();
+        let change = |seq, at_ms| crate::domain::Change {
+            seq,
+            kind: crate::domain::ChangeType::OrderConfirmed,
+            event: crate::domain::EventId::default_event(),
+            at_ms,
+            data: "{}".into(),
+        };
+        let batch = Batch {
+            changes: vec![change(1, 1001), change(2, 1000), change(3, 1002)],
+            ..Batch::default()
+        };
+        ledger.commit(&batch).unwrap();
+        let purge = Batch {
+            purge_changes_before_ms: Some(1001),
+            ..Batch::default()
+        };
+        ledger.commit(&purge).unwrap();
+        let page = crate::vacancy::outbox::page(0, ledger.changes(0, 10).unwrap()).unwrap();
+        let seqs: Vec<u64> = page.changes.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, [3], "what is kept follows on from what is not");
+        let behind = crate::vacancy::outbox::page(1, ledger.changes(1, 10).unwrap());
+        assert!(
+            matches!(behind, Err(Error::CursorExpired { oldest: 3, .. })),
+            "{behind:?}"
+        );
     }
 
     /// A full disk makes the commit fail: the requests of that batch get the storage error and

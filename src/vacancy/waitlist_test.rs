@@ -27,6 +27,8 @@ struct Store {
     orders: HashMap<ReservationId, Order>,
     entries: HashMap<ReservationId, Entry>,
     now_ms: i64,
+    /// The changes the last batch made, as the outbox tells them.
+    told: Vec<crate::domain::Change>,
 }
 
 impl Store {
@@ -61,6 +63,7 @@ impl Store {
             orders,
             entries: HashMap::new(),
             now_ms: NOW_MS,
+            told: Vec::new(),
         }
     }
 
@@ -90,6 +93,22 @@ impl Store {
             key_ttl_ms: 10_000,
             offer_ttl_seconds: OFFER_TTL_SECONDS,
         });
+        let orders: Vec<Order> = changes
+            .order_ids
+            .iter()
+            .map(|id| changes.orders[id].clone())
+            .collect();
+        let events: Vec<Event> = changes.events.values().cloned().collect();
+        self.told.clear();
+        let derive = super::super::outbox::Derive {
+            read: &read,
+            committed: &self.events,
+            changes: &changes,
+            now_ms: self.now_ms,
+        };
+        derive
+            .changes(&orders, &events, 1, &mut self.told)
+            .expect("the batch's changes");
         for event in changes.events.values() {
             assert!(event.is_consistent(), "{event:?}");
             self.events.insert(event.id.clone(), event.clone());
@@ -114,6 +133,10 @@ impl Store {
             customer: None,
         };
         self.decide(|rules| rules.join(&joining)).0
+    }
+
+    fn told(&self) -> Vec<&'static str> {
+        super::super::outbox::kinds(&self.told)
     }
 
     fn entry(&self, n: u128) -> (EntryStatus, Option<i64>) {
@@ -288,4 +311,70 @@ fn joining_again_with_the_same_id_answers_as_the_first_time() {
     // An order's id cannot name an entry: the entry's offer would take it.
     let taken = store.join(1, 1).unwrap_err();
     assert_eq!(taken.code(), "reservation_conflict");
+}
+
+/// What integrators hear of a waiting list: joining a list that holds back the last seats sells
+/// the event out, leaving gives them back; an offer made and taken up (or run out) in one batch is
+/// still an offer.
+#[test]
+fn the_outbox_tells_what_the_waiting_list_does_to_the_public() {
+    // Three seats, two sold: one left, and a buyer wants two.
+    let mut store = Store::sold_out(&[2, 1]);
+    store.decide(|rules| rules.cancel(id(2), None)).0.unwrap();
+    assert_eq!(store.told(), ["order.cancelled", "event.back_on_sale"]);
+    store.join(10, 2).unwrap();
+    assert_eq!(store.told(), ["event.sold_out"]);
+    store.decide(|rules| rules.leave(id(10))).0.unwrap();
+    assert_eq!(store.told(), ["event.back_on_sale"]);
+
+    // Offered and accepted in one batch.
+    let mut store = Store::sold_out(&[2]);
+    store.join(10, 2).unwrap();
+    assert_eq!(store.told(), Vec::<&str>::new());
+    store
+        .decide(|rules| {
+            rules.cancel(id(1), None).unwrap();
+            rules.confirm(id(10), None)
+        })
+        .0
+        .unwrap();
+    assert_eq!(
+        store.told(),
+        ["order.cancelled", "waitlist.offered", "order.confirmed"]
+    );
+
+    // Offered and run out in one batch (the entry is served again on nothing: it expires).
+    let mut store = Store::sold_out(&[2]);
+    store.join(10, 2).unwrap();
+    let (failed, _) = store.decide(|rules| {
+        rules.cancel(id(1), None).unwrap();
+        rules.expire_due(&[(NOW_MS + OFFER_TTL_MS, id(10))])
+    });
+    assert!(failed.is_empty());
+    let told = store.told();
+    assert_eq!(
+        &told[..3],
+        [
+            "order.cancelled",
+            "waitlist.offered",
+            "waitlist.offer_expired"
+        ],
+        "{told:?}"
+    );
+}
+
+/// An event made with no seat to sell is sold out from the start, so a `back_on_sale` always
+/// follows a `sold_out`.
+#[test]
+fn an_event_made_sold_out_is_told_sold_out() {
+    let mut store = Store::sold_out(&[]);
+    store.events.clear();
+    let empty = Event::single(gala(), "Gala".into(), 0);
+    store.decide(|rules| rules.create_event(&empty)).0.unwrap();
+    assert_eq!(store.told(), ["event.sold_out"]);
+    store.decide(|rules| rules.replenish(&gala(), 2)).0.unwrap();
+    assert_eq!(store.told(), ["event.back_on_sale"]);
+    let open = Event::single(EventId::parse("open").unwrap(), "Open".into(), 2);
+    store.decide(|rules| rules.create_event(&open)).0.unwrap();
+    assert_eq!(store.told(), Vec::<&str>::new());
 }

@@ -856,7 +856,7 @@ impl<S: Store> Writer<S> {
             .collect();
         let events: Vec<Event> = changes.events.drain().map(|(_, event)| event).collect();
         let mut outbox = Vec::new();
-        if !orders.is_empty() || !events.is_empty() {
+        if !orders.is_empty() || !events.is_empty() || !changes.waitlists.is_empty() {
             let committed = self.events.read();
             let derive = outbox::Derive {
                 read: &self.read,

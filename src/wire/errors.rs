@@ -32,6 +32,10 @@ pub struct ErrorDetail {
     /// when none is); read on from `after` = this minus 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest: Option<u64>,
+    /// `cursor_ahead`: the number of the last change committed (0 if none ever was); read on
+    /// from `after` = this (or 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<u64>,
 }
 
 /// Every `code` an error answer can carry: the API's names for what went wrong, as README.md's
@@ -77,6 +81,7 @@ pub enum ErrorCode {
     CustomerLimitReached,
     QuotaInUse,
     CursorExpired,
+    CursorAhead,
     Internal,
     Unavailable,
     Timeout,
@@ -86,7 +91,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for reading one back and for the tests that hold README.md to the code.
-    pub const ALL: [ErrorCode; 42] = [
+    pub const ALL: [ErrorCode; 43] = [
         ErrorCode::InvalidBody,
         ErrorCode::InvalidContentType,
         ErrorCode::InvalidIdempotencyKey,
@@ -124,6 +129,7 @@ impl ErrorCode {
         ErrorCode::CustomerLimitReached,
         ErrorCode::QuotaInUse,
         ErrorCode::CursorExpired,
+        ErrorCode::CursorAhead,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
         ErrorCode::Timeout,
@@ -171,6 +177,7 @@ impl ErrorCode {
             ErrorCode::CustomerLimitReached => "customer_limit_reached",
             ErrorCode::QuotaInUse => "quota_in_use",
             ErrorCode::CursorExpired => "cursor_expired",
+            ErrorCode::CursorAhead => "cursor_ahead",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Timeout => "timeout",
@@ -196,6 +203,7 @@ impl ErrorDetail {
         match error {
             Error::CustomerLimitReached { may_still, .. } => self.may_still = Some(*may_still),
             Error::CursorExpired { oldest, .. } => self.oldest = Some(*oldest),
+            Error::CursorAhead { last, .. } => self.last = Some(*last),
             Error::NotOnSale {
                 category, window, ..
             } => {
@@ -221,6 +229,7 @@ impl ErrorDetail {
             sales_start,
             sales_end,
             oldest,
+            last,
         } = self;
         let Some(known) = ErrorCode::parse(&code) else {
             return Error::Unavailable(format!("{code}: {message}"));
@@ -244,6 +253,12 @@ impl ErrorDetail {
                 Some(oldest) => Error::CursorExpired { message, oldest },
                 None => Error::Unavailable(format!(
                     "vacancy sent a cursor_expired without the oldest change kept: {message}"
+                )),
+            },
+            ErrorCode::CursorAhead => match last {
+                Some(last) => Error::CursorAhead { message, last },
+                None => Error::Unavailable(format!(
+                    "vacancy sent a cursor_ahead without the last change: {message}"
                 )),
             },
             ErrorCode::CustomerLimitReached => Error::CustomerLimitReached {

@@ -120,6 +120,12 @@ pub async fn a_sold_out_story_is_told_in_commit_order(deployment: Deployment, la
     assert_eq!(page["next_after"], json!(4));
     let end = ok(app.changes("after=7").await).await;
     assert_eq!(end, json!({"changes": [], "next_after": 7}));
+    // Past the last change: a store restored or restarted numbers again from lower down, and a
+    // reader left waiting there would miss every change up to its cursor.
+    let ahead = app.changes("after=8").await;
+    assert_eq!(ahead.status, StatusCode::CONFLICT, "{ahead:?}");
+    assert_eq!(ahead.code(), "cursor_ahead", "{ahead:?}");
+    assert_eq!(ahead.body["error"]["last"], json!(7), "{ahead:?}");
 }
 
 /// A reader waiting for the next change is answered as soon as a purchase commits, well before

@@ -78,6 +78,8 @@ async fn an_embedded_store_moves_to_postgres_with_its_orders_holds_and_keys() {
         .await;
     assert_eq!(first.body["success"], true, "{first:?}");
     let before = [app.counts("default").await, app.counts("gala").await];
+    let feed = app.changes("after=0&limit=1000").await;
+    assert_eq!(feed.status, StatusCode::OK, "{feed:?}");
     let mut stored = Vec::new();
     for order in &orders {
         stored.push(app.get(&format!("/api/v1/orders/{order}")).await.body);
@@ -126,6 +128,11 @@ async fn an_embedded_store_moves_to_postgres_with_its_orders_holds_and_keys() {
             body
         );
     }
+    // The feed too, numbers and all, and the next change follows on from the last.
+    let moved = app.changes("after=0&limit=1000").await;
+    assert_eq!(moved.body, feed.body, "the changes did not move");
+    let last = feed.body["next_after"].as_u64().unwrap();
+    assert!(last > 0, "{feed:?}");
     let repeat = app
         .request("POST", "/api/v1/purchase", &keyed, Some(json!({"qty": 1})))
         .await;
@@ -136,6 +143,8 @@ async fn an_embedded_store_moves_to_postgres_with_its_orders_holds_and_keys() {
     assert_eq!(confirmed.body["status"], "confirmed", "{confirmed:?}");
     let (_, held, sold) = app.counts("gala").await;
     assert_eq!((held, sold), (before[1].1 - 3, before[1].2 + 3));
+    let next = app.changes(&format!("after={last}")).await;
+    assert_eq!(next.body["changes"][0]["seq"], json!(last + 1), "{next:?}");
 }
 
 #[test]

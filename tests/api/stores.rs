@@ -109,7 +109,7 @@ async fn opens_postgres(test: &str, name: &str) {
         .await;
     assert_eq!(
         migrations,
-        ["1", "2", "3", "4", "5"],
+        ["1", "2", "3", "4", "5", "6"],
         "each migration applied once"
     );
     an_earlier_release_still_running_cannot_write(&app, &database).await;
@@ -137,7 +137,30 @@ async fn an_earlier_release_still_running_cannot_write(app: &TestApp, database: 
     let old_order = "INSERT INTO orders (id, event, qty, status, remaining, created_at_ms, \
                      updated_at_ms, expires_at_ms) VALUES \
                      ('01a2f000-0000-7000-8000-000000000001', 'default', 1, 'confirmed', 0, 1, 1, NULL)";
-    for statement in [old_sale, old_order] {
+    // The release before the outbox knew quotas, lines and customers, but writes no changes.
+    let no_changes_sale = "UPDATE events SET available = available - 1, sold = sold + 1 \
+                           WHERE id = 'default'";
+    let no_changes_order = "INSERT INTO orders (id, event, qty, status, remaining, \
+                            created_at_ms, updated_at_ms, expires_at_ms, lines, customer, \
+                            schema_version) SELECT * , 2 FROM UNNEST(\
+                            ARRAY['01a2f000-0000-7000-8000-000000000002'::uuid], \
+                            ARRAY['default'], ARRAY[1], ARRAY['confirmed'], ARRAY[0::int8], \
+                            ARRAY[1::int8], ARRAY[1::int8], ARRAY[NULL::int8], \
+                            ARRAY[NULL::text], ARRAY[NULL::text])";
+    let no_changes_cancel = "UPDATE orders SET status = 'cancelled', updated_at_ms = 2 \
+                             WHERE status = 'confirmed'";
+    let no_changes_entry = "INSERT INTO waitlist (id, event, category, qty, customer, status, \
+                            joined_at_ms, updated_at_ms, offer_expires_at_ms) VALUES \
+                            ('01a2f000-0000-7000-8000-000000000003', 'default', 'general', 1, \
+                            NULL, 'waiting', 1, 1, NULL)";
+    for statement in [
+        old_sale,
+        old_order,
+        no_changes_sale,
+        no_changes_order,
+        no_changes_cancel,
+        no_changes_entry,
+    ] {
         assert_eq!(
             database.query(&attempt(statement)).await,
             ["refused"],

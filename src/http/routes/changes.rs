@@ -41,6 +41,10 @@ fn may_read(request: &HttpRequest) -> Result<(), ApiError> {
         has another parameter (`invalid_query`)", body = ErrorResponse),
     (status = 401, description = "Missing or wrong admin token", body = ErrorResponse),
     (status = 403, description = "No admin token is configured", body = ErrorResponse),
+    (status = 409, description = "`after` is past the last change committed (a store restored \
+        or a memory store restarted: numbers began again lower): `cursor_ahead`, with `last`, \
+        the last number given; read on from `last` (or 0), knowing the numbers were reused",
+        body = ErrorResponse),
     (status = 410, description = "Changes after `after` are no longer kept \
         (`changes_retention_hours`): `cursor_expired`, with `oldest`, the first kept; read on \
         from `oldest - 1` (or 0), knowing changes in between were missed", body = ErrorResponse),

@@ -275,9 +275,12 @@ pub(super) async fn lock(client: &Object, plan: &Plan) -> Result<(Snapshot, Lock
     Ok((snapshot, locked))
 }
 
+/// Begins a transaction that writes its changes with it: migration 6 refuses writes to events,
+/// orders and waiting lists from any other (replicas of earlier releases). Both statements go in
+/// one round trip.
 pub(super) async fn begin(client: &Object) -> Result<(), Error> {
     client
-        .batch_execute("BEGIN")
+        .batch_execute("BEGIN; SET LOCAL ticketd.writes_changes = 'on'")
         .await
         .map_err(failed("beginning a transaction"))
 }
@@ -486,7 +489,10 @@ pub(super) async fn apply(
         let Some(before) = batch.purge_changes_before_ms else {
             return Ok(0);
         };
-        let sql = "DELETE FROM changes WHERE at_ms < $1";
+        // A prefix by number, never a hole: `at_ms` is when a batch decided, `seq` when it
+        // committed, and replicas (or a clock stepped back) can make a later number older.
+        let sql = "DELETE FROM changes
+                   WHERE seq <= (SELECT MAX(seq) FROM changes WHERE at_ms < $1)";
         execute(client, "forgetting old changes", sql, &[&before]).await
     };
 

@@ -287,11 +287,17 @@ impl Ledger for PostgresLedger {
         let (id, name) = (event.id.as_str(), &*event.name);
         let counts = [stock.capacity, stock.available, stock.held, stock.sold].map(stored);
         let (quotas, catalogue) = codec::encode_layout(event).unzip();
-        let inserted = self.with_client(false, async |client| {
+        let inserted = self.with_client(true, async |client| {
             let params: [&(dyn ToSql + Sync); 8] = [
                 &id, &name, &counts[0], &counts[1], &counts[2], &counts[3], &quotas, &catalogue,
             ];
-            execute(client, "creating an event", sql, &params).await
+            batch::begin(client).await?;
+            let inserted = execute(client, "creating an event", sql, &params).await?;
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(db::failed("committing an event"))?;
+            Ok(inserted)
         })?;
         Ok(inserted == 1)
     }

@@ -161,6 +161,33 @@ CREATE TABLE webhook_attempts (
 CREATE INDEX webhook_attempts_by_webhook ON webhook_attempts (webhook_id, n);
 ",
     ),
+    (
+        6,
+        "refuse writes that tell no changes",
+        // Replicas of the release before the outbox, still running while this one migrates (a
+        // rolling restart), would go on selling and write no change: integrators would never
+        // hear of those sales. From here on a write to events, orders or waiting lists must
+        // come from a transaction that declares it writes its changes (`batch::begin` does);
+        // earlier releases' writes are refused, so they answer 503 until restarted on this one.
+        // Once per statement, not per row.
+        "
+CREATE FUNCTION ticketd_writes_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('ticketd.writes_changes', true) IS DISTINCT FROM 'on' THEN
+        RAISE EXCEPTION 'a write to % that records no changes: a ticketd release before the outbox?',
+            TG_TABLE_NAME;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER events_write_changes BEFORE INSERT OR UPDATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION ticketd_writes_changes();
+CREATE TRIGGER orders_write_changes BEFORE INSERT OR UPDATE ON orders
+    FOR EACH STATEMENT EXECUTE FUNCTION ticketd_writes_changes();
+CREATE TRIGGER waitlist_writes_changes BEFORE INSERT OR UPDATE ON waitlist
+    FOR EACH STATEMENT EXECUTE FUNCTION ticketd_writes_changes();
+",
+    ),
 ];
 
 /// Whether creating a table failed only because another session created it at the same moment.
