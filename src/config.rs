@@ -304,6 +304,16 @@ impl Settings {
                 return fail(key, &format!("must be {min} to {max}"));
             }
         }
+        // A replica starts a webhook attempt only while its claim surely outlasts the attempt
+        // (the claim's last renewal plus the lease, less a tenth of it): with a shorter lease it
+        // could never send.
+        if self.webhook_lease_ms < self.webhook_timeout_ms.saturating_mul(2) {
+            return fail(
+                "webhook_lease_ms",
+                "must be at least twice webhook_timeout_ms: a replica starts a delivery attempt \
+                 only while its claim on the webhook surely outlasts the attempt",
+            );
+        }
         if self.hold_ttl_seconds_default == 0
             || self.hold_ttl_seconds_default > self.hold_ttl_seconds_max
         {
@@ -410,7 +420,12 @@ impl Settings {
                 u64::from(self.waitlist_offer_ttl_seconds),
                 1..=7 * DAY_SECONDS,
             ),
-            ("webhook_timeout_ms", self.webhook_timeout_ms, 1..=HOUR_MS),
+            // Half the longest lease: the lease is at least twice the timeout.
+            (
+                "webhook_timeout_ms",
+                self.webhook_timeout_ms,
+                1..=HOUR_MS / 2,
+            ),
             (
                 "webhook_retry_first_ms",
                 self.webhook_retry_first_ms,
@@ -766,7 +781,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bounds.toml");
         let load = |key: &str, value: &str| {
-            std::fs::write(&file, format!("[default]\n{key} = {value}\n")).unwrap();
+            // The lease is at least twice the timeout: the longest timeout needs the longest.
+            let lease = if key == "webhook_timeout_ms" {
+                "webhook_lease_ms = 3600000\n"
+            } else {
+                ""
+            };
+            std::fs::write(&file, format!("[default]\n{lease}{key} = {value}\n")).unwrap();
             Settings::load(Mode::Monolith, Some(&file), NoFlags {})
         };
         // (key, the largest value taken, the smallest one refused); `i64::MAX` stands for "far
@@ -784,7 +805,7 @@ mod tests {
             ("hold_ttl_seconds_max", 31_536_000, i64::from(u32::MAX)),
             ("idempotency_ttl_seconds", 315_360_000, i64::MAX),
             ("waitlist_offer_ttl_seconds", 604_800, 604_801),
-            ("webhook_timeout_ms", 3_600_000, 3_600_001),
+            ("webhook_timeout_ms", 1_800_000, 1_800_001),
             ("webhook_retry_first_ms", 3_600_000, 3_600_001),
             ("webhook_lease_ms", 3_600_000, 3_600_001),
             ("changes_retention_hours", 87_600, 87_601),

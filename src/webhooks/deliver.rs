@@ -12,6 +12,7 @@
 //! Every attempt is bounded: it times out, follows no redirect (a 3xx is a failure), and reads at
 //! most `ANSWER_BYTES_MAX` of the answer.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -123,6 +124,45 @@ struct Shared {
     clock: Arc<dyn Clock>,
     client: awc::Client,
     owner: Uuid,
+    /// For each webhook this deliverer works on, the time (ms since the epoch) until which its
+    /// claim surely holds: the last successful claim or save (its start) plus the lease, less
+    /// [`lease_margin_ms`]. No attempt is started that could still run past it: after it,
+    /// another replica may have claimed the webhook and delivered from the stored progress.
+    held_until_ms: RefCell<HashMap<WebhookId, i64>>,
+}
+
+impl Shared {
+    fn held_until_ms(&self, id: WebhookId) -> i64 {
+        self.held_until_ms
+            .borrow()
+            .get(&id)
+            .copied()
+            .unwrap_or(i64::MIN)
+    }
+
+    /// Notes that `id`'s claim was renewed by a claim or save that started at `started_ms`.
+    fn renewed(&self, id: WebhookId, started_ms: i64) {
+        let until = started_ms
+            .saturating_add(duration_ms(self.config.lease))
+            .saturating_sub(lease_margin_ms(self.config.lease));
+        let mut held = self.held_until_ms.borrow_mut();
+        let entry = held.entry(id).or_insert(i64::MIN);
+        *entry = (*entry).max(until);
+    }
+
+    /// Whether an attempt started now surely ends before `id`'s claim may have run out.
+    fn may_attempt(&self, id: WebhookId) -> bool {
+        self.clock
+            .now_ms()
+            .saturating_add(duration_ms(self.config.timeout))
+            <= self.held_until_ms(id)
+    }
+}
+
+/// What a deliverer leaves of its lease for clocks that disagree between replicas and the
+/// database, and for the time a save takes: a tenth of it.
+fn lease_margin_ms(lease: Duration) -> i64 {
+    duration_ms(lease) / 10
 }
 
 async fn supervise(
@@ -149,6 +189,7 @@ async fn supervise(
         clock,
         client,
         owner: Uuid::now_v7(),
+        held_until_ms: RefCell::new(HashMap::new()),
     });
     let mut running: HashMap<WebhookId, actix_rt::task::JoinHandle<()>> = HashMap::new();
     loop {
@@ -157,6 +198,9 @@ async fn supervise(
         let lease_ms = duration_ms(shared.config.lease);
         match shared.store.claim(shared.owner, now_ms, lease_ms).await {
             Ok(claimed) => {
+                for claimed in &claimed {
+                    shared.renewed(claimed.webhook.id, now_ms);
+                }
                 // A webhook no longer claimed was deleted (or, in a shared store, taken over by
                 // another replica after this one lost its lease): its task stops now.
                 let ids: HashSet<WebhookId> = claimed.iter().map(|c| c.webhook.id).collect();
@@ -167,6 +211,10 @@ async fn supervise(
                     }
                     keep
                 });
+                shared
+                    .held_until_ms
+                    .borrow_mut()
+                    .retain(|id, _| ids.contains(id));
                 for claimed in claimed {
                     let id = claimed.webhook.id;
                     if running.contains_key(&id) {
@@ -176,7 +224,19 @@ async fn supervise(
                     running.insert(id, task);
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot read the webhooks to deliver"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim the webhooks to deliver");
+                // A task whose claim may have run out stops: another replica may deliver its
+                // webhook now. It starts again, from the stored progress, once a claim succeeds.
+                let now_ms = shared.clock.now_ms();
+                running.retain(|id, task| {
+                    let keep = shared.held_until_ms(*id) > now_ms;
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+            }
         }
         tokio::select! {
             _ = stopped.changed() => break,
@@ -272,6 +332,9 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
         let outcomes: Vec<(usize, AttemptOutcome)> = join_all(runs.iter().map(|run| async move {
             let mut outcomes = Vec::with_capacity(run.len());
             for &index in run {
+                if !shared_ref.may_attempt(webhook_ref.id) {
+                    break;
+                }
                 let change = &pending[index].change;
                 let outcome = send(shared_ref, webhook_ref, signer_ref, change).await;
                 let delivered = outcome.delivered();
@@ -331,7 +394,8 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
         }
         changed |= !attempts.is_empty();
         let now_ms = shared.clock.now_ms();
-        if changed || now_ms.saturating_sub(saved_at_ms) >= lease_ms / 3 {
+        let lease_short = !shared.may_attempt(webhook.id);
+        if changed || lease_short || now_ms.saturating_sub(saved_at_ms) >= lease_ms / 3 {
             match shared
                 .store
                 .save(
@@ -344,11 +408,21 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
                 )
                 .await
             {
-                Ok(true) => saved_at_ms = now_ms,
+                Ok(true) => {
+                    saved_at_ms = now_ms;
+                    shared.renewed(webhook.id, now_ms);
+                }
                 // Deleted, or claimed by another replica after this one lost its lease.
                 Ok(false) => return,
                 Err(error) => {
                     tracing::warn!(webhook = %webhook.id, %error, "cannot save a webhook's progress");
+                    // Past its claim, what this task remembers may be stale: another replica may
+                    // have delivered from the stored progress. It stops; it starts again from the
+                    // stored progress once a claim succeeds.
+                    if shared.held_until_ms(webhook.id) <= shared.clock.now_ms() {
+                        tracing::warn!(webhook = %webhook.id, "a webhook's claim may have run out; its delivery stops until it is claimed again");
+                        return;
+                    }
                     actix_rt::time::sleep(shared.config.poll).await;
                 }
             }

@@ -673,3 +673,116 @@ fn an_https_url_is_reached_over_tls() {
         "no plain request with a webhook-id got through"
     );
 }
+
+/// A store that can be cut off, as a replica's database connection can be: claims and saves
+/// fail while it is down. Notes when a claim or save last succeeded.
+struct CutStore {
+    inner: MemoryWebhookStore,
+    down: std::sync::atomic::AtomicBool,
+    last_ok: Mutex<Option<Instant>>,
+}
+
+impl CutStore {
+    fn check(&self) -> Result<(), Error> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(Error::Unavailable("the store is cut off".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl WebhookStore for CutStore {
+    async fn create(&self, webhook: &Webhook) -> Result<(), Error> {
+        self.inner.create(webhook).await
+    }
+    async fn list(&self) -> Result<Vec<Webhook>, Error> {
+        self.inner.list().await
+    }
+    async fn get(&self, id: WebhookId) -> Result<Option<Webhook>, Error> {
+        self.inner.get(id).await
+    }
+    async fn delete(&self, id: WebhookId) -> Result<bool, Error> {
+        self.inner.delete(id).await
+    }
+    async fn attempts(&self, id: WebhookId) -> Result<Vec<Attempt>, Error> {
+        self.inner.attempts(id).await
+    }
+    async fn claim(&self, owner: Uuid, now_ms: i64, lease_ms: i64) -> Result<Vec<Claimed>, Error> {
+        let started = Instant::now();
+        self.check()?;
+        let claimed = self.inner.claim(owner, now_ms, lease_ms).await?;
+        *self.last_ok.lock() = Some(started);
+        Ok(claimed)
+    }
+    async fn save(
+        &self,
+        id: WebhookId,
+        owner: Uuid,
+        progress: &Progress,
+        attempts: &[Attempt],
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, Error> {
+        let started = Instant::now();
+        self.check()?;
+        let saved = self
+            .inner
+            .save(id, owner, progress, attempts, now_ms, lease_ms)
+            .await?;
+        *self.last_ok.lock() = Some(started);
+        Ok(saved)
+    }
+    async fn release(&self, owner: Uuid) -> Result<(), Error> {
+        self.inner.release(owner).await
+    }
+}
+
+/// A replica that loses its database but still reaches the receiver sends nothing once its
+/// lease may have run out: another replica may be delivering the same webhook by then, from the
+/// stored progress, and a stale retry would break the order per event.
+#[test]
+fn a_deliverer_cut_off_from_its_store_sends_nothing_past_its_lease() {
+    let store = Arc::new(CutStore {
+        inner: MemoryWebhookStore::new(),
+        down: Default::default(),
+        last_ok: Mutex::new(None),
+    });
+    let webhooks = Webhooks::new(store.clone(), Arc::new(SystemClock));
+    let secret = Arc::new(Mutex::new(String::new()));
+    // The receiver fails every attempt: the change is retried again and again.
+    let receiver = receiver(Arc::clone(&secret), usize::MAX, Answer::Ok);
+    let webhook = block_on(webhooks.create(
+        WebhookUrl::parse(&receiver.url).unwrap(),
+        WebhookTypes::parse::<&str>(None).unwrap(),
+    ))
+    .unwrap();
+    *secret.lock() = webhook.secret.expose().to_owned();
+    let feed = Arc::new(FakeFeed::default());
+    feed.push(ChangeType::EventSoldOut, "gig", "{}");
+    let lease = Duration::from_millis(400);
+    let config = DeliveryConfig {
+        timeout: Duration::from_millis(100),
+        retry_first: Duration::from_millis(1),
+        lease,
+        poll: Duration::from_millis(20),
+    };
+    let deliverer = Deliverer::start(store.clone(), feed, config, Arc::new(SystemClock)).unwrap();
+    until("the first attempt", || !receiver.seen.lock().is_empty());
+    store.down.store(true, Ordering::SeqCst);
+    let last_ok = store.last_ok.lock().expect("a claim succeeded");
+    // Wait out the lease, then watch: nothing more may arrive.
+    until("the lease to run out", || Instant::now() > last_ok + lease);
+    let seen_then = receiver.seen.lock().len();
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        assert_eq!(
+            receiver.seen.lock().len(),
+            seen_then,
+            "an attempt was made after the deliverer's lease may have run out"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(deliverer);
+}

@@ -433,7 +433,9 @@ async fn check_store(server: &PgServer, acknowledged: &HashSet<String>) {
     // The outbox came through too: every confirmed order was told exactly once, and the
     // numbering has no gap across the takeover.
     let told = server
-        .query("SELECT data::json->'order'->>'order_id' FROM changes WHERE kind = 'order.confirmed'")
+        .query(
+            "SELECT data::json->'order'->>'order_id' FROM changes WHERE kind = 'order.confirmed'",
+        )
         .await;
     let mut told_once = HashSet::new();
     for row in &told {
