@@ -43,6 +43,11 @@ const BURST_MAX: usize = 32;
 /// The retries' delays as multiples of the first: with the default 5 s, retries come after 5 s,
 /// 5 min, 30 min, 2 h, 5 h, 10 h and 10 h, about 28 hours after the first attempt in all.
 const BACKOFF_FACTORS: [u32; 7] = [1, 60, 360, 1440, 3600, 7200, 7200];
+/// How long a change is retried at least, measured from its first attempt, whatever the first
+/// delay: the schedule goes on until its delays add up to this.
+pub const RETRY_SPAN: Duration = Duration::from_secs(24 * 3600);
+/// Longest wait between two attempts.
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(10 * 3600);
 
 #[derive(Clone, Debug)]
 pub struct DeliveryConfig {
@@ -50,16 +55,63 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     /// Delay before the first retry; the later ones are multiples of it ([`BACKOFF_FACTORS`]).
     pub retry_first: Duration,
+    /// How long a change is retried at least ([`RETRY_SPAN`]; shorter in tests).
+    pub retry_span: Duration,
     /// How long a claim on a webhook lasts without being renewed (shared stores).
     pub lease: Duration,
     /// How often new webhooks are noticed, and the longest wait for new changes.
     pub poll: Duration,
 }
 
-/// How long to wait after `failed` attempts before the next one; `None` when they are used up.
+/// How long to wait after `failed` attempts before the next one; `None` when they are used up,
+/// that is once the delays before them add up to [`RETRY_SPAN`]: whatever `first` is, the last
+/// attempt comes at least a day after the first.
 pub fn retry_delay(first: Duration, failed: u32) -> Option<Duration> {
-    let factor = *BACKOFF_FACTORS.get(usize::try_from(failed).ok()?.checked_sub(1)?)?;
-    Some(first.saturating_mul(factor))
+    retry_delay_within(first, RETRY_SPAN, failed)
+}
+
+/// [`retry_delay`] for a given span.
+pub fn retry_delay_within(first: Duration, span: Duration, failed: u32) -> Option<Duration> {
+    if failed == 0 {
+        return None;
+    }
+    let mut spent = Duration::ZERO;
+    for retry in 1..failed {
+        spent = spent.saturating_add(planned_delay(first, span, retry));
+        if spent >= span {
+            return None;
+        }
+    }
+    Some(planned_delay(first, span, failed))
+}
+
+/// The wait before retry number `retry` (1 for the first): `first` times its factor, at most
+/// [`RETRY_DELAY_MAX`]; past the factors, at least a 24th of the span, so that a tiny `first`
+/// still ends in a few dozen attempts.
+fn planned_delay(first: Duration, span: Duration, retry: u32) -> Duration {
+    let index = usize::try_from(retry)
+        .unwrap_or(usize::MAX)
+        .clamp(1, BACKOFF_FACTORS.len());
+    let delay = first
+        .saturating_mul(BACKOFF_FACTORS[index - 1])
+        .min(RETRY_DELAY_MAX);
+    if index == BACKOFF_FACTORS.len() {
+        delay.max((span / 24).max(Duration::from_millis(1)))
+    } else {
+        delay
+    }
+}
+
+/// From a change's first attempt to its last one, at least, when every attempt fails: what the
+/// feed must keep beyond, so that changes waiting behind it are still there when it is finished.
+pub fn retry_schedule(first: Duration, span: Duration) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut failed = 1;
+    while let Some(delay) = retry_delay_within(first, span, failed) {
+        total = total.saturating_add(delay);
+        failed += 1;
+    }
+    total
 }
 
 /// The delivery thread; stopped and joined when dropped.
@@ -357,7 +409,13 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
             pending.attempts += 1;
             let delivered = outcome.delivered();
             let delay = (!delivered)
-                .then(|| retry_delay(shared.config.retry_first, pending.attempts))
+                .then(|| {
+                    retry_delay_within(
+                        shared.config.retry_first,
+                        shared.config.retry_span,
+                        pending.attempts,
+                    )
+                })
                 .flatten();
             let next_retry_at_ms = delay.map(|delay| done_ms.saturating_add(duration_ms(delay)));
             let failed = !delivered && delay.is_none();

@@ -206,6 +206,7 @@ fn config() -> DeliveryConfig {
     DeliveryConfig {
         timeout: Duration::from_millis(500),
         retry_first: Duration::from_millis(20),
+        retry_span: super::deliver::RETRY_SPAN,
         lease: Duration::from_secs(30),
         poll: Duration::from_millis(50),
     }
@@ -277,6 +278,30 @@ fn retries_back_off_for_more_than_a_day_then_stop() {
     assert!(delays.iter().sum::<Duration>() > Duration::from_secs(86_400));
     assert_eq!(retry_delay(first, 8), None);
     assert_eq!(retry_delay(first, 0), None);
+}
+
+/// Whatever `webhook_retry_first_ms` says (0 included), a change is retried until at least a day
+/// has passed since its first attempt; the knob only shapes the early delays.
+#[test]
+fn retries_span_at_least_a_day_whatever_the_first_delay() {
+    for first_ms in [0, 1, 200, 1_000, 4_000, 5_000, 60_000, 3_600_000] {
+        let first = Duration::from_millis(first_ms);
+        let mut span = Duration::ZERO;
+        let mut failed = 1;
+        while let Some(delay) = retry_delay(first, failed) {
+            span += delay;
+            failed += 1;
+            assert!(failed < 1000, "first {first_ms} ms: no end to the retries");
+        }
+        assert!(
+            span >= Duration::from_secs(86_400),
+            "first {first_ms} ms: the last retry comes {span:?} after the first attempt"
+        );
+        assert!(
+            span <= Duration::from_secs(36 * 3600),
+            "first {first_ms} ms: retries for {span:?}"
+        );
+    }
 }
 
 #[test]
@@ -490,9 +515,11 @@ fn a_change_whose_retries_run_out_is_given_up_and_the_next_goes() {
     let webhook = setup.subscribe(&receiver.url, None);
     let first = setup.feed.push(ChangeType::EventSoldOut, "gig", "{}");
     let second = setup.feed.push(ChangeType::EventBackOnSale, "gig", "{}");
-    // Retries 1 ms apart and then a few ms: the eight attempts of the first change run out.
+    // Retries 0.1 ms apart and then a few hundred ms, for 1.5 s: the eight attempts of the first
+    // change run out.
     let deliverer = setup.start(DeliveryConfig {
         retry_first: Duration::from_micros(100),
+        retry_span: Duration::from_millis(1500),
         ..config()
     });
     until("the second change delivered", || {
@@ -765,6 +792,7 @@ fn a_deliverer_cut_off_from_its_store_sends_nothing_past_its_lease() {
     let config = DeliveryConfig {
         timeout: Duration::from_millis(100),
         retry_first: Duration::from_millis(1),
+        retry_span: super::deliver::RETRY_SPAN,
         lease,
         poll: Duration::from_millis(20),
     };
