@@ -124,16 +124,19 @@ impl Deliverer {
     pub fn start(
         store: Arc<dyn WebhookStore>,
         feed: Arc<dyn ChangeFeed>,
+        source: Option<&str>,
         config: DeliveryConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
+        // A store without an id of its own (memory) numbers its changes anew at every start.
+        let source = source.map_or_else(|| Uuid::now_v7().simple().to_string(), str::to_owned);
         let tls = tls_config()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("webhook-delivery".into())
             .spawn(move || {
                 let system = actix_rt::System::new();
-                system.block_on(supervise(store, feed, config, clock, tls, stopped));
+                system.block_on(supervise(store, feed, source, config, clock, tls, stopped));
             })
             .map_err(|e| Error::Internal(format!("cannot start webhook delivery: {e}")))?;
         Ok(Self {
@@ -176,6 +179,8 @@ struct Shared {
     clock: Arc<dyn Clock>,
     client: awc::Client,
     owner: Uuid,
+    /// What names the feed's numbering in `webhook-id`s ([`message_id`]).
+    source: String,
     /// For each webhook this deliverer works on, the time (ms since the epoch) until which its
     /// claim surely holds: the last successful claim or save (its start) plus the lease, less
     /// [`lease_margin_ms`]. No attempt is started that could still run past it: after it,
@@ -220,6 +225,7 @@ fn lease_margin_ms(lease: Duration) -> i64 {
 async fn supervise(
     store: Arc<dyn WebhookStore>,
     feed: Arc<dyn ChangeFeed>,
+    source: String,
     config: DeliveryConfig,
     clock: Arc<dyn Clock>,
     tls: Arc<rustls::ClientConfig>,
@@ -241,6 +247,7 @@ async fn supervise(
         clock,
         client,
         owner: Uuid::now_v7(),
+        source,
         held_until_ms: RefCell::new(HashMap::new()),
     });
     let mut running: HashMap<WebhookId, actix_rt::task::JoinHandle<()>> = HashMap::new();
@@ -428,7 +435,7 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
             attempts.push(Attempt {
                 seq: pending.change.seq,
                 kind: pending.change.kind,
-                message_id: message_id(pending.change.seq),
+                message_id: message_id(&shared.source, &pending.change),
                 attempt: pending.attempts,
                 at_ms: done_ms,
                 outcome,
@@ -553,7 +560,7 @@ async fn send(
     change: &Change,
 ) -> AttemptOutcome {
     let body = payload(change);
-    let id = message_id(change.seq);
+    let id = message_id(&shared.source, change);
     let timestamp = shared.clock.now_ms().div_euclid(1000);
     let signature = match signer.sign(&id, timestamp, body.as_bytes()) {
         Ok(signature) => signature,

@@ -212,6 +212,13 @@ fn config() -> DeliveryConfig {
     }
 }
 
+/// The change's `seq` in a `webhook-id` (`chg_{source}_{seq}_{at_ms}`).
+fn seq_of(id: &str) -> u64 {
+    let parts: Vec<&str> = id.split('_').collect();
+    assert!(parts.len() == 4 && parts[0] == "chg", "{id}");
+    parts[2].parse().unwrap()
+}
+
 /// Waits, within 20 s, until `done` holds.
 fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -257,6 +264,7 @@ impl Setup {
         Deliverer::start(
             self.store.clone(),
             self.feed.clone(),
+            None,
             config,
             Arc::new(SystemClock),
         )
@@ -408,11 +416,7 @@ fn a_receiver_that_fails_for_a_while_gets_everything_in_order_per_event() {
         .push(ChangeType::OrderConfirmed, "a", "{\"late\":true}");
     wanted.push((late, "a"));
     until("the late change", || {
-        receiver
-            .seen
-            .lock()
-            .iter()
-            .any(|r| r.id == format!("chg_{late}"))
+        receiver.seen.lock().iter().any(|r| seq_of(&r.id) == late)
     });
     until("the attempts saved", || {
         setup
@@ -424,19 +428,21 @@ fn a_receiver_that_fails_for_a_while_gets_everything_in_order_per_event() {
 
     let seen = receiver.seen.lock().clone();
     assert!(seen.iter().all(|r| r.verified), "{seen:?}");
-    let ids: Vec<&str> = seen.iter().map(|r| r.id.as_str()).collect();
-    let unique: HashSet<&str> = ids.iter().copied().collect();
-    let expected: HashSet<String> = wanted.iter().map(|(seq, _)| format!("chg_{seq}")).collect();
+    let unique: HashSet<&str> = seen.iter().map(|r| r.id.as_str()).collect();
+    let seqs: HashSet<u64> = unique.iter().map(|id| seq_of(id)).collect();
+    let expected: HashSet<u64> = wanted.iter().map(|&(seq, _)| seq).collect();
+    assert_eq!(seqs, expected);
     assert_eq!(
-        unique,
-        expected.iter().map(String::as_str).collect::<HashSet<_>>()
+        unique.len(),
+        expected.len(),
+        "one webhook-id a change: {unique:?}"
     );
     assert!(seen.len() > wanted.len(), "the failures were retried");
     // Each event's changes arrive in feed order, counting the first arrival of each.
     for event in ["a", "b", "c"] {
         let mut first_arrivals = Vec::new();
         for received in &seen {
-            let seq: u64 = received.id["chg_".len()..].parse().unwrap();
+            let seq = seq_of(&received.id);
             let of_event = wanted.iter().any(|&(s, e)| s == seq && e == event);
             if of_event && !first_arrivals.contains(&seq) {
                 first_arrivals.push(seq);
@@ -566,14 +572,14 @@ fn a_deleted_webhook_hears_no_more() {
             .seen
             .lock()
             .iter()
-            .any(|r| r.path.ends_with("/new") && r.id == format!("chg_{last}"))
+            .any(|r| r.path.ends_with("/new") && seq_of(&r.id) == last)
     });
     drop(deliverer);
     let seen = receiver.seen.lock().clone();
     assert!(
         !seen
             .iter()
-            .any(|r| r.path.ends_with("/old") && r.id == format!("chg_{last}")),
+            .any(|r| r.path.ends_with("/old") && seq_of(&r.id) == last),
         "{seen:?}"
     );
 }
@@ -796,7 +802,8 @@ fn a_deliverer_cut_off_from_its_store_sends_nothing_past_its_lease() {
         lease,
         poll: Duration::from_millis(20),
     };
-    let deliverer = Deliverer::start(store.clone(), feed, config, Arc::new(SystemClock)).unwrap();
+    let deliverer =
+        Deliverer::start(store.clone(), feed, None, config, Arc::new(SystemClock)).unwrap();
     until("the first attempt", || !receiver.seen.lock().is_empty());
     store.down.store(true, Ordering::SeqCst);
     let last_ok = store.last_ok.lock().expect("a claim succeeded");
@@ -813,4 +820,32 @@ fn a_deliverer_cut_off_from_its_store_sends_nothing_past_its_lease() {
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(deliverer);
+}
+
+/// A memory store numbers its changes from 1 again after a restart: the new, different changes
+/// must not carry the `webhook-id`s of the ones before, or a receiver that deduplicates on it
+/// drops them.
+#[test]
+fn changes_after_a_restart_of_a_memory_store_carry_new_webhook_ids() {
+    let secret = Arc::new(Mutex::new(String::new()));
+    let receiver = receiver(Arc::clone(&secret), 0, Answer::Ok);
+    for run in 0..2 {
+        // A fresh process: a new feed and a new webhook store, numbering from 1.
+        let setup = setup();
+        let webhook = setup.subscribe(&receiver.url, None);
+        *secret.lock() = webhook.secret.expose().to_owned();
+        setup.feed.push(
+            ChangeType::EventSoldOut,
+            "gig",
+            &format!("{{\"run\":{run}}}"),
+        );
+        let deliverer = setup.start(config());
+        until("the change delivered", || {
+            receiver.seen.lock().len() == run + 1
+        });
+        drop(deliverer);
+    }
+    let seen = receiver.seen.lock().clone();
+    assert!(seen.iter().all(|r| r.verified), "{seen:?}");
+    assert_ne!(seen[0].id, seen[1].id, "{seen:?}");
 }
