@@ -177,7 +177,7 @@ struct Shared {
     feed: Arc<dyn ChangeFeed>,
     config: DeliveryConfig,
     clock: Arc<dyn Clock>,
-    client: awc::Client,
+    tls: Arc<rustls::ClientConfig>,
     owner: Uuid,
     /// What names the feed's numbering in `webhook-id`s ([`message_id`]).
     source: String,
@@ -231,21 +231,12 @@ async fn supervise(
     tls: Arc<rustls::ClientConfig>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
-    let connector = awc::Connector::new()
-        .rustls_0_23(tls)
-        .timeout(config.timeout)
-        .limit(CONCURRENT_MAX * 4);
-    let client = awc::Client::builder()
-        .connector(connector)
-        .disable_redirects()
-        .timeout(config.timeout)
-        .finish();
     let shared = Rc::new(Shared {
         store,
         feed,
         config,
         clock,
-        client,
+        tls,
         owner: Uuid::now_v7(),
         source,
         held_until_ms: RefCell::new(HashMap::new()),
@@ -310,6 +301,21 @@ async fn supervise(
     }
 }
 
+/// One webhook's HTTP client: its own connections, as many as it sends to at once, so that slow
+/// receivers hold only their own webhook's connections and no attempt waits for a connection
+/// (a wait that would be charged as a failed attempt).
+fn client(shared: &Shared) -> awc::Client {
+    let connector = awc::Connector::new()
+        .rustls_0_23(Arc::clone(&shared.tls))
+        .timeout(shared.config.timeout)
+        .limit(CONCURRENT_MAX);
+    awc::Client::builder()
+        .connector(connector)
+        .disable_redirects()
+        .timeout(shared.config.timeout)
+        .finish()
+}
+
 fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -327,6 +333,7 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
             return;
         }
     };
+    let client = client(&shared);
     let lease_ms = duration_ms(shared.config.lease);
     let poll_ms = duration_ms(shared.config.poll).max(1);
     let mut saved_at_ms = i64::MIN;
@@ -386,8 +393,8 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
         // delivered), several events at once; then one save for all of them.
         let now_ms = shared.clock.now_ms();
         let runs = ready_runs(&progress, now_ms);
-        let (pending, shared_ref, webhook_ref, signer_ref) =
-            (&progress.pending, &*shared, &webhook, &signer);
+        let (pending, shared_ref, webhook_ref, signer_ref, client_ref) =
+            (&progress.pending, &*shared, &webhook, &signer, &client);
         let outcomes: Vec<(usize, AttemptOutcome)> = join_all(runs.iter().map(|run| async move {
             let mut outcomes = Vec::with_capacity(run.len());
             for &index in run {
@@ -395,7 +402,7 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
                     break;
                 }
                 let change = &pending[index].change;
-                let outcome = send(shared_ref, webhook_ref, signer_ref, change).await;
+                let outcome = send(shared_ref, client_ref, webhook_ref, signer_ref, change).await;
                 let delivered = outcome.delivered();
                 outcomes.push((index, outcome));
                 if !delivered {
@@ -555,6 +562,7 @@ pub fn payload(change: &Change) -> String {
 /// timeout.
 async fn send(
     shared: &Shared,
+    client: &awc::Client,
     webhook: &Webhook,
     signer: &standardwebhooks::Webhook,
     change: &Change,
@@ -568,8 +576,7 @@ async fn send(
     };
     let timeout = shared.config.timeout;
     let attempt = async {
-        let mut answer = shared
-            .client
+        let mut answer = client
             .post(webhook.url.as_str())
             .insert_header(("content-type", "application/json"))
             .insert_header(("webhook-id", id.as_str()))

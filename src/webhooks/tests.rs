@@ -849,3 +849,42 @@ fn changes_after_a_restart_of_a_memory_store_carry_new_webhook_ids() {
     assert!(seen.iter().all(|r| r.verified), "{seen:?}");
     assert_ne!(seen[0].id, seen[1].id, "{seen:?}");
 }
+
+/// Four slow receivers with eight events each fill 32 connections for a whole timeout: another
+/// webhook's attempts neither wait for them nor fail for it.
+#[test]
+fn slow_webhooks_do_not_starve_the_others() {
+    let setup = setup();
+    let slow = receiver(Arc::new(Mutex::new(String::new())), 0, Answer::Slow);
+    for n in 0..4 {
+        setup.subscribe(&format!("{}/slow{n}", slow.url), None);
+    }
+    let fast = receiver(Arc::clone(&setup.secret), 0, Answer::Ok);
+    let webhook = setup.subscribe(&fast.url, None);
+    let mut seqs = Vec::new();
+    for event in 0..8 {
+        seqs.push(
+            setup
+                .feed
+                .push(ChangeType::EventSoldOut, &format!("e{event}"), "{}"),
+        );
+    }
+    let deliverer = setup.start(DeliveryConfig {
+        timeout: Duration::from_secs(2),
+        ..config()
+    });
+    until("every change at the fast receiver", || {
+        fast.seen.lock().len() >= seqs.len()
+    });
+    until("the attempts saved", || {
+        setup.attempts(&webhook).len() >= seqs.len()
+    });
+    drop(deliverer);
+    let attempts = setup.attempts(&webhook);
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.outcome.delivered() && a.attempt == 1),
+        "{attempts:?}"
+    );
+}
