@@ -888,3 +888,61 @@ fn slow_webhooks_do_not_starve_the_others() {
         "{attempts:?}"
     );
 }
+
+/// Two webhooks whose attempts are saved in turn: each keeps a bounded number of attempts (the
+/// trim once went by the global row number, which one of them could never hit).
+#[test]
+fn the_sqlite_store_trims_every_webhooks_attempts() {
+    use super::sqlite::SqliteWebhookStore;
+    let dir = tempfile::tempdir().unwrap();
+    let owner = Uuid::now_v7();
+    let webhook = || Webhook {
+        id: WebhookId::generate(),
+        url: WebhookUrl::parse("https://example.com/hooks").unwrap(),
+        types: WebhookTypes::parse::<&str>(None).unwrap(),
+        secret: SigningSecret::generate().unwrap(),
+        created_at_ms: 1_795_000_000_000,
+    };
+    let (a, b) = (webhook(), webhook());
+    let attempt = Attempt {
+        seq: 1,
+        kind: ChangeType::OrderCancelled,
+        message_id: "chg_x_1_1".into(),
+        attempt: 1,
+        at_ms: 1,
+        outcome: crate::domain::AttemptOutcome::Status(500),
+        next_retry_at_ms: Some(9),
+        failed: false,
+    };
+    block_on(async {
+        let store = SqliteWebhookStore::open(dir.path()).unwrap();
+        store.create(&a).await.unwrap();
+        store.create(&b).await.unwrap();
+        for _ in 0..4 * ATTEMPTS_KEPT_MAX {
+            for id in [a.id, b.id] {
+                let progress = Progress::default();
+                let attempts = std::slice::from_ref(&attempt);
+                assert!(
+                    store
+                        .save(id, owner, &progress, attempts, 0, 0)
+                        .await
+                        .unwrap()
+                );
+            }
+        }
+    });
+    let connection = rusqlite::Connection::open(dir.path().join("webhooks.sqlite3")).unwrap();
+    for id in [a.id, b.id] {
+        let kept: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM webhook_attempts WHERE webhook_id = ?1",
+                [id.to_string()],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(
+            kept <= 2 * ATTEMPTS_KEPT_MAX as i64,
+            "{id}: {kept} attempts kept"
+        );
+    }
+}
