@@ -329,8 +329,10 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
     let signer = match standardwebhooks::Webhook::new(webhook.secret.expose()) {
         Ok(signer) => signer,
         Err(error) => {
-            tracing::error!(webhook = %webhook.id, %error, "a webhook's secret cannot sign");
-            return;
+            // Said once: the task stays, idle, until the webhook is deleted or no longer this
+            // deliverer's (a task that ended would be started again at every poll).
+            tracing::error!(webhook = %webhook.id, %error, "a webhook's secret cannot sign; nothing is delivered to it");
+            return std::future::pending().await;
         }
     };
     let client = client(&shared);
