@@ -304,6 +304,31 @@ impl Settings {
                 return fail(key, &format!("must be {min} to {max}"));
             }
         }
+        // A replica starts a webhook attempt only while its claim surely outlasts the attempt
+        // (the claim's last renewal plus the lease, less a tenth of it): with a shorter lease it
+        // could never send.
+        if self.webhook_lease_ms < self.webhook_timeout_ms.saturating_mul(2) {
+            return fail(
+                "webhook_lease_ms",
+                "must be at least twice webhook_timeout_ms: a replica starts a delivery attempt \
+                 only while its claim on the webhook surely outlasts the attempt",
+            );
+        }
+        // Changes waiting behind a change being retried must still be in the feed when it is
+        // finished (a restart reads them from the feed again).
+        let needed = retention_hours_needed(self.webhook_retry_first_ms);
+        if u64::from(self.changes_retention_hours) < needed {
+            return fail(
+                "changes_retention_hours",
+                &format!(
+                    "must be at least {needed} with webhook_retry_first_ms = {}: a webhook \
+                     delivery is retried for up to {} hours, and the changes waiting behind it \
+                     must be kept {RETENTION_MARGIN_HOURS} hours beyond that",
+                    self.webhook_retry_first_ms,
+                    needed - RETENTION_MARGIN_HOURS,
+                ),
+            );
+        }
         if self.hold_ttl_seconds_default == 0
             || self.hold_ttl_seconds_default > self.hold_ttl_seconds_max
         {
@@ -410,7 +435,12 @@ impl Settings {
                 u64::from(self.waitlist_offer_ttl_seconds),
                 1..=7 * DAY_SECONDS,
             ),
-            ("webhook_timeout_ms", self.webhook_timeout_ms, 1..=HOUR_MS),
+            // Half the longest lease: the lease is at least twice the timeout.
+            (
+                "webhook_timeout_ms",
+                self.webhook_timeout_ms,
+                1..=HOUR_MS / 2,
+            ),
             (
                 "webhook_retry_first_ms",
                 self.webhook_retry_first_ms,
@@ -418,7 +448,8 @@ impl Settings {
             ),
             // Long enough for an attempt and the save after it.
             ("webhook_lease_ms", self.webhook_lease_ms, 100..=HOUR_MS),
-            // At least a day: webhook deliveries are retried for a day. At most ten years.
+            // At least a day: webhook deliveries are retried for a day (and more: see
+            // `retention_hours_needed`). At most ten years.
             (
                 "changes_retention_hours",
                 u64::from(self.changes_retention_hours),
@@ -485,6 +516,7 @@ impl Settings {
         crate::webhooks::deliver::DeliveryConfig {
             timeout: Duration::from_millis(self.webhook_timeout_ms),
             retry_first: Duration::from_millis(self.webhook_retry_first_ms),
+            retry_span: crate::webhooks::deliver::RETRY_SPAN,
             lease,
             poll: (lease / 3).min(Duration::from_secs(1)),
         }
@@ -649,6 +681,19 @@ fn describe(error: figment::Error) -> ConfigError {
     ))
 }
 
+/// Hours the feed keeps changes beyond the longest a webhook delivery is retried.
+const RETENTION_MARGIN_HOURS: u64 = 6;
+
+/// The least `changes_retention_hours` with this first retry delay: the whole retry schedule,
+/// rounded up to hours, plus [`RETENTION_MARGIN_HOURS`].
+fn retention_hours_needed(retry_first_ms: u64) -> u64 {
+    let schedule = crate::webhooks::deliver::retry_schedule(
+        Duration::from_millis(retry_first_ms),
+        crate::webhooks::deliver::RETRY_SPAN,
+    );
+    schedule.as_secs().div_ceil(3600) + RETENTION_MARGIN_HOURS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -766,7 +811,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bounds.toml");
         let load = |key: &str, value: &str| {
-            std::fs::write(&file, format!("[default]\n{key} = {value}\n")).unwrap();
+            // The lease is at least twice the timeout: the longest timeout needs the longest.
+            let lease = if key == "webhook_timeout_ms" {
+                "webhook_lease_ms = 3600000\n"
+            } else {
+                ""
+            };
+            std::fs::write(&file, format!("[default]\n{lease}{key} = {value}\n")).unwrap();
             Settings::load(Mode::Monolith, Some(&file), NoFlags {})
         };
         // (key, the largest value taken, the smallest one refused); `i64::MAX` stands for "far
@@ -784,7 +835,7 @@ mod tests {
             ("hold_ttl_seconds_max", 31_536_000, i64::from(u32::MAX)),
             ("idempotency_ttl_seconds", 315_360_000, i64::MAX),
             ("waitlist_offer_ttl_seconds", 604_800, 604_801),
-            ("webhook_timeout_ms", 3_600_000, 3_600_001),
+            ("webhook_timeout_ms", 1_800_000, 1_800_001),
             ("webhook_retry_first_ms", 3_600_000, 3_600_001),
             ("webhook_lease_ms", 3_600_000, 3_600_001),
             ("changes_retention_hours", 87_600, 87_601),
@@ -834,6 +885,36 @@ mod tests {
                 range.contains(&value),
                 "the default {key} = {value} is out of bounds"
             );
+        }
+    }
+
+    /// Changes waiting behind a change being retried stay in the feed until it is finished: a
+    /// retention shorter than the retries (24 h against about 28 h by default) is refused.
+    #[test]
+    fn changes_are_kept_longer_than_webhook_retries_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("retention.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, format!("[default]\n{text}")).unwrap();
+            Settings::load(Mode::Monolith, Some(&file), NoFlags {})
+        };
+        let refused = load("changes_retention_hours = 24\n").unwrap_err();
+        assert!(
+            refused.to_string().contains("changes_retention_hours")
+                && refused.to_string().contains("webhook_retry_first_ms"),
+            "{refused}"
+        );
+        assert_eq!(retention_hours_needed(5_000), 34);
+        assert!(load("changes_retention_hours = 33\n").is_err());
+        assert!(load("changes_retention_hours = 34\n").is_ok());
+        // The first delay shapes the early retries only: the span stays near a day.
+        for first_ms in [0, 1, 3_600_000] {
+            let needed = retention_hours_needed(first_ms);
+            assert!((30..=48).contains(&needed), "{first_ms}: {needed}");
+            let text = format!("webhook_retry_first_ms = {first_ms}\n");
+            assert!(load(&format!("{text}changes_retention_hours = {needed}\n")).is_ok());
+            let short = needed - 1;
+            assert!(load(&format!("{text}changes_retention_hours = {short}\n")).is_err());
         }
     }
 

@@ -60,6 +60,7 @@ impl Application {
                     deliverer = Some(Deliverer::start(
                         store,
                         feed,
+                        inventory.store_id(),
                         settings.delivery(),
                         Arc::new(SystemClock),
                     )?);

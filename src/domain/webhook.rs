@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
-use super::{ChangeType, Error};
+use super::{Change, ChangeType, Error};
 
 /// Most webhooks one store keeps: each one is a delivery loop and a cursor.
 pub const WEBHOOKS_MAX: usize = 50;
@@ -277,8 +277,11 @@ pub struct Attempt {
 }
 
 /// The `webhook-id` of a change's deliveries: the same for every attempt and every webhook.
-pub fn message_id(seq: u64) -> String {
-    format!("chg_{seq}")
+/// `source` names the feed's numbering (the inventory store's id; a memory store's is new at
+/// every start), and the change's commit time tells apart changes numbered alike after a
+/// database was restored from a backup: a new change never takes an earlier one's id.
+pub fn message_id(source: &str, change: &Change) -> String {
+    format!("chg_{source}_{}_{}", change.seq, change.at_ms)
 }
 
 #[cfg(test)]

@@ -76,8 +76,7 @@ enum Call {
     Idempotent,
     /// An admin change that must not be repeated blindly.
     AdminOnce,
-    /// An admin read (or a delete, which is safe to repeat): repeated like `Idempotent`, sent
-    /// with the admin token.
+    /// An admin read: repeated like `Idempotent`, sent with the admin token.
     AdminRead,
 }
 
@@ -794,9 +793,25 @@ impl VacancyClient for RemoteVacancyClient {
 
     async fn delete_webhook(&self, id: WebhookId) -> Result<(), Error> {
         let path = format!("/api/v1/webhooks/{id}");
-        self.call(Method::DELETE, &path, None, Repeat::Plain, Call::AdminRead)
+        // Once: a blind repeat of a delete whose answer was lost would say 404. When the outcome
+        // is unknown, it is asked again, and "unknown webhook" then means this call deleted it
+        // (or someone else did meanwhile: gone either way).
+        match self
+            .call(Method::DELETE, &path, None, Repeat::Plain, Call::AdminOnce)
             .await
-            .map(drop)
+        {
+            Ok(_) => Ok(()),
+            Err(Error::Unavailable(_) | Error::Timeout { .. }) => {
+                match self
+                    .call(Method::DELETE, &path, None, Repeat::Plain, Call::AdminRead)
+                    .await
+                {
+                    Ok(_) | Err(Error::UnknownWebhook(_)) => Ok(()),
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        }
     }
 
     async fn webhook_deliveries(&self, id: WebhookId) -> Result<Vec<Attempt>, Error> {

@@ -12,6 +12,7 @@
 //! Every attempt is bounded: it times out, follows no redirect (a 3xx is a failure), and reads at
 //! most `ANSWER_BYTES_MAX` of the answer.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -42,6 +43,11 @@ const BURST_MAX: usize = 32;
 /// The retries' delays as multiples of the first: with the default 5 s, retries come after 5 s,
 /// 5 min, 30 min, 2 h, 5 h, 10 h and 10 h, about 28 hours after the first attempt in all.
 const BACKOFF_FACTORS: [u32; 7] = [1, 60, 360, 1440, 3600, 7200, 7200];
+/// How long a change is retried at least, measured from its first attempt, whatever the first
+/// delay: the schedule goes on until its delays add up to this.
+pub const RETRY_SPAN: Duration = Duration::from_secs(24 * 3600);
+/// Longest wait between two attempts.
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(10 * 3600);
 
 #[derive(Clone, Debug)]
 pub struct DeliveryConfig {
@@ -49,16 +55,63 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     /// Delay before the first retry; the later ones are multiples of it ([`BACKOFF_FACTORS`]).
     pub retry_first: Duration,
+    /// How long a change is retried at least ([`RETRY_SPAN`]; shorter in tests).
+    pub retry_span: Duration,
     /// How long a claim on a webhook lasts without being renewed (shared stores).
     pub lease: Duration,
     /// How often new webhooks are noticed, and the longest wait for new changes.
     pub poll: Duration,
 }
 
-/// How long to wait after `failed` attempts before the next one; `None` when they are used up.
+/// How long to wait after `failed` attempts before the next one; `None` when they are used up,
+/// that is once the delays before them add up to [`RETRY_SPAN`]: whatever `first` is, the last
+/// attempt comes at least a day after the first.
 pub fn retry_delay(first: Duration, failed: u32) -> Option<Duration> {
-    let factor = *BACKOFF_FACTORS.get(usize::try_from(failed).ok()?.checked_sub(1)?)?;
-    Some(first.saturating_mul(factor))
+    retry_delay_within(first, RETRY_SPAN, failed)
+}
+
+/// [`retry_delay`] for a given span.
+pub fn retry_delay_within(first: Duration, span: Duration, failed: u32) -> Option<Duration> {
+    if failed == 0 {
+        return None;
+    }
+    let mut spent = Duration::ZERO;
+    for retry in 1..failed {
+        spent = spent.saturating_add(planned_delay(first, span, retry));
+        if spent >= span {
+            return None;
+        }
+    }
+    Some(planned_delay(first, span, failed))
+}
+
+/// The wait before retry number `retry` (1 for the first): `first` times its factor, at most
+/// [`RETRY_DELAY_MAX`]; past the factors, at least a 24th of the span, so that a tiny `first`
+/// still ends in a few dozen attempts.
+fn planned_delay(first: Duration, span: Duration, retry: u32) -> Duration {
+    let index = usize::try_from(retry)
+        .unwrap_or(usize::MAX)
+        .clamp(1, BACKOFF_FACTORS.len());
+    let delay = first
+        .saturating_mul(BACKOFF_FACTORS[index - 1])
+        .min(RETRY_DELAY_MAX);
+    if index == BACKOFF_FACTORS.len() {
+        delay.max((span / 24).max(Duration::from_millis(1)))
+    } else {
+        delay
+    }
+}
+
+/// From a change's first attempt to its last one, at least, when every attempt fails: what the
+/// feed must keep beyond, so that changes waiting behind it are still there when it is finished.
+pub fn retry_schedule(first: Duration, span: Duration) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut failed = 1;
+    while let Some(delay) = retry_delay_within(first, span, failed) {
+        total = total.saturating_add(delay);
+        failed += 1;
+    }
+    total
 }
 
 /// The delivery thread; stopped and joined when dropped.
@@ -71,16 +124,19 @@ impl Deliverer {
     pub fn start(
         store: Arc<dyn WebhookStore>,
         feed: Arc<dyn ChangeFeed>,
+        source: Option<&str>,
         config: DeliveryConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
+        // A store without an id of its own (memory) numbers its changes anew at every start.
+        let source = source.map_or_else(|| Uuid::now_v7().simple().to_string(), str::to_owned);
         let tls = tls_config()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("webhook-delivery".into())
             .spawn(move || {
                 let system = actix_rt::System::new();
-                system.block_on(supervise(store, feed, config, clock, tls, stopped));
+                system.block_on(supervise(store, feed, source, config, clock, tls, stopped));
             })
             .map_err(|e| Error::Internal(format!("cannot start webhook delivery: {e}")))?;
         Ok(Self {
@@ -121,34 +177,69 @@ struct Shared {
     feed: Arc<dyn ChangeFeed>,
     config: DeliveryConfig,
     clock: Arc<dyn Clock>,
-    client: awc::Client,
+    tls: Arc<rustls::ClientConfig>,
     owner: Uuid,
+    /// What names the feed's numbering in `webhook-id`s ([`message_id`]).
+    source: String,
+    /// For each webhook this deliverer works on, the time (ms since the epoch) until which its
+    /// claim surely holds: the last successful claim or save (its start) plus the lease, less
+    /// [`lease_margin_ms`]. No attempt is started that could still run past it: after it,
+    /// another replica may have claimed the webhook and delivered from the stored progress.
+    held_until_ms: RefCell<HashMap<WebhookId, i64>>,
+}
+
+impl Shared {
+    fn held_until_ms(&self, id: WebhookId) -> i64 {
+        self.held_until_ms
+            .borrow()
+            .get(&id)
+            .copied()
+            .unwrap_or(i64::MIN)
+    }
+
+    /// Notes that `id`'s claim was renewed by a claim or save that started at `started_ms`.
+    fn renewed(&self, id: WebhookId, started_ms: i64) {
+        let until = started_ms
+            .saturating_add(duration_ms(self.config.lease))
+            .saturating_sub(lease_margin_ms(self.config.lease));
+        let mut held = self.held_until_ms.borrow_mut();
+        let entry = held.entry(id).or_insert(i64::MIN);
+        *entry = (*entry).max(until);
+    }
+
+    /// Whether an attempt started now surely ends before `id`'s claim may have run out.
+    fn may_attempt(&self, id: WebhookId) -> bool {
+        self.clock
+            .now_ms()
+            .saturating_add(duration_ms(self.config.timeout))
+            <= self.held_until_ms(id)
+    }
+}
+
+/// What a deliverer leaves of its lease for clocks that disagree between replicas and the
+/// database, and for the time a save takes: a tenth of it.
+fn lease_margin_ms(lease: Duration) -> i64 {
+    duration_ms(lease) / 10
 }
 
 async fn supervise(
     store: Arc<dyn WebhookStore>,
     feed: Arc<dyn ChangeFeed>,
+    source: String,
     config: DeliveryConfig,
     clock: Arc<dyn Clock>,
     tls: Arc<rustls::ClientConfig>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
-    let connector = awc::Connector::new()
-        .rustls_0_23(tls)
-        .timeout(config.timeout)
-        .limit(CONCURRENT_MAX * 4);
-    let client = awc::Client::builder()
-        .connector(connector)
-        .disable_redirects()
-        .timeout(config.timeout)
-        .finish();
     let shared = Rc::new(Shared {
         store,
         feed,
         config,
         clock,
-        client,
+        tls,
         owner: Uuid::now_v7(),
+        source,
+        held_until_ms: RefCell::new(HashMap::new()),
     });
     let mut running: HashMap<WebhookId, actix_rt::task::JoinHandle<()>> = HashMap::new();
     loop {
@@ -157,6 +248,9 @@ async fn supervise(
         let lease_ms = duration_ms(shared.config.lease);
         match shared.store.claim(shared.owner, now_ms, lease_ms).await {
             Ok(claimed) => {
+                for claimed in &claimed {
+                    shared.renewed(claimed.webhook.id, now_ms);
+                }
                 // A webhook no longer claimed was deleted (or, in a shared store, taken over by
                 // another replica after this one lost its lease): its task stops now.
                 let ids: HashSet<WebhookId> = claimed.iter().map(|c| c.webhook.id).collect();
@@ -167,6 +261,10 @@ async fn supervise(
                     }
                     keep
                 });
+                shared
+                    .held_until_ms
+                    .borrow_mut()
+                    .retain(|id, _| ids.contains(id));
                 for claimed in claimed {
                     let id = claimed.webhook.id;
                     if running.contains_key(&id) {
@@ -176,7 +274,19 @@ async fn supervise(
                     running.insert(id, task);
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot read the webhooks to deliver"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim the webhooks to deliver");
+                // A task whose claim may have run out stops: another replica may deliver its
+                // webhook now. It starts again, from the stored progress, once a claim succeeds.
+                let now_ms = shared.clock.now_ms();
+                running.retain(|id, task| {
+                    let keep = shared.held_until_ms(*id) > now_ms;
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+            }
         }
         tokio::select! {
             _ = stopped.changed() => break,
@@ -189,6 +299,21 @@ async fn supervise(
     if let Err(error) = shared.store.release(shared.owner).await {
         tracing::warn!(%error, "cannot give up the webhooks this process delivered");
     }
+}
+
+/// One webhook's HTTP client: its own connections, as many as it sends to at once, so that slow
+/// receivers hold only their own webhook's connections and no attempt waits for a connection
+/// (a wait that would be charged as a failed attempt).
+fn client(shared: &Shared) -> awc::Client {
+    let connector = awc::Connector::new()
+        .rustls_0_23(Arc::clone(&shared.tls))
+        .timeout(shared.config.timeout)
+        .limit(CONCURRENT_MAX);
+    awc::Client::builder()
+        .connector(connector)
+        .disable_redirects()
+        .timeout(shared.config.timeout)
+        .finish()
 }
 
 fn duration_ms(duration: Duration) -> i64 {
@@ -204,10 +329,13 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
     let signer = match standardwebhooks::Webhook::new(webhook.secret.expose()) {
         Ok(signer) => signer,
         Err(error) => {
-            tracing::error!(webhook = %webhook.id, %error, "a webhook's secret cannot sign");
-            return;
+            // Said once: the task stays, idle, until the webhook is deleted or no longer this
+            // deliverer's (a task that ended would be started again at every poll).
+            tracing::error!(webhook = %webhook.id, %error, "a webhook's secret cannot sign; nothing is delivered to it");
+            return std::future::pending().await;
         }
     };
+    let client = client(&shared);
     let lease_ms = duration_ms(shared.config.lease);
     let poll_ms = duration_ms(shared.config.poll).max(1);
     let mut saved_at_ms = i64::MIN;
@@ -267,13 +395,16 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
         // delivered), several events at once; then one save for all of them.
         let now_ms = shared.clock.now_ms();
         let runs = ready_runs(&progress, now_ms);
-        let (pending, shared_ref, webhook_ref, signer_ref) =
-            (&progress.pending, &*shared, &webhook, &signer);
+        let (pending, shared_ref, webhook_ref, signer_ref, client_ref) =
+            (&progress.pending, &*shared, &webhook, &signer, &client);
         let outcomes: Vec<(usize, AttemptOutcome)> = join_all(runs.iter().map(|run| async move {
             let mut outcomes = Vec::with_capacity(run.len());
             for &index in run {
+                if !shared_ref.may_attempt(webhook_ref.id) {
+                    break;
+                }
                 let change = &pending[index].change;
-                let outcome = send(shared_ref, webhook_ref, signer_ref, change).await;
+                let outcome = send(shared_ref, client_ref, webhook_ref, signer_ref, change).await;
                 let delivered = outcome.delivered();
                 outcomes.push((index, outcome));
                 if !delivered {
@@ -294,7 +425,13 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
             pending.attempts += 1;
             let delivered = outcome.delivered();
             let delay = (!delivered)
-                .then(|| retry_delay(shared.config.retry_first, pending.attempts))
+                .then(|| {
+                    retry_delay_within(
+                        shared.config.retry_first,
+                        shared.config.retry_span,
+                        pending.attempts,
+                    )
+                })
                 .flatten();
             let next_retry_at_ms = delay.map(|delay| done_ms.saturating_add(duration_ms(delay)));
             let failed = !delivered && delay.is_none();
@@ -307,7 +444,7 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
             attempts.push(Attempt {
                 seq: pending.change.seq,
                 kind: pending.change.kind,
-                message_id: message_id(pending.change.seq),
+                message_id: message_id(&shared.source, &pending.change),
                 attempt: pending.attempts,
                 at_ms: done_ms,
                 outcome,
@@ -331,7 +468,8 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
         }
         changed |= !attempts.is_empty();
         let now_ms = shared.clock.now_ms();
-        if changed || now_ms.saturating_sub(saved_at_ms) >= lease_ms / 3 {
+        let lease_short = !shared.may_attempt(webhook.id);
+        if changed || lease_short || now_ms.saturating_sub(saved_at_ms) >= lease_ms / 3 {
             match shared
                 .store
                 .save(
@@ -344,11 +482,21 @@ async fn deliver(shared: Rc<Shared>, claimed: Claimed) {
                 )
                 .await
             {
-                Ok(true) => saved_at_ms = now_ms,
+                Ok(true) => {
+                    saved_at_ms = now_ms;
+                    shared.renewed(webhook.id, now_ms);
+                }
                 // Deleted, or claimed by another replica after this one lost its lease.
                 Ok(false) => return,
                 Err(error) => {
                     tracing::warn!(webhook = %webhook.id, %error, "cannot save a webhook's progress");
+                    // Past its claim, what this task remembers may be stale: another replica may
+                    // have delivered from the stored progress. It stops; it starts again from the
+                    // stored progress once a claim succeeds.
+                    if shared.held_until_ms(webhook.id) <= shared.clock.now_ms() {
+                        tracing::warn!(webhook = %webhook.id, "a webhook's claim may have run out; its delivery stops until it is claimed again");
+                        return;
+                    }
                     actix_rt::time::sleep(shared.config.poll).await;
                 }
             }
@@ -416,12 +564,13 @@ pub fn payload(change: &Change) -> String {
 /// timeout.
 async fn send(
     shared: &Shared,
+    client: &awc::Client,
     webhook: &Webhook,
     signer: &standardwebhooks::Webhook,
     change: &Change,
 ) -> AttemptOutcome {
     let body = payload(change);
-    let id = message_id(change.seq);
+    let id = message_id(&shared.source, change);
     let timestamp = shared.clock.now_ms().div_euclid(1000);
     let signature = match signer.sign(&id, timestamp, body.as_bytes()) {
         Ok(signature) => signature,
@@ -429,8 +578,7 @@ async fn send(
     };
     let timeout = shared.config.timeout;
     let attempt = async {
-        let mut answer = shared
-            .client
+        let mut answer = client
             .post(webhook.url.as_str())
             .insert_header(("content-type", "application/json"))
             .insert_header(("webhook-id", id.as_str()))

@@ -25,7 +25,7 @@ use crate::domain::{
 
 /// The file's name in the data directory.
 pub const FILE_NAME: &str = "webhooks.sqlite3";
-/// Old attempts are deleted when the attempts' row number passes a multiple of this.
+/// A webhook's old attempts are deleted once it has this many more than it keeps.
 const TRIM_EVERY: i64 = 32;
 /// The layout of the file this release writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -304,8 +304,13 @@ impl WebhookStore for SqliteWebhookStore {
                 }
                 // Older attempts go now and then, not on every save: reads take the newest
                 // ATTEMPTS_KEPT_MAX anyway, and a few dozen more rows cost less than a delete
-                // each time.
-                if tx.last_insert_rowid() % TRIM_EVERY < attempts.len() as i64 {
+                // each time. Counted per webhook (a range of the index): one webhook's attempts
+                // never go untrimmed however saves of several interleave.
+                let kept: i64 = tx
+                    .prepare_cached("SELECT count(*) FROM webhook_attempts WHERE webhook_id = ?1")
+                    .and_then(|mut count| count.query_row(params![id], |row| row.get(0)))
+                    .map_err(storage)?;
+                if kept >= ATTEMPTS_KEPT_MAX as i64 + TRIM_EVERY {
                     tx.prepare_cached(
                         "DELETE FROM webhook_attempts WHERE webhook_id = ?1 AND n <= (
                              SELECT n FROM webhook_attempts WHERE webhook_id = ?1

@@ -206,9 +206,17 @@ fn config() -> DeliveryConfig {
     DeliveryConfig {
         timeout: Duration::from_millis(500),
         retry_first: Duration::from_millis(20),
+        retry_span: super::deliver::RETRY_SPAN,
         lease: Duration::from_secs(30),
         poll: Duration::from_millis(50),
     }
+}
+
+/// The change's `seq` in a `webhook-id` (`chg_{source}_{seq}_{at_ms}`).
+fn seq_of(id: &str) -> u64 {
+    let parts: Vec<&str> = id.split('_').collect();
+    assert!(parts.len() == 4 && parts[0] == "chg", "{id}");
+    parts[2].parse().unwrap()
 }
 
 /// Waits, within 20 s, until `done` holds.
@@ -256,6 +264,7 @@ impl Setup {
         Deliverer::start(
             self.store.clone(),
             self.feed.clone(),
+            None,
             config,
             Arc::new(SystemClock),
         )
@@ -277,6 +286,30 @@ fn retries_back_off_for_more_than_a_day_then_stop() {
     assert!(delays.iter().sum::<Duration>() > Duration::from_secs(86_400));
     assert_eq!(retry_delay(first, 8), None);
     assert_eq!(retry_delay(first, 0), None);
+}
+
+/// Whatever `webhook_retry_first_ms` says (0 included), a change is retried until at least a day
+/// has passed since its first attempt; the knob only shapes the early delays.
+#[test]
+fn retries_span_at_least_a_day_whatever_the_first_delay() {
+    for first_ms in [0, 1, 200, 1_000, 4_000, 5_000, 60_000, 3_600_000] {
+        let first = Duration::from_millis(first_ms);
+        let mut span = Duration::ZERO;
+        let mut failed = 1;
+        while let Some(delay) = retry_delay(first, failed) {
+            span += delay;
+            failed += 1;
+            assert!(failed < 1000, "first {first_ms} ms: no end to the retries");
+        }
+        assert!(
+            span >= Duration::from_secs(86_400),
+            "first {first_ms} ms: the last retry comes {span:?} after the first attempt"
+        );
+        assert!(
+            span <= Duration::from_secs(36 * 3600),
+            "first {first_ms} ms: retries for {span:?}"
+        );
+    }
 }
 
 #[test]
@@ -383,11 +416,7 @@ fn a_receiver_that_fails_for_a_while_gets_everything_in_order_per_event() {
         .push(ChangeType::OrderConfirmed, "a", "{\"late\":true}");
     wanted.push((late, "a"));
     until("the late change", || {
-        receiver
-            .seen
-            .lock()
-            .iter()
-            .any(|r| r.id == format!("chg_{late}"))
+        receiver.seen.lock().iter().any(|r| seq_of(&r.id) == late)
     });
     until("the attempts saved", || {
         setup
@@ -399,19 +428,21 @@ fn a_receiver_that_fails_for_a_while_gets_everything_in_order_per_event() {
 
     let seen = receiver.seen.lock().clone();
     assert!(seen.iter().all(|r| r.verified), "{seen:?}");
-    let ids: Vec<&str> = seen.iter().map(|r| r.id.as_str()).collect();
-    let unique: HashSet<&str> = ids.iter().copied().collect();
-    let expected: HashSet<String> = wanted.iter().map(|(seq, _)| format!("chg_{seq}")).collect();
+    let unique: HashSet<&str> = seen.iter().map(|r| r.id.as_str()).collect();
+    let seqs: HashSet<u64> = unique.iter().map(|id| seq_of(id)).collect();
+    let expected: HashSet<u64> = wanted.iter().map(|&(seq, _)| seq).collect();
+    assert_eq!(seqs, expected);
     assert_eq!(
-        unique,
-        expected.iter().map(String::as_str).collect::<HashSet<_>>()
+        unique.len(),
+        expected.len(),
+        "one webhook-id a change: {unique:?}"
     );
     assert!(seen.len() > wanted.len(), "the failures were retried");
     // Each event's changes arrive in feed order, counting the first arrival of each.
     for event in ["a", "b", "c"] {
         let mut first_arrivals = Vec::new();
         for received in &seen {
-            let seq: u64 = received.id["chg_".len()..].parse().unwrap();
+            let seq = seq_of(&received.id);
             let of_event = wanted.iter().any(|&(s, e)| s == seq && e == event);
             if of_event && !first_arrivals.contains(&seq) {
                 first_arrivals.push(seq);
@@ -490,9 +521,11 @@ fn a_change_whose_retries_run_out_is_given_up_and_the_next_goes() {
     let webhook = setup.subscribe(&receiver.url, None);
     let first = setup.feed.push(ChangeType::EventSoldOut, "gig", "{}");
     let second = setup.feed.push(ChangeType::EventBackOnSale, "gig", "{}");
-    // Retries 1 ms apart and then a few ms: the eight attempts of the first change run out.
+    // Retries 0.1 ms apart and then a few hundred ms, for 1.5 s: the eight attempts of the first
+    // change run out.
     let deliverer = setup.start(DeliveryConfig {
         retry_first: Duration::from_micros(100),
+        retry_span: Duration::from_millis(1500),
         ..config()
     });
     until("the second change delivered", || {
@@ -539,14 +572,14 @@ fn a_deleted_webhook_hears_no_more() {
             .seen
             .lock()
             .iter()
-            .any(|r| r.path.ends_with("/new") && r.id == format!("chg_{last}"))
+            .any(|r| r.path.ends_with("/new") && seq_of(&r.id) == last)
     });
     drop(deliverer);
     let seen = receiver.seen.lock().clone();
     assert!(
         !seen
             .iter()
-            .any(|r| r.path.ends_with("/old") && r.id == format!("chg_{last}")),
+            .any(|r| r.path.ends_with("/old") && seq_of(&r.id) == last),
         "{seen:?}"
     );
 }
@@ -672,4 +705,244 @@ fn an_https_url_is_reached_over_tls() {
         receiver.seen.lock().iter().all(|r| r.id.is_empty()),
         "no plain request with a webhook-id got through"
     );
+}
+
+/// A store that can be cut off, as a replica's database connection can be: claims and saves
+/// fail while it is down. Notes when a claim or save last succeeded.
+struct CutStore {
+    inner: MemoryWebhookStore,
+    down: std::sync::atomic::AtomicBool,
+    last_ok: Mutex<Option<Instant>>,
+}
+
+impl CutStore {
+    fn check(&self) -> Result<(), Error> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(Error::Unavailable("the store is cut off".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl WebhookStore for CutStore {
+    async fn create(&self, webhook: &Webhook) -> Result<(), Error> {
+        self.inner.create(webhook).await
+    }
+    async fn list(&self) -> Result<Vec<Webhook>, Error> {
+        self.inner.list().await
+    }
+    async fn get(&self, id: WebhookId) -> Result<Option<Webhook>, Error> {
+        self.inner.get(id).await
+    }
+    async fn delete(&self, id: WebhookId) -> Result<bool, Error> {
+        self.inner.delete(id).await
+    }
+    async fn attempts(&self, id: WebhookId) -> Result<Vec<Attempt>, Error> {
+        self.inner.attempts(id).await
+    }
+    async fn claim(&self, owner: Uuid, now_ms: i64, lease_ms: i64) -> Result<Vec<Claimed>, Error> {
+        let started = Instant::now();
+        self.check()?;
+        let claimed = self.inner.claim(owner, now_ms, lease_ms).await?;
+        *self.last_ok.lock() = Some(started);
+        Ok(claimed)
+    }
+    async fn save(
+        &self,
+        id: WebhookId,
+        owner: Uuid,
+        progress: &Progress,
+        attempts: &[Attempt],
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, Error> {
+        let started = Instant::now();
+        self.check()?;
+        let saved = self
+            .inner
+            .save(id, owner, progress, attempts, now_ms, lease_ms)
+            .await?;
+        *self.last_ok.lock() = Some(started);
+        Ok(saved)
+    }
+    async fn release(&self, owner: Uuid) -> Result<(), Error> {
+        self.inner.release(owner).await
+    }
+}
+
+/// A replica that loses its database but still reaches the receiver sends nothing once its
+/// lease may have run out: another replica may be delivering the same webhook by then, from the
+/// stored progress, and a stale retry would break the order per event.
+#[test]
+fn a_deliverer_cut_off_from_its_store_sends_nothing_past_its_lease() {
+    let store = Arc::new(CutStore {
+        inner: MemoryWebhookStore::new(),
+        down: Default::default(),
+        last_ok: Mutex::new(None),
+    });
+    let webhooks = Webhooks::new(store.clone(), Arc::new(SystemClock));
+    let secret = Arc::new(Mutex::new(String::new()));
+    // The receiver fails every attempt: the change is retried again and again.
+    let receiver = receiver(Arc::clone(&secret), usize::MAX, Answer::Ok);
+    let webhook = block_on(webhooks.create(
+        WebhookUrl::parse(&receiver.url).unwrap(),
+        WebhookTypes::parse::<&str>(None).unwrap(),
+    ))
+    .unwrap();
+    *secret.lock() = webhook.secret.expose().to_owned();
+    let feed = Arc::new(FakeFeed::default());
+    feed.push(ChangeType::EventSoldOut, "gig", "{}");
+    let lease = Duration::from_millis(400);
+    let config = DeliveryConfig {
+        timeout: Duration::from_millis(100),
+        retry_first: Duration::from_millis(1),
+        retry_span: super::deliver::RETRY_SPAN,
+        lease,
+        poll: Duration::from_millis(20),
+    };
+    let deliverer =
+        Deliverer::start(store.clone(), feed, None, config, Arc::new(SystemClock)).unwrap();
+    until("the first attempt", || !receiver.seen.lock().is_empty());
+    store.down.store(true, Ordering::SeqCst);
+    let last_ok = store.last_ok.lock().expect("a claim succeeded");
+    // Wait out the lease, then watch: nothing more may arrive.
+    until("the lease to run out", || Instant::now() > last_ok + lease);
+    let seen_then = receiver.seen.lock().len();
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        assert_eq!(
+            receiver.seen.lock().len(),
+            seen_then,
+            "an attempt was made after the deliverer's lease may have run out"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(deliverer);
+}
+
+/// A memory store numbers its changes from 1 again after a restart: the new, different changes
+/// must not carry the `webhook-id`s of the ones before, or a receiver that deduplicates on it
+/// drops them.
+#[test]
+fn changes_after_a_restart_of_a_memory_store_carry_new_webhook_ids() {
+    let secret = Arc::new(Mutex::new(String::new()));
+    let receiver = receiver(Arc::clone(&secret), 0, Answer::Ok);
+    for run in 0..2 {
+        // A fresh process: a new feed and a new webhook store, numbering from 1.
+        let setup = setup();
+        let webhook = setup.subscribe(&receiver.url, None);
+        *secret.lock() = webhook.secret.expose().to_owned();
+        setup.feed.push(
+            ChangeType::EventSoldOut,
+            "gig",
+            &format!("{{\"run\":{run}}}"),
+        );
+        let deliverer = setup.start(config());
+        until("the change delivered", || {
+            receiver.seen.lock().len() == run + 1
+        });
+        drop(deliverer);
+    }
+    let seen = receiver.seen.lock().clone();
+    assert!(seen.iter().all(|r| r.verified), "{seen:?}");
+    assert_ne!(seen[0].id, seen[1].id, "{seen:?}");
+}
+
+/// Four slow receivers with eight events each fill 32 connections for a whole timeout: another
+/// webhook's attempts neither wait for them nor fail for it.
+#[test]
+fn slow_webhooks_do_not_starve_the_others() {
+    let setup = setup();
+    let slow = receiver(Arc::new(Mutex::new(String::new())), 0, Answer::Slow);
+    for n in 0..4 {
+        setup.subscribe(&format!("{}/slow{n}", slow.url), None);
+    }
+    let fast = receiver(Arc::clone(&setup.secret), 0, Answer::Ok);
+    let webhook = setup.subscribe(&fast.url, None);
+    let mut seqs = Vec::new();
+    for event in 0..8 {
+        seqs.push(
+            setup
+                .feed
+                .push(ChangeType::EventSoldOut, &format!("e{event}"), "{}"),
+        );
+    }
+    let deliverer = setup.start(DeliveryConfig {
+        timeout: Duration::from_secs(2),
+        ..config()
+    });
+    until("every change at the fast receiver", || {
+        fast.seen.lock().len() >= seqs.len()
+    });
+    until("the attempts saved", || {
+        setup.attempts(&webhook).len() >= seqs.len()
+    });
+    drop(deliverer);
+    let attempts = setup.attempts(&webhook);
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.outcome.delivered() && a.attempt == 1),
+        "{attempts:?}"
+    );
+}
+
+/// Two webhooks whose attempts are saved in turn: each keeps a bounded number of attempts (the
+/// trim once went by the global row number, which one of them could never hit).
+#[test]
+fn the_sqlite_store_trims_every_webhooks_attempts() {
+    use super::sqlite::SqliteWebhookStore;
+    let dir = tempfile::tempdir().unwrap();
+    let owner = Uuid::now_v7();
+    let webhook = || Webhook {
+        id: WebhookId::generate(),
+        url: WebhookUrl::parse("https://example.com/hooks").unwrap(),
+        types: WebhookTypes::parse::<&str>(None).unwrap(),
+        secret: SigningSecret::generate().unwrap(),
+        created_at_ms: 1_795_000_000_000,
+    };
+    let (a, b) = (webhook(), webhook());
+    let attempt = Attempt {
+        seq: 1,
+        kind: ChangeType::OrderCancelled,
+        message_id: "chg_x_1_1".into(),
+        attempt: 1,
+        at_ms: 1,
+        outcome: crate::domain::AttemptOutcome::Status(500),
+        next_retry_at_ms: Some(9),
+        failed: false,
+    };
+    block_on(async {
+        let store = SqliteWebhookStore::open(dir.path()).unwrap();
+        store.create(&a).await.unwrap();
+        store.create(&b).await.unwrap();
+        for _ in 0..4 * ATTEMPTS_KEPT_MAX {
+            for id in [a.id, b.id] {
+                let progress = Progress::default();
+                let attempts = std::slice::from_ref(&attempt);
+                assert!(
+                    store
+                        .save(id, owner, &progress, attempts, 0, 0)
+                        .await
+                        .unwrap()
+                );
+            }
+        }
+    });
+    let connection = rusqlite::Connection::open(dir.path().join("webhooks.sqlite3")).unwrap();
+    for id in [a.id, b.id] {
+        let kept: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM webhook_attempts WHERE webhook_id = ?1",
+                [id.to_string()],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(
+            kept <= 2 * ATTEMPTS_KEPT_MAX as i64,
+            "{id}: {kept} attempts kept"
+        );
+    }
 }

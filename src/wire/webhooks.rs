@@ -106,8 +106,10 @@ pub struct DeliveryResponse {
     pub seq: u64,
     #[schema(example = "order.confirmed")]
     pub r#type: String,
-    /// The `webhook-id` sent: the same on every attempt of this change.
-    #[schema(example = "chg_42")]
+    /// The `webhook-id` sent, `chg_{source}_{seq}_{at_ms}`: the store's id (a memory store's is
+    /// new at every start), the change's `seq` and its commit time in ms since the epoch; the
+    /// same on every attempt of this change, never an earlier change's.
+    #[schema(example = "chg_0b8e5c1e-3f7a-4d2b-9c61-5a4f2e7d9b10_42_1795547700000")]
     pub webhook_id: String,
     /// 1 for the first attempt.
     pub attempt: u32,

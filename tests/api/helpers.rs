@@ -211,7 +211,7 @@ pub fn settings(
     settings.database_timeout_ms = options.database_timeout_ms;
     // Webhook retries and hand-overs within a test's patience.
     settings.webhook_retry_first_ms = 200;
-    settings.webhook_timeout_ms = 2000;
+    settings.webhook_timeout_ms = 1500;
     settings.webhook_lease_ms = 3000;
     if let Some(url) = vacancy_url {
         settings.vacancy_url = url.split(',').map(str::to_owned).collect();

@@ -168,6 +168,7 @@ in_process_and_binary!(
     vacancy_takes_calls_only_with_the_service_token,
     a_lost_answer_is_retried_without_selling_twice,
     a_lost_answer_to_a_change_is_retried_with_the_first_answer,
+    a_lost_answer_to_a_webhook_delete_still_says_deleted,
     something_that_is_not_a_vacancy_is_named_as_such,
     a_lost_answer_to_a_batch_is_retried_without_selling_twice,
     a_vacancy_without_the_batch_route_gets_one_call_each,
@@ -355,6 +356,34 @@ async fn a_lost_answer_is_retried_without_selling_twice(launch: Launch) {
         app.get(&format!("/api/v1/orders/{order_id}")).await.body["qty"],
         2
     );
+}
+
+/// Vacancy deletes a webhook, but its answer never reaches the ticket service, which tries again:
+/// the admin hears that it is deleted, not 404 because the first attempt deleted it.
+async fn a_lost_answer_to_a_webhook_delete_still_says_deleted(launch: Launch) {
+    let losses = ["DELETE /api/v1/webhooks/"];
+    let hop = LossyHop::start(launch, &losses).await;
+    let LossyHop { app, proxy, .. } = &hop;
+    let made = app
+        .admin(
+            "POST",
+            "/api/v1/webhooks",
+            json!({"url": "http://127.0.0.1:9/hooks"}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
+    let path = format!("/api/v1/webhooks/{}", made.body["id"].as_str().unwrap());
+    let deleted = app.admin("DELETE", &path, Value::Null).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{deleted:?}");
+    assert_eq!(
+        proxy.dropped.load(Ordering::SeqCst),
+        1,
+        "no answer was lost"
+    );
+    let gone = app.admin("GET", &path, Value::Null).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{gone:?}");
+    let again = app.admin("DELETE", &path, Value::Null).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{again:?}");
 }
 
 /// Vacancy confirms, cancels or releases, but its answer never reaches the ticket service, which

@@ -198,7 +198,10 @@ enum Mode {
 /// One request the receiver took.
 #[derive(Clone, Debug)]
 struct Received {
+    /// `chg_{seq}`, the change's place in the feed, from the `webhook-id`.
     id: String,
+    /// The `webhook-id` as sent: `chg_{source}_{seq}_{at_ms}`.
+    full_id: String,
     verified: bool,
     body: Value,
     /// The answer was 2xx.
@@ -306,13 +309,15 @@ impl Receiver {
                                 let mode = *mode.lock().unwrap();
                                 let taken = !failing && mode == Mode::Ok;
                                 let verified = signed_by(&secret.lock().unwrap(), &request, &body);
+                                let full_id = request
+                                    .headers()
+                                    .get("webhook-id")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_owned();
                                 seen.lock().unwrap().push(Received {
-                                    id: request
-                                        .headers()
-                                        .get("webhook-id")
-                                        .and_then(|v| v.to_str().ok())
-                                        .unwrap_or_default()
-                                        .to_owned(),
+                                    id: seq_id(&full_id),
+                                    full_id,
                                     verified,
                                     body: serde_json::from_slice(&body).unwrap_or_default(),
                                     taken,
@@ -404,7 +409,21 @@ async fn subscribe(app: &TestApp, receiver: &Receiver) -> String {
     made.body["id"].as_str().unwrap().to_owned()
 }
 
-/// Every change the feed holds, as `(webhook-id, event, type, data)`.
+/// `chg_{seq}` from a `webhook-id` `chg_{source}_{seq}_{at_ms}` (the source, the store's id,
+/// tells apart changes numbered alike by stores that started again).
+fn seq_id(full: &str) -> String {
+    let parts: Vec<&str> = full.split('_').collect();
+    match parts.as_slice() {
+        ["chg", source, seq, at_ms]
+            if !source.is_empty() && seq.parse::<u64>().is_ok() && at_ms.parse::<i64>().is_ok() =>
+        {
+            format!("chg_{seq}")
+        }
+        _ => format!("malformed webhook-id {full:?}"),
+    }
+}
+
+/// Every change the feed holds, as `(chg_{seq}, event, type, data)`.
 async fn every_change(app: &TestApp) -> Vec<(String, String, String, Value)> {
     let answer = app.changes("after=0&limit=1000").await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
@@ -479,6 +498,15 @@ pub async fn deliveries_reach_a_receiver_that_fails_for_a_while(
     let seen = receiver.seen();
     assert!(seen.iter().all(|r| r.verified), "{seen:?}");
     assert!(seen.iter().any(|r| !r.taken), "the first were refused");
+    // A change sent again carries the very same `webhook-id`.
+    for received in &seen {
+        assert!(
+            seen.iter()
+                .filter(|r| r.id == received.id)
+                .all(|r| r.full_id == received.full_id),
+            "{seen:?}"
+        );
+    }
     for (id, _, kind, data) in &changes {
         for received in seen.iter().filter(|r| &r.id == id) {
             assert_eq!(received.body["type"], json!(kind), "{received:?}");
