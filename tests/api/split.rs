@@ -362,7 +362,7 @@ async fn a_lost_answer_is_retried_without_selling_twice(launch: Launch) {
 /// the admin hears that it is deleted, not 404 because the first attempt deleted it.
 async fn a_lost_answer_to_a_webhook_delete_still_says_deleted(launch: Launch) {
     let losses = ["DELETE /api/v1/webhooks/"];
-    let hop = LossyHop::start(launch, &losses).await;
+    let hop = LossyHop::start(launch, &losses, &[]).await;
     let LossyHop { app, proxy, .. } = &hop;
     let made = app
         .admin(
