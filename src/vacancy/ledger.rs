@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 pub use super::outbox::Kept;
 use crate::domain::{
-    Change, CustomerId, Entry, EntryStatus, Error, Event, EventId, EventsPage, IdempotencyKey,
-    KeyRecord, Order, OrderStatus, PageQuery, ReservationId,
+    Change, ChangeType, CustomerId, Entry, EntryStatus, Error, Event, EventId, EventsPage,
+    IdempotencyKey, KeyRecord, Order, OrderStatus, PageQuery, ReservationId,
 };
 
 /// The deadline of a held order read from a store. ticketd gives every hold a deadline (every hold
@@ -31,6 +31,29 @@ pub fn hold_deadline(id: ReservationId, expires_at_ms: Option<i64>) -> Result<i6
         Error::Storage(format!(
             "order {id} is held but has no deadline; ticketd never writes such an order"
         ))
+    })
+}
+
+/// A change as a store keeps it, read back: its kind and event are checked as strictly as when
+/// it was written. Stores call this where they decode rows.
+pub fn stored_change(
+    seq: i64,
+    kind: &str,
+    event: &str,
+    at_ms: i64,
+    data: String,
+) -> Result<Change, Error> {
+    Ok(Change {
+        seq: u64::try_from(seq).unwrap_or(0),
+        kind: ChangeType::parse(kind).ok_or_else(|| {
+            Error::Storage(format!(
+                "change {seq} is of a kind ticketd does not know: {kind:?}"
+            ))
+        })?,
+        event: EventId::parse(event)
+            .map_err(|e| Error::Storage(format!("change {seq} names an unreadable event: {e}")))?,
+        at_ms,
+        data: data.into(),
     })
 }
 

@@ -20,8 +20,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::codec;
 use super::ledger::{self, Batch, Kept, Ledger, LocalLedger};
 use crate::domain::{
-    CategoryId, Change, ChangeType, CustomerId, Entry, EntryStatus, Error, Event, EventId,
-    IdempotencyKey, KeyRecord, Order, OrderStatus, ReservationId, Stock,
+    CategoryId, CustomerId, Entry, EntryStatus, Error, Event, EventId, IdempotencyKey, KeyRecord,
+    Order, OrderStatus, ReservationId, Stock,
 };
 
 pub const DATABASE_FILE: &str = "ticketd.db";
@@ -459,19 +459,8 @@ impl Ledger for SqliteLedger {
             last_seq: self.last_change_seq()?,
         };
         for (seq, kind, event, at_ms, data) in rows {
-            kept.changes.push(Change {
-                seq: u64::try_from(seq).unwrap_or(0),
-                kind: ChangeType::parse(&kind).ok_or_else(|| {
-                    Error::Storage(format!(
-                        "change {seq} is of a kind ticketd does not know: {kind:?}"
-                    ))
-                })?,
-                event: EventId::parse(&event).map_err(|e| {
-                    Error::Storage(format!("change {seq} names an unreadable event: {e}"))
-                })?,
-                at_ms,
-                data: data.into(),
-            });
+            kept.changes
+                .push(ledger::stored_change(seq, &kind, &event, at_ms, data)?);
         }
         Ok(kept)
     }

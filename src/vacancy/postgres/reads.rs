@@ -11,10 +11,10 @@ use super::rows::{
     order_from,
 };
 use crate::domain::{
-    Change, ChangeType, CustomerId, Entry, Error, Event, EventId, EventsPage, IdempotencyKey,
-    KeyRecord, Order, PageQuery, ReservationId,
+    CustomerId, Entry, Error, Event, EventId, EventsPage, IdempotencyKey, KeyRecord, Order,
+    PageQuery, ReservationId,
 };
-use crate::vacancy::ledger::{Kept, SharedReads};
+use crate::vacancy::ledger::{Kept, SharedReads, stored_change};
 
 pub(super) async fn select_events(client: &Object) -> Result<Vec<Event>, Error> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY id");
@@ -167,20 +167,10 @@ pub(super) async fn select_changes(
         };
         let kind: String = column(row, 2)?;
         let event: String = column(row, 3)?;
+        let at_ms: i64 = column(row, 4)?;
         let data: String = column(row, 5)?;
-        kept.changes.push(Change {
-            seq: u64::try_from(seq).unwrap_or(0),
-            kind: ChangeType::parse(&kind).ok_or_else(|| {
-                Error::Storage(format!(
-                    "change {seq} is of a kind ticketd does not know: {kind:?}"
-                ))
-            })?,
-            event: EventId::parse(&event).map_err(|e| {
-                Error::Storage(format!("change {seq} names an unreadable event: {e}"))
-            })?,
-            at_ms: column(row, 4)?,
-            data: data.into(),
-        });
+        kept.changes
+            .push(stored_change(seq, &kind, &event, at_ms, data)?);
     }
     Ok(kept)
 }
