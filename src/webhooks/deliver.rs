@@ -48,6 +48,12 @@ const BACKOFF_FACTORS: [u32; 7] = [1, 60, 360, 1440, 3600, 7200, 7200];
 pub const RETRY_SPAN: Duration = Duration::from_secs(24 * 3600);
 /// Longest wait between two attempts.
 const RETRY_DELAY_MAX: Duration = Duration::from_secs(10 * 3600);
+/// The delivery thread's nice value: below sales, so that when the cores are all busy selling,
+/// notifications wait (they are kept, and go once there is room) rather than slow every purchase.
+/// On an idle machine it changes nothing.
+pub const DELIVERY_NICE: i32 = 10;
+/// The delivery thread's name (what `ps -L` and `/proc/*/task/*/comm` show, cut to 15 bytes).
+pub const DELIVERY_THREAD: &str = "webhook-deliver";
 
 #[derive(Clone, Debug)]
 pub struct DeliveryConfig {
@@ -133,8 +139,9 @@ impl Deliverer {
         let tls = tls_config()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let thread = std::thread::Builder::new()
-            .name("webhook-delivery".into())
+            .name(DELIVERY_THREAD.into())
             .spawn(move || {
+                yield_to_sales();
                 let system = actix_rt::System::new();
                 system.block_on(supervise(store, feed, source, config, clock, tls, stopped));
             })
@@ -153,6 +160,26 @@ impl Drop for Deliverer {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Puts the calling thread at [`DELIVERY_NICE`]. Linux keeps a nice value per thread, so this
+/// lowers only the delivery thread, not the HTTP workers or the writer. Failing (a sandbox that
+/// forbids it) is said and changes nothing else.
+fn yield_to_sales() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+        let result = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, DELIVERY_NICE)
+        };
+        if result != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "cannot lower the webhook delivery thread's priority; it competes with sales"
+            );
         }
     }
 }

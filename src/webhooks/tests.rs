@@ -946,3 +946,43 @@ fn the_sqlite_store_trims_every_webhooks_attempts() {
         );
     }
 }
+
+/// The nice value of every thread of this process named `name` (field 19 of its `stat`).
+#[cfg(target_os = "linux")]
+fn nice_of_threads(name: &str) -> Vec<i64> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim() == name)
+        })
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // The name, in parentheses, may hold spaces: count fields after its closing one.
+            let after_name = &stat[stat.rfind(')')? + 2..];
+            after_name.split(' ').nth(16)?.parse().ok()
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn delivery_runs_below_the_priority_of_sales() {
+    use super::deliver::{DELIVERY_NICE, DELIVERY_THREAD};
+    // SAFETY: gettid and getpriority take plain integers and touch no memory of ours.
+    let own_nice =
+        || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+    let before = own_nice();
+    let setup = setup();
+    let _deliverer = setup.start(config());
+    // Other tests' deliverers run in this process too: one at the lower priority is enough to
+    // show it is set.
+    until("a delivery thread at the lower priority", || {
+        nice_of_threads(DELIVERY_THREAD).contains(&i64::from(DELIVERY_NICE))
+    });
+    // Only the delivery thread: the one that started it (as the HTTP workers and the writer)
+    // keeps its priority.
+    assert_eq!(own_nice(), before);
+}
