@@ -506,9 +506,12 @@ impl Lines {
                 "lines must hold 1 to {CATEGORIES_MAX} lines"
             )));
         }
-        let mut seen = HashSet::new();
-        for line in &lines {
-            if !seen.insert(line.category.as_ref()) {
+        // At most CATEGORIES_MAX lines: comparing each with those before it is cheaper than a set.
+        for (at, line) in lines.iter().enumerate() {
+            if lines[..at]
+                .iter()
+                .any(|seen| seen.category == line.category)
+            {
                 return Err(Error::InvalidQuantity(match &line.category {
                     Some(category) => format!("category '{category}' is in two lines"),
                     None => "only one line may leave out its category".into(),

@@ -13,9 +13,13 @@
 //! Where a rule lives: retries and idempotency keys in [`super::idempotency`], hold expiry in
 //! [`super::expiry`], everything else here.
 
+use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// The batch's maps are keyed by ids a client chose and looked up many times per request:
+/// foldhash (seeded per process) costs a fraction of the standard library's SipHash.
+use foldhash::HashMap;
 
 use super::idempotency::{self, Asked, FirstUse, KeyUse, Keyed};
 use super::{CAPACITY_MAX, expiry, ledger};
