@@ -26,7 +26,7 @@ use crate::domain::{
 
 pub const DATABASE_FILE: &str = "ticketd.db";
 const LOCK_FILE: &str = "ticketd.lock";
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The first release's tables; [`MIGRATIONS`] bring them up to date, so a new store and an old
 /// one end up alike.
@@ -69,7 +69,7 @@ CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at_ms);
 
 /// The changes from each schema version to the next: `MIGRATIONS[n]` takes version `n + 1` to
 /// `n + 2`. Each runs in the transaction that sets the new version.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // 1 → 2: categories and quotas (an event's layout beyond its first quota, as JSON text; none
     // for an event of one `general` quota and category), order lines, and customers.
     "ALTER TABLE events ADD COLUMN quotas TEXT;
@@ -107,6 +107,30 @@ const MIGRATIONS: [&str; 3] = [
         data  TEXT NOT NULL
      ) STRICT;
      CREATE INDEX changes_by_age ON changes (at_ms);",
+    // 4 → 5: the outbox without AUTOINCREMENT and without the index by age, which cost every
+    // change written an update of `sqlite_sequence` and a second B-tree insert (about 9,000
+    // instructions and two more pages per commit). The last number given, which AUTOINCREMENT
+    // kept once every change is forgotten, is kept by the purge in `changes_purged` instead
+    // (the highest number forgotten: everything up to it is gone, nothing after it is);
+    // the purge finds where to stop in number order, so it needs no index by age.
+    "CREATE TABLE changes_purged (
+        last_seq INTEGER NOT NULL CHECK (last_seq >= 0)
+     ) STRICT;
+     INSERT INTO changes_purged (last_seq)
+        SELECT COALESCE((SELECT MIN(seq) - 1 FROM changes),
+                        (SELECT seq FROM sqlite_sequence WHERE name = 'changes'),
+                        0);
+     CREATE TABLE changes_numbered (
+        seq   INTEGER PRIMARY KEY,
+        kind  TEXT NOT NULL,
+        event TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        data  TEXT NOT NULL
+     ) STRICT;
+     INSERT INTO changes_numbered (seq, kind, event, at_ms, data)
+        SELECT seq, kind, event, at_ms, data FROM changes ORDER BY seq;
+     DROP TABLE changes;
+     ALTER TABLE changes_numbered RENAME TO changes;",
 ];
 
 /// The columns [`order_row`] decodes, in its order (a macro, so queries are built at compile time).
@@ -422,7 +446,7 @@ impl Ledger for SqliteLedger {
         let last: Option<i64> = self
             .connection
             .query_row(
-                "SELECT MAX(seq) FROM (SELECT seq FROM sqlite_sequence WHERE name = 'changes'
+                "SELECT MAX(seq) FROM (SELECT last_seq AS seq FROM changes_purged
                                        UNION ALL SELECT MAX(seq) FROM changes)",
                 [],
                 |row| row.get(0),
@@ -568,13 +592,24 @@ impl Ledger for SqliteLedger {
                     .map_err(failed)?;
             }
             if let Some(before) = batch.purge_changes_before_ms {
+                // A prefix by number, never a hole: everything before the first change that is
+                // not older than `before`. A wall clock stepped back can leave an older change
+                // after it; that one is kept until those before it go (kept longer, never lost
+                // early). Found in number order, from the oldest: no index by age is needed.
                 transaction
                     .prepare_cached(
-                        "DELETE FROM changes WHERE seq <= (
-                             SELECT MAX(seq) FROM changes WHERE at_ms < ?1
-                         )",
+                        "UPDATE changes_purged SET last_seq = MAX(last_seq, COALESCE(
+                             (SELECT seq FROM changes WHERE at_ms >= ?1 ORDER BY seq LIMIT 1) - 1,
+                             (SELECT MAX(seq) FROM changes),
+                             0))",
                     )
                     .and_then(|mut purge| purge.execute([before]))
+                    .map_err(failed)?;
+                transaction
+                    .prepare_cached(
+                        "DELETE FROM changes WHERE seq <= (SELECT last_seq FROM changes_purged)",
+                    )
+                    .and_then(|mut purge| purge.execute([]))
                     .map_err(failed)?;
             }
             if !batch.changes.is_empty() {
@@ -1124,7 +1159,8 @@ mod tests {
     }
 
     /// Changes are forgotten as a prefix by number: a change numbered later but timed earlier (a
-    /// wall clock stepped back) does not cut a hole a reader would skip in silence.
+    /// wall clock stepped back) is kept until every change before it goes, rather than cut out
+    /// as a hole a reader would skip in silence; and once all are forgotten, numbering goes on.
     #[test]
     fn purging_old_changes_never_cuts_a_hole() {
         let dir = tempfile::tempdir().unwrap();
@@ -1137,23 +1173,85 @@ mod tests {
             data: "{}".into(),
         };
         let batch = Batch {
-            changes: vec![change(1, 1001), change(2, 1000), change(3, 1002)],
+            changes: vec![
+                change(1, 999),
+                change(2, 1001),
+                change(3, 1000),
+                change(4, 1002),
+            ],
             ..Batch::default()
         };
         ledger.commit(&batch).unwrap();
-        let purge = Batch {
-            purge_changes_before_ms: Some(1001),
-            ..Batch::default()
+        let purge = |ledger: &mut SqliteLedger, before| {
+            let batch = Batch {
+                purge_changes_before_ms: Some(before),
+                ..Batch::default()
+            };
+            ledger.commit(&batch).unwrap();
+            let kept = ledger.changes(0, 10).unwrap();
+            let seqs: Vec<u64> = kept.changes.iter().map(|c| c.seq).collect();
+            (seqs, kept.last_seq)
         };
-        ledger.commit(&purge).unwrap();
-        let page = crate::vacancy::outbox::page(0, ledger.changes(0, 10).unwrap()).unwrap();
-        let seqs: Vec<u64> = page.changes.iter().map(|c| c.seq).collect();
-        assert_eq!(seqs, [3], "what is kept follows on from what is not");
+        assert_eq!(
+            purge(&mut ledger, 1001),
+            (vec![2, 3, 4], 4),
+            "3 is older, but follows 2"
+        );
+        assert_eq!(purge(&mut ledger, 1002), (vec![4], 4));
         let behind = crate::vacancy::outbox::page(1, ledger.changes(1, 10).unwrap());
         assert!(
-            matches!(behind, Err(Error::CursorExpired { oldest: 3, .. })),
+            matches!(behind, Err(Error::CursorExpired { oldest: 4, .. })),
             "{behind:?}"
         );
+        assert_eq!(
+            purge(&mut ledger, 5000),
+            (vec![], 4),
+            "the last number given is kept"
+        );
+        drop(ledger);
+        let mut reopened = SqliteLedger::open(dir.path()).unwrap();
+        assert_eq!(reopened.changes(0, 10).unwrap().last_seq, 4);
+    }
+
+    /// A store of schema 4 kept the last number given in `sqlite_sequence` (AUTOINCREMENT's),
+    /// which alone says it once every change is forgotten: the migration to 5 keeps the changes
+    /// left with their numbers, and the last number, so no number is given twice.
+    #[test]
+    fn migrating_to_schema_5_keeps_changes_and_the_last_number() {
+        for (forget, kept) in [("seq <= 3", vec![]), ("seq = 1", vec![2, 3])] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut setup = format!("BEGIN; {SCHEMA}");
+            for migration in &MIGRATIONS[..3] {
+                setup.push_str(migration);
+            }
+            setup.push_str(&format!(
+                "PRAGMA user_version = 4;
+                 INSERT INTO changes (kind, event, at_ms, data)
+                    VALUES ('order.confirmed', 'default', 1, '{{}}'),
+                           ('order.confirmed', 'default', 2, '{{}}'),
+                           ('order.cancelled', 'default', 3, '{{}}');
+                 DELETE FROM changes WHERE {forget};
+                 COMMIT;"
+            ));
+            Connection::open(dir.path().join(DATABASE_FILE))
+                .and_then(|connection| connection.execute_batch(&setup))
+                .unwrap();
+            let mut ledger = SqliteLedger::open(dir.path()).unwrap();
+            // A purge of what is older than every change left forgets none of them.
+            let purge = Batch {
+                purge_changes_before_ms: Some(1),
+                ..Batch::default()
+            };
+            ledger.commit(&purge).unwrap();
+            let found = ledger.changes(0, 10).unwrap();
+            let seqs: Vec<u64> = found.changes.iter().map(|c| c.seq).collect();
+            assert_eq!((seqs, found.last_seq), (kept, 3), "forgotten: {forget}");
+            let version: i64 = ledger
+                .connection
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .unwrap();
+            assert_eq!(version, SCHEMA_VERSION);
+        }
     }
 
     /// A full disk makes the commit fail: the requests of that batch get the storage error and

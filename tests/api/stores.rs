@@ -31,17 +31,60 @@ fn manifest(name: &str) -> Value {
 /// request repeated now gets the answer the old release gave.
 #[actix_web::test]
 async fn an_embedded_store_of_the_first_release_opens_intact() {
-    opens_embedded("embedded-v1").await;
+    let app = opens_embedded("embedded-v1").await;
+    the_feed_begins_with_this_release(&app).await;
 }
 
 /// The same, from the release before categories: every event becomes one `general` quota and
 /// category, every order one `general` line.
 #[actix_web::test]
 async fn an_embedded_store_of_the_release_before_categories_opens_intact() {
-    opens_embedded("embedded-v2").await;
+    let app = opens_embedded("embedded-v2").await;
+    the_feed_begins_with_this_release(&app).await;
 }
 
-async fn opens_embedded(name: &str) {
+/// The same, from the last release with the outbox on schema 4 (changes numbered by
+/// AUTOINCREMENT, indexed by age): the changes it told are kept with their numbers, in order, and
+/// the ones this release tells follow on from them without a gap.
+#[actix_web::test]
+async fn an_embedded_store_of_the_release_before_schema_5_keeps_its_changes() {
+    let name = "embedded-v3";
+    let app = opens_embedded(name).await;
+    let types = app.change_types().await;
+    let told_then = [
+        "order.confirmed",
+        "order.confirmed",
+        "order.cancelled",
+        "hold.created",
+        "hold.created",
+        "hold.released",
+        "hold.created",
+        "order.confirmed",
+        "order.confirmed",
+        "event.sold_out",
+    ];
+    assert_eq!(types[..told_then.len()], told_then, "{types:?}");
+    assert!(
+        types.len() > told_then.len(),
+        "this release told more: {types:?}"
+    );
+    let ids = manifest(name);
+    let first = app.changes("after=0&limit=3").await;
+    let orders: Vec<&Value> = first.body["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|change| &change["data"]["order"]["order_id"])
+        .collect();
+    assert_eq!(
+        orders,
+        [&ids["bought"], &ids["cancelled"], &ids["cancelled"]],
+        "{first:?}"
+    );
+}
+
+/// Opens the fixture's data directory (a copy) and checks it carries on.
+async fn opens_embedded(name: &str) -> TestApp {
     let app = TestApp::monolith_tuned(
         Launch::InProcess,
         Options::default(),
@@ -50,7 +93,7 @@ async fn opens_embedded(name: &str) {
     )
     .await;
     carries_on_from_the_fixture(&app, &manifest(name)).await;
-    the_feed_begins_with_this_release(&app).await;
+    app
 }
 
 /// The changes feed of a store from before it existed starts empty: what this release did with the
