@@ -786,6 +786,15 @@ impl Model {
                 };
             }
         }
+        let places = event.categories[index]
+            .quotas
+            .iter()
+            .map(|&quota| event.quotas[quota].1.capacity)
+            .min()
+            .unwrap_or(0);
+        if u64::from(qty) > places {
+            return Outcome::Failed("invalid_quantity");
+        }
         if !self.anyone_waits(name, index) && event.category_available(index) >= u64::from(qty) {
             return Outcome::Failed("tickets_available");
         }

@@ -8,7 +8,8 @@
 //!
 //! The rules:
 //! - a category's list may be joined only while the category cannot sell the quantity asked to
-//!   the public (409 `tickets_available` otherwise);
+//!   the public (409 `tickets_available` otherwise), and only for what the category could ever
+//!   give (422 `invalid_quantity` for more than the least size of its quotas);
 //! - while any entry waits for a category, the public is sold none of it: a reservation of that
 //!   category is short (its `available` is 0 for the public);
 //! - the head of a category's queue is offered a hold of its whole quantity for
@@ -164,6 +165,18 @@ impl Rules<'_> {
             .unwrap_or(0))
     }
 
+    /// Places `index` has in all, sold or not: the least of its quotas' sizes.
+    fn category_places(&self, event: &EventId, index: usize) -> Result<u64, Error> {
+        let event = self.event(event)?;
+        let category = &event.catalogue.categories[index];
+        Ok(category
+            .quotas
+            .iter()
+            .map(|&quota| event.quotas[quota].stock.capacity)
+            .min()
+            .unwrap_or(0))
+    }
+
     /// Joins the waiting list of a category that cannot sell `qty` to the public; joining again
     /// with the same id answers as the first time.
     pub fn join(&mut self, joining: &Joining) -> Result<EntryView, Error> {
@@ -236,6 +249,14 @@ impl Rules<'_> {
                 }
             }
             None => {}
+        }
+        let places = self.category_places(&joining.event, index)?;
+        if u64::from(qty) > places {
+            // It would keep its turn for ever, and the category would sell nothing meanwhile.
+            return Err(Error::InvalidQuantity(format!(
+                "category '{}' of '{}' has {places} places in all: an entry for {qty} could never be offered",
+                category.id, joining.event
+            )));
         }
         let available = self.category_available(&joining.event, index)?;
         if !self.anyone_waits(&joining.event, &category.id)? && available >= u64::from(qty) {

@@ -190,6 +190,28 @@ fn a_list_is_joined_only_while_its_category_cannot_sell_what_is_asked() {
     assert_eq!(store.counts(), (2, 0, 2));
 }
 
+/// An entry for more than the category holds in all would keep its turn for ever, and the
+/// public would be sold none of the category meanwhile: joining with it is refused.
+#[test]
+fn a_list_is_not_joined_for_more_than_the_category_could_ever_give() {
+    let mut store = Store::sold_out(&[2]);
+    let refused = store.join(10, 3).unwrap_err();
+    assert_eq!(refused.code(), "invalid_quantity", "{refused}");
+    assert!(store.entries.is_empty(), "a refusal changes nothing");
+    // So the seats that come back are the public's again.
+    store
+        .decide(|rules| rules.cancel(id(1), None).map(drop))
+        .0
+        .unwrap();
+    assert!(store.public_buys(15, 2));
+    // All it holds may still be waited for.
+    let mut store = Store::sold_out(&[2]);
+    assert_eq!(
+        store.join(10, 2).unwrap().entry.status,
+        EntryStatus::Waiting
+    );
+}
+
 #[test]
 fn seats_that_come_back_are_offered_to_the_head_in_the_same_batch() {
     let mut store = Store::sold_out(&[2, 2]);

@@ -51,7 +51,7 @@ fn new_entry_id(request: &HttpRequest) -> Result<ReservationId, Error> {
     (status = 404, description = "No such event", body = ErrorResponse),
     (status = 409, description = "The category can sell the quantity asked (`tickets_available`: buy instead), is closed or outside its sales window (`not_on_sale`), or the customer would pass the event's `max_per_customer` (`customer_limit_reached`)", body = ErrorResponse),
     (status = 413, description = "Body over `body_limit_bytes`", body = ErrorResponse),
-    (status = 422, description = "Invalid qty, a category the event does not sell (`unknown_category`), a bad customer or none where the event requires one", body = ErrorResponse),
+    (status = 422, description = "Invalid qty, or more than the category holds in all (`invalid_quantity`), a category the event does not sell (`unknown_category`), a bad customer or none where the event requires one", body = ErrorResponse),
     (status = 503, description = "The inventory is unreachable or busy", body = ErrorResponse)))]
 async fn join(
     request: HttpRequest,
