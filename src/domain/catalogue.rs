@@ -326,6 +326,16 @@ impl Event {
             .unwrap_or(0)
     }
 
+    /// Tickets `category` has in all, sold or not: the least size of its quotas.
+    pub fn category_places(&self, category: &Category) -> u64 {
+        category
+            .quotas
+            .iter()
+            .map(|&quota| self.quotas[quota].stock.capacity)
+            .min()
+            .unwrap_or(0)
+    }
+
     /// True when every quota's counts add up.
     pub fn is_consistent(&self) -> bool {
         !self.quotas.is_empty()

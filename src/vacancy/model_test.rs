@@ -446,13 +446,23 @@ impl ModelEvent {
         }
     }
 
-    /// Places `category` (an index) can still have: the least of its quotas'.
-    fn category_available(&self, category: usize) -> u64 {
+    /// The least of `count` over the quotas `category` (an index) draws on.
+    fn least(&self, category: usize, count: impl Fn(&Counts) -> u64) -> u64 {
         let quotas = self.categories[category].quotas.iter();
         quotas
-            .map(|&quota| self.quotas[quota].1.available)
+            .map(|&quota| count(&self.quotas[quota].1))
             .min()
             .unwrap_or(0)
+    }
+
+    /// Places `category` (an index) can still have: the least of its quotas'.
+    fn category_available(&self, category: usize) -> u64 {
+        self.least(category, |counts| counts.available)
+    }
+
+    /// Places `category` (an index) has in all: the least size of its quotas.
+    fn category_places(&self, category: usize) -> u64 {
+        self.least(category, |counts| counts.capacity)
     }
 
     /// The category a line or a join names: by id, or the only one when it names none.
@@ -786,13 +796,7 @@ impl Model {
                 };
             }
         }
-        let places = event.categories[index]
-            .quotas
-            .iter()
-            .map(|&quota| event.quotas[quota].1.capacity)
-            .min()
-            .unwrap_or(0);
-        if u64::from(qty) > places {
+        if u64::from(qty) > event.category_places(index) {
             return Outcome::Failed("invalid_quantity");
         }
         if !self.anyone_waits(name, index) && event.category_available(index) >= u64::from(qty) {

@@ -156,25 +156,13 @@ impl Rules<'_> {
     /// Seats of `category` (by index) the event has: the least of its quotas'.
     fn category_available(&self, event: &EventId, index: usize) -> Result<u64, Error> {
         let event = self.event(event)?;
-        let category = &event.catalogue.categories[index];
-        Ok(category
-            .quotas
-            .iter()
-            .map(|&quota| event.quotas[quota].stock.available)
-            .min()
-            .unwrap_or(0))
+        Ok(event.category_available(&event.catalogue.categories[index]))
     }
 
     /// Places `index` has in all, sold or not: the least of its quotas' sizes.
     fn category_places(&self, event: &EventId, index: usize) -> Result<u64, Error> {
         let event = self.event(event)?;
-        let category = &event.catalogue.categories[index];
-        Ok(category
-            .quotas
-            .iter()
-            .map(|&quota| event.quotas[quota].stock.capacity)
-            .min()
-            .unwrap_or(0))
+        Ok(event.category_places(&event.catalogue.categories[index]))
     }
 
     /// Joins the waiting list of a category that cannot sell `qty` to the public; joining again
