@@ -20,7 +20,10 @@ use tracing::Level;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -95,17 +98,8 @@ pub fn init(
 ) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_new(level)
         .map_err(|e| anyhow::anyhow!("log_level '{level}' is not a valid filter: {e}"))?;
-    let builder = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stdout)
-        .with_ansi(std::io::stdout().is_terminal());
-    let logs = match format {
-        LogFormat::Pretty => builder.with_filter(filter).boxed(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_filter(filter)
-            .boxed(),
-    };
+    let logs =
+        log_lines(format, std::io::stdout, std::io::stdout().is_terminal()).with_filter(filter);
     let provider = otlp.map(otlp::provider).transpose()?;
     // Only ticketd's own spans (request, vacancy call, ledger batch) and its warnings go to the
     // collector; the libraries' debug spans would cost more than they tell.
@@ -133,9 +127,85 @@ pub fn init(
     Ok(Telemetry { provider })
 }
 
+/// The layer that writes log lines to `writer`, one per event, as text or JSON.
+fn log_lines<S, W>(format: LogFormat, writer: W, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Pretty => builder
+            .event_format(InRequest {
+                inner: tracing_subscriber::fmt::format(),
+                json: false,
+            })
+            .boxed(),
+        LogFormat::Json => builder
+            .fmt_fields(JsonFields::new())
+            .event_format(InRequest {
+                inner: tracing_subscriber::fmt::format().json().flatten_event(true),
+                json: true,
+            })
+            .boxed(),
+    }
+}
+
+/// Log lines written while a request is served carry its `request_id` and `trace_id`. When spans
+/// are exported, the request's span holds them and `inner` writes them as any span's fields.
+/// Otherwise no span stands for the request (making and entering one on every poll cost a
+/// purchase about 8% of its instructions), and they are added here from the request's context,
+/// where a span's fields would be: under `span` in JSON, after the line's own fields in text.
+struct InRequest<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<S, N, F> FormatEvent<S, N> for InRequest<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let request = match exporting() {
+            true => None,
+            false => REQUEST
+                .try_with(|request| (request.request_id.clone(), request.trace.trace_id()))
+                .ok(),
+        };
+        let Some((request_id, trace_id)) = request else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        let line = line.trim_end_matches('\n');
+        match line.strip_suffix('}') {
+            Some(object) if self.json => {
+                // A request id is visible ASCII, but may hold quotes or backslashes.
+                let request_id = serde_json::to_string(&request_id).map_err(|_| std::fmt::Error)?;
+                writeln!(
+                    writer,
+                    "{object},\"span\":{{\"name\":\"request\",\"request_id\":{request_id},\"trace_id\":\"{trace_id}\"}}}}"
+                )
+            }
+            _ => writeln!(writer, "{line} request_id={request_id} trace_id={trace_id}"),
+        }
+    }
+}
+
 /// The span that stands for one request in this process, and its place in the trace: a child of
-/// the caller's span (`parent`, from its `traceparent`) or the root of a new trace. Log lines
-/// written while it is current carry its `request_id` and `trace_id`.
+/// the caller's span (`parent`, from its `traceparent`) or the root of a new trace. When spans
+/// are not exported, no span is made ([`Span::none`](tracing::Span::none)): log lines get the
+/// request's ids from its context instead (see [`InRequest`]).
 pub fn request_span(
     method: &str,
     route: &str,
@@ -144,8 +214,7 @@ pub fn request_span(
 ) -> (tracing::Span, TraceContext) {
     if !exporting() {
         let trace = TraceContext::continue_or_start(parent.as_ref());
-        let span = tracing::info_span!("request", request_id, trace_id = %trace.trace_id());
-        return (span, trace);
+        return (tracing::Span::none(), trace);
     }
     let span = tracing::info_span!(
         "request",
@@ -371,4 +440,81 @@ pub fn record_event_tickets(event: &str, available: u64, held: u64, sold: u64) {
 /// `service.name` of the spans of a mode, e.g. `ticketd-vacancy`.
 pub fn service_name(mode: Mode) -> String {
     format!("ticketd-{mode}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Log lines as the subscriber wrote them.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Logs a warning inside a request and one outside any, in `format`; the two lines written.
+    fn warnings(format: LogFormat) -> (String, String, TraceContext) {
+        let lines = Lines::default();
+        let writer = {
+            let lines = lines.clone();
+            move || lines.clone()
+        };
+        let subscriber = tracing_subscriber::registry().with(log_lines(format, writer, false));
+        let trace = TraceContext::continue_or_start(None);
+        let request = RequestContext {
+            request_id: "req-\"7\"".into(),
+            trace: trace.clone(),
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(with_request(request, async {
+                tracing::warn!(replica = "a", "inside");
+            }));
+            tracing::warn!("outside");
+        });
+        let text = String::from_utf8(lines.0.lock().clone()).unwrap();
+        let mut lines = text.lines().map(str::to_owned);
+        let inside = lines.next().expect("a line inside the request");
+        let outside = lines.next().expect("a line outside it");
+        (inside, outside, trace)
+    }
+
+    #[test]
+    fn a_json_line_written_in_a_request_carries_its_ids_under_span() {
+        let (inside, outside, trace) = warnings(LogFormat::Json);
+        let inside: serde_json::Value = serde_json::from_str(&inside).unwrap();
+        assert_eq!(inside["message"], "inside", "{inside}");
+        assert_eq!(inside["replica"], "a", "{inside}");
+        assert_eq!(inside["span"]["request_id"], "req-\"7\"", "{inside}");
+        assert_eq!(
+            inside["span"]["trace_id"],
+            trace.trace_id().to_string(),
+            "{inside}"
+        );
+        let outside: serde_json::Value = serde_json::from_str(&outside).unwrap();
+        assert_eq!(outside["message"], "outside", "{outside}");
+        assert!(outside.get("span").is_none(), "{outside}");
+    }
+
+    #[test]
+    fn a_text_line_written_in_a_request_ends_with_its_ids() {
+        let (inside, outside, trace) = warnings(LogFormat::Pretty);
+        let ids = format!(" request_id=req-\"7\" trace_id={}", trace.trace_id());
+        assert!(inside.ends_with(&ids), "{inside}");
+        assert!(inside.contains("inside replica=\"a\""), "{inside}");
+        assert!(!outside.contains("request_id"), "{outside}");
+    }
 }
