@@ -83,6 +83,46 @@ async fn an_embedded_store_of_the_release_before_schema_5_keeps_its_changes() {
     );
 }
 
+/// The same, from the last release on schema 5, whose orders and waiting list checked their
+/// status with `IN`: both tables are rebuilt by the migration to schema 6, and every order, the
+/// waiting entry (still first in line, its customer counted) and the changes come through.
+#[actix_web::test]
+async fn an_embedded_store_of_the_release_before_schema_6_keeps_orders_and_waiting_list() {
+    let name = "embedded-v4";
+    let app = opens_embedded(name).await;
+    let ids = manifest(name);
+    let waiting = ids["waiting"]
+        .as_str()
+        .expect("the fixture has a waiting entry");
+    let entry = app.get(&format!("/api/v1/waitlist/{waiting}")).await;
+    assert_eq!(entry.status, StatusCode::OK, "{entry:?}");
+    assert_eq!(
+        (
+            &entry.body["status"],
+            &entry.body["event"],
+            &entry.body["qty"],
+            &entry.body["position"]
+        ),
+        (&json!("waiting"), &json!("tiny"), &json!(1), &json!(1)),
+        "{entry:?}"
+    );
+    let types = app.change_types().await;
+    assert_eq!(
+        types[..3],
+        ["order.confirmed", "order.confirmed", "order.cancelled"],
+        "the changes the release before told are kept: {types:?}"
+    );
+    // The rebuilt tables take new rows: a second customer joins behind the first.
+    let second = app
+        .post(
+            "/api/v1/events/tiny/waitlist",
+            json!({"qty": 1, "customer": "another-fan"}),
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::CREATED, "{second:?}");
+    assert_eq!(second.body["position"], 2, "{second:?}");
+}
+
 /// Opens the fixture's data directory (a copy) and checks it carries on.
 async fn opens_embedded(name: &str) -> TestApp {
     let app = TestApp::monolith_tuned(
