@@ -12,6 +12,7 @@
 
 mod codec;
 pub mod copy;
+mod events;
 mod expiry;
 mod idempotency;
 pub mod ledger;
@@ -25,7 +26,6 @@ mod store;
 mod waitlist;
 mod writer;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -39,6 +39,7 @@ use crate::domain::{
     Event, EventDraft, EventId, EventsPage, IdempotencyKey, Joining, Order, PageQuery, QuotaId,
     Reservation, ReservationId, Reserved, Resize,
 };
+use events::EventMap;
 use ledger::{LocalLedger, SharedLedger};
 use store::{FromDatabase, FromMemory, Local, Reads, Shared};
 use writer::{
@@ -121,7 +122,7 @@ impl Inventory {
         config: InventoryConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
-        let events = Arc::new(RwLock::new(BTreeMap::new()));
+        let events = Arc::new(RwLock::new(EventMap::default()));
         let reads = Box::new(FromMemory(Arc::clone(&events)));
         Self::start(Local(ledger), events, reads, config, clock)
     }
@@ -139,7 +140,7 @@ impl Inventory {
         config: InventoryConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
-        let events = Arc::new(RwLock::new(BTreeMap::new()));
+        let events = Arc::new(RwLock::new(EventMap::default()));
         let reads = Box::new(FromDatabase(ledger.shared_reads()));
         let store = Shared {
             ledger,

@@ -33,11 +33,11 @@
 //! `GET /api/v1/orders/{id}` shows it, `{"entry": ...}` as `GET /api/v1/waitlist/{id}` shows it
 //! (with its offer's hold id and expiry), `{"event": ...}` as `GET /api/v1/events/{id}` shows it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::events::EventMap;
 use super::rules::{Changes, Read};
 use crate::domain::{
     Change, ChangeType, Entry, EntryStatus, EntryView, Error, Event, EventId, Order, OrderStatus,
@@ -198,7 +198,7 @@ fn encode(value: &impl Serialize) -> Result<Arc<str>, Error> {
 pub(crate) struct Derive<'a> {
     pub read: &'a Read,
     /// Events as committed (or locked) before the batch.
-    pub committed: &'a BTreeMap<EventId, Event>,
+    pub committed: &'a EventMap,
     pub changes: &'a Changes,
     pub now_ms: i64,
 }

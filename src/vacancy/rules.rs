@@ -13,7 +13,6 @@
 //! Where a rule lives: retries and idempotency keys in [`super::idempotency`], hold expiry in
 //! [`super::expiry`], everything else here.
 
-use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
@@ -21,6 +20,7 @@ use std::sync::Arc;
 /// foldhash (seeded per process) costs a fraction of the standard library's SipHash.
 use foldhash::HashMap;
 
+use super::events::EventMap;
 use super::idempotency::{self, Asked, FirstUse, KeyUse, Keyed};
 use super::{CAPACITY_MAX, expiry, ledger};
 use crate::domain::Entry as WaitlistEntry;
@@ -182,7 +182,7 @@ pub(super) type Resolved = Vec<(usize, u32)>;
 /// One batch's decisions: the state they are taken on and what they changed so far.
 pub(crate) struct Rules<'a> {
     /// Every event as committed (for a shared store: as locked for this batch).
-    pub committed: &'a BTreeMap<EventId, Event>,
+    pub committed: &'a EventMap,
     pub read: &'a Read,
     pub changes: &'a mut Changes,
     /// The batch's time (wall clock, milliseconds since the Unix epoch).

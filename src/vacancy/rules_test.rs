@@ -39,7 +39,7 @@ fn order(status: OrderStatus, expires_at_ms: Option<i64>) -> Order {
 
 /// What a batch read before deciding, and the answers it gives.
 struct World {
-    committed: BTreeMap<EventId, Event>,
+    committed: EventMap,
     read: Read,
 }
 
@@ -62,7 +62,7 @@ impl World {
         // Nobody waits: every rule here is decided as before waiting lists.
         read.waitlists.insert(gala(), Ok(Vec::new()));
         Self {
-            committed: BTreeMap::from([(gala(), event)]),
+            committed: EventMap::from_iter([event]),
             read,
         }
     }
@@ -756,7 +756,7 @@ mod festival {
         read.customers.insert((fest(), customer("c-1")), Ok(taken));
         read.waitlists.insert(fest(), Ok(Vec::new()));
         World {
-            committed: BTreeMap::from([(fest(), event)]),
+            committed: EventMap::from_iter([event]),
             read,
         }
     }

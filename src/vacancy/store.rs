@@ -10,7 +10,6 @@
 //! Reads differ too, as [`Reads`]: a local store's events come from the writer's memory and its
 //! orders from the writer, a shared store's from the database, since other replicas change it.
 
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,7 +128,7 @@ impl Store for Shared {
         let snapshot = self.ledger.begin(&plan)?;
         let mut events = events.write();
         events.clear();
-        events.extend(snapshot.events.into_iter().map(|e| (e.id.clone(), e)));
+        events.extend(snapshot.events);
         drop(events);
         if sweep {
             // Due holds are swept only as the database lists them, with their events locked.
@@ -192,16 +191,12 @@ impl Reads for FromMemory {
     }
 
     fn events<'a>(&'a self, query: &'a PageQuery) -> Read<'a, EventsPage> {
-        let after = match &query.after {
-            Some(after) => Bound::Excluded(after),
-            None => Bound::Unbounded,
-        };
         let lookahead = self
             .0
             .read()
-            .range((after, Bound::Unbounded))
+            .after(query.after.as_ref())
             .take(query.limit.get() as usize + 1)
-            .map(|(_, event)| event.clone())
+            .cloned()
             .collect();
         Either::Left(ready(Ok(EventsPage::from_lookahead(
             lookahead,

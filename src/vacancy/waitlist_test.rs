@@ -1,8 +1,9 @@
 //! The waiting list's rules, step by step: each step is decided as a batch would decide it, on
 //! what the steps before committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
+use super::super::events::EventMap;
 use super::super::rules::{Changes, Read, Rules};
 use crate::domain::{
     Entry, EntryStatus, EntryView, Error, Event, EventId, Joining, Order, OrderLine, OrderStatus,
@@ -23,7 +24,7 @@ fn id(n: u128) -> ReservationId {
 
 /// What the store holds between batches.
 struct Store {
-    events: BTreeMap<EventId, Event>,
+    events: EventMap,
     orders: HashMap<ReservationId, Order>,
     entries: HashMap<ReservationId, Entry>,
     now_ms: i64,
@@ -59,7 +60,7 @@ impl Store {
             })
             .collect();
         Self {
-            events: BTreeMap::from([(gala(), event)]),
+            events: EventMap::from_iter([event]),
             orders,
             entries: HashMap::new(),
             now_ms: NOW_MS,
@@ -111,7 +112,7 @@ impl Store {
             .expect("the batch's changes");
         for event in changes.events.values() {
             assert!(event.is_consistent(), "{event:?}");
-            self.events.insert(event.id.clone(), event.clone());
+            self.events.insert(event.clone());
         }
         for order in changes.orders.values() {
             self.orders.insert(order.id, order.clone());
@@ -153,7 +154,7 @@ impl Store {
 
     /// `(available, held, sold)` of `gala`.
     fn counts(&self) -> (u64, u64, u64) {
-        let stock = self.events[&gala()].stock();
+        let stock = self.events.get(&gala()).unwrap().stock();
         (stock.available, stock.held, stock.sold)
     }
 

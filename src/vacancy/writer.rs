@@ -17,7 +17,6 @@
 //!
 //! It is a plain OS thread rather than a Tokio task because ledgers may block on disk I/O.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -25,6 +24,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
+use super::events::EventMap;
 use super::expiry::Holds;
 use super::idempotency::{self, KeyUse};
 use super::ledger::{Batch, Kept, Plan};
@@ -42,7 +42,7 @@ use crate::telemetry;
 /// range, not a sort of every event. Written only by the writer. On a local store this is every
 /// event, and reads are served from it; on a shared store it holds only the events the last batch
 /// locked, with their counts as that batch left them, and reads go to the database instead.
-pub(crate) type Events = Arc<RwLock<BTreeMap<EventId, Event>>>;
+pub(crate) type Events = Arc<RwLock<EventMap>>;
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -497,7 +497,7 @@ impl<S: Store> Writer<S> {
         committed: tokio::sync::watch::Sender<u64>,
     ) -> Result<Self, Error> {
         let ledger = store.ledger();
-        let mut loaded: BTreeMap<EventId, Event> = BTreeMap::new();
+        let mut loaded = EventMap::default();
         for event in ledger.load()? {
             if !event.is_consistent() {
                 return Err(Error::Storage(format!(
@@ -505,7 +505,7 @@ impl<S: Store> Writer<S> {
                     event.id, event.quotas
                 )));
             }
-            loaded.insert(event.id.clone(), event);
+            loaded.insert(event);
         }
         let default = EventId::default_event();
         match loaded.get(&default) {
@@ -513,7 +513,7 @@ impl<S: Store> Writer<S> {
                 let event =
                     Event::single(default.clone(), DEFAULT_EVENT.into(), config.initial_stock);
                 ledger.insert_event_if_absent(&event)?;
-                loaded.insert(default, event);
+                loaded.insert(event);
             }
             Some(event) if event.stock().capacity != config.initial_stock => tracing::warn!(
                 stored_capacity = event.stock().capacity,
@@ -901,7 +901,7 @@ impl<S: Store> Writer<S> {
                 stock.held,
                 stock.sold,
             );
-            events.insert(event.id.clone(), event);
+            events.insert(event);
         }
         drop(events);
         self.holds

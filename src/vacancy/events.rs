@@ -1,0 +1,93 @@
+//! The events as the writer last committed (or locked) them. Every reservation looks its event
+//! up, often several times per batch, and every batch puts back each event it changed: that is
+//! one hash lookup each. The id order, which a page of `GET /api/v1/events` follows, is kept
+//! beside them and changes only when an event is added, not when one is sold from.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+use foldhash::HashMap;
+
+use crate::domain::{Event, EventId};
+
+#[derive(Debug, Default)]
+pub(crate) struct EventMap {
+    by_id: HashMap<EventId, Event>,
+    ids: BTreeSet<EventId>,
+}
+
+impl EventMap {
+    pub fn get(&self, id: &EventId) -> Option<&Event> {
+        self.by_id.get(id)
+    }
+
+    #[cfg(test)]
+    pub fn get_mut(&mut self, id: &EventId) -> Option<&mut Event> {
+        self.by_id.get_mut(id)
+    }
+
+    /// Puts `event` in place of the one with its id, if any.
+    pub fn insert(&mut self, event: Event) {
+        if let Some(before) = self.by_id.get_mut(&event.id) {
+            *before = event;
+        } else {
+            self.ids.insert(event.id.clone());
+            self.by_id.insert(event.id.clone(), event);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.by_id.clear();
+        self.ids.clear();
+    }
+
+    /// The events after `after` (from the first when `None`), in id order.
+    pub fn after<'a>(&'a self, after: Option<&'a EventId>) -> impl Iterator<Item = &'a Event> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.ids
+            .range((from, Bound::Unbounded))
+            .filter_map(|id| self.by_id.get(id))
+    }
+}
+
+impl Extend<Event> for EventMap {
+    fn extend<I: IntoIterator<Item = Event>>(&mut self, events: I) {
+        for event in events {
+            self.insert(event);
+        }
+    }
+}
+
+impl FromIterator<Event> for EventMap {
+    fn from_iter<I: IntoIterator<Item = Event>>(events: I) -> Self {
+        let mut map = Self::default();
+        map.extend(events);
+        map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, capacity: u64) -> Event {
+        Event::single(EventId::parse(id).unwrap(), id.into(), capacity)
+    }
+
+    #[test]
+    fn events_are_found_by_id_and_listed_in_id_order() {
+        let mut map: EventMap = [event("b", 1), event("c", 1), event("a", 1)]
+            .into_iter()
+            .collect();
+        map.insert(event("b", 7));
+        let id = |event: &Event| event.id.as_str().to_owned();
+        assert_eq!(map.after(None).map(id).collect::<Vec<_>>(), ["a", "b", "c"]);
+        let a = EventId::parse("a").unwrap();
+        assert_eq!(map.after(Some(&a)).map(id).collect::<Vec<_>>(), ["b", "c"]);
+        let b = EventId::parse("b").unwrap();
+        assert_eq!(map.get(&b).map(|e| e.stock().capacity), Some(7));
+        assert!(map.get(&EventId::parse("d").unwrap()).is_none());
+        map.clear();
+        assert_eq!(map.after(None).count(), 0);
+    }
+}
