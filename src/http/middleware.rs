@@ -29,8 +29,8 @@ const REQUEST_ID_LEN_MAX: usize = 128;
 
 /// Gives each request an id (the client's `x-request-id` when it sends a sane one) and a place in
 /// a trace (under the caller's `traceparent` when it sends a valid one, otherwise at the root of a
-/// new trace), runs it inside a span carrying both, returns the id in the response, and logs one
-/// line, with both, when it is done.
+/// new trace), serves it with both in its context (and inside a span carrying both when spans are
+/// exported), returns the id in the response, and logs one line, with both, when it is done.
 /// Error answers that did not come from our handlers (404 for no such route, 405...) are given
 /// the same JSON error body as every other error.
 pub async fn request_context(

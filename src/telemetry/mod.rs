@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use tracing::Level;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -98,8 +98,12 @@ pub fn init(
 ) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_new(level)
         .map_err(|e| anyhow::anyhow!("log_level '{level}' is not a valid filter: {e}"))?;
-    let logs =
-        log_lines(format, std::io::stdout, std::io::stdout().is_terminal()).with_filter(filter);
+    let logs = log_lines(
+        format,
+        filter,
+        std::io::stdout,
+        std::io::stdout().is_terminal(),
+    );
     let provider = otlp.map(otlp::provider).transpose()?;
     // Only ticketd's own spans (request, vacancy call, ledger batch) and its warnings go to the
     // collector; the libraries' debug spans would cost more than they tell.
@@ -127,12 +131,20 @@ pub fn init(
     Ok(Telemetry { provider })
 }
 
-/// The layer that writes log lines to `writer`, one per event, as text or JSON.
-fn log_lines<S, W>(format: LogFormat, writer: W, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
+/// The layer that writes log lines to `writer`, one per event that `filter` lets through, as
+/// text or JSON. Spans are not its business: they are exported, or not made at all (see
+/// [`request_span`]), and a line names its request the same way in both cases ([`InRequest`]).
+fn log_lines<S, W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    let filter = filter.and(filter_fn(|meta| !meta.is_span()));
     let builder = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi);
@@ -142,22 +154,28 @@ where
                 inner: tracing_subscriber::fmt::format(),
                 json: false,
             })
+            .with_filter(filter)
             .boxed(),
         LogFormat::Json => builder
             .fmt_fields(JsonFields::new())
             .event_format(InRequest {
-                inner: tracing_subscriber::fmt::format().json().flatten_event(true),
+                inner: tracing_subscriber::fmt::format()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false),
                 json: true,
             })
+            .with_filter(filter)
             .boxed(),
     }
 }
 
-/// Log lines written while a request is served carry its `request_id` and `trace_id`. When spans
-/// are exported, the request's span holds them and `inner` writes them as any span's fields.
-/// Otherwise no span stands for the request (making and entering one on every poll cost a
-/// purchase about 8% of its instructions), and they are added here from the request's context,
-/// where a span's fields would be: under `span` in JSON, after the line's own fields in text.
+/// Log lines written while a request is served carry its `request_id` and `trace_id`, taken from
+/// the request's context: under `span` in JSON, after the line's own fields in text. A span per
+/// request would carry them too, but making one and entering it on every poll cost a purchase
+/// about 8% of its instructions, so one is made only when spans are exported. The line is
+/// written whole before the ids are added, so on a terminal it is not coloured.
 struct InRequest<F> {
     inner: F,
     json: bool,
@@ -175,12 +193,9 @@ where
         mut writer: Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        let request = match exporting() {
-            true => None,
-            false => REQUEST
-                .try_with(|request| (request.request_id.clone(), request.trace.trace_id()))
-                .ok(),
-        };
+        let request = REQUEST
+            .try_with(|request| (request.request_id.clone(), request.trace.trace_id()))
+            .ok();
         let Some((request_id, trace_id)) = request else {
             return self.inner.format_event(ctx, writer, event);
         };
@@ -197,15 +212,19 @@ where
                     "{object},\"span\":{{\"name\":\"request\",\"request_id\":{request_id},\"trace_id\":\"{trace_id}\"}}}}"
                 )
             }
-            _ => writeln!(writer, "{line} request_id={request_id} trace_id={trace_id}"),
+            // Quoted, as the line's own text fields are: an id may hold `"` or `=`.
+            _ => writeln!(
+                writer,
+                "{line} request_id={request_id:?} trace_id={trace_id}"
+            ),
         }
     }
 }
 
 /// The span that stands for one request in this process, and its place in the trace: a child of
 /// the caller's span (`parent`, from its `traceparent`) or the root of a new trace. When spans
-/// are not exported, no span is made ([`Span::none`](tracing::Span::none)): log lines get the
-/// request's ids from its context instead (see [`InRequest`]).
+/// are not exported, no span is made ([`Span::none`](tracing::Span::none)); log lines get the
+/// request's ids from its context either way (see [`InRequest`]).
 pub fn request_span(
     method: &str,
     route: &str,
@@ -470,7 +489,9 @@ mod tests {
             let lines = lines.clone();
             move || lines.clone()
         };
-        let subscriber = tracing_subscriber::registry().with(log_lines(format, writer, false));
+        let filter = EnvFilter::new("trace");
+        let subscriber =
+            tracing_subscriber::registry().with(log_lines(format, filter, writer, false));
         let trace = TraceContext::continue_or_start(None);
         let request = RequestContext {
             request_id: "req-\"7\"".into(),
@@ -481,6 +502,10 @@ mod tests {
                 .build()
                 .unwrap();
             runtime.block_on(with_request(request, async {
+                // Inside any span (here one as the split's vacancy calls make), the line names
+                // the request, once.
+                let call = tracing::info_span!("vacancy call", otel.kind = "client");
+                let _entered = call.enter();
                 tracing::warn!(replica = "a", "inside");
             }));
             tracing::warn!("outside");
@@ -495,6 +520,7 @@ mod tests {
     #[test]
     fn a_json_line_written_in_a_request_carries_its_ids_under_span() {
         let (inside, outside, trace) = warnings(LogFormat::Json);
+        assert_eq!(inside.matches("\"span\"").count(), 1, "{inside}");
         let inside: serde_json::Value = serde_json::from_str(&inside).unwrap();
         assert_eq!(inside["message"], "inside", "{inside}");
         assert_eq!(inside["replica"], "a", "{inside}");
@@ -512,9 +538,13 @@ mod tests {
     #[test]
     fn a_text_line_written_in_a_request_ends_with_its_ids() {
         let (inside, outside, trace) = warnings(LogFormat::Pretty);
-        let ids = format!(" request_id=req-\"7\" trace_id={}", trace.trace_id());
+        let ids = format!(
+            " request_id=\"req-\\\"7\\\"\" trace_id={}",
+            trace.trace_id()
+        );
         assert!(inside.ends_with(&ids), "{inside}");
         assert!(inside.contains("inside replica=\"a\""), "{inside}");
+        assert!(!inside.contains("vacancy call"), "{inside}");
         assert!(!outside.contains("request_id"), "{outside}");
     }
 }
