@@ -1,7 +1,9 @@
 //! The events as the writer last committed (or locked) them. Every reservation looks its event
 //! up, often several times per batch, and every batch puts back each event it changed: that is
 //! one hash lookup each. The id order, which a page of `GET /api/v1/events` follows, is kept
-//! beside them and changes only when an event is added, not when one is sold from.
+//! beside them and changes only when an event is added, not when one is sold from. A shared
+//! store's writer holds only the events its batch locked, and lists none (its pages are read
+//! from the database), so it keeps no order (see [`EventMap::hold_locked`]).
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -36,9 +38,13 @@ impl EventMap {
         }
     }
 
-    pub fn clear(&mut self) {
-        self.by_id.clear();
+    /// Holds exactly `events`, the ones a shared store's batch locked, to be found by id; they
+    /// are not listed, so no id order is built for them.
+    pub fn hold_locked(&mut self, events: Vec<Event>) {
         self.ids.clear();
+        self.by_id.clear();
+        self.by_id
+            .extend(events.into_iter().map(|event| (event.id.clone(), event)));
     }
 
     /// The events after `after` (from the first when `None`), in id order.
@@ -87,7 +93,9 @@ mod tests {
         let b = EventId::parse("b").unwrap();
         assert_eq!(map.get(&b).map(|e| e.stock().capacity), Some(7));
         assert!(map.get(&EventId::parse("d").unwrap()).is_none());
-        map.clear();
-        assert_eq!(map.after(None).count(), 0);
+        map.hold_locked(vec![event("c", 2)]);
+        assert_eq!(map.get(&b).map(|e| e.stock().capacity), None);
+        let c = EventId::parse("c").unwrap();
+        assert_eq!(map.get(&c).map(|e| e.stock().capacity), Some(2));
     }
 }

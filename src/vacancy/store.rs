@@ -126,10 +126,7 @@ impl Store for Shared {
             command.plan(&mut plan);
         }
         let snapshot = self.ledger.begin(&plan)?;
-        let mut events = events.write();
-        events.clear();
-        events.extend(snapshot.events);
-        drop(events);
+        events.write().hold_locked(snapshot.events);
         if sweep {
             // Due holds are swept only as the database lists them, with their events locked.
             holds.swept(time.now_ms, snapshot.due);

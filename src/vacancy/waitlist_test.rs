@@ -391,7 +391,7 @@ fn the_outbox_tells_what_the_waiting_list_does_to_the_public() {
 #[test]
 fn an_event_made_sold_out_is_told_sold_out() {
     let mut store = Store::sold_out(&[]);
-    store.events.clear();
+    store.events = EventMap::default();
     let empty = Event::single(gala(), "Gala".into(), 0);
     store.decide(|rules| rules.create_event(&empty)).0.unwrap();
     assert_eq!(store.told(), ["event.sold_out"]);
