@@ -1209,9 +1209,6 @@ mod tests {
         assert!(error.to_string().contains("plain-file"), "{error}");
     }
 
-    /// Changes are forgotten as a prefix by number: a change numbered later but timed earlier (a
-    /// wall clock stepped back) is kept until every change before it goes, rather than cut out
-    /// as a hole a reader would skip in silence; and once all are forgotten, numbering goes on.
     /// Every statement a batch writes rows with runs once per row, so none may build a
     /// temporary table: SQLite does that for a CHECK of `status IN (...)` with more than two
     /// names, which cost each purchase about a tenth of its instructions before schema 6.
@@ -1243,6 +1240,9 @@ mod tests {
         }
     }
 
+    /// Changes are forgotten as a prefix by number: a change numbered later but timed earlier (a
+    /// wall clock stepped back) is kept until every change before it goes, rather than cut out
+    /// as a hole a reader would skip in silence; and once all are forgotten, numbering goes on.
     #[test]
     fn purging_old_changes_never_cuts_a_hole() {
         let dir = tempfile::tempdir().unwrap();
@@ -1333,6 +1333,72 @@ mod tests {
                 .pragma_query_value(None, "user_version", |row| row.get(0))
                 .unwrap();
             assert_eq!(version, SCHEMA_VERSION);
+        }
+    }
+
+    /// Rebuilding orders and the waiting list for schema 6 keeps what schema 5 had of them:
+    /// columns, indexes and the key to their event; and a status outside the list is still
+    /// refused.
+    #[test]
+    fn migrating_to_schema_6_keeps_columns_indexes_keys_and_checks() {
+        let shape = |connection: &Connection| -> Vec<String> {
+            let sql = "SELECT 'index ' || name || ': ' || sql FROM sqlite_schema
+                           WHERE type = 'index' AND tbl_name IN ('orders', 'waitlist')
+                       UNION ALL SELECT 'column ' || t.name || '.' || c.name || ' ' || c.type
+                           || ' ' || c.\"notnull\" || ' ' || c.pk
+                           FROM (SELECT 'orders' AS name UNION SELECT 'waitlist') AS t,
+                                pragma_table_info(t.name) AS c
+                       UNION ALL SELECT 'key ' || t.name || '.' || k.\"from\" || ' -> '
+                           || k.\"table\" || '.' || k.\"to\"
+                           FROM (SELECT 'orders' AS name UNION SELECT 'waitlist') AS t,
+                                pragma_foreign_key_list(t.name) AS k
+                       ORDER BY 1";
+            let mut statement = connection.prepare(sql).unwrap();
+            statement
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut setup = format!("BEGIN; {SCHEMA}");
+        for migration in &MIGRATIONS[..4] {
+            setup.push_str(migration);
+        }
+        setup.push_str(
+            "PRAGMA user_version = 5;
+             INSERT INTO events (id, name, capacity, available, held, sold)
+                VALUES ('gala', 'Gala', 10, 7, 2, 1);
+             INSERT INTO orders (id, event, qty, status, remaining, created_at_ms, updated_at_ms,
+                                 expires_at_ms, lines, customer)
+                VALUES (x'01', 'gala', 1, 'confirmed', 0, 1, 1, NULL, NULL, 'c-1'),
+                       (x'02', 'gala', 2, 'held', 0, 1, 1, 99, NULL, NULL);
+             INSERT INTO waitlist (id, event, category, qty, customer, status, joined_at_ms,
+                                   updated_at_ms, offer_expires_at_ms)
+                VALUES (x'03', 'gala', 'general', 1, 'c-2', 'waiting', 1, 1, NULL);
+             COMMIT;",
+        );
+        let before = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        before.execute_batch(&setup).unwrap();
+        let shape_before = shape(&before);
+        drop(before);
+        let ledger = SqliteLedger::open(dir.path()).unwrap();
+        assert_eq!(shape(&ledger.connection), shape_before);
+        let rows: i64 = ledger
+            .connection
+            .query_row(
+                "SELECT (SELECT count(*) FROM orders) * 10 + (SELECT count(*) FROM waitlist)",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 21);
+        for refused in [
+            "UPDATE orders SET status = 'sold'",
+            "UPDATE waitlist SET status = 'gone'",
+            "UPDATE orders SET event = 'nope'",
+        ] {
+            assert!(ledger.connection.execute(refused, []).is_err(), "{refused}");
         }
     }
 
