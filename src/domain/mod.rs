@@ -497,6 +497,14 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    pub const ALL: [OrderStatus; 5] = [
+        OrderStatus::Held,
+        OrderStatus::Confirmed,
+        OrderStatus::Cancelled,
+        OrderStatus::Released,
+        OrderStatus::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Held => "held",
@@ -508,15 +516,7 @@ impl OrderStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [
-            OrderStatus::Held,
-            OrderStatus::Confirmed,
-            OrderStatus::Cancelled,
-            OrderStatus::Released,
-            OrderStatus::Expired,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == raw)
+        Self::ALL.into_iter().find(|status| status.as_str() == raw)
     }
 }
 

@@ -19,6 +19,14 @@ pub enum EntryStatus {
 }
 
 impl EntryStatus {
+    pub const ALL: [EntryStatus; 5] = [
+        EntryStatus::Waiting,
+        EntryStatus::Offered,
+        EntryStatus::Accepted,
+        EntryStatus::Expired,
+        EntryStatus::Left,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EntryStatus::Waiting => "waiting",
@@ -30,15 +38,7 @@ impl EntryStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [
-            EntryStatus::Waiting,
-            EntryStatus::Offered,
-            EntryStatus::Accepted,
-            EntryStatus::Expired,
-            EntryStatus::Left,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == raw)
+        Self::ALL.into_iter().find(|status| status.as_str() == raw)
     }
 
     /// Whether the entry is still on its event's list (waiting, or holding an offer).

@@ -58,9 +58,9 @@ pub async fn request_context(
     };
     let parent = telemetry::trace::parent_from_headers(header(TRACEPARENT), header(TRACESTATE));
 
-    // Log lines written while the request is served carry its request id and trace id (through
-    // the span when spans are exported, through the context otherwise); the access line below
-    // carries them itself.
+    // Log lines written while the request is served carry its request id and trace id from the
+    // request's context (see `telemetry::with_request`); the access line below carries them
+    // itself. The span is a real one only when spans are exported.
     let (span, trace) = telemetry::request_span(method.as_str(), &route, &request_id, parent);
     let trace_id = trace.trace_id();
     let context = telemetry::RequestContext {

@@ -203,8 +203,8 @@ where
         self.inner
             .format_event(ctx, Writer::new(&mut line), event)?;
         let line = line.trim_end_matches('\n');
-        match line.strip_suffix('}') {
-            Some(object) if self.json => {
+        match (self.json, line.strip_suffix('}')) {
+            (true, Some(object)) => {
                 // A request id is visible ASCII, but may hold quotes or backslashes.
                 let request_id = serde_json::to_string(&request_id).map_err(|_| std::fmt::Error)?;
                 writeln!(
@@ -212,8 +212,10 @@ where
                     "{object},\"span\":{{\"name\":\"request\",\"request_id\":{request_id},\"trace_id\":\"{trace_id}\"}}}}"
                 )
             }
+            // Not an object after all: written as it is rather than made invalid JSON.
+            (true, None) => writeln!(writer, "{line}"),
             // Quoted, as the line's own text fields are: an id may hold `"` or `=`.
-            _ => writeln!(
+            (false, _) => writeln!(
                 writer,
                 "{line} request_id={request_id:?} trace_id={trace_id}"
             ),
@@ -482,7 +484,8 @@ mod tests {
         }
     }
 
-    /// Logs a warning inside a request and one outside any, in `format`; the two lines written.
+    /// Logs a warning inside a request and one outside any, in `format`: the two lines written,
+    /// and the request's trace.
     fn warnings(format: LogFormat) -> (String, String, TraceContext) {
         let lines = Lines::default();
         let writer = {

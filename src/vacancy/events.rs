@@ -2,8 +2,8 @@
 //! up, often several times per batch, and every batch puts back each event it changed: that is
 //! one hash lookup each. The id order, which a page of `GET /api/v1/events` follows, is kept
 //! beside them and changes only when an event is added, not when one is sold from. A shared
-//! store's writer holds only the events its batch locked, and lists none (its pages are read
-//! from the database), so it keeps no order (see [`EventMap::hold_locked`]).
+//! store's writer has only the events its batch locked, and lists none (its pages are read
+//! from the database), so it builds no order for them (see [`EventMap::replace_with_locked`]).
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -12,6 +12,7 @@ use foldhash::HashMap;
 
 use crate::domain::{Event, EventId};
 
+/// Events by id, listed in id order.
 #[derive(Debug, Default)]
 pub(crate) struct EventMap {
     by_id: HashMap<EventId, Event>,
@@ -38,9 +39,10 @@ impl EventMap {
         }
     }
 
-    /// Holds exactly `events`, the ones a shared store's batch locked, to be found by id; they
-    /// are not listed, so no id order is built for them.
-    pub fn hold_locked(&mut self, events: Vec<Event>) {
+    /// Keeps exactly `events`, the ones a shared store's batch locked, to be found by id; they
+    /// are never listed, so no id order is built for them (an event the batch then creates is
+    /// added to the order as usual, and goes with the next batch's replacement).
+    pub fn replace_with_locked(&mut self, events: Vec<Event>) {
         self.ids.clear();
         self.by_id.clear();
         self.by_id
@@ -93,9 +95,15 @@ mod tests {
         let b = EventId::parse("b").unwrap();
         assert_eq!(map.get(&b).map(|e| e.stock().capacity), Some(7));
         assert!(map.get(&EventId::parse("d").unwrap()).is_none());
-        map.hold_locked(vec![event("c", 2)]);
-        assert_eq!(map.get(&b).map(|e| e.stock().capacity), None);
+    }
+
+    #[test]
+    fn a_shared_batch_keeps_only_its_locked_events_and_lists_none() {
+        let mut map: EventMap = [event("a", 1), event("b", 1)].into_iter().collect();
+        map.replace_with_locked(vec![event("c", 2)]);
+        assert!(map.get(&EventId::parse("a").unwrap()).is_none());
         let c = EventId::parse("c").unwrap();
         assert_eq!(map.get(&c).map(|e| e.stock().capacity), Some(2));
+        assert_eq!(map.after(None).count(), 0);
     }
 }

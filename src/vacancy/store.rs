@@ -126,7 +126,7 @@ impl Store for Shared {
             command.plan(&mut plan);
         }
         let snapshot = self.ledger.begin(&plan)?;
-        events.write().hold_locked(snapshot.events);
+        events.write().replace_with_locked(snapshot.events);
         if sweep {
             // Due holds are swept only as the database lists them, with their events locked.
             holds.swept(time.now_ms, snapshot.due);

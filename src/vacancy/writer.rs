@@ -38,8 +38,9 @@ use crate::domain::{
 };
 use crate::telemetry;
 
-/// Events as the writer last committed or locked them, ordered by id so a page of the list is a
-/// range, not a sort of every event. Written only by the writer. On a local store this is every
+/// Events as the writer last committed or locked them, found by id in one hash lookup and listed
+/// in id order, so a page of the list is a range, not a sort of every event (see [`EventMap`]).
+/// Written only by the writer. On a local store this is every
 /// event, and reads are served from it; on a shared store it holds only the events the last batch
 /// locked, with their counts as that batch left them, and reads go to the database instead.
 pub(crate) type Events = Arc<RwLock<EventMap>>;

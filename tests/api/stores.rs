@@ -85,7 +85,7 @@ async fn an_embedded_store_of_the_release_before_schema_5_keeps_its_changes() {
 
 /// The same, from the last release on schema 5, whose orders and waiting list checked their
 /// status with `IN`: both tables are rebuilt by the migration to schema 6, and every order, the
-/// waiting entry (still first in line, its customer counted) and the changes come through.
+/// waiting entry (still first in line) and the changes come through.
 #[actix_web::test]
 async fn an_embedded_store_of_the_release_before_schema_6_keeps_orders_and_waiting_list() {
     let name = "embedded-v4";
@@ -107,9 +107,21 @@ async fn an_embedded_store_of_the_release_before_schema_6_keeps_orders_and_waiti
         "{entry:?}"
     );
     let types = app.change_types().await;
+    let told_then = [
+        "order.confirmed",
+        "order.confirmed",
+        "order.cancelled",
+        "hold.created",
+        "hold.created",
+        "hold.released",
+        "hold.created",
+        "order.confirmed",
+        "order.confirmed",
+        "event.sold_out",
+    ];
     assert_eq!(
-        types[..3],
-        ["order.confirmed", "order.confirmed", "order.cancelled"],
+        types[..told_then.len()],
+        told_then,
         "the changes the release before told are kept: {types:?}"
     );
     // The rebuilt tables take new rows: a second customer joins behind the first.
