@@ -43,6 +43,20 @@ async fn an_embedded_store_of_the_release_before_categories_opens_intact() {
     the_feed_begins_with_this_release(&app).await;
 }
 
+/// The changes `make-store.sh` makes a release with the outbox tell, in order.
+const TOLD_BY_THE_FIXTURE: [&str; 10] = [
+    "order.confirmed",
+    "order.confirmed",
+    "order.cancelled",
+    "hold.created",
+    "hold.created",
+    "hold.released",
+    "hold.created",
+    "order.confirmed",
+    "order.confirmed",
+    "event.sold_out",
+];
+
 /// The same, from the last release with the outbox on schema 4 (changes numbered by
 /// AUTOINCREMENT, indexed by age): the changes it told are kept with their numbers, in order, and
 /// the ones this release tells follow on from them without a gap.
@@ -51,21 +65,13 @@ async fn an_embedded_store_of_the_release_before_schema_5_keeps_its_changes() {
     let name = "embedded-v3";
     let app = opens_embedded(name).await;
     let types = app.change_types().await;
-    let told_then = [
-        "order.confirmed",
-        "order.confirmed",
-        "order.cancelled",
-        "hold.created",
-        "hold.created",
-        "hold.released",
-        "hold.created",
-        "order.confirmed",
-        "order.confirmed",
-        "event.sold_out",
-    ];
-    assert_eq!(types[..told_then.len()], told_then, "{types:?}");
+    assert_eq!(
+        types[..TOLD_BY_THE_FIXTURE.len()],
+        TOLD_BY_THE_FIXTURE,
+        "{types:?}"
+    );
     assert!(
-        types.len() > told_then.len(),
+        types.len() > TOLD_BY_THE_FIXTURE.len(),
         "this release told more: {types:?}"
     );
     let ids = manifest(name);
@@ -107,21 +113,9 @@ async fn an_embedded_store_of_the_release_before_schema_6_keeps_orders_and_waiti
         "{entry:?}"
     );
     let types = app.change_types().await;
-    let told_then = [
-        "order.confirmed",
-        "order.confirmed",
-        "order.cancelled",
-        "hold.created",
-        "hold.created",
-        "hold.released",
-        "hold.created",
-        "order.confirmed",
-        "order.confirmed",
-        "event.sold_out",
-    ];
     assert_eq!(
-        types[..told_then.len()],
-        told_then,
+        types[..TOLD_BY_THE_FIXTURE.len()],
+        TOLD_BY_THE_FIXTURE,
         "the changes the release before told are kept: {types:?}"
     );
     // The rebuilt tables take new rows: a second customer joins behind the first.
