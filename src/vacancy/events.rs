@@ -58,18 +58,12 @@ impl EventMap {
     }
 }
 
-impl Extend<Event> for EventMap {
-    fn extend<I: IntoIterator<Item = Event>>(&mut self, events: I) {
-        for event in events {
-            self.insert(event);
-        }
-    }
-}
-
 impl FromIterator<Event> for EventMap {
     fn from_iter<I: IntoIterator<Item = Event>>(events: I) -> Self {
         let mut map = Self::default();
-        map.extend(events);
+        for event in events {
+            map.insert(event);
+        }
         map
     }
 }
