@@ -17,9 +17,11 @@ use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use parking_lot::Mutex;
 use tracing::Level;
+use tracing::Metadata;
 use tracing::field::Empty;
+use tracing::level_filters::LevelFilter;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::filter::{FilterExt, FilterFn, filter_fn};
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -110,14 +112,7 @@ pub fn init(
     let spans = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("ticketd"))
-            .with_filter(filter_fn(|meta| {
-                meta.target().starts_with("ticketd")
-                    && if meta.is_span() {
-                        *meta.level() <= Level::INFO
-                    } else {
-                        *meta.level() <= Level::WARN
-                    }
-            }))
+            .with_filter(exported())
     });
     tracing_subscriber::registry()
         .with(logs)
@@ -129,6 +124,24 @@ pub fn init(
         tracing::info!(endpoint = %otlp.traces_url(), service = %otlp.service_name, "exporting spans");
     }
     Ok(Telemetry { provider })
+}
+
+/// What span export takes: ticketd's own spans at info and its warnings.
+///
+/// Every filter states the most verbose level it can let through. A filter that does not leaves
+/// the subscriber without a level hint, and then every `trace!` the libraries write (actix-http
+/// writes about twenty per request) is dispatched to the subscriber to be refused one by one,
+/// instead of being skipped where it is written.
+fn exported() -> FilterFn<impl Fn(&Metadata<'_>) -> bool> {
+    filter_fn(|meta: &Metadata<'_>| {
+        meta.target().starts_with("ticketd")
+            && if meta.is_span() {
+                *meta.level() <= Level::INFO
+            } else {
+                *meta.level() <= Level::WARN
+            }
+    })
+    .with_max_level_hint(Level::INFO)
 }
 
 /// The layer that writes log lines to `writer`, one per event that `filter` lets through, as
@@ -144,7 +157,9 @@ where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = filter.and(filter_fn(|meta| !meta.is_span()));
+    // `filter` alone says which levels can pass (see [`exported`]).
+    let filter =
+        filter.and(filter_fn(|meta| !meta.is_span()).with_max_level_hint(LevelFilter::TRACE));
     let builder = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi);
@@ -518,6 +533,32 @@ mod tests {
         let inside = lines.next().expect("a line inside the request");
         let outside = lines.next().expect("a line outside it");
         (inside, outside, trace)
+    }
+
+    /// The subscriber tells `tracing` the most verbose level any of its filters lets through, so
+    /// a library's `trace!` is skipped where it is written rather than offered to the subscriber
+    /// and refused (found in a profile: ~20 such calls per request, 8% of a purchase).
+    #[test]
+    fn the_subscriber_admits_no_level_its_filters_refuse() {
+        use tracing::Subscriber as _;
+        use tracing_subscriber::Registry;
+        let logs = |level: &str| {
+            log_lines::<Registry, _>(LogFormat::Json, EnvFilter::new(level), std::io::sink, false)
+        };
+        // As the bench and most operators run it: warnings, and ticketd's own info lines.
+        let quiet = tracing_subscriber::registry().with(logs("warn,ticketd=info"));
+        assert_eq!(quiet.max_level_hint(), Some(LevelFilter::INFO));
+        let warn = tracing_subscriber::registry().with(logs("warn"));
+        assert_eq!(warn.max_level_hint(), Some(LevelFilter::WARN));
+        // Exporting spans adds ticketd's info spans, nothing more verbose.
+        let exporting = tracing_subscriber::registry().with(logs("warn")).with(Some(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::sink)
+                .with_filter(exported()),
+        ));
+        assert_eq!(exporting.max_level_hint(), Some(LevelFilter::INFO));
+        let debugging = tracing_subscriber::registry().with(logs("debug"));
+        assert_eq!(debugging.max_level_hint(), Some(LevelFilter::DEBUG));
     }
 
     #[test]
