@@ -29,8 +29,11 @@
 //! type, pointing at a receiver on 127.0.0.1 (this executable again, in a third role, answering
 //! 204 to everything), in alternating rounds, and gives the ratio of the medians.
 //! `BENCH_BASELINE_TICKETD=PATH` adds the memory and durable monoliths and the split pair of
-//! another `ticketd` build (say, the last release) to the same alternating rounds, so a change is
-//! measured against what it replaces side by side, on the same machine at the same moments.
+//! another `ticketd` build (say, the last release) to the same rounds, each run right beside its
+//! counterpart at the same worker count, the two swapping order every round, so a change is
+//! measured against what it replaces on the same machine at the same moments. The report's
+//! "Against the baseline build" section gives the ratio of the medians and the ratio round by
+//! round.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -75,45 +78,51 @@ fn main() {
     let work = tempfile::tempdir().expect("a temporary directory");
     let scripts = Scripts::write(work.path());
 
-    let mut targets = vec![
-        Target::Ceiling,
-        Target::MonolithMemory,
-        Target::MonolithDurable,
-        Target::MonolithAccessLog,
-        Target::MonolithNoMetrics,
-        Target::Split,
+    // Each baseline target runs right beside the target it is compared with, at the same
+    // worker count, and the two swap places every round: the machine's drift over a run (and on
+    // a shared VM it drifts) then falls on both alike, and a round's ratio compares moments
+    // seconds apart rather than minutes.
+    let pairs = [
+        (Target::MonolithMemory, Target::BaselineMemory),
+        (Target::MonolithDurable, Target::BaselineDurable),
+        (Target::Split, Target::BaselineSplit),
     ];
-    if baseline().is_some() {
-        targets.extend([
-            Target::BaselineMemory,
-            Target::BaselineDurable,
-            Target::BaselineSplit,
-        ]);
-    }
     let mut runs = Runs::new();
     for round in 0..rounds {
-        for &target in &targets {
-            for &endpoint in target.endpoints() {
+        let mut slots: Vec<Vec<Target>> = vec![vec![Target::Ceiling]];
+        for (this, other) in pairs {
+            slots.push(match (baseline().is_some(), round % 2) {
+                (false, _) => vec![this],
+                (true, 0) => vec![this, other],
+                (true, _) => vec![other, this],
+            });
+        }
+        slots.push(vec![Target::MonolithAccessLog]);
+        slots.push(vec![Target::MonolithNoMetrics]);
+        for slot in &slots {
+            for &endpoint in slot[0].endpoints() {
                 for workers in WORKER_COUNTS {
-                    let run = measure(
-                        target,
-                        workers,
-                        endpoint,
-                        connections,
-                        seconds,
-                        &scripts,
-                        work.path(),
-                    );
-                    eprintln!(
-                        "round {round}: {:<18} {:<9} {workers}w {run}",
-                        target.name(),
-                        endpoint.name()
-                    );
-                    runs.entry((target, endpoint))
-                        .or_default()
-                        .entry(workers)
-                        .or_default()
-                        .push(run);
+                    for &target in slot {
+                        let run = measure(
+                            target,
+                            workers,
+                            endpoint,
+                            connections,
+                            seconds,
+                            &scripts,
+                            work.path(),
+                        );
+                        eprintln!(
+                            "round {round}: {:<27} {:<9} {workers}w {run}",
+                            target.name(),
+                            endpoint.name()
+                        );
+                        runs.entry((target, endpoint))
+                            .or_default()
+                            .entry(workers)
+                            .or_default()
+                            .push(run);
+                    }
                 }
             }
         }
@@ -193,6 +202,10 @@ fn main() {
             durable_run.rps,
             with.rps / durable_run.rps
         );
+    }
+
+    if baseline().is_some() {
+        against_baseline(&mut report, &runs, pairs);
     }
 
     // The sections below run the durable monolith at the worker count it did best with.
@@ -329,6 +342,54 @@ fn by_workers_text(by_workers: &BTreeMap<usize, Vec<Run>>) -> String {
         .map(|(workers, runs)| format!("{workers}: {:.0}", median_run(runs).rps))
         .collect::<Vec<_>>()
         .join(" · ")
+}
+
+/// This build against the baseline, target by target: each at its own best worker count, the
+/// ratio of the medians, and the ratio round by round (runs taken seconds apart) with its median.
+fn against_baseline(report: &mut String, runs: &Runs, pairs: [(Target, Target); 3]) {
+    let _ = writeln!(
+        report,
+        "\n## Against the baseline build (`BENCH_BASELINE_TICKETD`)\n\n\
+         Each target of this build and of the baseline at its own best worker count; the two ran \
+         side by side in every round, swapping order each round.\n"
+    );
+    let _ = writeln!(
+        report,
+        "| target | endpoint | this build req/s (workers) | baseline req/s (workers) | ratio of medians | ratio by round | median of rounds |"
+    );
+    let _ = writeln!(report, "|---|---|---:|---:|---:|---|---:|");
+    for (this, other) in pairs {
+        for &endpoint in this.endpoints() {
+            let (Some(ours), Some(theirs)) =
+                (runs.get(&(this, endpoint)), runs.get(&(other, endpoint)))
+            else {
+                continue;
+            };
+            let (our_workers, our_run) = best(ours);
+            let (their_workers, their_run) = best(theirs);
+            let mut by_round: Vec<f64> = ours[&our_workers]
+                .iter()
+                .zip(&theirs[&their_workers])
+                .map(|(a, b)| a.rps / b.rps)
+                .collect();
+            let text = by_round
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" · ");
+            by_round.sort_by(f64::total_cmp);
+            let _ = writeln!(
+                report,
+                "| {} | {} | {:.0} ({our_workers}) | {:.0} ({their_workers}) | **{:.3}** | {text} | {:.3} |",
+                this.name(),
+                endpoint.name(),
+                our_run.rps,
+                their_run.rps,
+                our_run.rps / their_run.rps,
+                by_round[by_round.len() / 2]
+            );
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
