@@ -18,6 +18,7 @@
 //! It is a plain OS thread rather than a Tokio task because ledgers may block on disk I/O.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -556,7 +557,8 @@ impl<S: Store> Writer<S> {
 
     /// Takes batches off the queue and processes them until every sender is gone. Commands sent
     /// together stay together, so a batch may pass `batch_size_max` by the last one's size.
-    pub fn run(mut self, commands: Receiver<Queued>) {
+    /// `waiting` counts the sends not yet received (see `Queue`): one comes off each received.
+    pub fn run(mut self, commands: Receiver<Queued>, waiting: &AtomicUsize) {
         let mut batch = Vec::with_capacity(self.batch_size_max);
         loop {
             // Wait for a request, or until the next hold is due.
@@ -567,18 +569,26 @@ impl<S: Store> Writer<S> {
                 }
             };
             let mut taken = 0;
+            let mut received = 0;
             match next {
-                Ok(queued) => taken += self.take(queued, &mut batch),
+                Ok(queued) => {
+                    received += 1;
+                    taken += self.take(queued, &mut batch);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 // Every sender is gone: the inventory was dropped, time to stop.
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             while batch.len() < self.batch_size_max {
                 match commands.try_recv() {
-                    Ok(queued) => taken += self.take(queued, &mut batch),
+                    Ok(queued) => {
+                        received += 1;
+                        taken += self.take(queued, &mut batch);
+                    }
                     Err(_) => break,
                 }
             }
+            waiting.fetch_sub(received, Ordering::Relaxed);
             metrics::gauge!("ticketd_inventory_queue_requests").decrement(taken as f64);
             if batch.is_empty() && taken > 0 {
                 // Only reads of changes came: nothing to decide (no due hold is lost: the next
