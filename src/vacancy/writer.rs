@@ -1,7 +1,7 @@
 //! The single writer of an inventory: group commit.
 //!
-//! Requests queue up in a bounded channel. The writer takes every request that is waiting (up to
-//! `batch_size_max`) and, for the whole batch at once:
+//! Requests queue up in a channel holding at most `queue_size_max` sends. The writer takes every
+//! request that is waiting (up to `batch_size_max`) and, for the whole batch at once:
 //!
 //! 1. **reads** what the batch names: a shared store first locks the batch's events and hands
 //!    back their committed state; then every idempotency key, and every order the requests, those
